@@ -1,0 +1,297 @@
+//! Knative-shaped objects (`serving.knative.dev/v1`), as `describe -o json|yaml` prints them.
+//!
+//! Field names and nesting follow Knative Serving so that users can read them with the same
+//! eyes (and tools) they use on a cluster.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::service::{Revision, Service};
+use crate::template::{EnvVar, PortProtocol, RevisionTemplate};
+
+pub const SERVING_API_VERSION: &str = "serving.knative.dev/v1";
+pub const MIN_SCALE_ANNOTATION: &str = "autoscaling.knative.dev/min-scale";
+pub const MAX_SCALE_ANNOTATION: &str = "autoscaling.knative.dev/max-scale";
+pub const INITIAL_SCALE_ANNOTATION: &str = "autoscaling.knative.dev/initial-scale";
+
+/// A Knative Service object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KService {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: ServiceSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ServiceStatus>,
+}
+
+/// A Knative Revision object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KRevision {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: RevisionSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RevisionStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    pub template: RevisionTemplateSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionTemplateSpec {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: RevisionSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionSpec {
+    pub container_concurrency: u32,
+    pub timeout_seconds: u32,
+    pub containers: Vec<Container>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub container_port: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    pub observed_generation: u64,
+    pub url: String,
+    pub conditions: Vec<Condition>,
+    pub latest_created_revision_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_ready_revision_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficTarget>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionStatus {
+    pub conditions: Vec<Condition>,
+    /// Instances running (Knative's count of ready pods).
+    pub actual_replicas: u32,
+    /// Instances the platform wants.
+    pub desired_replicas: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficTarget {
+    pub revision_name: String,
+    pub latest_revision: bool,
+    pub percent: u32,
+}
+
+/// A Knative status condition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// The state of a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl Condition {
+    pub fn new(kind: &str, status: ConditionStatus, reason: Option<&str>, message: Option<String>) -> Self {
+        let status = match status {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        };
+        Condition {
+            kind: kind.to_string(),
+            status: status.to_string(),
+            reason: reason.map(str::to_string),
+            message,
+            last_transition_time: None,
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// Formats a time as Kubernetes does (RFC 3339, seconds, `Z`).
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
+    let port_name = match template.protocol {
+        PortProtocol::Http1 => None,
+        PortProtocol::H2c => Some(PortProtocol::H2c.to_string()),
+    };
+    RevisionSpec {
+        container_concurrency: template.container_concurrency,
+        timeout_seconds: template.timeout_seconds,
+        containers: vec![Container {
+            image: template.image.clone(),
+            env: template.env.clone(),
+            ports: vec![ContainerPort { name: port_name, container_port: template.port }],
+        }],
+    }
+}
+
+fn scale_annotations(template: &RevisionTemplate) -> BTreeMap<String, String> {
+    let scale = template.scale;
+    let mut annotations = BTreeMap::new();
+    annotations.insert(MIN_SCALE_ANNOTATION.to_string(), scale.min.to_string());
+    annotations.insert(MAX_SCALE_ANNOTATION.to_string(), scale.max.to_string());
+    annotations.insert(INITIAL_SCALE_ANNOTATION.to_string(), scale.initial.to_string());
+    annotations
+}
+
+/// The Knative object for a service, with the given status.
+pub fn service_object(service: &Service, status: Option<ServiceStatus>) -> KService {
+    KService {
+        api_version: SERVING_API_VERSION.to_string(),
+        kind: "Service".to_string(),
+        metadata: ObjectMeta {
+            name: service.name.clone(),
+            namespace: Some("default".to_string()),
+            generation: Some(service.generation),
+            creation_timestamp: Some(timestamp(service.created_at)),
+            ..ObjectMeta::default()
+        },
+        spec: ServiceSpec {
+            template: RevisionTemplateSpec {
+                metadata: ObjectMeta {
+                    annotations: scale_annotations(&service.template),
+                    ..ObjectMeta::default()
+                },
+                spec: revision_spec(&service.template),
+            },
+        },
+        status,
+    }
+}
+
+/// The Knative object for a revision, with the given status.
+pub fn revision_object(revision: &Revision, status: Option<RevisionStatus>) -> KRevision {
+    let mut labels = BTreeMap::new();
+    labels.insert("serving.knative.dev/service".to_string(), revision.service.clone());
+    labels.insert("serving.knative.dev/configuration".to_string(), revision.service.clone());
+    labels.insert(
+        "serving.knative.dev/configurationGeneration".to_string(),
+        revision.generation.to_string(),
+    );
+    KRevision {
+        api_version: SERVING_API_VERSION.to_string(),
+        kind: "Revision".to_string(),
+        metadata: ObjectMeta {
+            name: revision.name.clone(),
+            namespace: Some("default".to_string()),
+            generation: Some(1),
+            creation_timestamp: Some(timestamp(revision.created_at)),
+            labels,
+            annotations: scale_annotations(&revision.template),
+        },
+        spec: revision_spec(&revision.template),
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::ScaleBounds;
+
+    #[test]
+    fn service_object_is_knative_shaped() {
+        let mut template = RevisionTemplate::new("rouse-samples/hello");
+        template.env = vec!["TARGET=Rouse".parse().unwrap()];
+        template.container_concurrency = 10;
+        template.scale = ScaleBounds { min: 1, max: 3, initial: 1 };
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let (svc, _) = Service::create("hello", template, now);
+        let status = ServiceStatus {
+            observed_generation: 1,
+            url: "http://hello.localhost:8080".into(),
+            conditions: vec![Condition::new("Ready", ConditionStatus::True, None, None)],
+            latest_created_revision_name: "hello-00001".into(),
+            latest_ready_revision_name: Some("hello-00001".into()),
+            traffic: vec![],
+        };
+        let json = serde_json::to_value(service_object(&svc, Some(status))).unwrap();
+        assert_eq!(json["apiVersion"], "serving.knative.dev/v1");
+        assert_eq!(json["kind"], "Service");
+        assert_eq!(json["metadata"]["name"], "hello");
+        assert_eq!(json["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
+        let spec = &json["spec"]["template"]["spec"];
+        assert_eq!(spec["containerConcurrency"], 10);
+        assert_eq!(spec["timeoutSeconds"], 300);
+        assert_eq!(spec["containers"][0]["image"], "rouse-samples/hello");
+        assert_eq!(spec["containers"][0]["env"][0]["name"], "TARGET");
+        assert_eq!(spec["containers"][0]["ports"][0]["containerPort"], 8080);
+        assert_eq!(
+            json["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/max-scale"],
+            "3"
+        );
+        assert_eq!(json["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(json["status"]["latestReadyRevisionName"], "hello-00001");
+        let back: KService = serde_json::from_value(json).unwrap();
+        assert_eq!(back.metadata.name, "hello");
+    }
+}

@@ -1,0 +1,24 @@
+//! The resources Rouse manages, as users see them.
+//!
+//! This crate owns the resource types (services and their immutable revisions), their
+//! validation at the edge, the Knative-shaped objects users read and write (`serving.knative.dev/v1`),
+//! and the error type users see for bad input. It does no I/O.
+//!
+//! Layout, in reading order:
+//! - [`name`]: resource names (DNS labels) and revision naming.
+//! - [`template`]: a revision template (image, env, port, limits, scale bounds) and its validation.
+//! - [`service`]: the `Service` and `Revision` records the daemon stores.
+//! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
+//! - [`error`]: [`ValidationError`], naming the field and the fix.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod knative;
+pub mod name;
+pub mod service;
+pub mod template;
+
+pub use error::ValidationError;
+pub use service::{Revision, Service};
+pub use template::{EnvVar, PortProtocol, RevisionTemplate, ScaleBounds};

@@ -1,0 +1,322 @@
+//! A revision template: everything that, when it changes, makes a new revision.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+
+/// Port the container listens on when none is given (Knative's and Cloud Run's default).
+pub const DEFAULT_PORT: u16 = 8080;
+/// Request timeout when none is given, in seconds (Knative's `revision-timeout-seconds`).
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
+/// Longest request timeout allowed, in seconds (Knative's `max-revision-timeout-seconds`).
+pub const MAX_TIMEOUT_SECONDS: u32 = 600;
+/// Largest containerConcurrency accepted (Knative's `container-concurrency-max-limit`).
+pub const MAX_CONTAINER_CONCURRENCY: u32 = 1000;
+/// Instances a revision starts with when none is given.
+pub const DEFAULT_INITIAL_SCALE: u32 = 1;
+
+/// Environment variables the platform sets itself; users may not override them.
+pub const RESERVED_ENV: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
+
+/// The immutable part of a revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionTemplate {
+    /// Image reference in the local Docker.
+    pub image: String,
+    /// User environment, in the order given.
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+    /// The port the container listens on (`$PORT`).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Protocol the proxy speaks to the container on that port.
+    #[serde(default)]
+    pub protocol: PortProtocol,
+    /// Most requests one instance serves at once; 0 means unlimited.
+    #[serde(default)]
+    pub container_concurrency: u32,
+    /// Longest a request may take, in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+    /// Instance count bounds.
+    #[serde(default)]
+    pub scale: ScaleBounds,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_timeout() -> u32 {
+    DEFAULT_TIMEOUT_SECONDS
+}
+
+impl RevisionTemplate {
+    /// A template for `image` with every other field at its default.
+    pub fn new(image: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            env: Vec::new(),
+            port: DEFAULT_PORT,
+            protocol: PortProtocol::default(),
+            container_concurrency: 0,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            scale: ScaleBounds::default(),
+        }
+    }
+
+    /// Checks every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_image(&self.image)?;
+        for (i, var) in self.env.iter().enumerate() {
+            var.validate()?;
+            if self.env[..i].iter().any(|v| v.name == var.name) {
+                return Err(ValidationError::new(
+                    "--env",
+                    &var.name,
+                    "is given twice; give each variable once",
+                ));
+            }
+        }
+        if self.port == 0 {
+            return Err(ValidationError::new("--port", self.port, "must be between 1 and 65535"));
+        }
+        if self.container_concurrency > MAX_CONTAINER_CONCURRENCY {
+            return Err(ValidationError::new(
+                "--concurrency-limit",
+                self.container_concurrency,
+                format!("must be between 0 (unlimited) and {MAX_CONTAINER_CONCURRENCY}"),
+            ));
+        }
+        if self.timeout_seconds == 0 || self.timeout_seconds > MAX_TIMEOUT_SECONDS {
+            return Err(ValidationError::new(
+                "--timeout",
+                self.timeout_seconds,
+                format!("must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"),
+            ));
+        }
+        self.scale.validate()
+    }
+}
+
+/// Checks that an image reference is plausible (no whitespace, not empty). Whether it exists is
+/// asked of the runtime.
+pub fn validate_image(image: &str) -> Result<(), ValidationError> {
+    if image.is_empty() {
+        return Err(ValidationError::new("--image", image, "an image is required, e.g. --image rouse-samples/hello"));
+    }
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) || image.starts_with(['-', ':', '/']) {
+        return Err(ValidationError::new(
+            "--image",
+            image,
+            "is not an image reference like 'name', 'repo/name:tag' or 'name@sha256:...'",
+        ));
+    }
+    Ok(())
+}
+
+/// One environment variable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+impl EnvVar {
+    /// Kubernetes' rule: letters, digits, `_`, `-`, `.`, not starting with a digit.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let name = &self.name;
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            return Err(ValidationError::new(
+                "--env",
+                name,
+                "a variable name uses letters, digits, '_', '-' or '.', and does not start with a digit",
+            ));
+        }
+        if RESERVED_ENV.contains(&name.as_str()) {
+            return Err(ValidationError::new(
+                "--env",
+                name,
+                "is set by Rouse for every container; use --port to change PORT",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for EnvVar {
+    type Err = ValidationError;
+
+    /// Parses `NAME=VALUE` (the value may be empty and may contain `=`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((name, value)) = s.split_once('=') else {
+            return Err(ValidationError::new("--env", s, "expected NAME=VALUE, e.g. --env TARGET=World"));
+        };
+        let var = EnvVar { name: name.to_string(), value: value.to_string() };
+        var.validate()?;
+        Ok(var)
+    }
+}
+
+/// The protocol spoken to the container's port, named as Knative names ports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortProtocol {
+    /// HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 without TLS (prior knowledge), for gRPC and friends.
+    H2c,
+}
+
+impl fmt::Display for PortProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortProtocol::Http1 => "http1",
+            PortProtocol::H2c => "h2c",
+        })
+    }
+}
+
+/// Parses `--port`: `8080`, `http1:8080` or `h2c:8080`.
+pub fn parse_port(s: &str) -> Result<(PortProtocol, u16), ValidationError> {
+    let (protocol, number) = match s.split_once(':') {
+        Some(("http1", n)) => (PortProtocol::Http1, n),
+        Some(("h2c", n)) => (PortProtocol::H2c, n),
+        Some((other, _)) => {
+            return Err(ValidationError::new(
+                "--port",
+                s,
+                format!("unknown protocol '{other}'; use a number (8080), http1:NUMBER or h2c:NUMBER"),
+            ));
+        }
+        None => (PortProtocol::Http1, s),
+    };
+    match number.parse::<u32>() {
+        Ok(n @ 1..=65535) => Ok((protocol, n as u16)),
+        _ => Err(ValidationError::new("--port", s, "must be a port number between 1 and 65535")),
+    }
+}
+
+/// How many instances a revision may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleBounds {
+    /// Fewest instances kept, even when idle.
+    #[serde(default)]
+    pub min: u32,
+    /// Most instances; 0 means no limit beyond the host's.
+    #[serde(default)]
+    pub max: u32,
+    /// Instances started when the revision is created.
+    #[serde(default = "default_initial_scale")]
+    pub initial: u32,
+}
+
+fn default_initial_scale() -> u32 {
+    DEFAULT_INITIAL_SCALE
+}
+
+impl Default for ScaleBounds {
+    fn default() -> Self {
+        Self { min: 0, max: 0, initial: DEFAULT_INITIAL_SCALE }
+    }
+}
+
+impl ScaleBounds {
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.max != 0 && self.min > self.max {
+            return Err(ValidationError::new(
+                "--scale-min",
+                self.min,
+                format!("must not exceed --scale-max ({})", self.max),
+            ));
+        }
+        if self.max != 0 && self.initial > self.max {
+            return Err(ValidationError::new(
+                "--scale-init",
+                self.initial,
+                format!("must not exceed --scale-max ({})", self.max),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The instance count a new revision starts with: initial scale, at least min, at most max.
+    pub fn initial_instances(&self) -> u32 {
+        let n = self.initial.max(self.min);
+        if self.max == 0 { n } else { n.min(self.max) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_parses_name_and_value() {
+        let var: EnvVar = "TARGET=a=b".parse().unwrap();
+        assert_eq!(var, EnvVar { name: "TARGET".into(), value: "a=b".into() });
+        let empty: EnvVar = "EMPTY=".parse().unwrap();
+        assert_eq!(empty.value, "");
+    }
+
+    #[test]
+    fn env_rejects_malformed_and_reserved() {
+        assert!("NOEQUALS".parse::<EnvVar>().unwrap_err().reason.contains("NAME=VALUE"));
+        assert!("=x".parse::<EnvVar>().is_err());
+        assert!("1A=x".parse::<EnvVar>().is_err());
+        assert!("A B=x".parse::<EnvVar>().is_err());
+        assert!("PORT=1".parse::<EnvVar>().unwrap_err().reason.contains("--port"));
+        assert!("K_REVISION=1".parse::<EnvVar>().is_err());
+    }
+
+    #[test]
+    fn ports_parse_with_and_without_protocol() {
+        assert_eq!(parse_port("8080").unwrap(), (PortProtocol::Http1, 8080));
+        assert_eq!(parse_port("h2c:9000").unwrap(), (PortProtocol::H2c, 9000));
+        assert_eq!(parse_port("http1:1").unwrap(), (PortProtocol::Http1, 1));
+        for bad in ["0", "65536", "-1", "x", "grpc:80", "h2c:"] {
+            assert_eq!(parse_port(bad).unwrap_err().field, "--port", "{bad}");
+        }
+    }
+
+    #[test]
+    fn template_validation_names_the_flag() {
+        let mut t = RevisionTemplate::new("img");
+        assert!(t.validate().is_ok());
+        t.timeout_seconds = 601;
+        assert_eq!(t.validate().unwrap_err().field, "--timeout");
+        t.timeout_seconds = 10;
+        t.container_concurrency = 1001;
+        assert_eq!(t.validate().unwrap_err().field, "--concurrency-limit");
+        t.container_concurrency = 0;
+        t.scale = ScaleBounds { min: 3, max: 2, initial: 1 };
+        assert_eq!(t.validate().unwrap_err().field, "--scale-min");
+        t.scale = ScaleBounds::default();
+        t.env = vec!["A=1".parse().unwrap(), "A=2".parse().unwrap()];
+        assert!(t.validate().unwrap_err().reason.contains("twice"));
+    }
+
+    #[test]
+    fn images_must_look_like_references() {
+        assert!(validate_image("rouse-samples/hello:latest").is_ok());
+        assert!(validate_image("").is_err());
+        assert!(validate_image("a b").is_err());
+        assert!(validate_image("-x").is_err());
+    }
+
+    #[test]
+    fn initial_instances_respect_bounds() {
+        assert_eq!(ScaleBounds { min: 0, max: 0, initial: 1 }.initial_instances(), 1);
+        assert_eq!(ScaleBounds { min: 3, max: 0, initial: 1 }.initial_instances(), 3);
+        assert_eq!(ScaleBounds { min: 0, max: 2, initial: 5 }.initial_instances(), 2);
+        assert_eq!(ScaleBounds { min: 0, max: 0, initial: 0 }.initial_instances(), 0);
+    }
+}
