@@ -1,0 +1,335 @@
+//! The ready instances of one revision, and how a request gets one.
+//!
+//! A request holds an [`InFlight`] guard for as long as the instance works on it (until the
+//! response body ends). That count is exact because every request passes through here; it
+//! drives the least-in-flight pick, the containerConcurrency limit and draining.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// One instance the proxy may send requests to.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Runtime id of the instance.
+    pub id: String,
+    /// Instance name, for logs and error messages.
+    pub name: String,
+    /// Where to dial it.
+    pub addr: SocketAddr,
+    /// Requests sent to it whose responses have not finished.
+    in_flight: AtomicUsize,
+    /// Signalled when `in_flight` drops to zero.
+    idle: Notify,
+}
+
+impl Endpoint {
+    pub fn new(id: impl Into<String>, name: impl Into<String>, addr: SocketAddr) -> Arc<Self> {
+        Arc::new(Self {
+            id: id.into(),
+            name: name.into(),
+            addr,
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        })
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Reserves a slot when fewer than `limit` requests are in flight (0 = no limit).
+    fn try_reserve(&self, limit: usize) -> bool {
+        let mut current = self.in_flight.load(Ordering::Acquire);
+        loop {
+            if limit != 0 && current >= limit {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Waits until no request is in flight, or `deadline` passes; returns whether it is idle.
+    /// The caller must already have removed the endpoint from its revision so no new request
+    /// arrives.
+    pub async fn drained(&self, deadline: Instant) -> bool {
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.in_flight() == 0;
+            }
+        }
+    }
+}
+
+/// A request's hold on one endpoint; released when dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    endpoint: Arc<Endpoint>,
+    revision: Arc<RevisionEndpoints>,
+}
+
+impl InFlight {
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.endpoint.idle.notify_waiters();
+        }
+        if self.revision.container_concurrency != 0 {
+            // A slot freed up: requests waiting for capacity may go.
+            self.revision.changed.notify_waiters();
+        }
+    }
+}
+
+/// Why a request got no instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireError {
+    /// Too many requests are already waiting for this revision.
+    QueueFull,
+    /// No instance had capacity before the deadline.
+    Timeout,
+}
+
+/// The instances of one revision that may take requests.
+#[derive(Debug)]
+pub struct RevisionEndpoints {
+    /// Revision name.
+    pub revision: String,
+    /// Service name.
+    pub service: String,
+    /// The revision's request timeout (timeoutSeconds).
+    pub timeout: Duration,
+    /// Whether instances speak HTTP/2 cleartext.
+    pub h2c: bool,
+    /// Most requests per instance at once; 0 = unlimited.
+    pub container_concurrency: usize,
+    /// Ready instances. A std lock: held only to copy or edit the list, never across await.
+    ready: RwLock<Vec<Arc<Endpoint>>>,
+    /// Signalled when instances are added or capacity frees up.
+    changed: Notify,
+    /// Requests currently waiting for capacity.
+    waiting: AtomicUsize,
+    /// Rotates the starting point of the pick so ties spread over instances.
+    next: AtomicUsize,
+}
+
+impl RevisionEndpoints {
+    pub fn new(service: &str, revision: &str, timeout: Duration, h2c: bool, container_concurrency: u32) -> Arc<Self> {
+        Arc::new(Self {
+            revision: revision.to_string(),
+            service: service.to_string(),
+            timeout,
+            h2c,
+            container_concurrency: container_concurrency as usize,
+            ready: RwLock::new(Vec::new()),
+            changed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Makes an instance available; waiting requests are woken.
+    pub fn add(&self, endpoint: Arc<Endpoint>) {
+        {
+            let mut ready = self.ready.write().unwrap_or_else(|e| e.into_inner());
+            if ready.iter().any(|e| e.id == endpoint.id) {
+                return;
+            }
+            ready.push(endpoint);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Stops sending new requests to an instance; returns it so the caller can drain it.
+    pub fn remove(&self, id: &str) -> Option<Arc<Endpoint>> {
+        let mut ready = self.ready.write().unwrap_or_else(|e| e.into_inner());
+        let index = ready.iter().position(|e| e.id == id)?;
+        Some(ready.remove(index))
+    }
+
+    /// Ready instances.
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.ready.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn ready_count(&self) -> usize {
+        self.ready.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Requests waiting for capacity now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Takes a slot on the least loaded instance that has one, without waiting.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<InFlight> {
+        let ready = self.ready.read().unwrap_or_else(|e| e.into_inner());
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // Retry a few times: another request may take the chosen slot between pick and reserve.
+        for _ in 0..4 {
+            let loads = ready.iter().map(|e| e.in_flight());
+            let index = pick_least_loaded(loads, self.container_concurrency, start)?;
+            let endpoint = &ready[index];
+            if endpoint.try_reserve(self.container_concurrency) {
+                return Some(InFlight { endpoint: endpoint.clone(), revision: self.clone() });
+            }
+        }
+        None
+    }
+
+    /// Takes a slot, waiting until `deadline` for an instance with capacity. At most
+    /// `max_waiting` requests wait at once.
+    pub async fn acquire(self: &Arc<Self>, deadline: Instant, max_waiting: usize) -> Result<InFlight, AcquireError> {
+        if let Some(slot) = self.try_acquire() {
+            return Ok(slot);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AcquireError::QueueFull);
+        }
+        let _waiting = WaitingGuard(&self.waiting);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Register before checking, so a change between the check and the wait is not missed.
+            changed.as_mut().enable();
+            if let Some(slot) = self.try_acquire() {
+                return Ok(slot);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.try_acquire().ok_or(AcquireError::Timeout);
+            }
+        }
+    }
+}
+
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Index of the instance with the fewest requests in flight among those under `limit`
+/// (0 = no limit). Ties go to the first one at or after `start` (mod len), so equal instances
+/// take turns.
+pub fn pick_least_loaded(loads: impl ExactSizeIterator<Item = usize>, limit: usize, start: usize) -> Option<usize> {
+    let len = loads.len();
+    if len == 0 {
+        return None;
+    }
+    let start = start % len;
+    let mut best: Option<(usize, usize)> = None;
+    for (index, load) in loads.enumerate() {
+        if limit != 0 && load >= limit {
+            continue;
+        }
+        // Distance from `start`, so the rotation decides ties.
+        let rank = (index + len - start) % len;
+        match best {
+            Some((best_load, best_rank)) if (best_load, best_rank) <= (load, rank) => {}
+            _ => best = Some((load, rank)),
+        }
+    }
+    best.map(|(_, rank)| (rank + start) % len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[test]
+    fn picks_least_loaded_and_rotates_ties() {
+        assert_eq!(pick_least_loaded([3, 1, 2].into_iter(), 0, 0), Some(1));
+        assert_eq!(pick_least_loaded([0, 0, 0].into_iter(), 0, 0), Some(0));
+        assert_eq!(pick_least_loaded([0, 0, 0].into_iter(), 0, 1), Some(1));
+        assert_eq!(pick_least_loaded([0, 0, 0].into_iter(), 0, 5), Some(2));
+        assert_eq!(pick_least_loaded(std::iter::empty::<usize>(), 0, 0), None);
+    }
+
+    #[test]
+    fn respects_the_concurrency_limit() {
+        assert_eq!(pick_least_loaded([2, 2].into_iter(), 2, 0), None);
+        assert_eq!(pick_least_loaded([2, 1].into_iter(), 2, 0), Some(1));
+        assert_eq!(pick_least_loaded([5, 9].into_iter(), 0, 0), Some(0));
+    }
+
+    #[tokio::test]
+    async fn slots_are_released_on_drop() {
+        let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 1);
+        let ep = Endpoint::new("a", "s-00001-a", addr());
+        rev.add(ep.clone());
+        let slot = rev.try_acquire().unwrap();
+        assert_eq!(ep.in_flight(), 1);
+        assert!(rev.try_acquire().is_none(), "limit 1 must hold");
+        drop(slot);
+        assert_eq!(ep.in_flight(), 0);
+        assert!(rev.try_acquire().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_request_gets_an_instance_added_later() {
+        let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 0);
+        let waiter = {
+            let rev = rev.clone();
+            tokio::spawn(async move { rev.acquire(Instant::now() + Duration::from_secs(5), 10).await.map(|s| s.endpoint().id.clone()) })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(rev.waiting(), 1);
+        rev.add(Endpoint::new("a", "a", addr()));
+        assert_eq!(waiter.await.unwrap(), Ok("a".to_string()));
+        assert_eq!(rev.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_times_out_and_the_queue_is_bounded() {
+        let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 0);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let first = {
+            let rev = rev.clone();
+            tokio::spawn(async move { rev.acquire(deadline, 1).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(rev.acquire(deadline, 1).await.map(|_| ()), Err(AcquireError::QueueFull));
+        assert_eq!(first.await.unwrap(), Err(AcquireError::Timeout));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drained_waits_for_in_flight_requests() {
+        let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 0);
+        let ep = Endpoint::new("a", "a", addr());
+        rev.add(ep.clone());
+        let slot = rev.try_acquire().unwrap();
+        rev.remove("a").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let drain = tokio::spawn({
+            let ep = ep.clone();
+            async move { ep.drained(deadline).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!drain.is_finished());
+        drop(slot);
+        assert!(drain.await.unwrap());
+    }
+}

@@ -1,0 +1,30 @@
+//! The ingress every request to a service goes through.
+//!
+//! This crate owns host routing (`hello.localhost` → service → revision), waiting for a ready
+//! instance, picking one (least in-flight), the pooled HTTP proxy to instances, request
+//! timeouts and the error responses clients see. It must not decide scale: it reports what it
+//! sees and is told which instances exist.
+//!
+//! Layout, in reading order:
+//! - [`config`]: limits and timeouts of the ingress.
+//! - [`host`]: which service a `Host` header names.
+//! - [`endpoints`]: the ready instances of one revision, their in-flight counts and the pick.
+//! - [`route`]: the table from service name to the revision that serves it.
+//! - [`proxy`]: forwarding one request to one instance, streaming both bodies.
+//! - [`respond`]: every error response a client can get, in one place.
+//! - [`server`]: the listener, connection limits and graceful shutdown.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod endpoints;
+pub mod host;
+pub mod proxy;
+pub mod respond;
+pub mod route;
+pub mod server;
+
+pub use config::IngressConfig;
+pub use endpoints::{Endpoint, RevisionEndpoints};
+pub use proxy::Ingress;
+pub use route::RouteTable;

@@ -1,0 +1,273 @@
+//! Forwarding one request to one instance.
+//!
+//! Both bodies stream: the request body goes to the instance as it arrives and the response
+//! body comes back as the instance writes it; nothing is buffered whole. Connections to
+//! instances are pooled (keep-alive), one pool for HTTP/1.1 and one for h2c.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+use crate::config::IngressConfig;
+use crate::endpoints::{AcquireError, InFlight, RevisionEndpoints};
+use crate::host::service_for_host;
+use crate::respond;
+use crate::route::RouteTable;
+
+/// Errors carried by bodies that pass through the proxy.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the ingress sends.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+type UpstreamBody = Limited<Incoming>;
+type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+
+/// Headers that describe one hop, not the message; never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The ingress: routes each request by host and proxies it to an instance.
+#[derive(Debug)]
+pub struct Ingress {
+    routes: Arc<RouteTable>,
+    config: IngressConfig,
+    http1: UpstreamClient,
+    h2c: UpstreamClient,
+}
+
+impl Ingress {
+    pub fn new(routes: Arc<RouteTable>, config: IngressConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
+        Self { routes, config, http1, h2c }
+    }
+
+    pub fn config(&self) -> &IngressConfig {
+        &self.config
+    }
+
+    /// Handles one client request end to end.
+    pub async fn handle(&self, request: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let Some(host) = request_host(&request) else {
+            return respond::missing_host();
+        };
+        let host = host.to_ascii_lowercase();
+        let Some(revision) = service_for_host(&host, &self.config.domain).and_then(|s| self.routes.get(s)) else {
+            return respond::unknown_host(&host, &self.config.domain);
+        };
+        if let Some(length) = content_length(request.headers())
+            && length > self.config.max_body_bytes
+        {
+            return respond::body_too_large(self.config.max_body_bytes);
+        }
+        let deadline = start + revision.timeout;
+        let slot = match revision.acquire(deadline, self.config.max_waiting).await {
+            Ok(slot) => slot,
+            Err(AcquireError::QueueFull) => return respond::queue_full(&revision.revision),
+            Err(AcquireError::Timeout) => return respond::timeout(&revision.revision, revision.timeout, true),
+        };
+        self.forward(request, client, &host, &revision, slot, deadline).await
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        host: &str,
+        revision: &RevisionEndpoints,
+        slot: InFlight,
+        deadline: Instant,
+    ) -> Response<ProxyBody> {
+        let endpoint = slot.endpoint().clone();
+        let (mut parts, body) = request.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = match Uri::builder().scheme("http").authority(endpoint.addr.to_string()).path_and_query(path).build() {
+            Ok(uri) => uri,
+            Err(e) => return respond::instance_failed(&revision.revision, &endpoint.name, &e.to_string()),
+        };
+        prepare_headers(&mut parts.headers, host, client);
+        let upstream = if revision.h2c {
+            parts.version = Version::HTTP_2;
+            &self.h2c
+        } else {
+            parts.version = Version::HTTP_11;
+            &self.http1
+        };
+        let body = Limited::new(body, usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX));
+        let request = Request::from_parts(parts, body);
+        let response = match tokio::time::timeout_at(deadline, upstream.request(request)).await {
+            Err(_) => return respond::timeout(&revision.revision, revision.timeout, false),
+            Ok(Err(e)) if is_length_limit(&e) => return respond::body_too_large(self.config.max_body_bytes),
+            Ok(Err(e)) => return respond::instance_failed(&revision.revision, &endpoint.name, &error_chain(&e)),
+            Ok(Ok(response)) => response,
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let body = InFlightBody { inner: body, _slot: slot };
+        Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+    }
+}
+
+/// The host a request is for: the `Host` header, or the URI authority (HTTP/2).
+fn request_host<B>(request: &Request<B>) -> Option<&str> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Makes the client's headers fit to send on: hop-by-hop ones removed, `Host` kept (HTTP/2
+/// clients send it as the authority), and the X-Forwarded-* set.
+fn prepare_headers(headers: &mut HeaderMap, host: &str, client: SocketAddr) {
+    strip_hop_by_hop(headers);
+    let host_value = HeaderValue::from_str(host).ok();
+    if !headers.contains_key(header::HOST)
+        && let Some(value) = &host_value
+    {
+        headers.insert(header::HOST, value.clone());
+    }
+    let client_ip = client.ip().to_string();
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST)
+        && let Some(value) = host_value
+    {
+        headers.insert(X_FORWARDED_HOST.clone(), value);
+    }
+}
+
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// `error: cause: cause`, because hyper's top-level messages alone say little.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(e) = current {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        current = e.source();
+    }
+    text
+}
+
+/// A response body that holds the request's slot on its instance until the body ends.
+struct InFlightBody {
+    inner: Incoming,
+    _slot: InFlight,
+}
+
+impl Body for InFlightBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-custom", HeaderValue::from_static("kept"));
+        headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("10.0.0.1"));
+        prepare_headers(&mut headers, "hello.localhost:8080", "127.0.0.1:5555".parse().unwrap());
+        assert!(headers.get(header::CONNECTION).is_none());
+        assert!(headers.get("x-secret").is_none());
+        assert!(headers.get("keep-alive").is_none());
+        assert_eq!(headers["x-custom"], "kept");
+        assert_eq!(headers[header::HOST], "hello.localhost:8080");
+        assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[&X_FORWARDED_HOST], "hello.localhost:8080");
+    }
+
+    #[test]
+    fn host_comes_from_header_or_authority() {
+        let r = Request::builder().uri("/").header("host", "a.localhost").body(()).unwrap();
+        assert_eq!(request_host(&r), Some("a.localhost"));
+        let r = Request::builder().uri("http://b.localhost/x").body(()).unwrap();
+        assert_eq!(request_host(&r), Some("b.localhost"));
+        let r = Request::builder().uri("/").body(()).unwrap();
+        assert_eq!(request_host(&r), None);
+    }
+}
