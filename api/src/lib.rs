@@ -9,6 +9,7 @@
 //! - [`template`]: a revision template (image, env, port, limits, scale bounds) and its validation.
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
+//! - [`status`]: live state the admin API adds: revisions, instances, crashes.
 //! - [`error`]: [`ValidationError`], naming the field and the fix.
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod error;
 pub mod knative;
 pub mod name;
 pub mod service;
+pub mod status;
 pub mod template;
 
 pub use error::ValidationError;

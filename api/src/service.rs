@@ -19,6 +19,9 @@ pub struct Service {
     pub latest_revision: String,
     /// Number of the newest revision (revisions are numbered from 1).
     pub revision_number: u32,
+    /// Newest revision that has ever become ready; it takes the service's traffic.
+    #[serde(default)]
+    pub latest_ready_revision: Option<String>,
 }
 
 /// An immutable snapshot of a service's template.
@@ -51,6 +54,7 @@ impl Service {
             template,
             latest_revision: revision.name.clone(),
             revision_number: 1,
+            latest_ready_revision: None,
         };
         (service, revision)
     }

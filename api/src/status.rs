@@ -1,0 +1,101 @@
+//! What the admin API reports about a service beyond its Knative object: its revisions, their
+//! instances and their last crash. `rouse describe` and `rouse list` draw from it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::knative::KService;
+
+/// A service as the admin API returns it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceDescription {
+    /// The Knative-shaped object (`-o json|yaml` prints this).
+    pub object: KService,
+    /// Revisions that exist, newest first.
+    pub revisions: Vec<RevisionSummary>,
+}
+
+/// Live state of one revision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevisionSummary {
+    pub name: String,
+    pub image: String,
+    /// Instances the platform wants for this revision.
+    pub desired: u32,
+    /// Whether this revision takes the service's traffic.
+    pub routed: bool,
+    pub instances: Vec<InstanceSummary>,
+    /// The most recent failure of an instance, while the revision has not recovered from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_crash: Option<Crash>,
+}
+
+impl RevisionSummary {
+    /// Instances that take requests.
+    pub fn ready(&self) -> usize {
+        self.instances.iter().filter(|i| i.state == InstancePhase::Ready).count()
+    }
+}
+
+/// One instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    pub name: String,
+    pub state: InstancePhase,
+    /// Where the proxy dials it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// Where an instance is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstancePhase {
+    /// Created, not yet answering HTTP.
+    Starting,
+    /// Taking requests.
+    Ready,
+    /// Finishing its requests before it is stopped.
+    Draining,
+}
+
+impl std::fmt::Display for InstancePhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InstancePhase::Starting => "starting",
+            InstancePhase::Ready => "ready",
+            InstancePhase::Draining => "draining",
+        })
+    }
+}
+
+/// Why an instance failed, with what it last printed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crash {
+    /// `ContainerExited` or `NotReady`.
+    pub reason: String,
+    /// One line saying what happened.
+    pub message: String,
+    /// Exit code, when the process exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Last lines the instance wrote (stdout and stderr).
+    pub logs: Vec<String>,
+    /// Failures in a row since the revision last had a ready instance.
+    pub restarts: u32,
+    /// When it happened (RFC 3339).
+    pub at: String,
+}
+
+/// Body of `PUT /v1/services/{name}` (a deploy).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub template: crate::template::RevisionTemplate,
+}
+
+/// Answer to a deploy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployResponse {
+    pub service: ServiceDescription,
+    /// The revision the deploy created; `None` when the template did not change.
+    pub created_revision: Option<String>,
+}

@@ -1,0 +1,186 @@
+//! The admin API: JSON over HTTP on loopback, every route behind the bearer token.
+//!
+//! | method and path | does |
+//! |---|---|
+//! | `GET /healthz` | answers 200 (no token needed) |
+//! | `GET /v1/services` | describes every service |
+//! | `GET /v1/services/{name}` | describes one service |
+//! | `PUT /v1/services/{name}` | deploys: creates or updates ([`DeployRequest`]) |
+//! | `DELETE /v1/services/{name}` | deletes; answers once every instance is gone |
+//! | `DELETE /v1/services/{name}/revisions/{revision}` | abandons a revision that never became ready |
+//! | `GET /v1/services/{name}/logs?follow=&tail=` | instance output, each line prefixed by the instance |
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{StatusCode, header};
+use rouse_api::name::validate_name;
+use rouse_api::status::{DeployRequest, DeployResponse, ServiceDescription};
+use rouse_runtime::{LogOptions, LogStream, RuntimeError};
+use serde::Deserialize;
+
+use crate::describe::{describe, service_url};
+use crate::error::{ControlError, ErrorBody};
+use crate::serving::Serving;
+
+/// Largest request body the admin API reads.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the admin API handlers share.
+pub struct Admin {
+    pub serving: Arc<Serving>,
+    /// The bearer token every request must carry.
+    pub token: String,
+    /// Domain of service URLs.
+    pub domain: String,
+    /// Port of the ingress, for service URLs.
+    pub ingress_port: u16,
+}
+
+/// The admin API router.
+pub fn router(admin: Arc<Admin>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/services", get(list_services))
+        .route("/v1/services/{name}", get(get_service).put(deploy).delete(delete_service))
+        .route("/v1/services/{name}/revisions/{revision}", delete(abandon_revision))
+        .route("/v1/services/{name}/logs", get(logs))
+        .layer(middleware::from_fn_with_state(admin.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(v1)
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, Json(ErrorBody { error: "no such admin API route".to_string() }))
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(admin)
+}
+
+async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), admin.token.as_bytes()) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            Json(ErrorBody {
+                error: "missing or wrong bearer token; the token is in $ROUSE_HOME/token".to_string(),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not leak the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Admin {
+    fn describe(&self, name: &str) -> Result<ServiceDescription, ControlError> {
+        let store = self.serving.store();
+        let service = store.service(name)?.ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
+        let revisions = store.revisions_of(name)?;
+        Ok(describe(&self.serving, &service, revisions, service_url(name, &self.domain, self.ingress_port)))
+    }
+}
+
+async fn list_services(State(admin): State<Arc<Admin>>) -> Result<Json<Vec<ServiceDescription>>, ControlError> {
+    let services = admin.serving.store().services()?;
+    let described = services.iter().map(|s| admin.describe(&s.name)).collect::<Result<_, _>>()?;
+    Ok(Json(described))
+}
+
+async fn get_service(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<Json<ServiceDescription>, ControlError> {
+    Ok(Json(admin.describe(&name)?))
+}
+
+async fn deploy(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    Json(request): Json<DeployRequest>,
+) -> Result<Response, ControlError> {
+    validate_name("service name", &name)?;
+    request.template.validate()?;
+    let image = &request.template.image;
+    if !admin.serving.runtime().image_exists(image).await? {
+        return Err(RuntimeError::ImageNotFound { image: image.clone() }.into());
+    }
+    let (_, revision) = admin.serving.deploy(&name, request.template)?;
+    let status = if revision.is_some() { StatusCode::CREATED } else { StatusCode::OK };
+    let response = DeployResponse { service: admin.describe(&name)?, created_revision: revision.map(|r| r.name) };
+    Ok((status, Json(response)).into_response())
+}
+
+async fn delete_service(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<StatusCode, ControlError> {
+    if admin.serving.delete_service(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ControlError::ServiceNotFound { name })
+    }
+}
+
+async fn abandon_revision(
+    State(admin): State<Arc<Admin>>,
+    Path((name, revision)): Path<(String, String)>,
+) -> Result<StatusCode, ControlError> {
+    admin.serving.abandon_revision(&name, &revision).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<usize>,
+}
+
+async fn logs(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ControlError> {
+    if admin.serving.store().service(&name)?.is_none() {
+        return Err(ControlError::ServiceNotFound { name });
+    }
+    let options = LogOptions { follow: query.follow, tail: query.tail };
+    let mut streams = Vec::new();
+    for instance in admin.serving.instances_of(&name).await? {
+        let Ok(lines) = admin.serving.runtime().logs(&instance.id, options).await else { continue };
+        let prefix = instance.name.clone();
+        streams.push(lines.map(move |line| {
+            let text = match line {
+                Ok(line) => {
+                    let stream = if line.stream == LogStream::Stderr { " stderr" } else { "" };
+                    format!("[{prefix}{stream}] {}\n", line.line)
+                }
+                Err(e) => format!("[{prefix}] (log stream ended: {e})\n"),
+            };
+            Ok::<_, std::io::Error>(Bytes::from(text))
+        }));
+    }
+    // Lines of one instance stay in order; instances interleave as they write.
+    let body = Body::from_stream(futures_util::stream::select_all(streams));
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

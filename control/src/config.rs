@@ -1,0 +1,111 @@
+//! The daemon's configuration: `rouse.toml` in the home, or the file given to `--config`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rouse_activator::IngressConfig;
+use rouse_activator::config::parse_duration;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ControlError;
+
+/// How long an instance gets between SIGTERM and SIGKILL.
+pub const DEFAULT_STOP_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// How long a new instance may take to answer HTTP before it counts as failed (Knative's
+/// progress deadline).
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(600);
+/// First delay before restarting a crashed instance; doubles per failure in a row.
+pub const DEFAULT_CRASH_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest delay between restarts of a crashing instance.
+pub const DEFAULT_CRASH_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often the reconciler compares desired and actual state even when nothing changed.
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Everything `rouse.toml` can set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// `[ingress]`
+    pub ingress: IngressConfig,
+    /// `[instances]`
+    pub instances: InstanceConfig,
+}
+
+/// `[instances]`: lifecycle of instances.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InstanceConfig {
+    #[serde(deserialize_with = "duration")]
+    pub stop_grace_period: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub ready_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub crash_backoff: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub crash_backoff_max: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub resync_interval: Duration,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        Self {
+            stop_grace_period: DEFAULT_STOP_GRACE_PERIOD,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+            crash_backoff: DEFAULT_CRASH_BACKOFF,
+            crash_backoff_max: DEFAULT_CRASH_BACKOFF_MAX,
+            resync_interval: DEFAULT_RESYNC_INTERVAL,
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error only when `required` (given with --config).
+    pub fn load(path: &Path, required: bool) -> Result<Config, ControlError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
+            Err(e) => return Err(ControlError::Config { path: path.display().to_string(), reason: e.to_string() }),
+        };
+        Config::parse(&text).map_err(|reason| ControlError::Config { path: path.display().to_string(), reason })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_empty() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.instances.stop_grace_period, DEFAULT_STOP_GRACE_PERIOD);
+        assert_eq!(config.ingress.domain, "localhost");
+    }
+
+    #[test]
+    fn reads_tables_and_durations() {
+        let config = Config::parse(
+            "[ingress]\ndomain = \"example.test\"\nidle-timeout = \"2s\"\n[instances]\ncrash-backoff = \"100ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.ingress.domain, "example.test");
+        assert_eq!(config.ingress.idle_timeout, Duration::from_secs(2));
+        assert_eq!(config.instances.crash_backoff, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[instances]\nbogus = 1\n").unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+        assert!(Config::parse("[instances]\ncrash-backoff = \"fast\"\n").is_err());
+    }
+}

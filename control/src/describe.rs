@@ -1,0 +1,166 @@
+//! What users see of a service: its Knative object with status conditions, and the live state
+//! of its revisions.
+
+use rouse_api::knative::{Condition, ConditionStatus, ServiceStatus, TrafficTarget, service_object};
+use rouse_api::status::{InstancePhase, InstanceSummary, RevisionSummary, ServiceDescription};
+use rouse_api::{Revision, Service};
+
+use crate::serving::Serving;
+
+/// The URL of a service: `http://{name}.{domain}:{port}`.
+pub fn service_url(name: &str, domain: &str, port: u16) -> String {
+    if port == 80 {
+        format!("http://{name}.{domain}")
+    } else {
+        format!("http://{name}.{domain}:{port}")
+    }
+}
+
+/// Describes `service`, whose revisions (any order) are given.
+pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revision>, url: String) -> ServiceDescription {
+    revisions.sort_by(|a, b| b.number.cmp(&a.number));
+    let routed = service.latest_ready_revision.clone().unwrap_or_else(|| service.latest_revision.clone());
+    let summaries: Vec<RevisionSummary> = revisions
+        .iter()
+        .map(|revision| {
+            let live = serving.revision_live(service, revision);
+            RevisionSummary {
+                name: revision.name.clone(),
+                image: revision.template.image.clone(),
+                desired: live.desired,
+                routed: revision.name == routed,
+                instances: live
+                    .instances
+                    .into_iter()
+                    .map(|(name, state, endpoint)| InstanceSummary { name, state, endpoint: endpoint.map(|e| e.to_string()) })
+                    .collect(),
+                last_crash: live.last_crash.filter(|_| live.failures > 0),
+            }
+        })
+        .collect();
+    let conditions = conditions(service, &summaries);
+    let status = ServiceStatus {
+        observed_generation: service.generation,
+        url,
+        conditions,
+        latest_created_revision_name: service.latest_revision.clone(),
+        latest_ready_revision_name: service.latest_ready_revision.clone(),
+        traffic: service
+            .latest_ready_revision
+            .iter()
+            .map(|name| TrafficTarget { revision_name: name.clone(), latest_revision: true, percent: 100 })
+            .collect(),
+    };
+    ServiceDescription { object: service_object(service, Some(status)), revisions: summaries }
+}
+
+/// Ready, ConfigurationsReady and RoutesReady, as Knative computes them for a service.
+fn conditions(service: &Service, revisions: &[RevisionSummary]) -> Vec<Condition> {
+    let latest = revisions.iter().find(|r| r.name == service.latest_revision);
+    let latest_is_ready = service.latest_ready_revision.as_deref() == Some(service.latest_revision.as_str());
+    let configuration = match latest {
+        _ if latest_is_ready => Condition::new("ConfigurationsReady", ConditionStatus::True, None, None),
+        Some(RevisionSummary { last_crash: Some(crash), name, .. }) => Condition::new(
+            "ConfigurationsReady",
+            ConditionStatus::False,
+            Some(&crash.reason),
+            Some(format!("revision {name} failed: {}", crash.message)),
+        ),
+        _ => {
+            let starting = latest.map(|r| r.instances.iter().filter(|i| i.state == InstancePhase::Starting).count()).unwrap_or(0);
+            let message = if starting > 0 {
+                format!("revision {}: waiting for its instance to answer HTTP", service.latest_revision)
+            } else {
+                format!("revision {}: starting an instance", service.latest_revision)
+            };
+            Condition::new("ConfigurationsReady", ConditionStatus::Unknown, Some("Deploying"), Some(message))
+        }
+    };
+    let routed = revisions.iter().find(|r| r.routed);
+    let route = match routed {
+        Some(r) if service.latest_ready_revision.is_some() && (r.ready() > 0 || r.desired == 0) => {
+            Condition::new("RoutesReady", ConditionStatus::True, None, None)
+        }
+        Some(RevisionSummary { last_crash: Some(crash), name, .. }) => Condition::new(
+            "RoutesReady",
+            ConditionStatus::False,
+            Some(&crash.reason),
+            Some(format!("revision {name} has no ready instance: {}", crash.message)),
+        ),
+        _ => Condition::new(
+            "RoutesReady",
+            ConditionStatus::Unknown,
+            Some("Deploying"),
+            Some("waiting for a ready instance to route traffic to".to_string()),
+        ),
+    };
+    // Ready is the worse of the two, as in Knative's ConditionSet.
+    let worse = |c: &Condition| match c.status.as_str() {
+        "False" => 0,
+        "Unknown" => 1,
+        _ => 2,
+    };
+    let mut ready = if worse(&configuration) <= worse(&route) { configuration.clone() } else { route.clone() };
+    ready.kind = "Ready".to_string();
+    vec![ready, configuration, route]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use rouse_api::RevisionTemplate;
+    use rouse_api::status::Crash;
+
+    fn summary(name: &str, routed: bool, ready: usize, crash: Option<Crash>) -> RevisionSummary {
+        RevisionSummary {
+            name: name.to_string(),
+            image: "img".to_string(),
+            desired: 1,
+            routed,
+            instances: (0..ready)
+                .map(|i| InstanceSummary { name: format!("{name}-{i}"), state: InstancePhase::Ready, endpoint: None })
+                .collect(),
+            last_crash: crash,
+        }
+    }
+
+    fn crash() -> Crash {
+        Crash {
+            reason: "ContainerExited".into(),
+            message: "exited with code 1".into(),
+            exit_code: Some(1),
+            logs: vec![],
+            restarts: 1,
+            at: "now".into(),
+        }
+    }
+
+    #[test]
+    fn ready_when_latest_revision_serves() {
+        let (mut svc, _) = Service::create("s", RevisionTemplate::new("img"), Utc::now());
+        svc.latest_ready_revision = Some("s-00001".into());
+        let c = conditions(&svc, &[summary("s-00001", true, 1, None)]);
+        assert!(c.iter().all(Condition::is_true), "{c:?}");
+        assert_eq!(c.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(), ["Ready", "ConfigurationsReady", "RoutesReady"]);
+    }
+
+    #[test]
+    fn deploying_is_unknown_and_crash_is_false() {
+        let (svc, _) = Service::create("s", RevisionTemplate::new("img"), Utc::now());
+        let c = conditions(&svc, &[summary("s-00001", true, 0, None)]);
+        assert_eq!(c[0].status, "Unknown");
+        let c = conditions(&svc, &[summary("s-00001", true, 0, Some(crash()))]);
+        assert_eq!(c[0].status, "False");
+        assert_eq!(c[0].reason.as_deref(), Some("ContainerExited"));
+    }
+
+    #[test]
+    fn serving_revision_crashing_makes_routes_not_ready() {
+        let (mut svc, _) = Service::create("s", RevisionTemplate::new("img"), Utc::now());
+        svc.latest_ready_revision = Some("s-00001".into());
+        let c = conditions(&svc, &[summary("s-00001", true, 0, Some(crash()))]);
+        assert_eq!(c[0].status, "False");
+        assert_eq!(c[2].status, "False");
+    }
+}

@@ -1,0 +1,34 @@
+//! The control plane: what users declared, kept true.
+//!
+//! This crate owns the embedded state store, the reconciler that turns declared services into
+//! running instances and routes, the admin HTTP API (JSON, bearer token), and recovery after a
+//! restart (adopting this home's instances, removing undeclared ones). It must not format
+//! terminal output: that is the CLI's job.
+//!
+//! Layout, in reading order:
+//! - [`home`]: `$ROUSE_HOME`, its token, id, lock and address file.
+//! - [`config`]: `rouse.toml`.
+//! - [`store`]: services and revisions on disk.
+//! - [`serving`]: the reconcile loop and live state of revisions and instances.
+//! - [`backoff`]: restart delays for crashing instances.
+//! - [`describe`]: status conditions and descriptions users read.
+//! - [`admin`]: the admin API router.
+//! - [`daemon`]: `rouse serve`, wiring it all.
+//! - [`error`]: the one error type, and its HTTP form.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod backoff;
+pub mod config;
+pub mod daemon;
+pub mod describe;
+pub mod error;
+pub mod home;
+pub mod serving;
+pub mod store;
+
+pub use config::Config;
+pub use daemon::{DaemonOptions, run};
+pub use error::ControlError;
+pub use home::{DaemonAddresses, Home};

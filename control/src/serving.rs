@@ -1,0 +1,779 @@
+//! Serving: keeping each revision's instances as desired, and each service routed to the
+//! revision that should take its traffic.
+//!
+//! The store says what users declared; the runtime says what runs. [`Serving::reconcile`]
+//! compares the two and acts: it starts missing instances, drains and stops extra ones,
+//! adopts instances found after a restart, removes ones nobody declared, and switches a
+//! service's route to a new revision once that revision has a ready instance. It runs on every
+//! change (deploy, delete, an instance ready or dead) and periodically, so any missed event
+//! is corrected on the next pass.
+//!
+//! Slow work (create + readiness probe, drain + stop) runs in tasks owned by the reconcile
+//! loop's `JoinSet`; they report back by editing the shared state and waking the loop.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable};
+use rouse_api::knative::timestamp;
+use rouse_api::status::{Crash, InstancePhase};
+use rouse_api::{PortProtocol, Revision, Service};
+use rouse_runtime::{Instance, InstanceSpec, InstanceState, LogOptions, Runtime, RuntimeError};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::restart_delay;
+use crate::config::InstanceConfig;
+use crate::error::ControlError;
+use crate::store::Store;
+
+/// Log lines kept from a failed instance.
+const CRASH_LOG_LINES: usize = 20;
+/// How long an adopted instance gets to answer its first probe after a daemon restart.
+const ADOPT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `delete` waits for start tasks of the service to notice and give up.
+const DELETE_WAIT: Duration = Duration::from_secs(30);
+
+/// The serving control loop and the live state it keeps.
+pub struct Serving {
+    runtime: Arc<dyn Runtime>,
+    store: Arc<Store>,
+    routes: Arc<RouteTable>,
+    config: InstanceConfig,
+    /// Live state. A std mutex: held only for short edits, never across an await.
+    state: Mutex<State>,
+    /// Serialises read-modify-write of service records (API and tasks both write them).
+    writes: Mutex<()>,
+    /// Wakes the reconcile loop.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Revisions that exist in the store, by name.
+    revisions: HashMap<String, RevisionState>,
+    /// Start tasks in progress, per service; `delete` waits for them to finish.
+    starting: HashMap<String, usize>,
+    /// Instances being stopped, by id, so that no pass stops them twice.
+    stopping: HashSet<String>,
+}
+
+struct RevisionState {
+    revision: Revision,
+    endpoints: Arc<RevisionEndpoints>,
+    instances: Vec<InstanceRecord>,
+    /// Creates in progress (no instance id yet).
+    creating: usize,
+    /// Failures in a row since an instance was last ready.
+    failures: u32,
+    /// No new start before this time (crash backoff).
+    retry_at: Option<Instant>,
+    last_crash: Option<Crash>,
+    /// Cancelled when the revision is deleted: start tasks stop probing.
+    cancel: CancellationToken,
+}
+
+#[derive(Clone)]
+struct InstanceRecord {
+    id: String,
+    name: String,
+    endpoint: Option<SocketAddr>,
+    phase: InstancePhase,
+}
+
+/// What a caller may read about a revision's live state.
+pub struct RevisionLive {
+    pub desired: u32,
+    pub instances: Vec<(String, InstancePhase, Option<SocketAddr>)>,
+    pub failures: u32,
+    pub last_crash: Option<Crash>,
+}
+
+impl RevisionState {
+    fn new(revision: Revision) -> Self {
+        let t = &revision.template;
+        let endpoints = RevisionEndpoints::new(
+            &revision.service,
+            &revision.name,
+            Duration::from_secs(u64::from(t.timeout_seconds)),
+            t.protocol == PortProtocol::H2c,
+            t.container_concurrency,
+        );
+        Self {
+            revision,
+            endpoints,
+            instances: Vec::new(),
+            creating: 0,
+            failures: 0,
+            retry_at: None,
+            last_crash: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.creating + self.instances.iter().filter(|i| i.phase != InstancePhase::Draining).count()
+    }
+
+}
+
+/// The revision that takes a service's traffic: the latest ready one, else the latest one (so
+/// requests to a new service wait for its first instance instead of failing).
+fn routed_revision(service: &Service) -> &str {
+    service.latest_ready_revision.as_deref().unwrap_or(&service.latest_revision)
+}
+
+/// Instances a revision should have now. Until the autoscaler decides per revision, the
+/// latest revision and the one routed run their initial scale; every other revision none.
+fn desired_instances(service: &Service, revision: &Revision) -> u32 {
+    if revision.name == service.latest_revision || revision.name == routed_revision(service) {
+        revision.template.scale.initial_instances()
+    } else {
+        0
+    }
+}
+
+impl Serving {
+    pub fn new(runtime: Arc<dyn Runtime>, store: Arc<Store>, routes: Arc<RouteTable>, config: InstanceConfig) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            store,
+            routes,
+            config,
+            state: Mutex::new(State::default()),
+            writes: Mutex::new(()),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the reconcile loop for a pass now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs `edit` on the stored service `name` and saves it, serialised with other writers.
+    pub fn update_service<T>(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut Service) -> Result<T, ControlError>,
+    ) -> Result<(Service, T), ControlError> {
+        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut service = self.store.service(name)?.ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
+        let out = edit(&mut service)?;
+        self.store.save(&service, None)?;
+        Ok((service, out))
+    }
+
+    /// Creates or updates a service from a deploy; returns the service and the new revision, if
+    /// the template changed.
+    pub fn deploy(&self, name: &str, template: rouse_api::RevisionTemplate) -> Result<(Service, Option<Revision>), ControlError> {
+        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let (service, revision) = match self.store.service(name)? {
+            None => {
+                let (service, revision) = Service::create(name, template, Utc::now());
+                (service, Some(revision))
+            }
+            Some(mut service) => {
+                let revision = service.update(template, Utc::now());
+                (service, revision)
+            }
+        };
+        if let Some(revision) = &revision {
+            self.store.save(&service, Some(revision))?;
+            let mut state = self.state();
+            let entry = state.revisions.entry(revision.name.clone()).or_insert_with(|| RevisionState::new(revision.clone()));
+            if self.routes.get(name).is_none() {
+                self.routes.set(name, entry.endpoints.clone());
+            }
+        }
+        self.wake();
+        Ok((service, revision))
+    }
+
+    /// Abandons a revision that never became ready: the service goes back to the revision that
+    /// serves it, or is deleted when it has no other. Used when a deploy fails to get ready.
+    pub async fn abandon_revision(&self, service: &str, revision: &str) -> Result<(), ControlError> {
+        let revisions = self.store.revisions_of(service)?;
+        let Some(doomed) = revisions.iter().find(|r| r.name == revision) else {
+            return Err(ControlError::RevisionNotFound { name: revision.to_string() });
+        };
+        let current = self.store.service(service)?.ok_or_else(|| ControlError::ServiceNotFound { name: service.to_string() })?;
+        if current.latest_ready_revision.as_deref() == Some(revision) {
+            return Err(ControlError::Conflict(format!("revision {revision} is ready and serves {service}; deploy a new revision instead")));
+        }
+        let previous = current.latest_ready_revision.as_ref().and_then(|ready| revisions.iter().find(|r| &r.name == ready));
+        match previous {
+            None => return self.delete_service(service).await.map(|_| ()),
+            Some(previous) => {
+                let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+                let mut service_record = self.store.service(service)?.ok_or_else(|| ControlError::ServiceNotFound { name: service.to_string() })?;
+                if service_record.latest_revision == doomed.name {
+                    service_record.revert_to(previous);
+                }
+                self.store.save_without(&service_record, &doomed.name)?;
+            }
+        }
+        let doomed_ids = self.forget_revisions(|name| name == revision);
+        self.stop_all(doomed_ids).await;
+        self.wake();
+        Ok(())
+    }
+
+    /// Deletes a service: it stops answering at once, and this returns only once all its
+    /// instances are gone.
+    pub async fn delete_service(&self, name: &str) -> Result<bool, ControlError> {
+        let existed = {
+            let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+            self.store.delete_service(name)?
+        };
+        self.routes.remove(name);
+        let prefix_owner = name.to_string();
+        let ids = {
+            let owned: HashSet<String> = {
+                let state = self.state();
+                state.revisions.values().filter(|r| r.revision.service == prefix_owner).map(|r| r.revision.name.clone()).collect()
+            };
+            self.forget_revisions(|revision| owned.contains(revision))
+        };
+        // Start tasks of this service notice the deletion, stop what they created, and finish.
+        let deadline = Instant::now() + DELETE_WAIT;
+        while self.state().starting.get(name).copied().unwrap_or(0) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut ids: HashSet<String> = ids.into_iter().collect();
+        for instance in self.runtime.list().await? {
+            if instance.service == name {
+                ids.insert(instance.id);
+            }
+        }
+        self.stop_all(ids.into_iter().collect()).await;
+        self.wake();
+        Ok(existed)
+    }
+
+    /// Drops the live state of revisions matching `doomed`; returns the ids of their instances.
+    fn forget_revisions(&self, doomed: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut state = self.state();
+        let names: Vec<String> = state.revisions.keys().filter(|n| doomed(n)).cloned().collect();
+        let mut ids = Vec::new();
+        for name in names {
+            if let Some(revision) = state.revisions.remove(&name) {
+                revision.cancel.cancel();
+                for instance in revision.instances {
+                    revision.endpoints.remove(&instance.id);
+                    ids.push(instance.id);
+                }
+            }
+        }
+        for id in &ids {
+            state.stopping.insert(id.clone());
+        }
+        ids
+    }
+
+    /// Stops instances concurrently and waits for all of them.
+    async fn stop_all(&self, ids: Vec<String>) {
+        let grace = self.config.stop_grace_period;
+        let stops = ids.iter().map(|id| async move {
+            if let Err(e) = self.runtime.stop(id, grace).await {
+                tracing::warn!(instance = %id, error = %e, "stopping instance failed");
+            }
+        });
+        futures_util::future::join_all(stops).await;
+        let mut state = self.state();
+        for id in &ids {
+            state.stopping.remove(id);
+        }
+    }
+
+    /// Live state of a revision, for status and describe.
+    pub fn revision_live(&self, service: &Service, revision: &Revision) -> RevisionLive {
+        let state = self.state();
+        let desired = desired_instances(service, revision);
+        match state.revisions.get(&revision.name) {
+            None => RevisionLive { desired, instances: Vec::new(), failures: 0, last_crash: None },
+            Some(r) => RevisionLive {
+                desired,
+                instances: r.instances.iter().map(|i| (i.name.clone(), i.phase, i.endpoint)).collect(),
+                failures: r.failures,
+                last_crash: r.last_crash.clone(),
+            },
+        }
+    }
+
+    /// Names of instances of `service` the runtime knows, by id, for `logs`.
+    pub async fn instances_of(&self, service: &str) -> Result<Vec<Instance>, ControlError> {
+        let mut instances: Vec<Instance> = self.runtime.list().await?.into_iter().filter(|i| i.service == service).collect();
+        instances.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(instances)
+    }
+
+    // === the reconcile loop ===
+
+    /// Reconciles until `shutdown`, on every wake and at least every resync interval.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        loop {
+            if let Err(e) = self.reconcile(&mut tasks).await {
+                tracing::warn!(error = %e, "reconcile failed; retrying at the next pass");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.config.resync_interval) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        // Instances keep running while the daemon is down; a restarted daemon adopts them.
+        tasks.shutdown().await;
+    }
+
+    /// Follows the runtime's exit events until `shutdown`, handing each to the reconciler.
+    pub async fn watch_exits(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.runtime.exits().await {
+                Ok(mut exits) => loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        exit = exits.next() => match exit {
+                            Some(exit) => self.instance_exited(&exit.id, exit.code).await,
+                            None => break,
+                        },
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot follow instance exits; relying on resync"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// One pass: compare store and runtime, then act.
+    async fn reconcile(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(), ControlError> {
+        let services: HashMap<String, Service> = self.store.services()?.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let revisions = self.store.revisions()?;
+        let listed = self.runtime.list().await?;
+        let now = Instant::now();
+        let mut state = self.state();
+
+        // Live state for every stored revision; none for revisions gone from the store.
+        for revision in &revisions {
+            if services.contains_key(&revision.service) && !state.revisions.contains_key(&revision.name) {
+                state.revisions.insert(revision.name.clone(), RevisionState::new(revision.clone()));
+            }
+        }
+        let stored: HashSet<&str> = revisions.iter().map(|r| r.name.as_str()).collect();
+        let forgotten: Vec<String> = state.revisions.keys().filter(|n| !stored.contains(n.as_str())).cloned().collect();
+        for name in forgotten {
+            if let Some(revision) = state.revisions.remove(&name) {
+                revision.cancel.cancel();
+            }
+        }
+
+        // What runs versus what we know.
+        let listed_ids: HashSet<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+        for revision in state.revisions.values_mut() {
+            let endpoints = revision.endpoints.clone();
+            revision.instances.retain(|i| {
+                let present = listed_ids.contains(i.id.as_str());
+                if !present {
+                    endpoints.remove(&i.id);
+                }
+                present
+            });
+        }
+        for instance in &listed {
+            if state.stopping.contains(&instance.id) {
+                continue;
+            }
+            let known = state.revisions.get(&instance.revision).and_then(|r| r.instances.iter().find(|i| i.id == instance.id).cloned());
+            let creating = state.revisions.get(&instance.revision).map(|r| r.creating);
+            match (creating, known) {
+                // Nobody declared it (deleted service or abandoned revision): remove it.
+                (None, _) => self.spawn_stop(&mut state, tasks, instance.id.clone()),
+                // A start task may have just created it and not recorded it yet: look again
+                // at the next pass.
+                (Some(creating), None) if creating > 0 => {}
+                // Found after a restart: adopt it if it runs, else clear it away.
+                (Some(_), None) => match (&instance.state, instance.endpoint) {
+                    (InstanceState::Running, Some(endpoint)) => self.spawn_adopt(&mut state, tasks, instance.clone(), endpoint),
+                    _ => self.spawn_stop(&mut state, tasks, instance.id.clone()),
+                },
+                // It died and the exit event was missed.
+                (Some(_), Some(record)) => {
+                    if let InstanceState::Exited { code } = instance.state
+                        && record.phase == InstancePhase::Ready
+                    {
+                        let serving = self.clone();
+                        let id = instance.id.clone();
+                        tasks.spawn(async move { serving.instance_exited(&id, Some(code)).await });
+                    }
+                }
+            }
+        }
+
+        // Routes, then instance counts.
+        for service in services.values() {
+            if let Some(routed) = state.revisions.get(routed_revision(service))
+                && !self.routes.get(&service.name).is_some_and(|r| Arc::ptr_eq(&r, &routed.endpoints))
+            {
+                tracing::info!(service = %service.name, revision = %routed.revision.name, "routing traffic");
+                self.routes.set(&service.name, routed.endpoints.clone());
+            }
+        }
+        let names: Vec<String> = state.revisions.keys().cloned().collect();
+        for name in names {
+            let Some(revision) = state.revisions.get(&name) else { continue };
+            let Some(service) = services.get(&revision.revision.service) else { continue };
+            let desired = desired_instances(service, &revision.revision) as usize;
+            let active = revision.active();
+            if active < desired && revision.retry_at.is_none_or(|at| at <= now) {
+                for _ in active..desired {
+                    self.spawn_start(&mut state, tasks, &name);
+                }
+            } else if active > desired {
+                self.spawn_scale_down(&mut state, tasks, &name, active - desired);
+            }
+            if let Some(at) = state.revisions.get(&name).and_then(|r| r.retry_at)
+                && at > now
+            {
+                // Come back when the backoff ends.
+                let serving = self.clone();
+                tasks.spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    serving.wake();
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_stop(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, id: String) {
+        if !state.stopping.insert(id.clone()) {
+            return;
+        }
+        tracing::info!(instance = %id, "removing instance nobody declared");
+        let serving = self.clone();
+        tasks.spawn(async move { serving.stop_all(vec![id]).await });
+    }
+
+    /// Drains and stops `count` instances of a revision, starting ones first.
+    fn spawn_scale_down(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str, count: usize) {
+        let Some(rev) = state.revisions.get_mut(revision) else { return };
+        let mut chosen = Vec::new();
+        for phase in [InstancePhase::Starting, InstancePhase::Ready] {
+            for instance in rev.instances.iter_mut().filter(|i| i.phase == phase) {
+                if chosen.len() < count {
+                    instance.phase = InstancePhase::Draining;
+                    chosen.push(instance.id.clone());
+                }
+            }
+        }
+        let endpoints = rev.endpoints.clone();
+        for id in chosen {
+            state.stopping.insert(id.clone());
+            let serving = self.clone();
+            let endpoints = endpoints.clone();
+            let revision = revision.to_string();
+            tasks.spawn(async move {
+                tracing::info!(%revision, instance = %id, "draining instance");
+                if let Some(endpoint) = endpoints.remove(&id) {
+                    endpoint.drained(Instant::now() + endpoints.timeout).await;
+                }
+                serving.stop_all(vec![id.clone()]).await;
+                let mut state = serving.state();
+                if let Some(rev) = state.revisions.get_mut(&revision) {
+                    rev.instances.retain(|i| i.id != id);
+                }
+            });
+        }
+    }
+
+    fn spawn_start(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str) {
+        let Some(rev) = state.revisions.get_mut(revision) else { return };
+        rev.creating += 1;
+        let spec = instance_spec(&rev.revision);
+        let cancel = rev.cancel.clone();
+        *state.starting.entry(spec.service.clone()).or_default() += 1;
+        let serving = self.clone();
+        let revision = revision.to_string();
+        tasks.spawn(async move {
+            let service = spec.service.clone();
+            serving.start(&revision, spec, cancel).await;
+            let mut state = serving.state();
+            if let Some(n) = state.starting.get_mut(&service) {
+                *n = n.saturating_sub(1);
+            }
+        });
+    }
+
+    /// Creates one instance, probes it until it answers, and makes it available.
+    async fn start(self: &Arc<Self>, revision: &str, spec: InstanceSpec, cancel: CancellationToken) {
+        tracing::info!(%revision, "starting instance");
+        let created = self.runtime.create(&spec).await;
+        let created = match created {
+            Ok(instance) => instance,
+            Err(e) => {
+                let mut state = self.state();
+                if let Some(rev) = state.revisions.get_mut(revision) {
+                    rev.creating -= 1;
+                    let crash = Crash {
+                        reason: "CreateFailed".to_string(),
+                        message: format!("cannot create an instance: {e}"),
+                        exit_code: None,
+                        logs: Vec::new(),
+                        restarts: rev.failures + 1,
+                        at: timestamp(Utc::now()),
+                    };
+                    self.record_failure(rev, crash);
+                }
+                return;
+            }
+        };
+        let recorded = {
+            let mut state = self.state();
+            match state.revisions.get_mut(revision) {
+                Some(rev) => {
+                    rev.creating -= 1;
+                    rev.instances.push(InstanceRecord {
+                        id: created.id.clone(),
+                        name: created.name.clone(),
+                        endpoint: created.endpoint,
+                        phase: InstancePhase::Starting,
+                    });
+                    true
+                }
+                None => false,
+            }
+        };
+        if !recorded {
+            // Deleted meanwhile: leave nothing behind.
+            self.stop_all(vec![created.id]).await;
+            return;
+        }
+        let instance = created;
+        let probed = tokio::select! {
+            result = self.runtime.wait_ready(&instance, "/", self.config.ready_timeout) => result,
+            () = cancel.cancelled() => return,
+        };
+        match probed {
+            Ok(()) => self.instance_ready(revision, &instance),
+            Err(e) => {
+                let (reason, code) = match &e {
+                    RuntimeError::Exited { code, .. } => ("ContainerExited", Some(*code)),
+                    RuntimeError::NotReady { .. } => ("NotReady", None),
+                    _ => ("ProbeFailed", None),
+                };
+                self.instance_failed(revision, &instance.id, reason, e.to_string(), code).await;
+            }
+        }
+    }
+
+    /// Re-admits an instance found running after a restart, once it answers a probe.
+    fn spawn_adopt(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, instance: Instance, endpoint: SocketAddr) {
+        let Some(rev) = state.revisions.get_mut(&instance.revision) else { return };
+        tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting running instance");
+        rev.instances.push(InstanceRecord {
+            id: instance.id.clone(),
+            name: instance.name.clone(),
+            endpoint: Some(endpoint),
+            phase: InstancePhase::Starting,
+        });
+        let serving = self.clone();
+        tasks.spawn(async move {
+            match serving.runtime.wait_ready(&instance, "/", ADOPT_PROBE_TIMEOUT).await {
+                Ok(()) => serving.instance_ready(&instance.revision, &instance),
+                Err(e) => serving.instance_failed(&instance.revision, &instance.id, "NotReady", e.to_string(), None).await,
+            }
+        });
+    }
+
+    fn instance_ready(self: &Arc<Self>, revision: &str, instance: &Instance) {
+        let service = {
+            let mut state = self.state();
+            let Some(rev) = state.revisions.get_mut(revision) else { return };
+            let Some(record) = rev.instances.iter_mut().find(|i| i.id == instance.id) else { return };
+            if record.phase != InstancePhase::Starting {
+                return;
+            }
+            let Some(addr) = record.endpoint else { return };
+            record.phase = InstancePhase::Ready;
+            rev.failures = 0;
+            rev.retry_at = None;
+            rev.endpoints.add(Endpoint::new(instance.id.clone(), instance.name.clone(), addr));
+            tracing::info!(%revision, instance = %instance.name, "instance ready");
+            rev.revision.service.clone()
+        };
+        // A newer revision than the one serving became ready: it takes the traffic.
+        let result = self.update_service(&service, |svc| {
+            let newer = match svc.latest_ready_revision.as_deref() {
+                None => true,
+                Some(current) => number_of(revision) > number_of(current),
+            };
+            if newer {
+                svc.latest_ready_revision = Some(revision.to_string());
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::debug!(%service, error = %e, "cannot record the ready revision");
+        }
+        self.wake();
+    }
+
+    /// An instance's process ended. Expected for draining instances; otherwise a crash.
+    pub async fn instance_exited(self: &Arc<Self>, id: &str, code: Option<i64>) {
+        let revision = {
+            let state = self.state();
+            state.revisions.iter().find_map(|(name, r)| {
+                r.instances.iter().find(|i| i.id == id && i.phase == InstancePhase::Ready).map(|_| name.clone())
+            })
+        };
+        let Some(revision) = revision else { return };
+        let message = match code {
+            Some(code) => format!("instance exited with code {code}"),
+            None => "instance exited".to_string(),
+        };
+        self.instance_failed(&revision, id, "ContainerExited", message, code).await;
+    }
+
+    /// Takes a failed instance out, keeps its last logs for describe, removes it, and sets
+    /// the restart backoff.
+    async fn instance_failed(self: &Arc<Self>, revision: &str, id: &str, reason: &str, message: String, code: Option<i64>) {
+        let name = {
+            let mut state = self.state();
+            let Some(rev) = state.revisions.get_mut(revision) else { return };
+            rev.endpoints.remove(id);
+            let Some(record) = rev.instances.iter_mut().find(|i| i.id == id) else { return };
+            if record.phase == InstancePhase::Draining {
+                return;
+            }
+            record.phase = InstancePhase::Draining;
+            let name = record.name.clone();
+            state.stopping.insert(id.to_string());
+            name
+        };
+        tracing::warn!(%revision, instance = %name, %reason, %message, "instance failed");
+        let logs = self.last_logs(id).await;
+        self.stop_all(vec![id.to_string()]).await;
+        let mut state = self.state();
+        let Some(rev) = state.revisions.get_mut(revision) else { return };
+        rev.instances.retain(|i| i.id != id);
+        let crash = Crash {
+            reason: reason.to_string(),
+            message: format!("{name}: {message}"),
+            exit_code: code,
+            logs,
+            restarts: rev.failures + 1,
+            at: timestamp(Utc::now()),
+        };
+        self.record_failure(rev, crash);
+    }
+
+    fn record_failure(&self, rev: &mut RevisionState, crash: Crash) {
+        rev.failures += 1;
+        let delay = restart_delay(rev.failures, self.config.crash_backoff, self.config.crash_backoff_max);
+        rev.retry_at = Some(Instant::now() + delay);
+        rev.last_crash = Some(crash);
+        self.wake();
+    }
+
+    async fn last_logs(&self, id: &str) -> Vec<String> {
+        let options = LogOptions { follow: false, tail: Some(CRASH_LOG_LINES) };
+        let Ok(stream) = self.runtime.logs(id, options).await else { return Vec::new() };
+        let lines: Vec<_> = stream.take(CRASH_LOG_LINES).collect().await;
+        lines.into_iter().filter_map(Result::ok).map(|l| l.line).collect()
+    }
+}
+
+/// The revision number in a revision name (`hello-00002` → 2).
+fn number_of(revision: &str) -> u64 {
+    revision.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+}
+
+/// The container contract: `$PORT` and the `K_*` variables, then the user's environment.
+pub fn instance_spec(revision: &Revision) -> InstanceSpec {
+    let t = &revision.template;
+    let mut env = vec![
+        ("PORT".to_string(), t.port.to_string()),
+        ("K_SERVICE".to_string(), revision.service.clone()),
+        ("K_CONFIGURATION".to_string(), revision.service.clone()),
+        ("K_REVISION".to_string(), revision.name.clone()),
+    ];
+    env.extend(t.env.iter().map(|v| (v.name.clone(), v.value.clone())));
+    InstanceSpec {
+        service: revision.service.clone(),
+        revision: revision.name.clone(),
+        image: t.image.clone(),
+        env,
+        container_port: t.port,
+        command: None,
+        args: None,
+        labels: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rouse_api::RevisionTemplate;
+
+    #[test]
+    fn routed_and_desired_follow_the_latest_ready_revision() {
+        let now = Utc::now();
+        let (mut svc, first) = Service::create("hello", RevisionTemplate::new("a"), now);
+        assert_eq!(routed_revision(&svc), "hello-00001");
+        assert_eq!(desired_instances(&svc, &first), 1);
+        let second = svc.update(RevisionTemplate::new("b"), now).unwrap();
+        svc.latest_ready_revision = Some(first.name.clone());
+        // While the new revision starts, the old one keeps serving.
+        assert_eq!(routed_revision(&svc), "hello-00001");
+        assert_eq!(desired_instances(&svc, &first), 1);
+        assert_eq!(desired_instances(&svc, &second), 1);
+        svc.latest_ready_revision = Some(second.name.clone());
+        assert_eq!(desired_instances(&svc, &first), 0);
+    }
+
+    #[test]
+    fn spec_carries_the_container_contract() {
+        let mut template = RevisionTemplate::new("img");
+        template.port = 9000;
+        template.env = vec!["TARGET=x".parse().unwrap()];
+        let (_, revision) = Service::create("hello", template, Utc::now());
+        let spec = instance_spec(&revision);
+        let env: HashMap<_, _> = spec.env.iter().cloned().collect();
+        assert_eq!(env["PORT"], "9000");
+        assert_eq!(env["K_SERVICE"], "hello");
+        assert_eq!(env["K_CONFIGURATION"], "hello");
+        assert_eq!(env["K_REVISION"], "hello-00001");
+        assert_eq!(env["TARGET"], "x");
+        assert_eq!(spec.container_port, 9000);
+    }
+
+    #[test]
+    fn revision_numbers_parse() {
+        assert_eq!(number_of("hello-00002"), 2);
+        assert_eq!(number_of("a-b-00010"), 10);
+    }
+}
