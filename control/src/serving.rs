@@ -647,13 +647,16 @@ impl Serving {
         let revision = {
             let state = self.state();
             state.revisions.iter().find_map(|(name, r)| {
-                r.instances.iter().find(|i| i.id == id && i.phase == InstancePhase::Ready).map(|_| name.clone())
+                r.instances
+                    .iter()
+                    .find(|i| i.id == id && i.phase == InstancePhase::Ready)
+                    .map(|i| (name.clone(), i.name.clone()))
             })
         };
-        let Some(revision) = revision else { return };
+        let Some((revision, name)) = revision else { return };
         let message = match code {
-            Some(code) => format!("instance exited with code {code}"),
-            None => "instance exited".to_string(),
+            Some(code) => format!("instance {name} exited with code {code}"),
+            None => format!("instance {name} exited"),
         };
         self.instance_failed(&revision, id, "ContainerExited", message, code).await;
     }
@@ -682,7 +685,7 @@ impl Serving {
         rev.instances.retain(|i| i.id != id);
         let crash = Crash {
             reason: reason.to_string(),
-            message: format!("{name}: {message}"),
+            message,
             exit_code: code,
             logs,
             restarts: rev.failures + 1,

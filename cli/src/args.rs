@@ -1,0 +1,120 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "rouse", version, about = "Deploy a container image with one command, get an HTTP URL; scale from zero on request.")]
+pub(crate) struct Cli {
+    /// Rouse's state directory [env: ROUSE_HOME] [default: ~/.rouse]
+    #[arg(long, global = true, env = "ROUSE_HOME", value_name = "DIR", hide_env = true)]
+    pub(crate) home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the Rouse daemon in the foreground (ingress, admin API, reconciler).
+    Serve(ServeArgs),
+    /// Create a service, or update it with a new revision.
+    Deploy(DeployArgs),
+    /// List services.
+    #[command(alias = "ls")]
+    List(OutputArgs),
+    /// Show one service: URL, conditions, revisions, instances, last crash.
+    Describe(DescribeArgs),
+    /// Delete a service and stop all its instances.
+    #[command(alias = "rm")]
+    Delete(NameArgs),
+    /// Print the output of a service's instances.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address of the ingress, where services answer.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub(crate) ingress: SocketAddr,
+    /// Address of the admin API (always token-protected).
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub(crate) api: SocketAddr,
+    /// Configuration file [default: $ROUSE_HOME/rouse.toml, if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// Service name: a lowercase DNS label, e.g. hello.
+    pub(crate) name: String,
+    /// Image in the local Docker, e.g. rouse-samples/hello.
+    #[arg(long)]
+    pub(crate) image: String,
+    /// Environment variable for the container, NAME=VALUE (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub(crate) env: Vec<String>,
+    /// Port the container listens on ($PORT), optionally with protocol: 8080, h2c:8080.
+    #[arg(long, default_value = "8080")]
+    pub(crate) port: String,
+    /// Most requests one instance handles at once (0 = unlimited).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) concurrency_limit: u32,
+    /// Fewest instances.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) scale_min: u32,
+    /// Most instances (0 = unlimited).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) scale_max: u32,
+    /// Instances started with a new revision.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) scale_init: u32,
+    /// Request timeout in seconds (1-600).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub(crate) timeout: u32,
+    /// Return once the revision is created, without waiting for it to be ready.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// How long to wait for the service to be ready.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub(crate) wait_timeout: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum Format {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Print Knative-shaped objects instead of a table.
+    #[arg(long, short = 'o', value_enum)]
+    pub(crate) output: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DescribeArgs {
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NameArgs {
+    pub(crate) name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    pub(crate) name: String,
+    /// Keep printing new output.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
+    /// Only the last N lines of each instance.
+    #[arg(long, value_name = "N")]
+    pub(crate) tail: Option<usize>,
+}

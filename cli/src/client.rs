@@ -1,0 +1,129 @@
+//! The admin API client used by every command but `serve`.
+
+use std::io;
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rouse_control::Home;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A connection to the daemon of one home.
+pub(crate) struct Client {
+    http: HttpClient<HttpConnector, Full<Bytes>>,
+    base: String,
+    token: String,
+    home: PathBuf,
+}
+
+/// The error the daemon sent, as one line.
+#[derive(Debug, serde::Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl Client {
+    /// Finds the daemon of `home` from its address file and token.
+    pub(crate) fn connect(home: &Home) -> anyhow::Result<Self> {
+        let not_running = || {
+            anyhow!(
+                "the Rouse daemon is not running for home {}\nhint: start it with `rouse serve --home {}` (in another terminal or in the background)",
+                home.dir().display(),
+                home.dir().display()
+            )
+        };
+        let addresses = home.read_addresses().map_err(|_| not_running())?;
+        let token = home.token().map_err(|e| anyhow!("{e}\nhint: the token is written by `rouse serve`; check --home"))?;
+        let http = HttpClient::builder(TokioExecutor::new()).build_http();
+        Ok(Self {
+            http,
+            base: format!("http://{}", addresses.api),
+            token,
+            home: home.dir().to_path_buf(),
+        })
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<hyper::Response<Incoming>> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        self.http.request(request).await.map_err(|e| {
+            if is_connection_refused(&e) {
+                anyhow!(
+                    "the Rouse daemon is not running for home {} (nothing answers at {})\nhint: start it with `rouse serve --home {}`",
+                    self.home.display(),
+                    self.base,
+                    self.home.display()
+                )
+            } else {
+                anyhow!("cannot reach the Rouse daemon at {}: {e}", self.base)
+            }
+        })
+    }
+
+    async fn check(response: hyper::Response<Incoming>) -> anyhow::Result<Bytes> {
+        let status = response.status();
+        let body = response.into_body().collect().await.context("reading the daemon's answer")?.to_bytes();
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => e.error,
+            Err(_) => String::from_utf8_lossy(&body).trim().to_string(),
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            bail!("the daemon refused the token: {message}\nhint: was the daemon started with the same --home?");
+        }
+        bail!("{message}")
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let body = Self::check(self.send(Method::GET, path, None).await?).await?;
+        serde_json::from_slice(&body).context("the daemon's answer is not what this rouse expects; are client and daemon the same version?")
+    }
+
+    pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        let body = serde_json::to_vec(body)?;
+        let body = Self::check(self.send(Method::PUT, path, Some(body)).await?).await?;
+        serde_json::from_slice(&body).context("the daemon's answer is not what this rouse expects")
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        Self::check(self.send(Method::DELETE, path, None).await?).await.map(|_| ())
+    }
+
+    /// A streaming GET: the body arrives in chunks as the daemon writes them.
+    pub(crate) async fn stream(&self, path: &str) -> anyhow::Result<Incoming> {
+        let response = self.send(Method::GET, path, None).await?;
+        if !response.status().is_success() {
+            Self::check(response).await?;
+            bail!("unexpected answer from the daemon");
+        }
+        Ok(response.into_body())
+    }
+}
+
+fn is_connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && io.kind() == io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}

@@ -1,0 +1,26 @@
+//! One module per command.
+
+pub(crate) mod delete;
+pub(crate) mod deploy;
+pub(crate) mod describe;
+pub(crate) mod list;
+pub(crate) mod logs;
+pub(crate) mod serve;
+
+use rouse_control::Home;
+
+use crate::args::Command;
+use crate::client::Client;
+
+/// Runs a command that talks to the daemon.
+pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Result<()> {
+    let client = Client::connect(home)?;
+    match command {
+        Command::Deploy(args) => deploy::run(&client, args).await,
+        Command::List(args) => list::run(&client, args).await,
+        Command::Describe(args) => describe::run(&client, args).await,
+        Command::Delete(args) => delete::run(&client, args).await,
+        Command::Logs(args) => logs::run(&client, args).await,
+        Command::Serve(_) => unreachable!("serve runs the daemon, not a client"),
+    }
+}

@@ -1,0 +1,136 @@
+//! `rouse deploy NAME --image IMAGE ...`: create or update a service, wait until it is ready,
+//! print its URL.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use http_body_util::BodyExt;
+use rouse_api::name::validate_name;
+use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, ServiceDescription};
+use rouse_api::template::parse_port;
+use rouse_api::{EnvVar, RevisionTemplate, ScaleBounds};
+use tokio::time::Instant;
+
+use crate::args::DeployArgs;
+use crate::client::Client;
+use crate::output::ready_condition;
+use crate::progress::Progress;
+
+/// How often deploy asks the daemon whether the service is ready: short, because a ready
+/// instance should be reported within milliseconds.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Log lines shown when a deploy fails.
+const FAILURE_LOG_LINES: usize = 20;
+
+fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
+    let (protocol, port) = parse_port(&args.port)?;
+    let env = args.env.iter().map(|e| e.parse::<EnvVar>()).collect::<Result<Vec<_>, _>>()?;
+    let template = RevisionTemplate {
+        image: args.image.clone(),
+        env,
+        port,
+        protocol,
+        container_concurrency: args.concurrency_limit,
+        timeout_seconds: args.timeout,
+        scale: ScaleBounds { min: args.scale_min, max: args.scale_max, initial: args.scale_init },
+    };
+    template.validate()?;
+    Ok(template)
+}
+
+pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
+    validate_name("service name", &args.name)?;
+    let template = template(&args)?;
+    let started = Instant::now();
+    let mut progress = Progress::new();
+    let path = format!("/v1/services/{}", args.name);
+    let response: DeployResponse = client.put(&path, &DeployRequest { template }).await?;
+    let status = response.service.object.status.clone().unwrap_or_default();
+    let had_ready_revision = status.latest_ready_revision_name.is_some();
+    let target = match &response.created_revision {
+        Some(revision) => {
+            progress.step(format!("Revision {revision} created"));
+            revision.clone()
+        }
+        None => {
+            progress.step("Template unchanged: no new revision");
+            status.latest_created_revision_name.clone()
+        }
+    };
+    if args.no_wait {
+        progress.finish(format!("Service '{}' deployed; not waiting for it to be ready.", args.name));
+        println!("{}", status.url);
+        return Ok(());
+    }
+    let deadline = started + Duration::from_secs(args.wait_timeout);
+    loop {
+        let service: ServiceDescription = client.get(&path).await?;
+        let status = service.object.status.clone().unwrap_or_default();
+        let ready = ready_condition(&service.object).is_some_and(|c| c.is_true());
+        let revision = service.revisions.iter().find(|r| r.name == target);
+        if ready && status.latest_ready_revision_name.as_deref() == Some(target.as_str()) {
+            progress.finish(format!(
+                "Service '{}' is ready at revision {target} ({:.1}s).",
+                args.name,
+                started.elapsed().as_secs_f64()
+            ));
+            println!("{}", status.url);
+            return Ok(());
+        }
+        if let Some(crash) = revision.and_then(|r| r.last_crash.clone()) {
+            progress.finish(format!("Revision {target} failed."));
+            let outcome = abandon(client, &args.name, &target, had_ready_revision).await;
+            let reason = format!("failed: {}", crash.message);
+            bail!("{}", failure_message(&args.name, &target, &reason, &crash.logs, &outcome));
+        }
+        match revision.and_then(|r| r.instances.iter().find(|i| i.state == InstancePhase::Starting)) {
+            Some(instance) => progress.step(format!("Instance {} starting, waiting for it to answer HTTP", instance.name)),
+            None => progress.step("Starting an instance"),
+        }
+        if Instant::now() >= deadline {
+            progress.finish(format!("Revision {target} is not ready."));
+            let logs = revision_logs(client, &args.name, &target).await;
+            let outcome = abandon(client, &args.name, &target, had_ready_revision).await;
+            let reason = format!(
+                "did not become ready within {}s (--wait-timeout): no instance answered HTTP on its port",
+                args.wait_timeout
+            );
+            bail!("{}", failure_message(&args.name, &target, &reason, &logs, &outcome));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Takes back a revision that never became ready, so nothing is left half-created.
+async fn abandon(client: &Client, service: &str, revision: &str, had_ready_revision: bool) -> String {
+    match client.delete(&format!("/v1/services/{service}/revisions/{revision}")).await {
+        Ok(()) if had_ready_revision => format!("revision {revision} was removed; '{service}' keeps serving its previous revision"),
+        Ok(()) => format!("nothing was deployed: service '{service}' was removed"),
+        Err(e) => format!("could not remove revision {revision}: {e}"),
+    }
+}
+
+/// Last output of the revision's instances.
+async fn revision_logs(client: &Client, service: &str, revision: &str) -> Vec<String> {
+    let path = format!("/v1/services/{service}/logs?tail={FAILURE_LOG_LINES}");
+    let Ok(body) = client.stream(&path).await else { return Vec::new() };
+    let Ok(collected) = tokio::time::timeout(Duration::from_secs(5), body.collect()).await else { return Vec::new() };
+    let Ok(bytes) = collected else { return Vec::new() };
+    let prefix = format!("[{revision}-");
+    String::from_utf8_lossy(&bytes.to_bytes()).lines().filter(|l| l.starts_with(&prefix)).map(str::to_string).collect()
+}
+
+fn failure_message(service: &str, revision: &str, reason: &str, logs: &[String], outcome: &str) -> String {
+    let mut message = format!("service '{service}' revision {revision} {reason}");
+    message.push_str(&format!("\n  {outcome}"));
+    if logs.is_empty() {
+        message.push_str("\n  the container printed nothing");
+    } else {
+        message.push_str("\n  last log lines:");
+        for line in logs {
+            message.push_str(&format!("\n    {line}"));
+        }
+    }
+    message.push_str("\nhint: the container must listen on $PORT and answer HTTP; try it with `docker run -p 8080:8080 IMAGE`");
+    message
+}

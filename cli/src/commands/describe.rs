@@ -1,0 +1,86 @@
+//! `rouse describe NAME [-o json|yaml]`.
+
+use std::fmt::Write;
+
+use rouse_api::status::ServiceDescription;
+
+use crate::args::DescribeArgs;
+use crate::client::Client;
+use crate::output::{print_as, table};
+
+pub(crate) async fn run(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
+    let service: ServiceDescription = client.get(&format!("/v1/services/{}", args.name)).await?;
+    match args.output.output {
+        Some(format) => print_as(&service.object, format),
+        None => {
+            print!("{}", render(&service));
+            Ok(())
+        }
+    }
+}
+
+/// The human view of a service.
+pub(crate) fn render(service: &ServiceDescription) -> String {
+    let object = &service.object;
+    let status = object.status.clone().unwrap_or_default();
+    let spec = &object.spec.template.spec;
+    let container = spec.containers.first();
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:         {}", object.metadata.name);
+    let _ = writeln!(out, "URL:          {}", status.url);
+    let _ = writeln!(out, "Image:        {}", container.map_or("", |c| c.image.as_str()));
+    if let Some(container) = container {
+        for env in &container.env {
+            let _ = writeln!(out, "Env:          {}={}", env.name, env.value);
+        }
+        for port in &container.ports {
+            let _ = writeln!(out, "Port:         {}{}", port.name.as_deref().map(|n| format!("{n}:")).unwrap_or_default(), port.container_port);
+        }
+    }
+    let limit = if spec.container_concurrency == 0 { "unlimited".to_string() } else { spec.container_concurrency.to_string() };
+    let _ = writeln!(out, "Concurrency:  {limit} per instance");
+    let _ = writeln!(out, "Timeout:      {}s", spec.timeout_seconds);
+    let _ = writeln!(out, "Generation:   {}", object.metadata.generation.unwrap_or(0));
+    let _ = writeln!(out, "\nConditions:");
+    let mut rows = vec![["OK", "TYPE", "REASON", "MESSAGE"].map(String::from).to_vec()];
+    for c in &status.conditions {
+        let ok = match c.status.as_str() {
+            "True" => "++",
+            "False" => "!!",
+            _ => "??",
+        };
+        rows.push(vec![ok.to_string(), c.kind.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()]);
+    }
+    out.push_str(&indent(&table(&rows)));
+    let _ = writeln!(out, "\nRevisions:");
+    for revision in &service.revisions {
+        let traffic = if revision.routed { "100% traffic" } else { "no traffic" };
+        let _ = writeln!(
+            out,
+            "  {}   {}   {}   instances {}/{}",
+            revision.name,
+            revision.image,
+            traffic,
+            revision.ready(),
+            revision.desired
+        );
+        for instance in &revision.instances {
+            let _ = writeln!(out, "    {}   {}   {}", instance.name, instance.state, instance.endpoint.as_deref().unwrap_or("-"));
+        }
+        if let Some(crash) = &revision.last_crash {
+            let code = crash.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
+            let _ = writeln!(out, "    Last crash: {}{code} at {} (failure {} in a row): {}", crash.reason, crash.at, crash.restarts, crash.message);
+            if !crash.logs.is_empty() {
+                let _ = writeln!(out, "    Last log lines:");
+                for line in &crash.logs {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}

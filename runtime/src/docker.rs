@@ -1,0 +1,944 @@
+//! The Docker backend: an instance is a container on the local Docker Engine, via bollard.
+//!
+//! Each container is published on `127.0.0.1:<ephemeral port>`, runs under Docker's init as
+//! PID 1 (signals forwarded, zombies reaped), reaches the host as `host.docker.internal`, and
+//! has no restart policy: Rouse replaces crashed instances itself. Images are never pulled.
+//!
+//! Every container carries the labels of [`crate::instance`]; every query filters on
+//! `rouse.home=<home id>`, and a container without our home label is never touched.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
+    ContainerSummaryStateEnum, EventMessage, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::stream::{self, BoxStream};
+use futures_util::{StreamExt, future};
+use rand::Rng;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::error::RuntimeError;
+use crate::instance::{
+    Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED,
+    LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream,
+};
+use crate::logs::LineSplitter;
+use crate::probe;
+use crate::runtime::{Logs, Runtime};
+
+/// Prefix of container names, so `docker ps` shows which containers are Rouse's.
+pub const CONTAINER_PREFIX: &str = "rouse-";
+
+/// Length of the random suffix of instance names.
+const SUFFIX_LEN: usize = 5;
+
+/// How often `wait_ready` looks at the container's state when Docker's wait call is not
+/// available; normally the wait call reports an exit the moment it happens.
+const EXIT_POLL: Duration = Duration::from_millis(200);
+
+/// The address ports are published on: loopback only, the proxy dials nothing else.
+const PUBLISH_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// Makes `host.docker.internal` resolve to the host inside every container (Linux needs it;
+/// Docker Desktop has it built in).
+const HOST_GATEWAY: &str = "host.docker.internal:host-gateway";
+
+/// Runs instances as containers of the local Docker Engine.
+pub struct DockerRuntime {
+    /// The Engine API client; clones share its connection pool.
+    docker: Docker,
+    /// Id of the `$ROUSE_HOME` whose containers this runtime sees and touches.
+    home: String,
+    /// Ids of containers known to carry our home label, so that hot calls (an unpause on a
+    /// thaw) skip the inspect that proves ownership. A std mutex: it is held for one hash
+    /// operation and never across an await.
+    owned: Mutex<HashSet<String>>,
+}
+
+// === impl DockerRuntime ===
+
+impl DockerRuntime {
+    /// Connects to the local Docker (`DOCKER_HOST` or the default socket), agrees on an API
+    /// version with it and checks that it answers.
+    pub async fn connect(home_id: &str) -> Result<Self, RuntimeError> {
+        let unavailable = |err: DockerError| RuntimeError::Unavailable {
+            reason: err.to_string(),
+        };
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(unavailable)?
+            // bollard speaks a newer API than older Engines (20.10 is 1.41); without this they
+            // reject every call.
+            .negotiate_version()
+            .await
+            .map_err(unavailable)?;
+        docker.ping().await.map_err(unavailable)?;
+        tracing::debug!(home = home_id, api = %docker.client_version(), "connected to Docker");
+        Ok(Self {
+            docker,
+            home: home_id.to_owned(),
+            owned: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The home id every container of this runtime is labelled with.
+    pub fn home_id(&self) -> &str {
+        &self.home
+    }
+
+    /// The label filter selecting exactly this home's containers.
+    fn home_filter(&self) -> String {
+        format!("{LABEL_HOME}={}", self.home)
+    }
+
+    fn is_ours(&self, labels: Option<&HashMap<String, String>>) -> bool {
+        labels
+            .and_then(|l| l.get(LABEL_HOME))
+            .is_some_and(|home| *home == self.home)
+    }
+
+    fn remember(&self, id: &str) {
+        self.owned
+            .lock()
+            .expect("owned-ids lock poisoned")
+            .insert(id.to_owned());
+    }
+
+    fn forget(&self, id: &str) {
+        self.owned
+            .lock()
+            .expect("owned-ids lock poisoned")
+            .remove(id);
+    }
+
+    fn is_known(&self, id: &str) -> bool {
+        self.owned
+            .lock()
+            .expect("owned-ids lock poisoned")
+            .contains(id)
+    }
+
+    /// Fails unless `id` is a container of this home.
+    async fn ensure_ours(&self, operation: &'static str, id: &str) -> Result<(), RuntimeError> {
+        if self.is_known(id) {
+            return Ok(());
+        }
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) if self.is_ours(c.config.as_ref().and_then(|c| c.labels.as_ref())) => {
+                self.remember(id);
+                Ok(())
+            }
+            Ok(_) => Err(not_managed(operation, id)),
+            Err(e) if is_status(&e, 404) => Err(no_such_instance(operation, id)),
+            Err(e) => Err(backend(operation, id, e)),
+        }
+    }
+
+    /// The labels of a new instance: the spec's, then ours (which win).
+    fn labels(&self, spec: &InstanceSpec, name: &str) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
+        labels.insert(LABEL_HOME.to_owned(), self.home.clone());
+        labels.insert(LABEL_SERVICE.to_owned(), spec.service.clone());
+        labels.insert(LABEL_REVISION.to_owned(), spec.revision.clone());
+        labels.insert(LABEL_INSTANCE.to_owned(), name.to_owned());
+        labels.insert(LABEL_PORT.to_owned(), spec.container_port.to_string());
+        labels
+    }
+
+    /// Resolves when the container stops running, as the error `wait_ready` returns then.
+    async fn exit_of(&self, instance: &Instance) -> RuntimeError {
+        let exited = |code| RuntimeError::Exited {
+            instance: instance.name.clone(),
+            code,
+        };
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut wait = self.docker.wait_container(&instance.id, Some(options));
+        match wait.next().await {
+            Some(Ok(response)) => return exited(response.status_code),
+            // bollard reports a non-zero exit code as an error.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => return exited(code),
+            Some(Err(e)) if is_status(&e, 404) => {
+                return no_such_instance("wait for", &instance.name);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(instance = %instance.name, error = %e, "wait failed, polling")
+            }
+            None => tracing::debug!(instance = %instance.name, "wait ended early, polling"),
+        }
+        loop {
+            sleep(EXIT_POLL).await;
+            match self.docker.inspect_container(&instance.id, None).await {
+                Ok(c) => {
+                    if let InstanceState::Exited { code } = inspect_state(&c) {
+                        return exited(code);
+                    }
+                }
+                Err(e) if is_status(&e, 404) => {
+                    return no_such_instance("wait for", &instance.name);
+                }
+                Err(e) => tracing::debug!(instance = %instance.name, error = %e, "inspect failed"),
+            }
+        }
+    }
+
+    /// Force-removes a container `create` could not finish; failures are only logged, since
+    /// the error that matters is the one that got us here.
+    async fn discard(&self, id: &str, name: &str) {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => self.forget(id),
+            Err(e) => {
+                tracing::warn!(instance = %name, error = %e, "removing a half-created container")
+            }
+        }
+    }
+
+    /// The container port of an instance, for messages; `None` if it cannot be read.
+    async fn container_port(&self, id: &str) -> Option<u16> {
+        let c = self.docker.inspect_container(id, None).await.ok()?;
+        c.config?.labels?.get(LABEL_PORT)?.parse().ok()
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_status(&e, 404) => Ok(false),
+            Err(e) => Err(backend("inspect image", image, e)),
+        }
+    }
+
+    async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError> {
+        let started = Instant::now();
+        let name = format!("{}-{}", spec.revision, random_suffix(&mut rand::rng()));
+        let container_name = format!("{CONTAINER_PREFIX}{name}");
+        let port = format!("{}/tcp", spec.container_port);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            exposed_ports: Some(vec![port.clone()]),
+            labels: Some(self.labels(spec, &name)),
+            entrypoint: spec.command.clone(),
+            cmd: spec.args.clone(),
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([(
+                    port,
+                    Some(vec![PortBinding {
+                        host_ip: Some(PUBLISH_IP.to_string()),
+                        // Empty: Docker picks a free ephemeral port.
+                        host_port: Some(String::new()),
+                    }]),
+                )])),
+                init: Some(true),
+                extra_hosts: Some(vec![HOST_GATEWAY.to_owned()]),
+                privileged: Some(false),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::NO),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&container_name)
+            .build();
+        let id = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => created.id,
+            // Create fails with 404 only for a missing image; nothing was created.
+            Err(e) if is_status(&e, 404) => {
+                return Err(RuntimeError::ImageNotFound {
+                    image: spec.image.clone(),
+                });
+            }
+            Err(e) => return Err(backend("create", &name, e)),
+        };
+        self.remember(&id);
+        let created = started.elapsed();
+
+        let started_and_inspected = async {
+            self.docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| backend("start", &name, e))?;
+            let started_at = started.elapsed();
+            let inspected = self
+                .docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(|e| backend("inspect", &name, e))?;
+            Ok::<_, RuntimeError>((started_at, inspected))
+        };
+        let (started_at, inspected) = match started_and_inspected.await {
+            Ok(done) => done,
+            Err(e) => {
+                // Leave nothing half-made behind: the caller never learns this id.
+                self.discard(&id, &name).await;
+                return Err(e);
+            }
+        };
+        let instance = inspect_instance(&id, &inspected);
+        tracing::debug!(
+            instance = %name,
+            id = %id,
+            endpoint = ?instance.endpoint,
+            create = ?created,
+            start = ?(started_at - created),
+            inspect = ?(started.elapsed() - started_at),
+            "instance created"
+        );
+        Ok(instance)
+    }
+
+    async fn wait_ready(
+        &self,
+        instance: &Instance,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let uri: http::Uri = path.parse().map_err(|e| RuntimeError::Backend {
+            operation: "probe",
+            instance: instance.name.clone(),
+            reason: format!("readiness path '{path}' is not a valid request path: {e}"),
+        })?;
+        let endpoint = match instance.endpoint {
+            Some(endpoint) => endpoint,
+            // Created before its port was published (or it exited at once): look again.
+            None => match self.inspect(&instance.id).await? {
+                Some(Instance {
+                    state: InstanceState::Exited { code },
+                    ..
+                }) => {
+                    return Err(RuntimeError::Exited {
+                        instance: instance.name.clone(),
+                        code,
+                    });
+                }
+                Some(Instance {
+                    endpoint: Some(endpoint),
+                    ..
+                }) => endpoint,
+                Some(_) => {
+                    return Err(RuntimeError::Backend {
+                        operation: "probe",
+                        instance: instance.name.clone(),
+                        reason: "the instance has no published port; is it running?".to_owned(),
+                    });
+                }
+                None => return Err(no_such_instance("probe", &instance.name)),
+            },
+        };
+
+        tokio::select! {
+            // Readiness first: an instance that answered is ready even if it dies right after.
+            biased;
+            status = probe::until_ready(endpoint, &uri) => {
+                tracing::debug!(instance = %instance.name, %status, waited = ?started.elapsed(), "instance ready");
+                Ok(())
+            }
+            exited = self.exit_of(instance) => Err(exited),
+            () = sleep_until(deadline) => {
+                let port = self.container_port(&instance.id).await.unwrap_or(endpoint.port());
+                Err(RuntimeError::NotReady {
+                    instance: instance.name.clone(),
+                    port,
+                    waited_ms: started.elapsed().as_millis(),
+                })
+            }
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Instance>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![self.home_filter()])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| backend("list", &self.home_filter(), e))?;
+        let instances: Vec<Instance> = containers
+            .iter()
+            // The filter already did this; checked again because touching another home's
+            // container would be far worse than a wasted comparison.
+            .filter(|c| self.is_ours(c.labels.as_ref()))
+            .filter_map(summary_instance)
+            .collect();
+        for instance in &instances {
+            self.remember(&instance.id);
+        }
+        Ok(instances)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<Instance>, RuntimeError> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) if self.is_ours(c.config.as_ref().and_then(|c| c.labels.as_ref())) => {
+                let instance = inspect_instance(id, &c);
+                self.remember(&instance.id);
+                Ok(Some(instance))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if is_status(&e, 404) => {
+                self.forget(id);
+                Ok(None)
+            }
+            Err(e) => Err(backend("inspect", id, e)),
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        // Always inspect: stop is not on a hot path, and it tells whether the instance is
+        // paused (a frozen process cannot handle SIGTERM, so it is thawed first).
+        let container = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c,
+            Err(e) if is_status(&e, 404) => {
+                self.forget(id);
+                return Ok(());
+            }
+            Err(e) => return Err(backend("stop", id, e)),
+        };
+        if !self.is_ours(container.config.as_ref().and_then(|c| c.labels.as_ref())) {
+            return Err(not_managed("stop", id));
+        }
+        if inspect_state(&container) == InstanceState::Paused {
+            match self.docker.unpause_container(id).await {
+                Ok(()) => {}
+                Err(e) if is_status(&e, 404) => {
+                    self.forget(id);
+                    return Ok(());
+                }
+                // Not fatal: the forced removal below still ends it, without SIGTERM.
+                Err(e) => tracing::warn!(id, error = %e, "unpausing before stop"),
+            }
+        }
+        // Docker sends SIGTERM, then SIGKILL after `t` seconds; round the grace up.
+        let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let options = StopContainerOptionsBuilder::default()
+            .t(i32::try_from(seconds).unwrap_or(i32::MAX))
+            .build();
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => {}
+            // 304: already stopped.
+            Err(e) if is_status(&e, 304) => {}
+            Err(e) if is_status(&e, 404) => {
+                self.forget(id);
+                return Ok(());
+            }
+            // E.g. bollard's own request timeout on a long grace: the removal forces it.
+            Err(e) => tracing::warn!(id, error = %e, "stop failed, removing by force"),
+        }
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => {}
+            // 409: another removal is already in progress.
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+            Err(e) => return Err(backend("remove", id, e)),
+        }
+        self.forget(id);
+        Ok(())
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.ensure_ours("pause", id).await?;
+        match self.docker.pause_container(id).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_refusal_containing(&e, "already paused") => Ok(()),
+            Err(e) if is_status(&e, 404) => {
+                self.forget(id);
+                Err(no_such_instance("pause", id))
+            }
+            Err(e) => Err(backend("pause", id, e)),
+        }
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), RuntimeError> {
+        self.ensure_ours("unpause", id).await?;
+        match self.docker.unpause_container(id).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_refusal_containing(&e, "is not paused") => Ok(()),
+            Err(e) if is_status(&e, 404) => {
+                self.forget(id);
+                Err(no_such_instance("unpause", id))
+            }
+            Err(e) => Err(backend("unpause", id, e)),
+        }
+    }
+
+    async fn logs(&self, id: &str, options: LogOptions) -> Result<Logs, RuntimeError> {
+        self.ensure_ours("read logs of", id).await?;
+        let tail = options
+            .tail
+            .map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let query = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(options.follow)
+            .tail(&tail)
+            .build();
+        // bollard builds the request now and owns what it needs: the stream is 'static.
+        let chunks = self.docker.logs(id, Some(query));
+        Ok(log_lines(chunks, id.to_owned()).boxed())
+    }
+
+    async fn exits(&self) -> Result<BoxStream<'static, InstanceExit>, RuntimeError> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_owned()]),
+            ("event", vec!["die".to_owned()]),
+            ("label", vec![self.home_filter()]),
+        ]);
+        // The request goes out when the stream is first polled; `since` makes it also report
+        // exits between now and then.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let options = EventsOptionsBuilder::default()
+            .since(&now.to_string())
+            .filters(&filters)
+            .build();
+        let events = self
+            .docker
+            .events(Some(options))
+            .take_while(|event| {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "Docker event stream broke");
+                }
+                future::ready(event.is_ok())
+            })
+            .filter_map(|event| future::ready(event.ok().and_then(|e| event_exit(&e))));
+        Ok(events.boxed())
+    }
+}
+
+// === Docker values → instances ===
+
+/// The instance an inspected container is.
+fn inspect_instance(id: &str, c: &ContainerInspectResponse) -> Instance {
+    let empty = HashMap::new();
+    let labels = c
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .unwrap_or(&empty);
+    let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+    let state = inspect_state(c);
+    let endpoint = match state {
+        InstanceState::Running | InstanceState::Paused => c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref())
+            .and_then(|ports| {
+                let port = labels.get(LABEL_PORT).map(|p| format!("{p}/tcp"));
+                // Our containers publish one port; the label only picks it out exactly.
+                let bindings = match port {
+                    Some(port) => ports.get(&port),
+                    None => ports.values().find(|b| b.is_some()),
+                };
+                bindings?.as_ref()?.iter().find_map(binding_endpoint)
+            }),
+        _ => None,
+    };
+    Instance {
+        id: c.id.clone().unwrap_or_else(|| id.to_owned()),
+        name: instance_name(labels, c.name.as_deref()),
+        service: label(LABEL_SERVICE),
+        revision: label(LABEL_REVISION),
+        state,
+        endpoint,
+    }
+}
+
+/// The state of an inspected container.
+fn inspect_state(c: &ContainerInspectResponse) -> InstanceState {
+    let Some(state) = c.state.as_ref() else {
+        return InstanceState::Other("unknown".to_owned());
+    };
+    match state.status {
+        Some(ContainerStateStatusEnum::CREATED) => InstanceState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => InstanceState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => InstanceState::Paused,
+        Some(ContainerStateStatusEnum::EXITED) => InstanceState::Exited {
+            code: state.exit_code.unwrap_or_default(),
+        },
+        Some(other) => InstanceState::Other(other.to_string()),
+        None => InstanceState::Other("unknown".to_owned()),
+    }
+}
+
+/// The instance a listed container is, or `None` without an id.
+fn summary_instance(c: &ContainerSummary) -> Option<Instance> {
+    let id = c.id.clone()?;
+    let empty = HashMap::new();
+    let labels = c.labels.as_ref().unwrap_or(&empty);
+    let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+    let state = match c.state {
+        Some(ContainerSummaryStateEnum::CREATED) => InstanceState::Created,
+        Some(ContainerSummaryStateEnum::RUNNING) => InstanceState::Running,
+        Some(ContainerSummaryStateEnum::PAUSED) => InstanceState::Paused,
+        Some(ContainerSummaryStateEnum::EXITED) => InstanceState::Exited {
+            code: c
+                .status
+                .as_deref()
+                .and_then(exit_code_of_status)
+                .unwrap_or_default(),
+        },
+        Some(other) => InstanceState::Other(other.to_string()),
+        None => InstanceState::Other("unknown".to_owned()),
+    };
+    let private_port: Option<u16> = labels.get(LABEL_PORT).and_then(|p| p.parse().ok());
+    let endpoint = c.ports.iter().flatten().find_map(|p| {
+        if private_port.is_some_and(|port| port != p.private_port) {
+            return None;
+        }
+        let ip: IpAddr = p.ip.as_deref()?.parse().ok()?;
+        Some(SocketAddr::new(ip, p.public_port?))
+    });
+    let name = instance_name(
+        labels,
+        c.names.as_ref().and_then(|n| n.first()).map(String::as_str),
+    );
+    Some(Instance {
+        id,
+        name,
+        service: label(LABEL_SERVICE),
+        revision: label(LABEL_REVISION),
+        state,
+        endpoint,
+    })
+}
+
+/// The instance name: its label, else the container name without `/rouse-`.
+fn instance_name(labels: &HashMap<String, String>, container_name: Option<&str>) -> String {
+    if let Some(name) = labels.get(LABEL_INSTANCE) {
+        return name.clone();
+    }
+    let name = container_name.unwrap_or_default();
+    let name = name.strip_prefix('/').unwrap_or(name);
+    name.strip_prefix(CONTAINER_PREFIX)
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// Where a port binding can be dialled; an unspecified host IP means loopback works too.
+fn binding_endpoint(binding: &PortBinding) -> Option<SocketAddr> {
+    let port: u16 = binding.host_port.as_deref()?.parse().ok()?;
+    let ip = match binding.host_ip.as_deref() {
+        None | Some("") | Some("0.0.0.0") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(ip) => ip.parse().ok()?,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The exit code in a container status such as `Exited (3) 5 seconds ago`.
+fn exit_code_of_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
+}
+
+/// The exit a `die` event reports.
+fn event_exit(event: &EventMessage) -> Option<InstanceExit> {
+    let actor = event.actor.as_ref()?;
+    let code = actor
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get("exitCode"))
+        .and_then(|c| c.parse().ok());
+    Some(InstanceExit {
+        id: actor.id.clone()?,
+        code,
+    })
+}
+
+/// `SUFFIX_LEN` random lowercase letters and digits.
+fn random_suffix(rng: &mut impl Rng) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..SUFFIX_LEN)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// Docker's output chunks as lines; a failure is yielded once and ends the stream.
+fn log_lines(
+    chunks: impl futures_util::Stream<Item = Result<LogOutput, DockerError>> + Send + Unpin + 'static,
+    id: String,
+) -> impl futures_util::Stream<Item = Result<LogLine, RuntimeError>> + Send + 'static {
+    let lines = chunks
+        .map(Some)
+        // A `None` after the last chunk flushes unfinished lines.
+        .chain(stream::once(future::ready(None)))
+        .scan(
+            (LineSplitter::default(), false),
+            move |(split, failed), chunk| {
+                if *failed {
+                    return future::ready(None);
+                }
+                let out: Vec<Result<LogLine, RuntimeError>> = match chunk {
+                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                        split
+                            .push(LogStream::Stdout, &message)
+                            .into_iter()
+                            .map(Ok)
+                            .collect()
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => split
+                        .push(LogStream::Stderr, &message)
+                        .into_iter()
+                        .map(Ok)
+                        .collect(),
+                    Some(Ok(LogOutput::StdIn { .. })) => Vec::new(),
+                    Some(Err(e)) => {
+                        *failed = true;
+                        let mut out: Vec<_> = split.finish().into_iter().map(Ok).collect();
+                        out.push(Err(backend("read logs of", &id, e)));
+                        out
+                    }
+                    None => split.finish().into_iter().map(Ok).collect(),
+                };
+                future::ready(Some(stream::iter(out)))
+            },
+        );
+    lines.flatten()
+}
+
+// === errors ===
+
+fn is_status(err: &DockerError, status: u16) -> bool {
+    matches!(err, DockerError::DockerResponseServerError { status_code, .. } if *status_code == status)
+}
+
+/// Whether Docker refused with a message containing `text`; the status varies by version
+/// (20.10 answers "is not paused" with 500, "already paused" with 409).
+fn is_refusal_containing(err: &DockerError, text: &str) -> bool {
+    matches!(err, DockerError::DockerResponseServerError { message, .. } if message.contains(text))
+}
+
+/// A failed Docker call: `Unavailable` when Docker itself could not be reached.
+fn backend(operation: &'static str, instance: &str, err: DockerError) -> RuntimeError {
+    match err {
+        DockerError::HyperLegacyError { .. }
+        | DockerError::IOError { .. }
+        | DockerError::SocketNotFoundError(_) => RuntimeError::Unavailable {
+            reason: format!("{operation} {instance}: {err}"),
+        },
+        _ => RuntimeError::Backend {
+            operation,
+            instance: instance.to_owned(),
+            reason: err.to_string(),
+        },
+    }
+}
+
+fn no_such_instance(operation: &'static str, instance: &str) -> RuntimeError {
+    RuntimeError::Backend {
+        operation,
+        instance: instance.to_owned(),
+        reason: "no such instance: it was removed (see `docker ps -a`)".to_owned(),
+    }
+}
+
+fn not_managed(operation: &'static str, id: &str) -> RuntimeError {
+    RuntimeError::Backend {
+        operation,
+        instance: id.to_owned(),
+        reason: format!(
+            "the container is not managed by this Rouse home (label {LABEL_HOME}); left alone"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use bollard::models::{EventActor, PortSummary};
+    use rand::SeedableRng;
+
+    #[test]
+    fn exit_code_from_status() {
+        assert_eq!(exit_code_of_status("Exited (3) 5 seconds ago"), Some(3));
+        assert_eq!(
+            exit_code_of_status("Exited (137) About a minute ago"),
+            Some(137)
+        );
+        assert_eq!(exit_code_of_status("Exited (-1) now"), Some(-1));
+        assert_eq!(exit_code_of_status("Up 3 seconds"), None);
+        assert_eq!(exit_code_of_status("Exited (x"), None);
+    }
+
+    #[test]
+    fn suffixes_are_five_lowercase_alphanumerics() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..1000 {
+            let suffix = random_suffix(&mut rng);
+            assert_eq!(suffix.len(), SUFFIX_LEN);
+            assert!(
+                suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{suffix}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_come_from_the_label_or_the_container_name() {
+        let labels = HashMap::from([(LABEL_INSTANCE.to_owned(), "hello-00001-ab3cd".to_owned())]);
+        assert_eq!(
+            instance_name(&labels, Some("/whatever")),
+            "hello-00001-ab3cd"
+        );
+        assert_eq!(
+            instance_name(&HashMap::new(), Some("/rouse-hello-00001-x")),
+            "hello-00001-x"
+        );
+    }
+
+    #[test]
+    fn bindings_to_endpoints() {
+        let binding = |ip: Option<&str>, port: &str| PortBinding {
+            host_ip: ip.map(str::to_owned),
+            host_port: Some(port.to_owned()),
+        };
+        assert_eq!(
+            binding_endpoint(&binding(Some("127.0.0.1"), "32768")),
+            Some("127.0.0.1:32768".parse().unwrap())
+        );
+        assert_eq!(
+            binding_endpoint(&binding(Some("0.0.0.0"), "80")),
+            Some("127.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(binding_endpoint(&binding(None, "")), None);
+    }
+
+    #[test]
+    fn listed_containers_become_instances() {
+        let summary = ContainerSummary {
+            id: Some("abc".to_owned()),
+            names: Some(vec!["/rouse-hello-00001-ab3cd".to_owned()]),
+            labels: Some(HashMap::from([
+                (LABEL_SERVICE.to_owned(), "hello".to_owned()),
+                (LABEL_REVISION.to_owned(), "hello-00001".to_owned()),
+                (LABEL_PORT.to_owned(), "8080".to_owned()),
+            ])),
+            state: Some(ContainerSummaryStateEnum::EXITED),
+            status: Some("Exited (3) 1 second ago".to_owned()),
+            ports: Some(vec![
+                PortSummary {
+                    private_port: 9090,
+                    public_port: None,
+                    ..Default::default()
+                },
+                PortSummary {
+                    ip: Some("127.0.0.1".to_owned()),
+                    private_port: 8080,
+                    public_port: Some(40000),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        let instance = summary_instance(&summary).unwrap();
+        assert_eq!(instance.name, "hello-00001-ab3cd");
+        assert_eq!(instance.service, "hello");
+        assert_eq!(instance.revision, "hello-00001");
+        assert_eq!(instance.state, InstanceState::Exited { code: 3 });
+        assert_eq!(instance.endpoint, Some("127.0.0.1:40000".parse().unwrap()));
+    }
+
+    #[test]
+    fn die_events_become_exits() {
+        let event = EventMessage {
+            action: Some("die".to_owned()),
+            actor: Some(EventActor {
+                id: Some("abc".to_owned()),
+                attributes: Some(HashMap::from([("exitCode".to_owned(), "3".to_owned())])),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            event_exit(&event),
+            Some(InstanceExit {
+                id: "abc".to_owned(),
+                code: Some(3)
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn log_chunks_become_lines() {
+        let chunks = stream::iter(vec![
+            Ok(LogOutput::StdOut {
+                message: "a\nb".into(),
+            }),
+            Ok(LogOutput::StdErr {
+                message: "e\n".into(),
+            }),
+            Ok(LogOutput::StdOut {
+                message: "c\nd".into(),
+            }),
+        ]);
+        let lines: Vec<_> = log_lines(chunks, "abc".to_owned())
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        let text: Vec<_> = lines.iter().map(|l| (l.stream, l.line.as_str())).collect();
+        assert_eq!(
+            text,
+            [
+                (LogStream::Stdout, "a"),
+                (LogStream::Stderr, "e"),
+                (LogStream::Stdout, "bc"),
+                (LogStream::Stdout, "d"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_log_error_ends_the_lines() {
+        let chunks = stream::iter(vec![
+            Ok(LogOutput::StdOut {
+                message: "partial".into(),
+            }),
+            Err(DockerError::RequestTimeoutError),
+            Ok(LogOutput::StdOut {
+                message: "never\n".into(),
+            }),
+        ]);
+        let items: Vec<_> = log_lines(chunks, "abc".to_owned()).collect().await;
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].as_ref().unwrap().line, "partial");
+        assert!(matches!(items[1], Err(RuntimeError::Backend { .. })));
+    }
+}

@@ -1,0 +1,102 @@
+//! Value types describing instances, independent of any backend.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// Label put on every container Rouse creates.
+pub const LABEL_MANAGED: &str = "rouse.managed";
+/// Label naming the `$ROUSE_HOME` (by its id) that owns the container.
+pub const LABEL_HOME: &str = "rouse.home";
+/// Label naming the service the instance belongs to.
+pub const LABEL_SERVICE: &str = "rouse.service";
+/// Label naming the revision the instance runs.
+pub const LABEL_REVISION: &str = "rouse.revision";
+/// Label holding the instance's name (`<revision>-<5 random chars>`), so it survives a restart.
+pub const LABEL_INSTANCE: &str = "rouse.instance";
+/// Label holding the container port the instance listens on (the one published).
+pub const LABEL_PORT: &str = "rouse.port";
+
+/// Everything a backend needs to start one instance of a revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceSpec {
+    /// Service name (for labels and the instance name).
+    pub service: String,
+    /// Revision name, e.g. `hello-00001`.
+    pub revision: String,
+    /// Image reference, already present in the local image store.
+    pub image: String,
+    /// Environment, in order; the caller includes `PORT`, `K_SERVICE`, etc.
+    pub env: Vec<(String, String)>,
+    /// The port the container listens on; published on 127.0.0.1 with an ephemeral host port.
+    pub container_port: u16,
+    /// Overrides the image's entrypoint when set.
+    pub command: Option<Vec<String>>,
+    /// Overrides the image's cmd when set.
+    pub args: Option<Vec<String>>,
+    /// Extra labels, merged with the ones the backend always sets.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the backend knows of one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    /// Backend id (the Docker container id).
+    pub id: String,
+    /// Human-readable instance name, e.g. `hello-00001-x7k2p`; used to prefix logs.
+    pub name: String,
+    /// Service label.
+    pub service: String,
+    /// Revision label.
+    pub revision: String,
+    /// Current state.
+    pub state: InstanceState,
+    /// Where the proxy dials the instance (127.0.0.1:<published port>), once running.
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// Lifecycle state of an instance as the backend reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Created but not started.
+    Created,
+    /// Running (and not paused).
+    Running,
+    /// Frozen by the backend (Docker pause).
+    Paused,
+    /// The process exited with this code.
+    Exited { code: i64 },
+    /// Being removed, restarting, or a state this crate does not model.
+    Other(String),
+}
+
+/// An instance's process ended (seen on the backend's event stream).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceExit {
+    /// Backend id of the instance.
+    pub id: String,
+    /// Exit code, when the backend reports one.
+    pub code: Option<i64>,
+}
+
+/// Which of the container's output streams a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of an instance's output, without its trailing newline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub line: String,
+}
+
+/// Which logs to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep the stream open and yield new lines as they are written.
+    pub follow: bool,
+    /// Only the last N lines already written (all when `None`).
+    pub tail: Option<usize>,
+}

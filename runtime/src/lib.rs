@@ -1,0 +1,31 @@
+//! Instances: one running copy of a revision's container.
+//!
+//! This crate owns the [`Runtime`] trait (create, ready-probe, stop, list, logs and exit events
+//! of one instance) and its Docker implementation, [`DockerRuntime`]. It knows nothing about
+//! services, traffic or scaling: callers hand it an [`InstanceSpec`] and get [`Instance`]s back.
+//! Every instance carries labels (`rouse.managed`, `rouse.home`, `rouse.service`,
+//! `rouse.revision`) so that a restarted daemon finds exactly its own instances again.
+//!
+//! Layout, in reading order:
+//! - [`instance`]: the value types (spec, instance, state, log line, exit event).
+//! - [`runtime`]: the trait every backend implements (Docker now, Kubernetes later).
+//! - [`probe`]: the HTTP readiness probe shared by backends.
+//! - [`docker`]: the Docker backend, via bollard.
+//! - `logs` (private): cutting a container's output chunks into lines.
+//! - [`error`]: the one error type of this crate.
+
+#![forbid(unsafe_code)]
+
+pub mod docker;
+pub mod error;
+pub mod instance;
+mod logs;
+pub mod probe;
+pub mod runtime;
+
+pub use docker::DockerRuntime;
+pub use error::RuntimeError;
+pub use instance::{
+    Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream,
+};
+pub use runtime::{Logs, Runtime};

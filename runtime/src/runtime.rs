@@ -1,0 +1,56 @@
+//! The seam between Rouse and whatever runs containers.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+
+use crate::error::RuntimeError;
+use crate::instance::{Instance, InstanceExit, InstanceSpec, LogLine, LogOptions};
+
+/// A stream of log lines of one instance.
+pub type Logs = BoxStream<'static, Result<LogLine, RuntimeError>>;
+
+/// Runs instances. Docker today; a Kubernetes backend implements the same trait.
+///
+/// Implementations only ever see and touch instances labelled with their own home id.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Whether `image` is present locally (no pull is ever attempted).
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+
+    /// Creates and starts an instance. Returns once the process runs and its endpoint is
+    /// known; it may not answer HTTP yet (see [`Runtime::wait_ready`]).
+    async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError>;
+
+    /// Probes the instance until it answers HTTP on `path`, it exits, or `timeout` passes.
+    async fn wait_ready(
+        &self,
+        instance: &Instance,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError>;
+
+    /// All instances of this home, in any state.
+    async fn list(&self) -> Result<Vec<Instance>, RuntimeError>;
+
+    /// One instance, or `None` when it no longer exists.
+    async fn inspect(&self, id: &str) -> Result<Option<Instance>, RuntimeError>;
+
+    /// SIGTERM, then SIGKILL after `grace`, then removes the instance. Idempotent: an
+    /// instance that is already gone is not an error.
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Freezes a running instance (memory kept, no CPU).
+    async fn pause(&self, id: &str) -> Result<(), RuntimeError>;
+
+    /// Thaws a frozen instance.
+    async fn unpause(&self, id: &str) -> Result<(), RuntimeError>;
+
+    /// The instance's stdout and stderr.
+    async fn logs(&self, id: &str, options: LogOptions) -> Result<Logs, RuntimeError>;
+
+    /// Exits of this home's instances as they happen. The stream ends if the backend's event
+    /// feed breaks; callers also resync with [`Runtime::list`] periodically.
+    async fn exits(&self) -> Result<BoxStream<'static, InstanceExit>, RuntimeError>;
+}

@@ -1,0 +1,243 @@
+//! The sleeper's endpoints, one function each; [`respond`] routes a request to its endpoint.
+//!
+//! | request                       | answer                                                  |
+//! |-------------------------------|---------------------------------------------------------|
+//! | `GET /?ms=N` (any other path) | after N ms (default 0): `slept N ms`                    |
+//! | `POST /echo`                  | the request body, streamed back as it arrives           |
+//! | `POST` or `PUT /count`        | `bytes=N sum=S`: the body's length and byte sum         |
+//! | `GET` or `HEAD /bytes?n=N`    | N bytes (default 0), byte i being `i % 251`, streamed   |
+//! | any method `/headers`         | the request line, then each header as `name: value`     |
+//! | any method `/env`             | the environment as sorted `K=V` lines                   |
+//! | `GET /exit?code=N`            | an answer, then the process exits with N (default 1)    |
+//! | `GET /stream?n=N&ms=M`        | N lines `tick i` (default 10), M ms apart (default 100) |
+//! | `GET /conns`                  | how many connections the server has accepted            |
+
+use std::{collections::BTreeMap, fmt::Write as _, str::FromStr, sync::LazyLock, time::Duration};
+
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::{
+    Method, Request, Response, StatusCode, Uri,
+    body::{Frame, Incoming},
+    header::{self, HeaderValue},
+};
+
+/// The body of every answer: a whole text, the request's own body, or a stream.
+pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Size of each chunk `/bytes` sends.
+const CHUNK: u64 = 64 * 1024;
+
+/// `/bytes` sends byte i as `i % PERIOD`: a prime, so that a chunk dropped or repeated by the
+/// proxy shows up in the pattern.
+const PERIOD: u64 = 251;
+
+/// The `/bytes` pattern, one period longer than a chunk, so that every chunk, whatever its offset
+/// in the pattern, is a zero-copy slice of this one buffer.
+static PATTERN: LazyLock<Bytes> =
+    LazyLock::new(|| (0..CHUNK + PERIOD).map(|i| (i % PERIOD) as u8).collect());
+
+/// How long `/exit` waits after answering, so that the answer is out before the process ends.
+const EXIT_DELAY: Duration = Duration::from_millis(50);
+
+/// Answers `request`, and logs it on stdout as `METHOD /path?query` for `rouse logs` to show.
+pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody> {
+    println!("{} {}", request.method(), path_and_query(request.uri()));
+    let answer = match (request.method(), request.uri().path()) {
+        (&Method::POST, "/echo") => Ok(echo(request)),
+        (&Method::POST | &Method::PUT, "/count") => count(request.into_body()).await,
+        (&Method::GET | &Method::HEAD, "/bytes") => bytes(request.uri()),
+        (_, "/headers") => Ok(headers(&request)),
+        (_, "/env") => Ok(env()),
+        (&Method::GET, "/exit") => exit(request.uri()),
+        (&Method::GET, "/stream") => stream(request.uri()),
+        (&Method::GET, "/conns") => Ok(text(format!("{}\n", rouse_sample_hello::ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)))),
+        (method, path @ ("/echo" | "/count" | "/bytes" | "/exit" | "/stream")) => Err(Refusal {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: format!(
+                "{method} {path} is not served: /echo takes POST, /count POST or PUT, the others GET"
+            ),
+        }),
+        _ => sleep(request.uri()).await,
+    };
+    answer.unwrap_or_else(Refusal::into_response)
+}
+
+async fn sleep(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
+    let ms = param(uri, "ms", 0)?;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(text(format!("slept {ms} ms\n")))
+}
+
+/// Streams the body back frame by frame: memory stays flat however large the upload. The length,
+/// when the client gave one, carries over through the body's size hint.
+fn echo(request: Request<Incoming>) -> Response<ResponseBody> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+    let mut response = Response::new(request.into_body().boxed_unsync());
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
+}
+
+async fn count(mut body: Incoming) -> Result<Response<ResponseBody>, Refusal> {
+    let (mut bytes, mut sum) = (0_u64, 0_u64);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("reading the request body failed after {bytes} bytes: {err}"),
+        })?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+            sum = data
+                .iter()
+                .fold(sum, |sum, &byte| sum.wrapping_add(u64::from(byte)));
+        }
+    }
+    Ok(text(format!("bytes={bytes} sum={sum}\n")))
+}
+
+fn bytes(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
+    let n: u64 = param(uri, "n", 0)?;
+    let chunks = (0..n).step_by(CHUNK as usize).map(move |start| {
+        let offset = (start % PERIOD) as usize;
+        let len = (n - start).min(CHUNK) as usize;
+        Ok(Frame::data(PATTERN.slice(offset..offset + len)))
+    });
+    let mut response = Response::new(StreamBody::new(stream::iter(chunks)).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+/// The request as the sleeper got it, so tests can check what the proxy forwarded: the method,
+/// path, query and version, then every header (`host`, `x-forwarded-for`, ...) in arrival order.
+/// HTTP/2 carries the host in the `:authority` pseudo-header, which comes first, under that name.
+fn headers(request: &Request<Incoming>) -> Response<ResponseBody> {
+    let uri = request.uri();
+    let mut dump = format!(
+        "{} {} {:?}\n",
+        request.method(),
+        path_and_query(uri),
+        request.version()
+    );
+    if let Some(authority) = uri.authority() {
+        // Writing to a String cannot fail.
+        let _ = writeln!(dump, ":authority: {authority}");
+    }
+    for (name, value) in request.headers() {
+        let _ = writeln!(
+            dump,
+            "{name}: {}",
+            String::from_utf8_lossy(value.as_bytes())
+        );
+    }
+    text(dump)
+}
+
+fn env() -> Response<ResponseBody> {
+    let vars: BTreeMap<String, String> = std::env::vars_os()
+        .map(|(key, value)| {
+            (
+                key.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    text(
+        vars.iter()
+            .map(|(key, value)| format!("{key}={value}\n"))
+            .collect::<String>(),
+    )
+}
+
+/// Answers, then ends the process with the asked code, as a crashing app would: no drain.
+fn exit(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
+    let code: i32 = param(uri, "code", 1)?;
+    // The task needs no owner: its end is the end of the process.
+    tokio::spawn(async move {
+        tokio::time::sleep(EXIT_DELAY).await;
+        println!("sleeper: exiting with code {code}, as asked");
+        std::process::exit(code);
+    });
+    Ok(text(format!("exiting with code {code}\n")))
+}
+
+/// Sends `tick 0`, `tick 1`, ... each as its own chunk, so a proxy that buffers shows up as ticks
+/// arriving together rather than `ms` apart.
+fn stream(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
+    let n: u64 = param(uri, "n", 10)?;
+    let pause = Duration::from_millis(param(uri, "ms", 100)?);
+    let ticks = stream::unfold(0, move |i| async move {
+        if i >= n {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        Some((Ok(Frame::data(Bytes::from(format!("tick {i}\n")))), i + 1))
+    });
+    let mut response = Response::new(StreamBody::new(ticks).boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, text_plain());
+    Ok(response)
+}
+
+/// A request the sleeper will not serve, with the status and message the client gets.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn into_response(self) -> Response<ResponseBody> {
+        let mut response = text(self.message + "\n");
+        *response.status_mut() = self.status;
+        response
+    }
+}
+
+/// The query parameter `name` of `uri`, or `default` when it is absent.
+fn param<T: FromStr>(uri: &Uri, name: &str, default: T) -> Result<T, Refusal> {
+    let value = uri
+        .query()
+        .into_iter()
+        .flat_map(|query| query.split('&'))
+        .find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        });
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    value.parse().map_err(|_| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("query parameter {name}={value:?} is not a number"),
+    })
+}
+
+fn path_and_query(uri: &Uri) -> &str {
+    uri.path_and_query()
+        .map_or("/", |path_and_query| path_and_query.as_str())
+}
+
+fn text(body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let body = Full::new(body.into()).map_err(|never| match never {});
+    let mut response = Response::new(body.boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, text_plain());
+    response
+}
+
+fn text_plain() -> HeaderValue {
+    HeaderValue::from_static("text/plain; charset=utf-8")
+}

@@ -1,0 +1,110 @@
+//! `rouse serve`: home, token, address file, one daemon per home, clean shutdown, admin API
+//! security, and what client commands say when the daemon is not there.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use rouse_tests::{Rouse, rouse_binary};
+
+#[test]
+fn serve_creates_home_token_and_address_file_and_stops_cleanly() {
+    let mut rouse = Rouse::start();
+    let token = rouse.home().join("token");
+    assert_eq!(fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(fs::read_to_string(&token).unwrap().trim().len(), 40);
+    assert!(rouse.home().join("state.redb").exists());
+    let addresses: serde_json::Value = serde_json::from_str(&fs::read_to_string(rouse.home().join("daemon.json")).unwrap()).unwrap();
+    assert_eq!(addresses["pid"], rouse.pid());
+    assert!(rouse.api.ip().is_loopback() && rouse.ingress.ip().is_loopback());
+    // Client commands find the daemon from the home alone.
+    let list = rouse.cli(&["list"]);
+    assert!(list.status.success(), "{}", list.stderr);
+
+    let status = rouse.terminate();
+    assert!(status.success(), "SIGTERM must end the daemon cleanly, got {status}");
+    assert!(!rouse.home().join("daemon.json").exists(), "the address file goes with the daemon");
+}
+
+#[test]
+fn second_daemon_on_the_same_home_refuses() {
+    let rouse = Rouse::start();
+    let second = Command::new(rouse_binary())
+        .args(["serve", "--ingress", "127.0.0.1:0", "--api", "127.0.0.1:0", "--home"])
+        .arg(rouse.home())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another rouse daemon") && stderr.contains(&rouse.pid().to_string()), "{stderr}");
+    // The first one still serves.
+    assert!(rouse.cli(&["list"]).status.success());
+}
+
+#[test]
+fn admin_api_needs_the_token() {
+    let rouse = Rouse::start();
+    let api = rouse.api;
+    let call = |auth: Option<&str>| {
+        let mut args = vec!["-s".to_string(), "-o".into(), "/dev/null".into(), "-w".into(), "%{http_code}".into()];
+        if let Some(auth) = auth {
+            args.push("-H".into());
+            args.push(format!("Authorization: {auth}"));
+        }
+        args.push(format!("http://{api}/v1/services"));
+        String::from_utf8(Command::new("curl").args(&args).output().unwrap().stdout).unwrap()
+    };
+    assert_eq!(call(None), "401");
+    assert_eq!(call(Some("Bearer wrong")), "401");
+    let token = fs::read_to_string(rouse.home().join("token")).unwrap();
+    assert_eq!(call(Some(&format!("Bearer {}", token.trim()))), "200");
+
+    // A client with the wrong token gets a clear error and a non-zero exit.
+    fs::write(rouse.home().join("token"), "not-the-token").unwrap();
+    let run = rouse.cli(&["list"]);
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("refused the token"), "{}", run.stderr);
+}
+
+#[test]
+fn client_without_a_daemon_says_how_to_start_it() {
+    let home = tempfile::tempdir().unwrap();
+    let run = Command::new(rouse_binary()).args(["list", "--home"]).arg(home.path()).output().unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("daemon is not running") && stderr.contains("rouse serve"), "{stderr}");
+
+    // A daemon that died without cleaning up: the address file is stale.
+    let mut rouse = Rouse::start();
+    rouse.kill9();
+    let run = rouse.cli(&["list"]);
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("not running"), "{}", run.stderr);
+}
+
+#[test]
+fn rouse_home_env_works_like_the_flag() {
+    let rouse = Rouse::start();
+    let run = Command::new(rouse_binary()).args(["list", "-o", "json"]).env("ROUSE_HOME", rouse.home()).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(list["kind"], "ServiceList");
+}
+
+#[test]
+fn admin_api_rejects_oversized_bodies() {
+    let rouse = Rouse::start();
+    let token = fs::read_to_string(rouse.home().join("token")).unwrap();
+    let big = "x".repeat(2 * 1024 * 1024);
+    let body_file = rouse.home().join("big.json");
+    fs::write(&body_file, format!("{{\"template\":{{\"image\":\"{big}\"}}}}")).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H", "content-type: application/json", "-H"])
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .arg("--data-binary")
+        .arg(format!("@{}", body_file.display()))
+        .arg(format!("http://{}/v1/services/big", rouse.api))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
+}
