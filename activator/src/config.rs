@@ -71,7 +71,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         _ => return Err(format!("'{s}' has no known unit; use ms, s, m or h, e.g. \"60s\"")),
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e9 {
+    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))

@@ -49,7 +49,10 @@ impl Endpoint {
             if limit != 0 && current >= limit {
                 return false;
             }
-            match self.in_flight.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .in_flight
+                .compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
             }
@@ -187,7 +190,10 @@ impl RevisionEndpoints {
             let index = pick_least_loaded(loads, self.container_concurrency, start)?;
             let endpoint = &ready[index];
             if endpoint.try_reserve(self.container_concurrency) {
-                return Some(InFlight { endpoint: endpoint.clone(), revision: self.clone() });
+                return Some(InFlight {
+                    endpoint: endpoint.clone(),
+                    revision: self.clone(),
+                });
             }
         }
         None
@@ -293,7 +299,11 @@ mod tests {
         let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 0);
         let waiter = {
             let rev = rev.clone();
-            tokio::spawn(async move { rev.acquire(Instant::now() + Duration::from_secs(5), 10).await.map(|s| s.endpoint().id.clone()) })
+            tokio::spawn(async move {
+                rev.acquire(Instant::now() + Duration::from_secs(5), 10)
+                    .await
+                    .map(|s| s.endpoint().id.clone())
+            })
         };
         tokio::task::yield_now().await;
         assert_eq!(rev.waiting(), 1);

@@ -37,7 +37,16 @@ mod tests {
 
     #[test]
     fn other_hosts_name_nothing() {
-        for host in ["localhost", "localhost:8080", "127.0.0.1:8080", ".localhost", "a.b.localhost", "hellolocalhost", "[::1]:8080", "hello.example.com"] {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:8080",
+            ".localhost",
+            "a.b.localhost",
+            "hellolocalhost",
+            "[::1]:8080",
+            "hello.example.com",
+        ] {
             assert_eq!(service_for_host(host, "localhost"), None, "{host}");
         }
     }

@@ -67,7 +67,12 @@ impl Ingress {
             .pool_max_idle_per_host(1024)
             .build(connector.clone());
         let h2c = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
-        Self { routes, config, http1, h2c }
+        Self {
+            routes,
+            config,
+            http1,
+            h2c,
+        }
     }
 
     pub fn config(&self) -> &IngressConfig {
@@ -110,7 +115,12 @@ impl Ingress {
         let endpoint = slot.endpoint().clone();
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = match Uri::builder().scheme("http").authority(endpoint.addr.to_string()).path_and_query(path).build() {
+        parts.uri = match Uri::builder()
+            .scheme("http")
+            .authority(endpoint.addr.to_string())
+            .path_and_query(path)
+            .build()
+        {
             Ok(uri) => uri,
             Err(e) => return respond::instance_failed(&revision.revision, &endpoint.name, &e.to_string()),
         };
@@ -132,7 +142,10 @@ impl Ingress {
         };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        let body = InFlightBody { inner: body, _slot: slot };
+        let body = InFlightBody {
+            inner: body,
+            _slot: slot,
+        };
         Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
     }
 }
@@ -263,7 +276,11 @@ mod tests {
 
     #[test]
     fn host_comes_from_header_or_authority() {
-        let r = Request::builder().uri("/").header("host", "a.localhost").body(()).unwrap();
+        let r = Request::builder()
+            .uri("/")
+            .header("host", "a.localhost")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&r), Some("a.localhost"));
         let r = Request::builder().uri("http://b.localhost/x").body(()).unwrap();
         assert_eq!(request_host(&r), Some("b.localhost"));

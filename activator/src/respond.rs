@@ -10,12 +10,15 @@ use http_body_util::{BodyExt, Full};
 use crate::proxy::ProxyBody;
 
 fn error(status: StatusCode, message: String) -> Response<ProxyBody> {
-    let body = Full::new(Bytes::from(message + "\n")).map_err(|never| match never {}).boxed_unsync();
+    let body = Full::new(Bytes::from(message + "\n"))
+        .map_err(|never| match never {})
+        .boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -29,7 +32,10 @@ pub fn unknown_host(host: &str, domain: &str) -> Response<ProxyBody> {
 
 /// 400: the request carries no host at all.
 pub fn missing_host() -> Response<ProxyBody> {
-    error(StatusCode::BAD_REQUEST, "request has no Host header; send Host: NAME.localhost".to_string())
+    error(
+        StatusCode::BAD_REQUEST,
+        "request has no Host header; send Host: NAME.localhost".to_string(),
+    )
 }
 
 /// 503: too many requests are already waiting for the revision.
@@ -42,10 +48,17 @@ pub fn queue_full(revision: &str) -> Response<ProxyBody> {
 
 /// 504: no instance became available, or the instance did not answer, within the timeout.
 pub fn timeout(revision: &str, timeout: Duration, waiting: bool) -> Response<ProxyBody> {
-    let what = if waiting { "no instance became ready" } else { "the instance did not answer" };
+    let what = if waiting {
+        "no instance became ready"
+    } else {
+        "the instance did not answer"
+    };
     error(
         StatusCode::GATEWAY_TIMEOUT,
-        format!("revision {revision}: {what} within the request timeout of {}s", timeout.as_secs()),
+        format!(
+            "revision {revision}: {what} within the request timeout of {}s",
+            timeout.as_secs()
+        ),
     )
 }
 
@@ -59,5 +72,8 @@ pub fn instance_failed(revision: &str, instance: &str, cause: &str) -> Response<
 
 /// 413: the request body is larger than the ingress accepts.
 pub fn body_too_large(limit: u64) -> Response<ProxyBody> {
-    error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds the ingress limit of {limit} bytes"))
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds the ingress limit of {limit} bytes"),
+    )
 }

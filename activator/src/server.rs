@@ -91,7 +91,10 @@ where
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("open connections did not finish within the shutdown grace period");
     }
     connections.shutdown().await;
@@ -118,4 +121,3 @@ pub async fn serve_ingress(listener: TcpListener, ingress: Arc<Ingress>, grace: 
     })
     .await;
 }
-

@@ -14,6 +14,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), value: value.to_string(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
     }
 }

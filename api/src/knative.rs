@@ -189,7 +189,10 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
         containers: vec![Container {
             image: template.image.clone(),
             env: template.env.clone(),
-            ports: vec![ContainerPort { name: port_name, container_port: template.port }],
+            ports: vec![ContainerPort {
+                name: port_name,
+                container_port: template.port,
+            }],
         }],
     }
 }
@@ -232,7 +235,10 @@ pub fn service_object(service: &Service, status: Option<ServiceStatus>) -> KServ
 pub fn revision_object(revision: &Revision, status: Option<RevisionStatus>) -> KRevision {
     let mut labels = BTreeMap::new();
     labels.insert("serving.knative.dev/service".to_string(), revision.service.clone());
-    labels.insert("serving.knative.dev/configuration".to_string(), revision.service.clone());
+    labels.insert(
+        "serving.knative.dev/configuration".to_string(),
+        revision.service.clone(),
+    );
     labels.insert(
         "serving.knative.dev/configurationGeneration".to_string(),
         revision.generation.to_string(),
@@ -263,7 +269,11 @@ mod tests {
         let mut template = RevisionTemplate::new("rouse-samples/hello");
         template.env = vec!["TARGET=Rouse".parse().unwrap()];
         template.container_concurrency = 10;
-        template.scale = ScaleBounds { min: 1, max: 3, initial: 1 };
+        template.scale = ScaleBounds {
+            min: 1,
+            max: 3,
+            initial: 1,
+        };
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let (svc, _) = Service::create("hello", template, now);
         let status = ServiceStatus {

@@ -15,14 +15,20 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
         return fail("a name is required");
     }
     if name.len() > MAX_NAME_LEN {
-        return fail(&format!("must be at most {MAX_NAME_LEN} characters, it has {}", name.len()));
+        return fail(&format!(
+            "must be at most {MAX_NAME_LEN} characters, it has {}",
+            name.len()
+        ));
     }
     let rule = "must be a lowercase DNS label: letters a-z, digits and '-', starting with a letter and ending with a letter or digit (e.g. 'hello-world')";
     let bytes = name.as_bytes();
     if !bytes[0].is_ascii_lowercase() {
         return fail(rule);
     }
-    if !bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-') {
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    {
         return fail(rule);
     }
     if bytes[bytes.len() - 1] == b'-' {

@@ -24,15 +24,27 @@ pub struct RevisionSummary {
     /// Whether this revision takes the service's traffic.
     pub routed: bool,
     pub instances: Vec<InstanceSummary>,
-    /// The most recent failure of an instance, while the revision has not recovered from it.
+    /// Instance failures in a row, since an instance of this revision was last ready; while
+    /// it is above zero the revision is failing.
+    #[serde(default)]
+    pub failures: u32,
+    /// The most recent failure of an instance, kept after the revision recovers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_crash: Option<Crash>,
 }
 
 impl RevisionSummary {
+    /// The crash the revision has not recovered from, if any.
+    pub fn failing(&self) -> Option<&Crash> {
+        self.last_crash.as_ref().filter(|_| self.failures > 0)
+    }
+
     /// Instances that take requests.
     pub fn ready(&self) -> usize {
-        self.instances.iter().filter(|i| i.state == InstancePhase::Ready).count()
+        self.instances
+            .iter()
+            .filter(|i| i.state == InstancePhase::Ready)
+            .count()
     }
 }
 

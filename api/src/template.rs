@@ -106,7 +106,11 @@ impl RevisionTemplate {
 /// asked of the runtime.
 pub fn validate_image(image: &str) -> Result<(), ValidationError> {
     if image.is_empty() {
-        return Err(ValidationError::new("--image", image, "an image is required, e.g. --image rouse-samples/hello"));
+        return Err(ValidationError::new(
+            "--image",
+            image,
+            "an image is required, e.g. --image rouse-samples/hello",
+        ));
     }
     if image.chars().any(|c| c.is_whitespace() || c.is_control()) || image.starts_with(['-', ':', '/']) {
         return Err(ValidationError::new(
@@ -132,7 +136,9 @@ impl EnvVar {
         let name = &self.name;
         let valid = !name.is_empty()
             && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !valid {
             return Err(ValidationError::new(
                 "--env",
@@ -157,9 +163,16 @@ impl FromStr for EnvVar {
     /// Parses `NAME=VALUE` (the value may be empty and may contain `=`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let Some((name, value)) = s.split_once('=') else {
-            return Err(ValidationError::new("--env", s, "expected NAME=VALUE, e.g. --env TARGET=World"));
+            return Err(ValidationError::new(
+                "--env",
+                s,
+                "expected NAME=VALUE, e.g. --env TARGET=World",
+            ));
         };
-        let var = EnvVar { name: name.to_string(), value: value.to_string() };
+        let var = EnvVar {
+            name: name.to_string(),
+            value: value.to_string(),
+        };
         var.validate()?;
         Ok(var)
     }
@@ -201,7 +214,11 @@ pub fn parse_port(s: &str) -> Result<(PortProtocol, u16), ValidationError> {
     };
     match number.parse::<u32>() {
         Ok(n @ 1..=65535) => Ok((protocol, n as u16)),
-        _ => Err(ValidationError::new("--port", s, "must be a port number between 1 and 65535")),
+        _ => Err(ValidationError::new(
+            "--port",
+            s,
+            "must be a port number between 1 and 65535",
+        )),
     }
 }
 
@@ -225,7 +242,11 @@ fn default_initial_scale() -> u32 {
 
 impl Default for ScaleBounds {
     fn default() -> Self {
-        Self { min: 0, max: 0, initial: DEFAULT_INITIAL_SCALE }
+        Self {
+            min: 0,
+            max: 0,
+            initial: DEFAULT_INITIAL_SCALE,
+        }
     }
 }
 
@@ -262,7 +283,13 @@ mod tests {
     #[test]
     fn env_parses_name_and_value() {
         let var: EnvVar = "TARGET=a=b".parse().unwrap();
-        assert_eq!(var, EnvVar { name: "TARGET".into(), value: "a=b".into() });
+        assert_eq!(
+            var,
+            EnvVar {
+                name: "TARGET".into(),
+                value: "a=b".into()
+            }
+        );
         let empty: EnvVar = "EMPTY=".parse().unwrap();
         assert_eq!(empty.value, "");
     }
@@ -297,7 +324,11 @@ mod tests {
         t.container_concurrency = 1001;
         assert_eq!(t.validate().unwrap_err().field, "--concurrency-limit");
         t.container_concurrency = 0;
-        t.scale = ScaleBounds { min: 3, max: 2, initial: 1 };
+        t.scale = ScaleBounds {
+            min: 3,
+            max: 2,
+            initial: 1,
+        };
         assert_eq!(t.validate().unwrap_err().field, "--scale-min");
         t.scale = ScaleBounds::default();
         t.env = vec!["A=1".parse().unwrap(), "A=2".parse().unwrap()];
@@ -314,9 +345,41 @@ mod tests {
 
     #[test]
     fn initial_instances_respect_bounds() {
-        assert_eq!(ScaleBounds { min: 0, max: 0, initial: 1 }.initial_instances(), 1);
-        assert_eq!(ScaleBounds { min: 3, max: 0, initial: 1 }.initial_instances(), 3);
-        assert_eq!(ScaleBounds { min: 0, max: 2, initial: 5 }.initial_instances(), 2);
-        assert_eq!(ScaleBounds { min: 0, max: 0, initial: 0 }.initial_instances(), 0);
+        assert_eq!(
+            ScaleBounds {
+                min: 0,
+                max: 0,
+                initial: 1
+            }
+            .initial_instances(),
+            1
+        );
+        assert_eq!(
+            ScaleBounds {
+                min: 3,
+                max: 0,
+                initial: 1
+            }
+            .initial_instances(),
+            3
+        );
+        assert_eq!(
+            ScaleBounds {
+                min: 0,
+                max: 2,
+                initial: 5
+            }
+            .initial_instances(),
+            2
+        );
+        assert_eq!(
+            ScaleBounds {
+                min: 0,
+                max: 0,
+                initial: 0
+            }
+            .initial_instances(),
+            0
+        );
     }
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "rouse", version, about = "Deploy a container image with one command, get an HTTP URL; scale from zero on request.")]
+#[command(
+    name = "rouse",
+    version,
+    about = "Deploy a container image with one command, get an HTTP URL; scale from zero on request."
+)]
 pub(crate) struct Cli {
     /// Rouse's state directory [env: ROUSE_HOME] [default: ~/.rouse]
     #[arg(long, global = true, env = "ROUSE_HOME", value_name = "DIR", hide_env = true)]

@@ -40,7 +40,9 @@ impl Client {
             )
         };
         let addresses = home.read_addresses().map_err(|_| not_running())?;
-        let token = home.token().map_err(|e| anyhow!("{e}\nhint: the token is written by `rouse serve`; check --home"))?;
+        let token = home
+            .token()
+            .map_err(|e| anyhow!("{e}\nhint: the token is written by `rouse serve`; check --home"))?;
         let http = HttpClient::builder(TokioExecutor::new()).build_http();
         Ok(Self {
             http,
@@ -50,7 +52,12 @@ impl Client {
         })
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<hyper::Response<Incoming>> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<hyper::Response<Incoming>> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -75,7 +82,12 @@ impl Client {
 
     async fn check(response: hyper::Response<Incoming>) -> anyhow::Result<Bytes> {
         let status = response.status();
-        let body = response.into_body().collect().await.context("reading the daemon's answer")?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("reading the daemon's answer")?
+            .to_bytes();
         if status.is_success() {
             return Ok(body);
         }
@@ -91,7 +103,8 @@ impl Client {
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let body = Self::check(self.send(Method::GET, path, None).await?).await?;
-        serde_json::from_slice(&body).context("the daemon's answer is not what this rouse expects; are client and daemon the same version?")
+        serde_json::from_slice(&body)
+            .context("the daemon's answer is not what this rouse expects; are client and daemon the same version?")
     }
 
     pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
@@ -101,7 +114,9 @@ impl Client {
     }
 
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        Self::check(self.send(Method::DELETE, path, None).await?).await.map(|_| ())
+        Self::check(self.send(Method::DELETE, path, None).await?)
+            .await
+            .map(|_| ())
     }
 
     /// A streaming GET: the body arrives in chunks as the daemon writes them.

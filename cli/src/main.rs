@@ -52,7 +52,9 @@ fn home_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
     match std::env::var_os("HOME") {
         Some(home) => Ok(PathBuf::from(home).join(".rouse")),
-        None => anyhow::bail!("cannot find the default home ~/.rouse: $HOME is not set\nhint: pass --home DIR or set ROUSE_HOME"),
+        None => anyhow::bail!(
+            "cannot find the default home ~/.rouse: $HOME is not set\nhint: pass --home DIR or set ROUSE_HOME"
+        ),
     }
 }
 
@@ -71,5 +73,8 @@ fn report(error: &anyhow::Error) {
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+    error.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }

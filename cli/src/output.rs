@@ -32,7 +32,11 @@ pub(crate) struct ServiceList<'a> {
 
 impl<'a> ServiceList<'a> {
     pub(crate) fn new(items: Vec<&'a KService>) -> Self {
-        Self { api_version: rouse_api::knative::SERVING_API_VERSION, kind: "ServiceList", items }
+        Self {
+            api_version: rouse_api::knative::SERVING_API_VERSION,
+            kind: "ServiceList",
+            items,
+        }
     }
 }
 
@@ -44,7 +48,12 @@ pub(crate) fn ready_condition(service: &KService) -> Option<&Condition> {
 /// `ready/desired` instances of the routed revision.
 pub(crate) fn instances(description: &ServiceDescription) -> String {
     let ready: usize = description.revisions.iter().map(|r| r.ready()).sum();
-    let desired: u32 = description.revisions.iter().filter(|r| r.routed).map(|r| r.desired).sum();
+    let desired: u32 = description
+        .revisions
+        .iter()
+        .filter(|r| r.routed)
+        .map(|r| r.desired)
+        .sum();
     format!("{ready}/{desired}")
 }
 
@@ -52,7 +61,13 @@ pub(crate) fn instances(description: &ServiceDescription) -> String {
 pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in rows {

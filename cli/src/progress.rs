@@ -19,7 +19,10 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(80));
             bar
         });
-        Self { spinner, last: String::new() }
+        Self {
+            spinner,
+            last: String::new(),
+        }
     }
 
     /// Shows a step; repeated steps are shown once.

@@ -48,7 +48,10 @@ pub struct Admin {
 pub fn router(admin: Arc<Admin>) -> Router {
     let v1 = Router::new()
         .route("/v1/services", get(list_services))
-        .route("/v1/services/{name}", get(get_service).put(deploy).delete(delete_service))
+        .route(
+            "/v1/services/{name}",
+            get(get_service).put(deploy).delete(delete_service),
+        )
         .route("/v1/services/{name}/revisions/{revision}", delete(abandon_revision))
         .route("/v1/services/{name}/logs", get(logs))
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
@@ -56,7 +59,12 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(v1)
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, Json(ErrorBody { error: "no such admin API route".to_string() }))
+            (
+                StatusCode::NOT_FOUND,
+                Json(ErrorBody {
+                    error: "no such admin API route".to_string(),
+                }),
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(admin)
@@ -88,19 +96,32 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 impl Admin {
     fn describe(&self, name: &str) -> Result<ServiceDescription, ControlError> {
         let store = self.serving.store();
-        let service = store.service(name)?.ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
+        let service = store
+            .service(name)?
+            .ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
         let revisions = store.revisions_of(name)?;
-        Ok(describe(&self.serving, &service, revisions, service_url(name, &self.domain, self.ingress_port)))
+        Ok(describe(
+            &self.serving,
+            &service,
+            revisions,
+            service_url(name, &self.domain, self.ingress_port),
+        ))
     }
 }
 
 async fn list_services(State(admin): State<Arc<Admin>>) -> Result<Json<Vec<ServiceDescription>>, ControlError> {
     let services = admin.serving.store().services()?;
-    let described = services.iter().map(|s| admin.describe(&s.name)).collect::<Result<_, _>>()?;
+    let described = services
+        .iter()
+        .map(|s| admin.describe(&s.name))
+        .collect::<Result<_, _>>()?;
     Ok(Json(described))
 }
 
-async fn get_service(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<Json<ServiceDescription>, ControlError> {
+async fn get_service(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceDescription>, ControlError> {
     Ok(Json(admin.describe(&name)?))
 }
 
@@ -116,8 +137,15 @@ async fn deploy(
         return Err(RuntimeError::ImageNotFound { image: image.clone() }.into());
     }
     let (_, revision) = admin.serving.deploy(&name, request.template)?;
-    let status = if revision.is_some() { StatusCode::CREATED } else { StatusCode::OK };
-    let response = DeployResponse { service: admin.describe(&name)?, created_revision: revision.map(|r| r.name) };
+    let status = if revision.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let response = DeployResponse {
+        service: admin.describe(&name)?,
+        created_revision: revision.map(|r| r.name),
+    };
     Ok((status, Json(response)).into_response())
 }
 
@@ -152,15 +180,24 @@ async fn logs(
     if admin.serving.store().service(&name)?.is_none() {
         return Err(ControlError::ServiceNotFound { name });
     }
-    let options = LogOptions { follow: query.follow, tail: query.tail };
+    let options = LogOptions {
+        follow: query.follow,
+        tail: query.tail,
+    };
     let mut streams = Vec::new();
     for instance in admin.serving.instances_of(&name).await? {
-        let Ok(lines) = admin.serving.runtime().logs(&instance.id, options).await else { continue };
+        let Ok(lines) = admin.serving.runtime().logs(&instance.id, options).await else {
+            continue;
+        };
         let prefix = instance.name.clone();
         streams.push(lines.map(move |line| {
             let text = match line {
                 Ok(line) => {
-                    let stream = if line.stream == LogStream::Stderr { " stderr" } else { "" };
+                    let stream = if line.stream == LogStream::Stderr {
+                        " stderr"
+                    } else {
+                        ""
+                    };
                     format!("[{prefix}{stream}] {}\n", line.line)
                 }
                 Err(e) => format!("[{prefix}] (log stream ended: {e})\n"),

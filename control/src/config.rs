@@ -70,9 +70,17 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
-            Err(e) => return Err(ControlError::Config { path: path.display().to_string(), reason: e.to_string() }),
+            Err(e) => {
+                return Err(ControlError::Config {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
         };
-        Config::parse(&text).map_err(|reason| ControlError::Config { path: path.display().to_string(), reason })
+        Config::parse(&text).map_err(|reason| ControlError::Config {
+            path: path.display().to_string(),
+            reason,
+        })
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {

@@ -32,7 +32,11 @@ pub struct DaemonOptions {
 
 /// Runs the daemon until `shutdown` is cancelled. `ready` is called with the addresses once
 /// both listeners are bound.
-pub async fn run(options: DaemonOptions, shutdown: CancellationToken, ready: impl FnOnce(&DaemonAddresses)) -> Result<(), ControlError> {
+pub async fn run(
+    options: DaemonOptions,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(&DaemonAddresses),
+) -> Result<(), ControlError> {
     let home = Home::new(&options.home);
     home.create()?;
     let _lock = home.lock()?;
@@ -48,8 +52,12 @@ pub async fn run(options: DaemonOptions, shutdown: CancellationToken, ready: imp
     let ingress_listener = bind("ingress", options.ingress).await?;
     let api_listener = bind("api", options.api).await?;
     let addresses = DaemonAddresses {
-        ingress: ingress_listener.local_addr().map_err(|e| bind_error("ingress", options.ingress, e))?,
-        api: api_listener.local_addr().map_err(|e| bind_error("api", options.api, e))?,
+        ingress: ingress_listener
+            .local_addr()
+            .map_err(|e| bind_error("ingress", options.ingress, e))?,
+        api: api_listener
+            .local_addr()
+            .map_err(|e| bind_error("api", options.api, e))?,
         pid: std::process::id(),
     };
 
@@ -71,17 +79,27 @@ pub async fn run(options: DaemonOptions, shutdown: CancellationToken, ready: imp
     let mut tasks = JoinSet::new();
     tasks.spawn(serving.clone().run(shutdown.child_token()));
     tasks.spawn(serving.clone().watch_exits(shutdown.child_token()));
-    tasks.spawn(serve_ingress(ingress_listener, ingress, DEFAULT_SHUTDOWN_GRACE, shutdown.child_token()));
+    tasks.spawn(serve_ingress(
+        ingress_listener,
+        ingress,
+        DEFAULT_SHUTDOWN_GRACE,
+        shutdown.child_token(),
+    ));
     let app = router(admin);
-    tasks.spawn(serve(api_listener, api_limits, shutdown.child_token(), move |request, _remote| {
-        let app = app.clone();
-        async move {
-            match app.oneshot(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
+    tasks.spawn(serve(
+        api_listener,
+        api_limits,
+        shutdown.child_token(),
+        move |request, _remote| {
+            let app = app.clone();
+            async move {
+                match app.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
             }
-        }
-    }));
+        },
+    ));
 
     home.write_addresses(&addresses)?;
     ready(&addresses);
@@ -99,5 +117,9 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Contr
 }
 
 fn bind_error(what: &'static str, addr: SocketAddr, source: std::io::Error) -> ControlError {
-    ControlError::Bind { what, addr: addr.to_string(), source }
+    ControlError::Bind {
+        what,
+        addr: addr.to_string(),
+        source,
+    }
 }

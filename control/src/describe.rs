@@ -18,8 +18,11 @@ pub fn service_url(name: &str, domain: &str, port: u16) -> String {
 
 /// Describes `service`, whose revisions (any order) are given.
 pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revision>, url: String) -> ServiceDescription {
-    revisions.sort_by(|a, b| b.number.cmp(&a.number));
-    let routed = service.latest_ready_revision.clone().unwrap_or_else(|| service.latest_revision.clone());
+    revisions.sort_by_key(|r| std::cmp::Reverse(r.number));
+    let routed = service
+        .latest_ready_revision
+        .clone()
+        .unwrap_or_else(|| service.latest_revision.clone());
     let summaries: Vec<RevisionSummary> = revisions
         .iter()
         .map(|revision| {
@@ -32,9 +35,14 @@ pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revisio
                 instances: live
                     .instances
                     .into_iter()
-                    .map(|(name, state, endpoint)| InstanceSummary { name, state, endpoint: endpoint.map(|e| e.to_string()) })
+                    .map(|(name, state, endpoint)| InstanceSummary {
+                        name,
+                        state,
+                        endpoint: endpoint.map(|e| e.to_string()),
+                    })
                     .collect(),
-                last_crash: live.last_crash.filter(|_| live.failures > 0),
+                failures: live.failures,
+                last_crash: live.last_crash,
             }
         })
         .collect();
@@ -48,10 +56,17 @@ pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revisio
         traffic: service
             .latest_ready_revision
             .iter()
-            .map(|name| TrafficTarget { revision_name: name.clone(), latest_revision: true, percent: 100 })
+            .map(|name| TrafficTarget {
+                revision_name: name.clone(),
+                latest_revision: true,
+                percent: 100,
+            })
             .collect(),
     };
-    ServiceDescription { object: service_object(service, Some(status)), revisions: summaries }
+    ServiceDescription {
+        object: service_object(service, Some(status)),
+        revisions: summaries,
+    }
 }
 
 /// Ready, ConfigurationsReady and RoutesReady, as Knative computes them for a service.
@@ -60,20 +75,41 @@ fn conditions(service: &Service, revisions: &[RevisionSummary]) -> Vec<Condition
     let latest_is_ready = service.latest_ready_revision.as_deref() == Some(service.latest_revision.as_str());
     let configuration = match latest {
         _ if latest_is_ready => Condition::new("ConfigurationsReady", ConditionStatus::True, None, None),
-        Some(RevisionSummary { last_crash: Some(crash), name, .. }) => Condition::new(
+        Some(
+            r @ RevisionSummary {
+                last_crash: Some(crash),
+                name,
+                ..
+            },
+        ) if r.failures > 0 => Condition::new(
             "ConfigurationsReady",
             ConditionStatus::False,
             Some(&crash.reason),
             Some(format!("revision {name} failed: {}", crash.message)),
         ),
         _ => {
-            let starting = latest.map(|r| r.instances.iter().filter(|i| i.state == InstancePhase::Starting).count()).unwrap_or(0);
+            let starting = latest
+                .map(|r| {
+                    r.instances
+                        .iter()
+                        .filter(|i| i.state == InstancePhase::Starting)
+                        .count()
+                })
+                .unwrap_or(0);
             let message = if starting > 0 {
-                format!("revision {}: waiting for its instance to answer HTTP", service.latest_revision)
+                format!(
+                    "revision {}: waiting for its instance to answer HTTP",
+                    service.latest_revision
+                )
             } else {
                 format!("revision {}: starting an instance", service.latest_revision)
             };
-            Condition::new("ConfigurationsReady", ConditionStatus::Unknown, Some("Deploying"), Some(message))
+            Condition::new(
+                "ConfigurationsReady",
+                ConditionStatus::Unknown,
+                Some("Deploying"),
+                Some(message),
+            )
         }
     };
     let routed = revisions.iter().find(|r| r.routed);
@@ -81,7 +117,13 @@ fn conditions(service: &Service, revisions: &[RevisionSummary]) -> Vec<Condition
         Some(r) if service.latest_ready_revision.is_some() && (r.ready() > 0 || r.desired == 0) => {
             Condition::new("RoutesReady", ConditionStatus::True, None, None)
         }
-        Some(RevisionSummary { last_crash: Some(crash), name, .. }) => Condition::new(
+        Some(
+            r @ RevisionSummary {
+                last_crash: Some(crash),
+                name,
+                ..
+            },
+        ) if r.failures > 0 => Condition::new(
             "RoutesReady",
             ConditionStatus::False,
             Some(&crash.reason),
@@ -100,7 +142,11 @@ fn conditions(service: &Service, revisions: &[RevisionSummary]) -> Vec<Condition
         "Unknown" => 1,
         _ => 2,
     };
-    let mut ready = if worse(&configuration) <= worse(&route) { configuration.clone() } else { route.clone() };
+    let mut ready = if worse(&configuration) <= worse(&route) {
+        configuration.clone()
+    } else {
+        route.clone()
+    };
     ready.kind = "Ready".to_string();
     vec![ready, configuration, route]
 }
@@ -119,8 +165,13 @@ mod tests {
             desired: 1,
             routed,
             instances: (0..ready)
-                .map(|i| InstanceSummary { name: format!("{name}-{i}"), state: InstancePhase::Ready, endpoint: None })
+                .map(|i| InstanceSummary {
+                    name: format!("{name}-{i}"),
+                    state: InstancePhase::Ready,
+                    endpoint: None,
+                })
                 .collect(),
+            failures: u32::from(crash.is_some()),
             last_crash: crash,
         }
     }
@@ -142,7 +193,10 @@ mod tests {
         svc.latest_ready_revision = Some("s-00001".into());
         let c = conditions(&svc, &[summary("s-00001", true, 1, None)]);
         assert!(c.iter().all(Condition::is_true), "{c:?}");
-        assert_eq!(c.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(), ["Ready", "ConfigurationsReady", "RoutesReady"]);
+        assert_eq!(
+            c.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
+            ["Ready", "ConfigurationsReady", "RoutesReady"]
+        );
     }
 
     #[test]

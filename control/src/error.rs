@@ -12,15 +12,25 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("cannot {action} {path}: {source}")]
-    Home { action: &'static str, path: String, source: io::Error },
+    Home {
+        action: &'static str,
+        path: String,
+        source: io::Error,
+    },
     #[error("another rouse daemon{} already uses home {home}; stop it first or pick another --home", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     AlreadyRunning { home: String, pid: Option<u32> },
     #[error("state store: {0}")]
     Store(String),
     #[error("config {path}: {reason}")]
     Config { path: String, reason: String },
-    #[error("cannot listen on {addr} for the {what}: {source}; is another program using it? pick another with --{what}")]
-    Bind { what: &'static str, addr: String, source: io::Error },
+    #[error(
+        "cannot listen on {addr} for the {what}: {source}; is another program using it? pick another with --{what}"
+    )]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: io::Error,
+    },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     #[error("service '{name}' not found; `rouse list` shows the services")]
@@ -42,14 +52,17 @@ pub struct ErrorBody {
 impl ControlError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ControlError::Invalid(_) | ControlError::Runtime(RuntimeError::ImageNotFound { .. }) => StatusCode::BAD_REQUEST,
+            ControlError::Invalid(_) | ControlError::Runtime(RuntimeError::ImageNotFound { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             ControlError::ServiceNotFound { .. } | ControlError::RevisionNotFound { .. } => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) | ControlError::AlreadyRunning { .. } => StatusCode::CONFLICT,
             ControlError::Runtime(RuntimeError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Runtime(_) => StatusCode::BAD_GATEWAY,
-            ControlError::Home { .. } | ControlError::Store(_) | ControlError::Config { .. } | ControlError::Bind { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ControlError::Home { .. }
+            | ControlError::Store(_)
+            | ControlError::Config { .. }
+            | ControlError::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -59,6 +72,12 @@ impl IntoResponse for ControlError {
         if self.status().is_server_error() {
             tracing::warn!(error = %self, "admin API request failed");
         }
-        (self.status(), Json(ErrorBody { error: self.to_string() })).into_response()
+        (
+            self.status(),
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
     }
 }

@@ -142,18 +142,31 @@ impl Home {
     }
 
     fn io_error(&self, action: &'static str, path: &Path, source: io::Error) -> ControlError {
-        ControlError::Home { action, path: path.display().to_string(), source }
+        ControlError::Home {
+            action,
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
 fn random_string(len: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// Writes a file readable by its owner only, replacing it atomically.
 fn write_private(path: &Path, contents: &str) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;

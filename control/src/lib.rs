@@ -7,7 +7,7 @@
 //!
 //! Layout, in reading order:
 //! - [`home`]: `$ROUSE_HOME`, its token, id, lock and address file.
-//! - [`config`]: `rouse.toml`.
+//! - [`config`]: the `rouse.toml` file.
 //! - [`store`]: services and revisions on disk.
 //! - [`serving`]: the reconcile loop and live state of revisions and instances.
 //! - [`backoff`]: restart delays for crashing instances.

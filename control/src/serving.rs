@@ -118,15 +118,22 @@ impl RevisionState {
     }
 
     fn active(&self) -> usize {
-        self.creating + self.instances.iter().filter(|i| i.phase != InstancePhase::Draining).count()
+        self.creating
+            + self
+                .instances
+                .iter()
+                .filter(|i| i.phase != InstancePhase::Draining)
+                .count()
     }
-
 }
 
 /// The revision that takes a service's traffic: the latest ready one, else the latest one (so
 /// requests to a new service wait for its first instance instead of failing).
 fn routed_revision(service: &Service) -> &str {
-    service.latest_ready_revision.as_deref().unwrap_or(&service.latest_revision)
+    service
+        .latest_ready_revision
+        .as_deref()
+        .unwrap_or(&service.latest_revision)
 }
 
 /// Instances a revision should have now. Until the autoscaler decides per revision, the
@@ -140,7 +147,12 @@ fn desired_instances(service: &Service, revision: &Revision) -> u32 {
 }
 
 impl Serving {
-    pub fn new(runtime: Arc<dyn Runtime>, store: Arc<Store>, routes: Arc<RouteTable>, config: InstanceConfig) -> Arc<Self> {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        store: Arc<Store>,
+        routes: Arc<RouteTable>,
+        config: InstanceConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             store,
@@ -176,7 +188,10 @@ impl Serving {
         edit: impl FnOnce(&mut Service) -> Result<T, ControlError>,
     ) -> Result<(Service, T), ControlError> {
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut service = self.store.service(name)?.ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
+        let mut service = self
+            .store
+            .service(name)?
+            .ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
         let out = edit(&mut service)?;
         self.store.save(&service, None)?;
         Ok((service, out))
@@ -184,7 +199,11 @@ impl Serving {
 
     /// Creates or updates a service from a deploy; returns the service and the new revision, if
     /// the template changed.
-    pub fn deploy(&self, name: &str, template: rouse_api::RevisionTemplate) -> Result<(Service, Option<Revision>), ControlError> {
+    pub fn deploy(
+        &self,
+        name: &str,
+        template: rouse_api::RevisionTemplate,
+    ) -> Result<(Service, Option<Revision>), ControlError> {
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let (service, revision) = match self.store.service(name)? {
             None => {
@@ -199,7 +218,10 @@ impl Serving {
         if let Some(revision) = &revision {
             self.store.save(&service, Some(revision))?;
             let mut state = self.state();
-            let entry = state.revisions.entry(revision.name.clone()).or_insert_with(|| RevisionState::new(revision.clone()));
+            let entry = state
+                .revisions
+                .entry(revision.name.clone())
+                .or_insert_with(|| RevisionState::new(revision.clone()));
             if self.routes.get(name).is_none() {
                 self.routes.set(name, entry.endpoints.clone());
             }
@@ -213,18 +235,35 @@ impl Serving {
     pub async fn abandon_revision(&self, service: &str, revision: &str) -> Result<(), ControlError> {
         let revisions = self.store.revisions_of(service)?;
         let Some(doomed) = revisions.iter().find(|r| r.name == revision) else {
-            return Err(ControlError::RevisionNotFound { name: revision.to_string() });
+            return Err(ControlError::RevisionNotFound {
+                name: revision.to_string(),
+            });
         };
-        let current = self.store.service(service)?.ok_or_else(|| ControlError::ServiceNotFound { name: service.to_string() })?;
+        let current = self
+            .store
+            .service(service)?
+            .ok_or_else(|| ControlError::ServiceNotFound {
+                name: service.to_string(),
+            })?;
         if current.latest_ready_revision.as_deref() == Some(revision) {
-            return Err(ControlError::Conflict(format!("revision {revision} is ready and serves {service}; deploy a new revision instead")));
+            return Err(ControlError::Conflict(format!(
+                "revision {revision} is ready and serves {service}; deploy a new revision instead"
+            )));
         }
-        let previous = current.latest_ready_revision.as_ref().and_then(|ready| revisions.iter().find(|r| &r.name == ready));
+        let previous = current
+            .latest_ready_revision
+            .as_ref()
+            .and_then(|ready| revisions.iter().find(|r| &r.name == ready));
         match previous {
             None => return self.delete_service(service).await.map(|_| ()),
             Some(previous) => {
                 let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-                let mut service_record = self.store.service(service)?.ok_or_else(|| ControlError::ServiceNotFound { name: service.to_string() })?;
+                let mut service_record = self
+                    .store
+                    .service(service)?
+                    .ok_or_else(|| ControlError::ServiceNotFound {
+                        name: service.to_string(),
+                    })?;
                 if service_record.latest_revision == doomed.name {
                     service_record.revert_to(previous);
                 }
@@ -249,7 +288,12 @@ impl Serving {
         let ids = {
             let owned: HashSet<String> = {
                 let state = self.state();
-                state.revisions.values().filter(|r| r.revision.service == prefix_owner).map(|r| r.revision.name.clone()).collect()
+                state
+                    .revisions
+                    .values()
+                    .filter(|r| r.revision.service == prefix_owner)
+                    .map(|r| r.revision.name.clone())
+                    .collect()
             };
             self.forget_revisions(|revision| owned.contains(revision))
         };
@@ -309,10 +353,19 @@ impl Serving {
         let state = self.state();
         let desired = desired_instances(service, revision);
         match state.revisions.get(&revision.name) {
-            None => RevisionLive { desired, instances: Vec::new(), failures: 0, last_crash: None },
+            None => RevisionLive {
+                desired,
+                instances: Vec::new(),
+                failures: 0,
+                last_crash: None,
+            },
             Some(r) => RevisionLive {
                 desired,
-                instances: r.instances.iter().map(|i| (i.name.clone(), i.phase, i.endpoint)).collect(),
+                instances: r
+                    .instances
+                    .iter()
+                    .map(|i| (i.name.clone(), i.phase, i.endpoint))
+                    .collect(),
                 failures: r.failures,
                 last_crash: r.last_crash.clone(),
             },
@@ -321,7 +374,13 @@ impl Serving {
 
     /// Names of instances of `service` the runtime knows, by id, for `logs`.
     pub async fn instances_of(&self, service: &str) -> Result<Vec<Instance>, ControlError> {
-        let mut instances: Vec<Instance> = self.runtime.list().await?.into_iter().filter(|i| i.service == service).collect();
+        let mut instances: Vec<Instance> = self
+            .runtime
+            .list()
+            .await?
+            .into_iter()
+            .filter(|i| i.service == service)
+            .collect();
         instances.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(instances)
     }
@@ -371,7 +430,12 @@ impl Serving {
 
     /// One pass: compare store and runtime, then act.
     async fn reconcile(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(), ControlError> {
-        let services: HashMap<String, Service> = self.store.services()?.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let services: HashMap<String, Service> = self
+            .store
+            .services()?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
         let revisions = self.store.revisions()?;
         let listed = self.runtime.list().await?;
         let now = Instant::now();
@@ -380,11 +444,18 @@ impl Serving {
         // Live state for every stored revision; none for revisions gone from the store.
         for revision in &revisions {
             if services.contains_key(&revision.service) && !state.revisions.contains_key(&revision.name) {
-                state.revisions.insert(revision.name.clone(), RevisionState::new(revision.clone()));
+                state
+                    .revisions
+                    .insert(revision.name.clone(), RevisionState::new(revision.clone()));
             }
         }
         let stored: HashSet<&str> = revisions.iter().map(|r| r.name.as_str()).collect();
-        let forgotten: Vec<String> = state.revisions.keys().filter(|n| !stored.contains(n.as_str())).cloned().collect();
+        let forgotten: Vec<String> = state
+            .revisions
+            .keys()
+            .filter(|n| !stored.contains(n.as_str()))
+            .cloned()
+            .collect();
         for name in forgotten {
             if let Some(revision) = state.revisions.remove(&name) {
                 revision.cancel.cancel();
@@ -407,7 +478,10 @@ impl Serving {
             if state.stopping.contains(&instance.id) {
                 continue;
             }
-            let known = state.revisions.get(&instance.revision).and_then(|r| r.instances.iter().find(|i| i.id == instance.id).cloned());
+            let known = state
+                .revisions
+                .get(&instance.revision)
+                .and_then(|r| r.instances.iter().find(|i| i.id == instance.id).cloned());
             let creating = state.revisions.get(&instance.revision).map(|r| r.creating);
             match (creating, known) {
                 // Nobody declared it (deleted service or abandoned revision): remove it.
@@ -417,7 +491,9 @@ impl Serving {
                 (Some(creating), None) if creating > 0 => {}
                 // Found after a restart: adopt it if it runs, else clear it away.
                 (Some(_), None) => match (&instance.state, instance.endpoint) {
-                    (InstanceState::Running, Some(endpoint)) => self.spawn_adopt(&mut state, tasks, instance.clone(), endpoint),
+                    (InstanceState::Running, Some(endpoint)) => {
+                        self.spawn_adopt(&mut state, tasks, instance.clone(), endpoint)
+                    }
                     _ => self.spawn_stop(&mut state, tasks, instance.id.clone()),
                 },
                 // It died and the exit event was missed.
@@ -436,7 +512,10 @@ impl Serving {
         // Routes, then instance counts.
         for service in services.values() {
             if let Some(routed) = state.revisions.get(routed_revision(service))
-                && !self.routes.get(&service.name).is_some_and(|r| Arc::ptr_eq(&r, &routed.endpoints))
+                && !self
+                    .routes
+                    .get(&service.name)
+                    .is_some_and(|r| Arc::ptr_eq(&r, &routed.endpoints))
             {
                 tracing::info!(service = %service.name, revision = %routed.revision.name, "routing traffic");
                 self.routes.set(&service.name, routed.endpoints.clone());
@@ -444,8 +523,12 @@ impl Serving {
         }
         let names: Vec<String> = state.revisions.keys().cloned().collect();
         for name in names {
-            let Some(revision) = state.revisions.get(&name) else { continue };
-            let Some(service) = services.get(&revision.revision.service) else { continue };
+            let Some(revision) = state.revisions.get(&name) else {
+                continue;
+            };
+            let Some(service) = services.get(&revision.revision.service) else {
+                continue;
+            };
             let desired = desired_instances(service, &revision.revision) as usize;
             let active = revision.active();
             if active < desired && revision.retry_at.is_none_or(|at| at <= now) {
@@ -480,7 +563,9 @@ impl Serving {
 
     /// Drains and stops `count` instances of a revision, starting ones first.
     fn spawn_scale_down(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str, count: usize) {
-        let Some(rev) = state.revisions.get_mut(revision) else { return };
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
         let mut chosen = Vec::new();
         for phase in [InstancePhase::Starting, InstancePhase::Ready] {
             for instance in rev.instances.iter_mut().filter(|i| i.phase == phase) {
@@ -511,7 +596,9 @@ impl Serving {
     }
 
     fn spawn_start(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str) {
-        let Some(rev) = state.revisions.get_mut(revision) else { return };
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
         rev.creating += 1;
         let spec = instance_spec(&rev.revision);
         let cancel = rev.cancel.clone();
@@ -585,14 +672,23 @@ impl Serving {
                     RuntimeError::NotReady { .. } => ("NotReady", None),
                     _ => ("ProbeFailed", None),
                 };
-                self.instance_failed(revision, &instance.id, reason, e.to_string(), code).await;
+                self.instance_failed(revision, &instance.id, reason, e.to_string(), code)
+                    .await;
             }
         }
     }
 
     /// Re-admits an instance found running after a restart, once it answers a probe.
-    fn spawn_adopt(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, instance: Instance, endpoint: SocketAddr) {
-        let Some(rev) = state.revisions.get_mut(&instance.revision) else { return };
+    fn spawn_adopt(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        instance: Instance,
+        endpoint: SocketAddr,
+    ) {
+        let Some(rev) = state.revisions.get_mut(&instance.revision) else {
+            return;
+        };
         tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting running instance");
         rev.instances.push(InstanceRecord {
             id: instance.id.clone(),
@@ -604,7 +700,11 @@ impl Serving {
         tasks.spawn(async move {
             match serving.runtime.wait_ready(&instance, "/", ADOPT_PROBE_TIMEOUT).await {
                 Ok(()) => serving.instance_ready(&instance.revision, &instance),
-                Err(e) => serving.instance_failed(&instance.revision, &instance.id, "NotReady", e.to_string(), None).await,
+                Err(e) => {
+                    serving
+                        .instance_failed(&instance.revision, &instance.id, "NotReady", e.to_string(), None)
+                        .await
+                }
             }
         });
     }
@@ -612,8 +712,12 @@ impl Serving {
     fn instance_ready(self: &Arc<Self>, revision: &str, instance: &Instance) {
         let service = {
             let mut state = self.state();
-            let Some(rev) = state.revisions.get_mut(revision) else { return };
-            let Some(record) = rev.instances.iter_mut().find(|i| i.id == instance.id) else { return };
+            let Some(rev) = state.revisions.get_mut(revision) else {
+                return;
+            };
+            let Some(record) = rev.instances.iter_mut().find(|i| i.id == instance.id) else {
+                return;
+            };
             if record.phase != InstancePhase::Starting {
                 return;
             }
@@ -621,8 +725,14 @@ impl Serving {
             record.phase = InstancePhase::Ready;
             rev.failures = 0;
             rev.retry_at = None;
-            rev.endpoints.add(Endpoint::new(instance.id.clone(), instance.name.clone(), addr));
+            rev.endpoints
+                .add(Endpoint::new(instance.id.clone(), instance.name.clone(), addr));
             tracing::info!(%revision, instance = %instance.name, "instance ready");
+            // As in Knative, a revision is ready once it has reached its initial scale.
+            let ready = rev.instances.iter().filter(|i| i.phase == InstancePhase::Ready).count();
+            if ready < rev.revision.template.scale.initial_instances() as usize {
+                return;
+            }
             rev.revision.service.clone()
         };
         // A newer revision than the one serving became ready: it takes the traffic.
@@ -658,17 +768,29 @@ impl Serving {
             Some(code) => format!("instance {name} exited with code {code}"),
             None => format!("instance {name} exited"),
         };
-        self.instance_failed(&revision, id, "ContainerExited", message, code).await;
+        self.instance_failed(&revision, id, "ContainerExited", message, code)
+            .await;
     }
 
     /// Takes a failed instance out, keeps its last logs for describe, removes it, and sets
     /// the restart backoff.
-    async fn instance_failed(self: &Arc<Self>, revision: &str, id: &str, reason: &str, message: String, code: Option<i64>) {
+    async fn instance_failed(
+        self: &Arc<Self>,
+        revision: &str,
+        id: &str,
+        reason: &str,
+        message: String,
+        code: Option<i64>,
+    ) {
         let name = {
             let mut state = self.state();
-            let Some(rev) = state.revisions.get_mut(revision) else { return };
+            let Some(rev) = state.revisions.get_mut(revision) else {
+                return;
+            };
             rev.endpoints.remove(id);
-            let Some(record) = rev.instances.iter_mut().find(|i| i.id == id) else { return };
+            let Some(record) = rev.instances.iter_mut().find(|i| i.id == id) else {
+                return;
+            };
             if record.phase == InstancePhase::Draining {
                 return;
             }
@@ -681,7 +803,9 @@ impl Serving {
         let logs = self.last_logs(id).await;
         self.stop_all(vec![id.to_string()]).await;
         let mut state = self.state();
-        let Some(rev) = state.revisions.get_mut(revision) else { return };
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
         rev.instances.retain(|i| i.id != id);
         let crash = Crash {
             reason: reason.to_string(),
@@ -703,8 +827,13 @@ impl Serving {
     }
 
     async fn last_logs(&self, id: &str) -> Vec<String> {
-        let options = LogOptions { follow: false, tail: Some(CRASH_LOG_LINES) };
-        let Ok(stream) = self.runtime.logs(id, options).await else { return Vec::new() };
+        let options = LogOptions {
+            follow: false,
+            tail: Some(CRASH_LOG_LINES),
+        };
+        let Ok(stream) = self.runtime.logs(id, options).await else {
+            return Vec::new();
+        };
         let lines: Vec<_> = stream.take(CRASH_LOG_LINES).collect().await;
         lines.into_iter().filter_map(Result::ok).map(|l| l.line).collect()
     }

@@ -38,7 +38,8 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlErro
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, ControlError> {
-        let db = Database::create(path).map_err(|e| ControlError::Store(format!("cannot open {}: {e}", path.display())))?;
+        let db =
+            Database::create(path).map_err(|e| ControlError::Store(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(store_error)?;
         txn.open_table(SERVICES).map_err(store_error)?;
         txn.open_table(REVISIONS).map_err(store_error)?;
@@ -51,10 +52,14 @@ impl Store {
         let txn = self.db.begin_write().map_err(store_error)?;
         {
             let mut services = txn.open_table(SERVICES).map_err(store_error)?;
-            services.insert(service.name.as_str(), encode(service).as_slice()).map_err(store_error)?;
+            services
+                .insert(service.name.as_str(), encode(service).as_slice())
+                .map_err(store_error)?;
             if let Some(revision) = revision {
                 let mut revisions = txn.open_table(REVISIONS).map_err(store_error)?;
-                revisions.insert(revision.name.as_str(), encode(revision).as_slice()).map_err(store_error)?;
+                revisions
+                    .insert(revision.name.as_str(), encode(revision).as_slice())
+                    .map_err(store_error)?;
             }
         }
         txn.commit().map_err(store_error)
@@ -65,7 +70,9 @@ impl Store {
         let txn = self.db.begin_write().map_err(store_error)?;
         {
             let mut services = txn.open_table(SERVICES).map_err(store_error)?;
-            services.insert(service.name.as_str(), encode(service).as_slice()).map_err(store_error)?;
+            services
+                .insert(service.name.as_str(), encode(service).as_slice())
+                .map_err(store_error)?;
             let mut revisions = txn.open_table(REVISIONS).map_err(store_error)?;
             revisions.remove(revision).map_err(store_error)?;
         }
@@ -152,7 +159,12 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let svc = store.service("hello").unwrap().unwrap();
         assert_eq!(svc.latest_revision, "hello-00002");
-        let names: Vec<_> = store.revisions_of("hello").unwrap().into_iter().map(|r| r.name).collect();
+        let names: Vec<_> = store
+            .revisions_of("hello")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         assert_eq!(names, ["hello-00001", "hello-00002"]);
         assert!(store.delete_service("hello").unwrap());
         assert!(!store.delete_service("hello").unwrap());

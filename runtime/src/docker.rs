@@ -18,13 +18,11 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryStateEnum, EventMessage, HostConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerSummaryStateEnum, EventMessage, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, future};
@@ -33,8 +31,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::RuntimeError;
 use crate::instance::{
-    Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED,
-    LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream,
+    Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
+    LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream,
 };
 use crate::logs::LineSplitter;
 use crate::probe;
@@ -118,17 +116,11 @@ impl DockerRuntime {
     }
 
     fn forget(&self, id: &str) {
-        self.owned
-            .lock()
-            .expect("owned-ids lock poisoned")
-            .remove(id);
+        self.owned.lock().expect("owned-ids lock poisoned").remove(id);
     }
 
     fn is_known(&self, id: &str) -> bool {
-        self.owned
-            .lock()
-            .expect("owned-ids lock poisoned")
-            .contains(id)
+        self.owned.lock().expect("owned-ids lock poisoned").contains(id)
     }
 
     /// Fails unless `id` is a container of this home.
@@ -149,11 +141,7 @@ impl DockerRuntime {
 
     /// The labels of a new instance: the spec's, then ours (which win).
     fn labels(&self, spec: &InstanceSpec, name: &str) -> HashMap<String, String> {
-        let mut labels: HashMap<String, String> = spec
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut labels: HashMap<String, String> = spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
         labels.insert(LABEL_HOME.to_owned(), self.home.clone());
         labels.insert(LABEL_SERVICE.to_owned(), spec.service.clone());
@@ -169,9 +157,7 @@ impl DockerRuntime {
             instance: instance.name.clone(),
             code,
         };
-        let options = WaitContainerOptionsBuilder::default()
-            .condition("not-running")
-            .build();
+        let options = WaitContainerOptionsBuilder::default().condition("not-running").build();
         let mut wait = self.docker.wait_container(&instance.id, Some(options));
         match wait.next().await {
             Some(Ok(response)) => return exited(response.status_code),
@@ -204,10 +190,7 @@ impl DockerRuntime {
     /// Force-removes a container `create` could not finish; failures are only logged, since
     /// the error that matters is the one that got us here.
     async fn discard(&self, id: &str, name: &str) {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => self.forget(id),
             Err(e) => {
@@ -265,9 +248,7 @@ impl Runtime for DockerRuntime {
             }),
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default()
-            .name(&container_name)
-            .build();
+        let options = CreateContainerOptionsBuilder::default().name(&container_name).build();
         let id = match self.docker.create_container(Some(options), body).await {
             Ok(created) => created.id,
             // Create fails with 404 only for a missing image; nothing was created.
@@ -315,12 +296,7 @@ impl Runtime for DockerRuntime {
         Ok(instance)
     }
 
-    async fn wait_ready(
-        &self,
-        instance: &Instance,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<(), RuntimeError> {
+    async fn wait_ready(&self, instance: &Instance, path: &str, timeout: Duration) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let deadline = started + timeout;
         let uri: http::Uri = path.parse().map_err(|e| RuntimeError::Backend {
@@ -456,10 +432,7 @@ impl Runtime for DockerRuntime {
             // E.g. bollard's own request timeout on a long grace: the removal forces it.
             Err(e) => tracing::warn!(id, error = %e, "stop failed, removing by force"),
         }
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => {}
             // 409: another removal is already in progress.
@@ -498,9 +471,7 @@ impl Runtime for DockerRuntime {
 
     async fn logs(&self, id: &str, options: LogOptions) -> Result<Logs, RuntimeError> {
         self.ensure_ours("read logs of", id).await?;
-        let tail = options
-            .tail
-            .map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let tail = options.tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
         let query = LogsOptionsBuilder::default()
             .stdout(true)
             .stderr(true)
@@ -547,11 +518,7 @@ impl Runtime for DockerRuntime {
 /// The instance an inspected container is.
 fn inspect_instance(id: &str, c: &ContainerInspectResponse) -> Instance {
     let empty = HashMap::new();
-    let labels = c
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.as_ref())
-        .unwrap_or(&empty);
+    let labels = c.config.as_ref().and_then(|c| c.labels.as_ref()).unwrap_or(&empty);
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
     let state = inspect_state(c);
     let endpoint = match state {
@@ -608,11 +575,7 @@ fn summary_instance(c: &ContainerSummary) -> Option<Instance> {
         Some(ContainerSummaryStateEnum::RUNNING) => InstanceState::Running,
         Some(ContainerSummaryStateEnum::PAUSED) => InstanceState::Paused,
         Some(ContainerSummaryStateEnum::EXITED) => InstanceState::Exited {
-            code: c
-                .status
-                .as_deref()
-                .and_then(exit_code_of_status)
-                .unwrap_or_default(),
+            code: c.status.as_deref().and_then(exit_code_of_status).unwrap_or_default(),
         },
         Some(other) => InstanceState::Other(other.to_string()),
         None => InstanceState::Other("unknown".to_owned()),
@@ -625,10 +588,7 @@ fn summary_instance(c: &ContainerSummary) -> Option<Instance> {
         let ip: IpAddr = p.ip.as_deref()?.parse().ok()?;
         Some(SocketAddr::new(ip, p.public_port?))
     });
-    let name = instance_name(
-        labels,
-        c.names.as_ref().and_then(|n| n.first()).map(String::as_str),
-    );
+    let name = instance_name(labels, c.names.as_ref().and_then(|n| n.first()).map(String::as_str));
     Some(Instance {
         id,
         name,
@@ -646,9 +606,7 @@ fn instance_name(labels: &HashMap<String, String>, container_name: Option<&str>)
     }
     let name = container_name.unwrap_or_default();
     let name = name.strip_prefix('/').unwrap_or(name);
-    name.strip_prefix(CONTAINER_PREFIX)
-        .unwrap_or(name)
-        .to_owned()
+    name.strip_prefix(CONTAINER_PREFIX).unwrap_or(name).to_owned()
 }
 
 /// Where a port binding can be dialled; an unspecified host IP means loopback works too.
@@ -698,37 +656,28 @@ fn log_lines(
         .map(Some)
         // A `None` after the last chunk flushes unfinished lines.
         .chain(stream::once(future::ready(None)))
-        .scan(
-            (LineSplitter::default(), false),
-            move |(split, failed), chunk| {
-                if *failed {
-                    return future::ready(None);
+        .scan((LineSplitter::default(), false), move |(split, failed), chunk| {
+            if *failed {
+                return future::ready(None);
+            }
+            let out: Vec<Result<LogLine, RuntimeError>> = match chunk {
+                Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                    split.push(LogStream::Stdout, &message).into_iter().map(Ok).collect()
                 }
-                let out: Vec<Result<LogLine, RuntimeError>> = match chunk {
-                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
-                        split
-                            .push(LogStream::Stdout, &message)
-                            .into_iter()
-                            .map(Ok)
-                            .collect()
-                    }
-                    Some(Ok(LogOutput::StdErr { message })) => split
-                        .push(LogStream::Stderr, &message)
-                        .into_iter()
-                        .map(Ok)
-                        .collect(),
-                    Some(Ok(LogOutput::StdIn { .. })) => Vec::new(),
-                    Some(Err(e)) => {
-                        *failed = true;
-                        let mut out: Vec<_> = split.finish().into_iter().map(Ok).collect();
-                        out.push(Err(backend("read logs of", &id, e)));
-                        out
-                    }
-                    None => split.finish().into_iter().map(Ok).collect(),
-                };
-                future::ready(Some(stream::iter(out)))
-            },
-        );
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    split.push(LogStream::Stderr, &message).into_iter().map(Ok).collect()
+                }
+                Some(Ok(LogOutput::StdIn { .. })) => Vec::new(),
+                Some(Err(e)) => {
+                    *failed = true;
+                    let mut out: Vec<_> = split.finish().into_iter().map(Ok).collect();
+                    out.push(Err(backend("read logs of", &id, e)));
+                    out
+                }
+                None => split.finish().into_iter().map(Ok).collect(),
+            };
+            future::ready(Some(stream::iter(out)))
+        });
     lines.flatten()
 }
 
@@ -747,11 +696,11 @@ fn is_refusal_containing(err: &DockerError, text: &str) -> bool {
 /// A failed Docker call: `Unavailable` when Docker itself could not be reached.
 fn backend(operation: &'static str, instance: &str, err: DockerError) -> RuntimeError {
     match err {
-        DockerError::HyperLegacyError { .. }
-        | DockerError::IOError { .. }
-        | DockerError::SocketNotFoundError(_) => RuntimeError::Unavailable {
-            reason: format!("{operation} {instance}: {err}"),
-        },
+        DockerError::HyperLegacyError { .. } | DockerError::IOError { .. } | DockerError::SocketNotFoundError(_) => {
+            RuntimeError::Unavailable {
+                reason: format!("{operation} {instance}: {err}"),
+            }
+        }
         _ => RuntimeError::Backend {
             operation,
             instance: instance.to_owned(),
@@ -772,9 +721,7 @@ fn not_managed(operation: &'static str, id: &str) -> RuntimeError {
     RuntimeError::Backend {
         operation,
         instance: id.to_owned(),
-        reason: format!(
-            "the container is not managed by this Rouse home (label {LABEL_HOME}); left alone"
-        ),
+        reason: format!("the container is not managed by this Rouse home (label {LABEL_HOME}); left alone"),
     }
 }
 
@@ -788,10 +735,7 @@ mod tests {
     #[test]
     fn exit_code_from_status() {
         assert_eq!(exit_code_of_status("Exited (3) 5 seconds ago"), Some(3));
-        assert_eq!(
-            exit_code_of_status("Exited (137) About a minute ago"),
-            Some(137)
-        );
+        assert_eq!(exit_code_of_status("Exited (137) About a minute ago"), Some(137));
         assert_eq!(exit_code_of_status("Exited (-1) now"), Some(-1));
         assert_eq!(exit_code_of_status("Up 3 seconds"), None);
         assert_eq!(exit_code_of_status("Exited (x"), None);
@@ -804,9 +748,7 @@ mod tests {
             let suffix = random_suffix(&mut rng);
             assert_eq!(suffix.len(), SUFFIX_LEN);
             assert!(
-                suffix
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                suffix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
                 "{suffix}"
             );
         }
@@ -815,10 +757,7 @@ mod tests {
     #[test]
     fn names_come_from_the_label_or_the_container_name() {
         let labels = HashMap::from([(LABEL_INSTANCE.to_owned(), "hello-00001-ab3cd".to_owned())]);
-        assert_eq!(
-            instance_name(&labels, Some("/whatever")),
-            "hello-00001-ab3cd"
-        );
+        assert_eq!(instance_name(&labels, Some("/whatever")), "hello-00001-ab3cd");
         assert_eq!(
             instance_name(&HashMap::new(), Some("/rouse-hello-00001-x")),
             "hello-00001-x"
@@ -899,20 +838,11 @@ mod tests {
     #[tokio::test]
     async fn log_chunks_become_lines() {
         let chunks = stream::iter(vec![
-            Ok(LogOutput::StdOut {
-                message: "a\nb".into(),
-            }),
-            Ok(LogOutput::StdErr {
-                message: "e\n".into(),
-            }),
-            Ok(LogOutput::StdOut {
-                message: "c\nd".into(),
-            }),
+            Ok(LogOutput::StdOut { message: "a\nb".into() }),
+            Ok(LogOutput::StdErr { message: "e\n".into() }),
+            Ok(LogOutput::StdOut { message: "c\nd".into() }),
         ]);
-        let lines: Vec<_> = log_lines(chunks, "abc".to_owned())
-            .map(Result::unwrap)
-            .collect()
-            .await;
+        let lines: Vec<_> = log_lines(chunks, "abc".to_owned()).map(Result::unwrap).collect().await;
         let text: Vec<_> = lines.iter().map(|l| (l.stream, l.line.as_str())).collect();
         assert_eq!(
             text,

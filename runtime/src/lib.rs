@@ -25,7 +25,5 @@ pub mod runtime;
 
 pub use docker::DockerRuntime;
 pub use error::RuntimeError;
-pub use instance::{
-    Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream,
-};
+pub use instance::{Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream};
 pub use runtime::{Logs, Runtime};

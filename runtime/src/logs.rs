@@ -98,10 +98,7 @@ mod tests {
         let mut split = LineSplitter::default();
         assert!(split.push(LogStream::Stdout, b"hel").is_empty());
         assert!(split.push(LogStream::Stdout, b"lo-").is_empty());
-        assert_eq!(
-            split.push(LogStream::Stdout, b"log\nnext"),
-            [out("hello-log")]
-        );
+        assert_eq!(split.push(LogStream::Stdout, b"log\nnext"), [out("hello-log")]);
         assert_eq!(split.push(LogStream::Stdout, b"\n"), [out("next")]);
     }
 

@@ -55,10 +55,9 @@ pub async fn probe_once(addr: SocketAddr, uri: &Uri) -> Option<StatusCode> {
     let stream = TcpStream::connect(addr).await.ok()?;
     // One small write then a read: Nagle could only add delay here.
     stream.set_nodelay(true).ok()?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-            .await
-            .ok()?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .ok()?;
     let request = Request::get(uri.clone())
         .header(header::HOST, "localhost")
         .header(header::USER_AGENT, USER_AGENT)
@@ -160,10 +159,7 @@ mod tests {
             starts += 1;
             elapsed += next_delay(elapsed);
         }
-        assert!(
-            (20..=40).contains(&starts),
-            "{starts} attempts in the first 100 ms"
-        );
+        assert!((20..=40).contains(&starts), "{starts} attempts in the first 100 ms");
     }
 
     /// Serves `connections` with `answer`, closing each after writing.
@@ -176,10 +172,7 @@ mod tests {
                     let mut buf = [0u8; 1024];
                     let read = socket.read(&mut buf).await.unwrap();
                     let request = String::from_utf8_lossy(&buf[..read]).to_string();
-                    assert!(
-                        request.starts_with("GET /ready?x=1 HTTP/1.1\r\n"),
-                        "{request}"
-                    );
+                    assert!(request.starts_with("GET /ready?x=1 HTTP/1.1\r\n"), "{request}");
                     assert!(request.to_ascii_lowercase().contains("host: localhost\r\n"));
                     socket.write_all(bytes).await.unwrap();
                 }
@@ -226,10 +219,7 @@ mod tests {
         let server = tokio::spawn(serve(listener, |_| {
             Some(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
         }));
-        assert_eq!(
-            probe_once(addr, &uri()).await,
-            Some(StatusCode::SERVICE_UNAVAILABLE)
-        );
+        assert_eq!(probe_once(addr, &uri()).await, Some(StatusCode::SERVICE_UNAVAILABLE));
         server.abort();
     }
 

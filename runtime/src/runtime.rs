@@ -24,12 +24,7 @@ pub trait Runtime: Send + Sync + 'static {
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError>;
 
     /// Probes the instance until it answers HTTP on `path`, it exits, or `timeout` passes.
-    async fn wait_ready(
-        &self,
-        instance: &Instance,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<(), RuntimeError>;
+    async fn wait_ready(&self, instance: &Instance, path: &str, timeout: Duration) -> Result<(), RuntimeError>;
 
     /// All instances of this home, in any state.
     async fn list(&self) -> Result<Vec<Instance>, RuntimeError>;

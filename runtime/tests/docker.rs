@@ -1,8 +1,8 @@
 //! The Docker backend against the real local Docker: no mocks.
 //!
 //! Workloads run a FROM-scratch image holding only a static busybox (`busybox-static` on
-//! Debian), built here from `/bin/busybox`. Without it the tests say so and pass, except under
-//! CI (`CI` set), where a missing busybox is a failure. Every test uses its own random home id,
+//! Debian), built here from `/bin/busybox`; without it the tests fail, saying what to install
+//! (`scripts/test` installs it). Every test uses its own random home id,
 //! and a drop guard removes every container labelled with it, even when the test fails.
 
 use std::collections::BTreeMap;
@@ -16,8 +16,7 @@ use futures_util::StreamExt;
 use rand::Rng;
 use rouse_runtime::instance::LABEL_HOME;
 use rouse_runtime::{
-    DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream,
-    Runtime, RuntimeError,
+    DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream, Runtime, RuntimeError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,18 +30,14 @@ const GRACE: Duration = Duration::from_secs(2);
 
 // === harness ===
 
-/// Builds the test image once per test process; `false` when busybox is missing (outside CI).
-fn test_image() -> bool {
-    static BUILT: OnceLock<bool> = OnceLock::new();
-    *BUILT.get_or_init(|| {
-        if !Path::new(BUSYBOX).exists() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{BUSYBOX} is missing; CI must `apt-get install -y busybox-static`"
-            );
-            eprintln!("skipping: {BUSYBOX} is missing (install it with `apt-get install -y busybox-static`)");
-            return false;
-        }
+/// Builds the test image once per test process.
+fn test_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        assert!(
+            Path::new(BUSYBOX).exists(),
+            "{BUSYBOX} is missing: install it with `apt-get install -y busybox-static` (scripts/test does)"
+        );
         let context = tempfile::tempdir().expect("temp dir");
         std::fs::copy(BUSYBOX, context.path().join("busybox")).expect("copy busybox");
         std::fs::write(
@@ -57,9 +52,12 @@ fn test_image() -> bool {
             .env("DOCKER_BUILDKIT", "0")
             .output()
             .expect("run docker build");
-        assert!(output.status.success(), "docker build failed: {}", String::from_utf8_lossy(&output.stderr));
-        true
-    })
+        assert!(
+            output.status.success(),
+            "docker build failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
 }
 
 /// A runtime with a fresh home id; on drop, removes every container of that home.
@@ -74,9 +72,7 @@ impl Home {
             .map(|_| char::from(b'a' + rand::rng().random_range(0..26u8)))
             .collect();
         let id = format!("test-{suffix}");
-        let runtime = DockerRuntime::connect(&id)
-            .await
-            .expect("Docker is reachable");
+        let runtime = DockerRuntime::connect(&id).await.expect("Docker is reachable");
         Home { runtime, id }
     }
 
@@ -98,10 +94,7 @@ impl Drop for Home {
     fn drop(&mut self) {
         let ids = self.containers();
         if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&ids)
-                .output();
+            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
         }
     }
 }
@@ -158,9 +151,7 @@ async fn get(endpoint: SocketAddr) -> String {
 
 #[tokio::test]
 async fn an_instance_serves_http_is_listed_and_logs() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     let home = Home::new().await;
     let rt = &home.runtime;
 
@@ -173,9 +164,7 @@ async fn an_instance_serves_http_is_listed_and_logs() {
     assert!(endpoint.ip().is_loopback(), "{endpoint}");
 
     let started = Instant::now();
-    rt.wait_ready(&instance, "/", READY_TIMEOUT)
-        .await
-        .expect("ready");
+    rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "ready after {:?}",
@@ -188,10 +177,7 @@ async fn an_instance_serves_http_is_listed_and_logs() {
     assert_eq!(listed[0].name, instance.name);
     assert_eq!(listed[0].state, InstanceState::Running);
     assert_eq!(listed[0].endpoint, Some(endpoint));
-    assert_eq!(
-        rt.inspect(&instance.id).await.expect("inspect"),
-        Some(instance.clone())
-    );
+    assert_eq!(rt.inspect(&instance.id).await.expect("inspect"), Some(instance.clone()));
 
     let status = get(endpoint).await;
     assert!(status.starts_with("HTTP/1."), "{status}");
@@ -228,22 +214,15 @@ async fn an_instance_serves_http_is_listed_and_logs() {
         .await
         .expect("follow logs");
     // stdout and stderr are separate pipes: their relative order is not kept.
-    let first_two: Vec<String> = timeout(
-        Duration::from_secs(5),
-        (&mut follow).take(2).collect::<Vec<_>>(),
-    )
-    .await
-    .expect("two lines")
-    .into_iter()
-    .map(|l| l.expect("line").line)
-    .collect();
+    let first_two: Vec<String> = timeout(Duration::from_secs(5), (&mut follow).take(2).collect::<Vec<_>>())
+        .await
+        .expect("two lines")
+        .into_iter()
+        .map(|l| l.expect("line").line)
+        .collect();
     assert!(first_two.contains(&"hello-log".to_owned()), "{first_two:?}");
     // Nothing more was written, yet the stream stays open.
-    assert!(
-        timeout(Duration::from_millis(200), follow.next())
-            .await
-            .is_err()
-    );
+    assert!(timeout(Duration::from_millis(200), follow.next()).await.is_err());
     drop(follow);
 
     rt.stop(&instance.id, GRACE).await.expect("stop");
@@ -256,9 +235,7 @@ async fn an_instance_serves_http_is_listed_and_logs() {
 
 #[tokio::test]
 async fn an_exit_is_reported_by_wait_ready_list_and_exits() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     let home = Home::new().await;
     let rt = &home.runtime;
     let mut exits = rt.exits().await.expect("exits");
@@ -298,19 +275,14 @@ async fn an_exit_is_reported_by_wait_ready_list_and_exits() {
 
 #[tokio::test]
 async fn an_instance_that_never_listens_is_not_ready() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     let home = Home::new().await;
     let rt = &home.runtime;
     let instance = rt
         .create(&spec("svc-00003", &["/bin/busybox", "sleep", "60"]))
         .await
         .expect("create");
-    match rt
-        .wait_ready(&instance, "/", Duration::from_millis(300))
-        .await
-    {
+    match rt.wait_ready(&instance, "/", Duration::from_millis(300)).await {
         Err(RuntimeError::NotReady {
             instance: name,
             port,
@@ -328,49 +300,33 @@ async fn an_instance_that_never_listens_is_not_ready() {
 
 #[tokio::test]
 async fn pause_unpause_and_stop_while_paused() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     let home = Home::new().await;
     let rt = &home.runtime;
     let instance = rt.create(&server("svc-00004")).await.expect("create");
-    rt.wait_ready(&instance, "/", READY_TIMEOUT)
-        .await
-        .expect("ready");
+    rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
 
     rt.pause(&instance.id).await.expect("pause");
     rt.pause(&instance.id).await.expect("pause twice");
-    let paused = rt
-        .inspect(&instance.id)
-        .await
-        .expect("inspect")
-        .expect("exists");
+    let paused = rt.inspect(&instance.id).await.expect("inspect").expect("exists");
     assert_eq!(paused.state, InstanceState::Paused);
     assert_eq!(paused.endpoint, instance.endpoint);
 
     rt.unpause(&instance.id).await.expect("unpause");
     rt.unpause(&instance.id).await.expect("unpause twice");
-    let thawed = rt
-        .inspect(&instance.id)
-        .await
-        .expect("inspect")
-        .expect("exists");
+    let thawed = rt.inspect(&instance.id).await.expect("inspect").expect("exists");
     assert_eq!(thawed.state, InstanceState::Running);
     let status = get(instance.endpoint.expect("endpoint")).await;
     assert!(status.starts_with("HTTP/1."), "{status}");
 
     rt.pause(&instance.id).await.expect("pause");
-    rt.stop(&instance.id, GRACE)
-        .await
-        .expect("stop a paused instance");
+    rt.stop(&instance.id, GRACE).await.expect("stop a paused instance");
     assert!(home.containers().is_empty());
 }
 
 #[tokio::test]
 async fn a_missing_image_is_reported_and_nothing_is_created() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     let home = Home::new().await;
     let rt = &home.runtime;
     assert!(rt.image_exists(IMAGE).await.expect("image_exists"));
@@ -389,9 +345,7 @@ async fn a_missing_image_is_reported_and_nothing_is_created() {
 
 #[tokio::test]
 async fn a_missing_binary_exits_with_127() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     let home = Home::new().await;
     let rt = &home.runtime;
     // Docker's init is PID 1 and starts fine; it is the exec of the entrypoint that fails.
@@ -410,48 +364,27 @@ async fn a_missing_binary_exits_with_127() {
 #[tokio::test]
 async fn stopping_a_missing_instance_is_ok() {
     let home = Home::new().await;
-    home.runtime
-        .stop("rouse-no-such-container", GRACE)
-        .await
-        .expect("stop");
+    home.runtime.stop("rouse-no-such-container", GRACE).await.expect("stop");
     assert_eq!(
-        home.runtime
-            .inspect("rouse-no-such-container")
-            .await
-            .expect("inspect"),
+        home.runtime.inspect("rouse-no-such-container").await.expect("inspect"),
         None
     );
 }
 
 #[tokio::test]
 async fn homes_do_not_see_each_other() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     let ours = Home::new().await;
     let theirs = Home::new().await;
-    let instance = ours
-        .runtime
-        .create(&server("svc-00007"))
-        .await
-        .expect("create");
+    let instance = ours.runtime.create(&server("svc-00007")).await.expect("create");
 
     assert_eq!(ours.runtime.list().await.expect("list").len(), 1);
     assert!(theirs.runtime.list().await.expect("list").is_empty());
-    assert_eq!(
-        theirs.runtime.inspect(&instance.id).await.expect("inspect"),
-        None
-    );
+    assert_eq!(theirs.runtime.inspect(&instance.id).await.expect("inspect"), None);
     // Another home refuses to touch it.
     assert!(theirs.runtime.stop(&instance.id, GRACE).await.is_err());
     assert!(theirs.runtime.pause(&instance.id).await.is_err());
-    assert!(
-        theirs
-            .runtime
-            .logs(&instance.id, LogOptions::default())
-            .await
-            .is_err()
-    );
+    assert!(theirs.runtime.logs(&instance.id, LogOptions::default()).await.is_err());
     assert_eq!(ours.containers(), std::slice::from_ref(&instance.id));
 
     ours.runtime.stop(&instance.id, GRACE).await.expect("stop");
@@ -463,9 +396,7 @@ async fn homes_do_not_see_each_other() {
 /// Run with `--nocapture` to see the numbers.
 #[tokio::test]
 async fn cold_start_timings() {
-    if !test_image() {
-        return;
-    }
+    test_image();
     // Shows the create / start / inspect split that `create` logs at debug.
     let _ = tracing_subscriber::fmt()
         .with_env_filter("rouse_runtime=debug")
@@ -478,9 +409,7 @@ async fn cold_start_timings() {
         let started = Instant::now();
         let instance = rt.create(&server("svc-00008")).await.expect("create");
         let created = started.elapsed();
-        rt.wait_ready(&instance, "/", READY_TIMEOUT)
-            .await
-            .expect("ready");
+        rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
         let ready = started.elapsed();
         println!(
             "cold start {round}: create {:.1} ms, wait_ready {:.1} ms, create→ready {:.1} ms",

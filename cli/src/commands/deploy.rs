@@ -24,7 +24,11 @@ const FAILURE_LOG_LINES: usize = 20;
 
 fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
     let (protocol, port) = parse_port(&args.port)?;
-    let env = args.env.iter().map(|e| e.parse::<EnvVar>()).collect::<Result<Vec<_>, _>>()?;
+    let env = args
+        .env
+        .iter()
+        .map(|e| e.parse::<EnvVar>())
+        .collect::<Result<Vec<_>, _>>()?;
     let template = RevisionTemplate {
         image: args.image.clone(),
         env,
@@ -32,7 +36,11 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
         protocol,
         container_concurrency: args.concurrency_limit,
         timeout_seconds: args.timeout,
-        scale: ScaleBounds { min: args.scale_min, max: args.scale_max, initial: args.scale_init },
+        scale: ScaleBounds {
+            min: args.scale_min,
+            max: args.scale_max,
+            initial: args.scale_init,
+        },
     };
     template.validate()?;
     Ok(template)
@@ -58,7 +66,10 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
         }
     };
     if args.no_wait {
-        progress.finish(format!("Service '{}' deployed; not waiting for it to be ready.", args.name));
+        progress.finish(format!(
+            "Service '{}' deployed; not waiting for it to be ready.",
+            args.name
+        ));
         println!("{}", status.url);
         return Ok(());
     }
@@ -77,14 +88,20 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
             println!("{}", status.url);
             return Ok(());
         }
-        if let Some(crash) = revision.and_then(|r| r.last_crash.clone()) {
+        if let Some(crash) = revision.and_then(|r| r.failing().cloned()) {
             progress.finish(format!("Revision {target} failed."));
             let outcome = abandon(client, &args.name, &target, had_ready_revision).await;
             let reason = format!("failed: {}", crash.message);
-            bail!("{}", failure_message(&args.name, &target, &reason, &crash.logs, &outcome));
+            bail!(
+                "{}",
+                failure_message(&args.name, &target, &reason, &crash.logs, &outcome)
+            );
         }
         match revision.and_then(|r| r.instances.iter().find(|i| i.state == InstancePhase::Starting)) {
-            Some(instance) => progress.step(format!("Instance {} starting, waiting for it to answer HTTP", instance.name)),
+            Some(instance) => progress.step(format!(
+                "Instance {} starting, waiting for it to answer HTTP",
+                instance.name
+            )),
             None => progress.step("Starting an instance"),
         }
         if Instant::now() >= deadline {
@@ -103,8 +120,13 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
 
 /// Takes back a revision that never became ready, so nothing is left half-created.
 async fn abandon(client: &Client, service: &str, revision: &str, had_ready_revision: bool) -> String {
-    match client.delete(&format!("/v1/services/{service}/revisions/{revision}")).await {
-        Ok(()) if had_ready_revision => format!("revision {revision} was removed; '{service}' keeps serving its previous revision"),
+    match client
+        .delete(&format!("/v1/services/{service}/revisions/{revision}"))
+        .await
+    {
+        Ok(()) if had_ready_revision => {
+            format!("revision {revision} was removed; '{service}' keeps serving its previous revision")
+        }
         Ok(()) => format!("nothing was deployed: service '{service}' was removed"),
         Err(e) => format!("could not remove revision {revision}: {e}"),
     }
@@ -113,11 +135,19 @@ async fn abandon(client: &Client, service: &str, revision: &str, had_ready_revis
 /// Last output of the revision's instances.
 async fn revision_logs(client: &Client, service: &str, revision: &str) -> Vec<String> {
     let path = format!("/v1/services/{service}/logs?tail={FAILURE_LOG_LINES}");
-    let Ok(body) = client.stream(&path).await else { return Vec::new() };
-    let Ok(collected) = tokio::time::timeout(Duration::from_secs(5), body.collect()).await else { return Vec::new() };
+    let Ok(body) = client.stream(&path).await else {
+        return Vec::new();
+    };
+    let Ok(collected) = tokio::time::timeout(Duration::from_secs(5), body.collect()).await else {
+        return Vec::new();
+    };
     let Ok(bytes) = collected else { return Vec::new() };
     let prefix = format!("[{revision}-");
-    String::from_utf8_lossy(&bytes.to_bytes()).lines().filter(|l| l.starts_with(&prefix)).map(str::to_string).collect()
+    String::from_utf8_lossy(&bytes.to_bytes())
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
 }
 
 fn failure_message(service: &str, revision: &str, reason: &str, logs: &[String], outcome: &str) -> String {
@@ -131,6 +161,8 @@ fn failure_message(service: &str, revision: &str, reason: &str, logs: &[String],
             message.push_str(&format!("\n    {line}"));
         }
     }
-    message.push_str("\nhint: the container must listen on $PORT and answer HTTP; try it with `docker run -p 8080:8080 IMAGE`");
+    message.push_str(
+        "\nhint: the container must listen on $PORT and answer HTTP; try it with `docker run -p 8080:8080 IMAGE`",
+    );
     message
 }

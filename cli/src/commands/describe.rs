@@ -34,10 +34,19 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
             let _ = writeln!(out, "Env:          {}={}", env.name, env.value);
         }
         for port in &container.ports {
-            let _ = writeln!(out, "Port:         {}{}", port.name.as_deref().map(|n| format!("{n}:")).unwrap_or_default(), port.container_port);
+            let _ = writeln!(
+                out,
+                "Port:         {}{}",
+                port.name.as_deref().map(|n| format!("{n}:")).unwrap_or_default(),
+                port.container_port
+            );
         }
     }
-    let limit = if spec.container_concurrency == 0 { "unlimited".to_string() } else { spec.container_concurrency.to_string() };
+    let limit = if spec.container_concurrency == 0 {
+        "unlimited".to_string()
+    } else {
+        spec.container_concurrency.to_string()
+    };
     let _ = writeln!(out, "Concurrency:  {limit} per instance");
     let _ = writeln!(out, "Timeout:      {}s", spec.timeout_seconds);
     let _ = writeln!(out, "Generation:   {}", object.metadata.generation.unwrap_or(0));
@@ -49,7 +58,12 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
             "False" => "!!",
             _ => "??",
         };
-        rows.push(vec![ok.to_string(), c.kind.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()]);
+        rows.push(vec![
+            ok.to_string(),
+            c.kind.clone(),
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default(),
+        ]);
     }
     out.push_str(&indent(&table(&rows)));
     let _ = writeln!(out, "\nRevisions:");
@@ -65,11 +79,26 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
             revision.desired
         );
         for instance in &revision.instances {
-            let _ = writeln!(out, "    {}   {}   {}", instance.name, instance.state, instance.endpoint.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                out,
+                "    {}   {}   {}",
+                instance.name,
+                instance.state,
+                instance.endpoint.as_deref().unwrap_or("-")
+            );
         }
         if let Some(crash) = &revision.last_crash {
             let code = crash.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
-            let _ = writeln!(out, "    Last crash: {}{code} at {} (failure {} in a row): {}", crash.reason, crash.at, crash.restarts, crash.message);
+            let state = if revision.failures > 0 {
+                format!("failure {} in a row", revision.failures)
+            } else {
+                "recovered".to_string()
+            };
+            let _ = writeln!(
+                out,
+                "    Last crash: {}{code} at {} ({state}): {}",
+                crash.reason, crash.at, crash.message
+            );
             if !crash.logs.is_empty() {
                 let _ = writeln!(out, "    Last log lines:");
                 for line in &crash.logs {

@@ -15,7 +15,11 @@ pub(crate) async fn run(client: &Client, args: OutputArgs) -> anyhow::Result<()>
         eprintln!("No services yet.\nhint: rouse deploy hello --image rouse-samples/hello");
         return Ok(());
     }
-    let mut rows = vec![["NAME", "URL", "LATEST", "READY", "INSTANCES", "REASON"].map(String::from).to_vec()];
+    let mut rows = vec![
+        ["NAME", "URL", "LATEST", "READY", "INSTANCES", "REASON"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for service in &services {
         let status = service.object.status.clone().unwrap_or_default();
         let ready = ready_condition(&service.object);

@@ -32,10 +32,7 @@ async fn run() -> io::Result<()> {
 
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port_from_env("PORT")?)).await?;
     // Stdout is line-buffered, so the line is out as soon as it is printed.
-    println!(
-        "hello: listening on {} (revision {revision})",
-        listener.local_addr()?
-    );
+    println!("hello: listening on {} (revision {revision})", listener.local_addr()?);
 
     let service = service_fn(move |_request| {
         let mut response = Response::new(Full::new(greeting.clone()));

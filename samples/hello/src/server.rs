@@ -43,10 +43,7 @@ pub fn port_from_env(var: &str) -> io::Result<u16> {
                 format!("{var}={value:?} is not a port number: set it to 0-65535 or unset it"),
             )
         }),
-        Err(err) => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{var}: {err}"),
-        )),
+        Err(err) => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{var}: {err}"))),
     }
 }
 
@@ -118,8 +115,6 @@ where
     } else {
         let cut_off = connections.len();
         connections.shutdown().await;
-        Drain::TimedOut {
-            connections: cut_off,
-        }
+        Drain::TimedOut { connections: cut_off }
     }
 }

@@ -35,8 +35,7 @@ const PERIOD: u64 = 251;
 
 /// The `/bytes` pattern, one period longer than a chunk, so that every chunk, whatever its offset
 /// in the pattern, is a zero-copy slice of this one buffer.
-static PATTERN: LazyLock<Bytes> =
-    LazyLock::new(|| (0..CHUNK + PERIOD).map(|i| (i % PERIOD) as u8).collect());
+static PATTERN: LazyLock<Bytes> = LazyLock::new(|| (0..CHUNK + PERIOD).map(|i| (i % PERIOD) as u8).collect());
 
 /// How long `/exit` waits after answering, so that the answer is out before the process ends.
 const EXIT_DELAY: Duration = Duration::from_millis(50);
@@ -52,12 +51,13 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
         (_, "/env") => Ok(env()),
         (&Method::GET, "/exit") => exit(request.uri()),
         (&Method::GET, "/stream") => stream(request.uri()),
-        (&Method::GET, "/conns") => Ok(text(format!("{}\n", rouse_sample_hello::ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)))),
+        (&Method::GET, "/conns") => Ok(text(format!(
+            "{}\n",
+            rouse_sample_hello::ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)
+        ))),
         (method, path @ ("/echo" | "/count" | "/bytes" | "/exit" | "/stream")) => Err(Refusal {
             status: StatusCode::METHOD_NOT_ALLOWED,
-            message: format!(
-                "{method} {path} is not served: /echo takes POST, /count POST or PUT, the others GET"
-            ),
+            message: format!("{method} {path} is not served: /echo takes POST, /count POST or PUT, the others GET"),
         }),
         _ => sleep(request.uri()).await,
     };
@@ -76,9 +76,7 @@ fn echo(request: Request<Incoming>) -> Response<ResponseBody> {
     let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
     let mut response = Response::new(request.into_body().boxed_unsync());
     if let Some(content_type) = content_type {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
+        response.headers_mut().insert(header::CONTENT_TYPE, content_type);
     }
     response
 }
@@ -92,9 +90,7 @@ async fn count(mut body: Incoming) -> Result<Response<ResponseBody>, Refusal> {
         })?;
         if let Some(data) = frame.data_ref() {
             bytes += data.len() as u64;
-            sum = data
-                .iter()
-                .fold(sum, |sum, &byte| sum.wrapping_add(u64::from(byte)));
+            sum = data.iter().fold(sum, |sum, &byte| sum.wrapping_add(u64::from(byte)));
         }
     }
     Ok(text(format!("bytes={bytes} sum={sum}\n")))
@@ -122,34 +118,20 @@ fn bytes(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
 /// HTTP/2 carries the host in the `:authority` pseudo-header, which comes first, under that name.
 fn headers(request: &Request<Incoming>) -> Response<ResponseBody> {
     let uri = request.uri();
-    let mut dump = format!(
-        "{} {} {:?}\n",
-        request.method(),
-        path_and_query(uri),
-        request.version()
-    );
+    let mut dump = format!("{} {} {:?}\n", request.method(), path_and_query(uri), request.version());
     if let Some(authority) = uri.authority() {
         // Writing to a String cannot fail.
         let _ = writeln!(dump, ":authority: {authority}");
     }
     for (name, value) in request.headers() {
-        let _ = writeln!(
-            dump,
-            "{name}: {}",
-            String::from_utf8_lossy(value.as_bytes())
-        );
+        let _ = writeln!(dump, "{name}: {}", String::from_utf8_lossy(value.as_bytes()));
     }
     text(dump)
 }
 
 fn env() -> Response<ResponseBody> {
     let vars: BTreeMap<String, String> = std::env::vars_os()
-        .map(|(key, value)| {
-            (
-                key.to_string_lossy().into_owned(),
-                value.to_string_lossy().into_owned(),
-            )
-        })
+        .map(|(key, value)| (key.to_string_lossy().into_owned(), value.to_string_lossy().into_owned()))
         .collect();
     text(
         vars.iter()
@@ -185,9 +167,7 @@ fn stream(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
         Some((Ok(Frame::data(Bytes::from(format!("tick {i}\n")))), i + 1))
     });
     let mut response = Response::new(StreamBody::new(ticks).boxed_unsync());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, text_plain());
+    response.headers_mut().insert(header::CONTENT_TYPE, text_plain());
     Ok(response)
 }
 
@@ -232,9 +212,7 @@ fn path_and_query(uri: &Uri) -> &str {
 fn text(body: impl Into<Bytes>) -> Response<ResponseBody> {
     let body = Full::new(body.into()).map_err(|never| match never {});
     let mut response = Response::new(body.boxed_unsync());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, text_plain());
+    response.headers_mut().insert(header::CONTENT_TYPE, text_plain());
     response
 }
 

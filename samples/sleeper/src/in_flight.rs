@@ -49,10 +49,7 @@ pub(crate) struct Tracked<B> {
 
 impl<B> Tracked<B> {
     pub(crate) fn new(body: B, guard: Guard) -> Self {
-        Self {
-            body,
-            _guard: guard,
-        }
+        Self { body, _guard: guard }
     }
 }
 
@@ -60,10 +57,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 

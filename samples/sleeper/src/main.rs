@@ -72,10 +72,7 @@ async fn run() -> io::Result<()> {
     });
     let draining = async {
         let signal = shutdown.await;
-        println!(
-            "sleeper: {signal}, draining {} in-flight",
-            in_flight.count()
-        );
+        println!("sleeper: {signal}, draining {} in-flight", in_flight.count());
     };
     match serve(listener, service, draining).await {
         Drain::Complete => println!("sleeper: exited cleanly"),
