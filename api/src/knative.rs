@@ -273,6 +273,7 @@ mod tests {
             min: 1,
             max: 3,
             initial: 1,
+            ..ScaleBounds::default()
         };
         let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let (svc, _) = Service::create("hello", template, now);

@@ -10,10 +10,12 @@
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
 //! - [`status`]: live state the admin API adds: revisions, instances, crashes.
+//! - [`duration`]: durations written as `"60s"`.
 //! - [`error`]: [`ValidationError`], naming the field and the fix.
 
 #![forbid(unsafe_code)]
 
+pub mod duration;
 pub mod error;
 pub mod knative;
 pub mod name;
@@ -23,4 +25,4 @@ pub mod template;
 
 pub use error::ValidationError;
 pub use service::{Revision, Service};
-pub use template::{EnvVar, PortProtocol, RevisionTemplate, ScaleBounds};
+pub use template::{EnvVar, PortProtocol, RevisionTemplate, ScaleBounds, ScaleMetric};

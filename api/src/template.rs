@@ -234,6 +234,59 @@ pub struct ScaleBounds {
     /// Instances started when the revision is created.
     #[serde(default = "default_initial_scale")]
     pub initial: u32,
+    /// Per-instance target of the scaling metric; `None` takes the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
+    /// Percent of the target to aim for; `None` takes the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<u32>,
+    /// Stable window in milliseconds; `None` takes the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
+    /// What the autoscaler measures.
+    #[serde(default)]
+    pub metric: ScaleMetric,
+}
+
+/// Shortest stable window Knative accepts.
+pub const MIN_STABLE_WINDOW_MS: u64 = 6_000;
+/// Longest stable window Knative accepts.
+pub const MAX_STABLE_WINDOW_MS: u64 = 3_600_000;
+
+/// What the autoscaler measures per instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleMetric {
+    /// Requests in flight at once (Knative's default).
+    #[default]
+    Concurrency,
+    /// Requests per second.
+    Rps,
+}
+
+impl FromStr for ScaleMetric {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "concurrency" => Ok(ScaleMetric::Concurrency),
+            "rps" => Ok(ScaleMetric::Rps),
+            _ => Err(ValidationError::new(
+                "--scale-metric",
+                s,
+                "must be 'concurrency' or 'rps'",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ScaleMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScaleMetric::Concurrency => "concurrency",
+            ScaleMetric::Rps => "rps",
+        })
+    }
 }
 
 fn default_initial_scale() -> u32 {
@@ -246,6 +299,10 @@ impl Default for ScaleBounds {
             min: 0,
             max: 0,
             initial: DEFAULT_INITIAL_SCALE,
+            target: None,
+            utilization: None,
+            window_ms: None,
+            metric: ScaleMetric::Concurrency,
         }
     }
 }
@@ -264,6 +321,27 @@ impl ScaleBounds {
                 "--scale-init",
                 self.initial,
                 format!("must not exceed --scale-max ({})", self.max),
+            ));
+        }
+        if self.target == Some(0) {
+            return Err(ValidationError::new("--scale-target", 0, "must be at least 1"));
+        }
+        if let Some(u) = self.utilization
+            && !(1..=100).contains(&u)
+        {
+            return Err(ValidationError::new(
+                "--scale-utilization",
+                u,
+                "must be a percentage between 1 and 100",
+            ));
+        }
+        if let Some(w) = self.window_ms
+            && !(MIN_STABLE_WINDOW_MS..=MAX_STABLE_WINDOW_MS).contains(&w)
+        {
+            return Err(ValidationError::new(
+                "--scale-window",
+                format!("{}s", w as f64 / 1000.0),
+                "must be between 6s and 1h",
             ));
         }
         Ok(())
@@ -328,6 +406,7 @@ mod tests {
             min: 3,
             max: 2,
             initial: 1,
+            ..ScaleBounds::default()
         };
         assert_eq!(t.validate().unwrap_err().field, "--scale-min");
         t.scale = ScaleBounds::default();
@@ -349,7 +428,8 @@ mod tests {
             ScaleBounds {
                 min: 0,
                 max: 0,
-                initial: 1
+                initial: 1,
+                ..ScaleBounds::default()
             }
             .initial_instances(),
             1
@@ -358,7 +438,8 @@ mod tests {
             ScaleBounds {
                 min: 3,
                 max: 0,
-                initial: 1
+                initial: 1,
+                ..ScaleBounds::default()
             }
             .initial_instances(),
             3
@@ -367,7 +448,8 @@ mod tests {
             ScaleBounds {
                 min: 0,
                 max: 2,
-                initial: 5
+                initial: 5,
+                ..ScaleBounds::default()
             }
             .initial_instances(),
             2
@@ -376,7 +458,8 @@ mod tests {
             ScaleBounds {
                 min: 0,
                 max: 0,
-                initial: 0
+                initial: 0,
+                ..ScaleBounds::default()
             }
             .initial_instances(),
             0

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rouse_activator::IngressConfig;
-use rouse_activator::config::parse_duration;
+use rouse_api::duration::parse_duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ControlError;

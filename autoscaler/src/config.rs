@@ -1,0 +1,263 @@
+//! The `[autoscaler]` table, spelled as Knative's config-autoscaler, and the per-revision
+//! settings resolved from it and the revision's own overrides.
+
+use std::time::Duration;
+
+use rouse_api::duration::parse_duration;
+use rouse_api::{ScaleBounds, ScaleMetric};
+use serde::{Deserialize, Deserializer};
+
+/// Concurrent requests per instance the autoscaler aims at (before utilization).
+pub const DEFAULT_CONCURRENCY_TARGET: f64 = 100.0;
+/// Percent of the target actually aimed at, leaving headroom for bursts.
+pub const DEFAULT_TARGET_PERCENTAGE: f64 = 70.0;
+/// Requests per second per instance aimed at with the `rps` metric.
+pub const DEFAULT_RPS_TARGET: f64 = 200.0;
+/// Window over which the stable decision averages.
+pub const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(60);
+/// Panic window, as a percent of the stable window.
+pub const DEFAULT_PANIC_WINDOW_PERCENTAGE: f64 = 10.0;
+/// Panic starts when demand over the panic window reaches this percent of ready capacity.
+pub const DEFAULT_PANIC_THRESHOLD_PERCENTAGE: f64 = 200.0;
+/// Most growth per tick, as a multiple of ready instances.
+pub const DEFAULT_MAX_SCALE_UP_RATE: f64 = 1000.0;
+/// Most shrinkage per tick, as a divisor of ready instances.
+pub const DEFAULT_MAX_SCALE_DOWN_RATE: f64 = 2.0;
+/// How long the last instance stays once the decision is zero.
+pub const DEFAULT_SCALE_TO_ZERO_GRACE: Duration = Duration::from_secs(30);
+/// How often the autoscaler decides (Knative's tick).
+pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// `[autoscaler]` in `rouse.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AutoscalerConfig {
+    pub container_concurrency_target_default: f64,
+    pub container_concurrency_target_percentage: f64,
+    pub requests_per_second_target_default: f64,
+    #[serde(deserialize_with = "duration")]
+    pub stable_window: Duration,
+    pub panic_window_percentage: f64,
+    pub panic_threshold_percentage: f64,
+    pub max_scale_up_rate: f64,
+    pub max_scale_down_rate: f64,
+    #[serde(deserialize_with = "duration")]
+    pub scale_to_zero_grace_period: Duration,
+    pub enable_scale_to_zero: bool,
+    #[serde(deserialize_with = "duration")]
+    pub tick_interval: Duration,
+}
+
+impl Default for AutoscalerConfig {
+    fn default() -> Self {
+        Self {
+            container_concurrency_target_default: DEFAULT_CONCURRENCY_TARGET,
+            container_concurrency_target_percentage: DEFAULT_TARGET_PERCENTAGE,
+            requests_per_second_target_default: DEFAULT_RPS_TARGET,
+            stable_window: DEFAULT_STABLE_WINDOW,
+            panic_window_percentage: DEFAULT_PANIC_WINDOW_PERCENTAGE,
+            panic_threshold_percentage: DEFAULT_PANIC_THRESHOLD_PERCENTAGE,
+            max_scale_up_rate: DEFAULT_MAX_SCALE_UP_RATE,
+            max_scale_down_rate: DEFAULT_MAX_SCALE_DOWN_RATE,
+            scale_to_zero_grace_period: DEFAULT_SCALE_TO_ZERO_GRACE,
+            enable_scale_to_zero: true,
+            tick_interval: DEFAULT_TICK_INTERVAL,
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Why an `[autoscaler]` table cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("[autoscaler] {key} = {value}: {reason}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl AutoscalerConfig {
+    /// Checks the ranges Knative enforces.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key, value: String, reason| Err(ConfigError { key, value, reason });
+        if self.container_concurrency_target_default < 0.01 {
+            return err(
+                "container-concurrency-target-default",
+                self.container_concurrency_target_default.to_string(),
+                "must be at least 0.01",
+            );
+        }
+        if !(1.0..=100.0).contains(&self.container_concurrency_target_percentage) {
+            return err(
+                "container-concurrency-target-percentage",
+                self.container_concurrency_target_percentage.to_string(),
+                "must be between 1 and 100",
+            );
+        }
+        if self.requests_per_second_target_default < 0.01 {
+            return err(
+                "requests-per-second-target-default",
+                self.requests_per_second_target_default.to_string(),
+                "must be at least 0.01",
+            );
+        }
+        if self.stable_window < Duration::from_secs(1) || self.stable_window > Duration::from_secs(3600) {
+            return err(
+                "stable-window",
+                format!("{:?}", self.stable_window),
+                "must be between 1s and 1h",
+            );
+        }
+        if !(1.0..=100.0).contains(&self.panic_window_percentage) {
+            return err(
+                "panic-window-percentage",
+                self.panic_window_percentage.to_string(),
+                "must be between 1 and 100",
+            );
+        }
+        if !(110.0..=1000.0).contains(&self.panic_threshold_percentage) {
+            return err(
+                "panic-threshold-percentage",
+                self.panic_threshold_percentage.to_string(),
+                "must be between 110 and 1000",
+            );
+        }
+        if self.max_scale_up_rate <= 1.0 {
+            return err(
+                "max-scale-up-rate",
+                self.max_scale_up_rate.to_string(),
+                "must be greater than 1",
+            );
+        }
+        if self.max_scale_down_rate <= 1.0 {
+            return err(
+                "max-scale-down-rate",
+                self.max_scale_down_rate.to_string(),
+                "must be greater than 1",
+            );
+        }
+        if self.tick_interval < Duration::from_millis(100) {
+            return err(
+                "tick-interval",
+                format!("{:?}", self.tick_interval),
+                "must be at least 100ms",
+            );
+        }
+        Ok(())
+    }
+
+    /// The settings for one revision: its overrides over these defaults.
+    pub fn spec_for(&self, scale: &ScaleBounds, container_concurrency: u32) -> ScalingSpec {
+        let metric = scale.metric;
+        let mut target = match (scale.target, metric) {
+            (Some(t), _) => f64::from(t),
+            (None, ScaleMetric::Concurrency) => self.container_concurrency_target_default,
+            (None, ScaleMetric::Rps) => self.requests_per_second_target_default,
+        };
+        // A hard per-instance limit caps the concurrency target (Knative does the same).
+        if metric == ScaleMetric::Concurrency && container_concurrency > 0 {
+            target = target.min(f64::from(container_concurrency));
+        }
+        let utilization = scale
+            .utilization
+            .map_or(self.container_concurrency_target_percentage, f64::from);
+        let stable_window = scale.window_ms.map_or(self.stable_window, Duration::from_millis);
+        let panic_window = stable_window
+            .mul_f64(self.panic_window_percentage / 100.0)
+            .max(Duration::from_secs(1));
+        ScalingSpec {
+            metric,
+            target: (target * utilization / 100.0).max(0.01),
+            stable_window,
+            panic_window,
+            panic_threshold: self.panic_threshold_percentage / 100.0,
+            max_scale_up_rate: self.max_scale_up_rate,
+            max_scale_down_rate: self.max_scale_down_rate,
+            min_scale: scale.min,
+            max_scale: scale.max,
+            scale_to_zero_grace: self.scale_to_zero_grace_period,
+            scale_to_zero: self.enable_scale_to_zero,
+        }
+    }
+}
+
+/// Everything the decision needs about one revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalingSpec {
+    pub metric: ScaleMetric,
+    /// Per-instance value aimed at: target × utilization.
+    pub target: f64,
+    pub stable_window: Duration,
+    pub panic_window: Duration,
+    /// Ratio (e.g. 2.0 for 200 %).
+    pub panic_threshold: f64,
+    pub max_scale_up_rate: f64,
+    pub max_scale_down_rate: f64,
+    pub min_scale: u32,
+    /// 0 = unlimited.
+    pub max_scale: u32,
+    pub scale_to_zero_grace: Duration,
+    /// Whether the revision may go to zero at all.
+    pub scale_to_zero: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knative_defaults() {
+        let config = AutoscalerConfig::default();
+        config.validate().unwrap();
+        let spec = config.spec_for(&ScaleBounds::default(), 0);
+        assert_eq!(spec.target, 70.0);
+        assert_eq!(spec.stable_window, Duration::from_secs(60));
+        assert_eq!(spec.panic_window, Duration::from_secs(6));
+        assert_eq!(spec.panic_threshold, 2.0);
+    }
+
+    #[test]
+    fn container_concurrency_caps_the_target_and_overrides_apply() {
+        let config = AutoscalerConfig::default();
+        assert_eq!(config.spec_for(&ScaleBounds::default(), 10).target, 7.0);
+        let scale = ScaleBounds {
+            target: Some(50),
+            utilization: Some(100),
+            window_ms: Some(20_000),
+            ..ScaleBounds::default()
+        };
+        let spec = config.spec_for(&scale, 0);
+        assert_eq!(spec.target, 50.0);
+        assert_eq!(spec.panic_window, Duration::from_secs(2));
+        let rps = ScaleBounds {
+            metric: ScaleMetric::Rps,
+            ..ScaleBounds::default()
+        };
+        assert_eq!(
+            config.spec_for(&rps, 10).target,
+            140.0,
+            "containerConcurrency does not cap an rps target"
+        );
+    }
+
+    #[test]
+    fn reads_knative_keys_and_checks_ranges() {
+        let config: AutoscalerConfig = toml::from_str(
+            "stable-window = \"6s\"\nscale-to-zero-grace-period = \"1s\"\npanic-window-percentage = 20.0\ncontainer-concurrency-target-default = 10\n",
+        )
+        .unwrap();
+        assert_eq!(config.stable_window, Duration::from_secs(6));
+        assert_eq!(config.container_concurrency_target_default, 10.0);
+        config.validate().unwrap();
+        let bad = AutoscalerConfig {
+            max_scale_down_rate: 1.0,
+            ..AutoscalerConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "max-scale-down-rate");
+        assert!(toml::from_str::<AutoscalerConfig>("bogus = 1").is_err());
+    }
+}
