@@ -5,8 +5,8 @@
 //! drives the least-in-flight pick, the containerConcurrency limit and draining.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -130,6 +130,11 @@ pub struct RevisionEndpoints {
     waiting: AtomicUsize,
     /// Rotates the starting point of the pick so ties spread over instances.
     next: AtomicUsize,
+    /// Requests that got a slot, ever (for the requests-per-second metric).
+    served: AtomicU64,
+    /// Signalled when a request has to wait: the autoscaler reacts at once instead of at its
+    /// next tick (a revision at zero must not wait for a polling interval).
+    demand: OnceLock<Arc<Notify>>,
 }
 
 impl RevisionEndpoints {
@@ -144,6 +149,8 @@ impl RevisionEndpoints {
             changed: Notify::new(),
             waiting: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            demand: OnceLock::new(),
         })
     }
 
@@ -180,6 +187,28 @@ impl RevisionEndpoints {
         self.waiting.load(Ordering::Acquire)
     }
 
+    /// Requests in flight on instances plus those waiting: the revision's concurrency.
+    pub fn demand(&self) -> usize {
+        let in_flight: usize = self
+            .ready
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|e| e.in_flight())
+            .sum();
+        in_flight + self.waiting()
+    }
+
+    /// Requests that got a slot since the revision was created.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Sets the signal raised whenever a request has to wait for capacity.
+    pub fn on_demand(&self, signal: Arc<Notify>) {
+        let _ = self.demand.set(signal);
+    }
+
     /// Takes a slot on the least loaded instance that has one, without waiting.
     pub fn try_acquire(self: &Arc<Self>) -> Option<InFlight> {
         let ready = self.ready.read().unwrap_or_else(|e| e.into_inner());
@@ -210,6 +239,9 @@ impl RevisionEndpoints {
             return Err(AcquireError::QueueFull);
         }
         let _waiting = WaitingGuard(&self.waiting);
+        if let Some(signal) = self.demand.get() {
+            signal.notify_one();
+        }
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);

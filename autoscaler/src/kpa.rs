@@ -21,6 +21,8 @@ pub struct Observation {
     pub panic: f64,
     /// Instances ready to take requests.
     pub ready: u32,
+    /// The count decided last time (kept while there is not enough data to decide).
+    pub current: u32,
     /// How long the metric has been observed; no decision to go to zero before a full
     /// stable window of observation.
     pub observed_for: Duration,
@@ -84,9 +86,10 @@ impl Kpa {
             stable as u32
         };
 
-        // Nothing observed for a full stable window yet: do not conclude there is no demand.
-        if desired == 0 && observed.observed_for < spec.stable_window {
-            desired = observed.ready.max(1);
+        // Not observed for a full stable window yet: no conclusion that demand is gone, so
+        // keep what there is (Knative keeps the current scale while it has no data).
+        if observed.observed_for < spec.stable_window {
+            desired = desired.max(observed.current).max(observed.ready);
         }
         desired = desired.max(spec.min_scale);
         if !spec.scale_to_zero {
@@ -127,6 +130,7 @@ mod tests {
             stable,
             panic,
             ready,
+            current: ready,
             observed_for: Duration::from_secs(600),
         }
     }
@@ -230,6 +234,7 @@ mod tests {
             stable: 0.0,
             panic: 0.0,
             ready: 1,
+            current: 1,
             observed_for: Duration::from_secs(10),
         };
         let t0 = Instant::now();
@@ -243,6 +248,20 @@ mod tests {
                 .desired,
             1
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_full_window_the_current_count_is_kept() {
+        // After a daemon restart: 3 instances adopted, none probed ready yet, no samples.
+        let mut kpa = Kpa::new();
+        let restarted = Observation {
+            stable: 0.0,
+            panic: 0.0,
+            ready: 0,
+            current: 3,
+            observed_for: Duration::ZERO,
+        };
+        assert_eq!(kpa.decide(&spec(), &restarted, Instant::now()).desired, 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -76,6 +76,18 @@ pub(crate) struct DeployArgs {
     /// Instances started with a new revision.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) scale_init: u32,
+    /// Per-instance target of the scaling metric [default: daemon's, 100 concurrent or 200 rps].
+    #[arg(long, value_name = "N")]
+    pub(crate) scale_target: Option<u32>,
+    /// Percent of the target to aim for, 1-100 [default: daemon's, 70].
+    #[arg(long, value_name = "PERCENT")]
+    pub(crate) scale_utilization: Option<u32>,
+    /// Stable window of the autoscaler, e.g. 60s (6s-1h) [default: daemon's, 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) scale_window: Option<String>,
+    /// What the autoscaler measures: concurrency or rps.
+    #[arg(long, default_value = "concurrency", value_name = "METRIC")]
+    pub(crate) scale_metric: String,
     /// Request timeout in seconds (1-600).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub(crate) timeout: u32,

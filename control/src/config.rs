@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rouse_activator::IngressConfig;
 use rouse_api::duration::parse_duration;
+use rouse_autoscaler::AutoscalerConfig;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ControlError;
@@ -29,6 +30,8 @@ pub struct Config {
     pub ingress: IngressConfig,
     /// `[instances]`
     pub instances: InstanceConfig,
+    /// `[autoscaler]`, keys as in Knative's config-autoscaler.
+    pub autoscaler: AutoscalerConfig,
 }
 
 /// `[instances]`: lifecycle of instances.
@@ -84,7 +87,9 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
+        config.autoscaler.validate().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 }
 
@@ -115,5 +120,7 @@ mod tests {
         let err = Config::parse("[instances]\nbogus = 1\n").unwrap_err();
         assert!(err.contains("bogus"), "{err}");
         assert!(Config::parse("[instances]\ncrash-backoff = \"fast\"\n").is_err());
+        let err = Config::parse("[autoscaler]\nmax-scale-down-rate = 0.5\n").unwrap_err();
+        assert!(err.contains("max-scale-down-rate"), "{err}");
     }
 }

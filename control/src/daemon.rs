@@ -62,7 +62,13 @@ pub async fn run(
     };
 
     let routes = Arc::new(RouteTable::new());
-    let serving = Serving::new(runtime, store, routes.clone(), config.instances.clone());
+    let serving = Serving::new(
+        runtime,
+        store,
+        routes.clone(),
+        config.instances.clone(),
+        config.autoscaler.clone(),
+    );
     let ingress = Arc::new(Ingress::new(routes, config.ingress.clone()));
     let admin = Arc::new(Admin {
         serving: serving.clone(),
@@ -79,6 +85,7 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     tasks.spawn(serving.clone().run(shutdown.child_token()));
     tasks.spawn(serving.clone().watch_exits(shutdown.child_token()));
+    tasks.spawn(serving.clone().run_autoscaler(shutdown.child_token()));
     tasks.spawn(serve_ingress(
         ingress_listener,
         ingress,

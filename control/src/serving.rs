@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable};
 use rouse_api::knative::timestamp;
 use rouse_api::status::{Crash, InstancePhase};
-use rouse_api::{PortProtocol, Revision, Service};
+use rouse_api::{PortProtocol, Revision, ScaleMetric, Service};
 use rouse_runtime::{Instance, InstanceSpec, InstanceState, LogOptions, Runtime, RuntimeError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -32,7 +32,10 @@ use crate::backoff::restart_delay;
 use crate::config::InstanceConfig;
 use crate::error::ControlError;
 use crate::store::Store;
+use rouse_autoscaler::{AutoscalerConfig, Kpa, Observation, ScalingSpec, Window};
 
+/// How often the autoscaler samples each revision's demand.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 /// Log lines kept from a failed instance.
 const CRASH_LOG_LINES: usize = 20;
 /// How long an adopted instance gets to answer its first probe after a daemon restart.
@@ -52,6 +55,10 @@ pub struct Serving {
     writes: Mutex<()>,
     /// Wakes the reconcile loop.
     wake: Notify,
+    /// `[autoscaler]` settings.
+    autoscaler: AutoscalerConfig,
+    /// Raised by the activator when a request has to wait: the autoscaler decides at once.
+    demand: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -77,6 +84,21 @@ struct RevisionState {
     last_crash: Option<Crash>,
     /// Cancelled when the revision is deleted: start tasks stop probing.
     cancel: CancellationToken,
+    /// The autoscaler's view of this revision.
+    scaling: Scaling,
+}
+
+/// Autoscaling state of one revision.
+struct Scaling {
+    spec: ScalingSpec,
+    kpa: Kpa,
+    /// Samples of the metric (concurrency, or requests per second).
+    window: Window,
+    /// The autoscaler's decision; `None` until the revision first reached its initial scale,
+    /// as in Knative, where initial scale holds until then.
+    desired: Option<u32>,
+    /// For the rps metric: requests served at the previous sample, and when.
+    last_served: (u64, Instant),
 }
 
 #[derive(Clone)]
@@ -96,8 +118,11 @@ pub struct RevisionLive {
 }
 
 impl RevisionState {
-    fn new(revision: Revision) -> Self {
+    /// `autoscaled`: for a revision that was ready before (found again after a restart), the
+    /// instances it has now, which the autoscaler starts from.
+    fn new(revision: Revision, autoscaler: &AutoscalerConfig, demand: &Arc<Notify>, autoscaled: Option<u32>) -> Self {
         let t = &revision.template;
+        let spec = autoscaler.spec_for(&t.scale, t.container_concurrency);
         let endpoints = RevisionEndpoints::new(
             &revision.service,
             &revision.name,
@@ -105,7 +130,16 @@ impl RevisionState {
             t.protocol == PortProtocol::H2c,
             t.container_concurrency,
         );
+        endpoints.on_demand(demand.clone());
+        let scaling = Scaling {
+            window: Window::new(spec.stable_window),
+            spec,
+            kpa: Kpa::new(),
+            desired: autoscaled,
+            last_served: (0, Instant::now()),
+        };
         Self {
+            scaling,
             revision,
             endpoints,
             instances: Vec::new(),
@@ -136,11 +170,15 @@ fn routed_revision(service: &Service) -> &str {
         .unwrap_or(&service.latest_revision)
 }
 
-/// Instances a revision should have now. Until the autoscaler decides per revision, the
-/// latest revision and the one routed run their initial scale; every other revision none.
-fn desired_instances(service: &Service, revision: &Revision) -> u32 {
-    if revision.name == service.latest_revision || revision.name == routed_revision(service) {
-        revision.template.scale.initial_instances()
+/// Instances a revision should have now: the revision that takes traffic has what the
+/// autoscaler decided (its initial scale until it first got there); a newer revision still
+/// rolling out has its initial scale; every other revision none.
+fn desired_instances(service: &Service, revision: &Revision, autoscaled: Option<u32>) -> u32 {
+    let initial = revision.template.scale.initial_instances();
+    if revision.name == routed_revision(service) {
+        autoscaled.unwrap_or(initial)
+    } else if revision.name == service.latest_revision {
+        initial
     } else {
         0
     }
@@ -152,15 +190,18 @@ impl Serving {
         store: Arc<Store>,
         routes: Arc<RouteTable>,
         config: InstanceConfig,
+        autoscaler: AutoscalerConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             store,
             routes,
             config,
+            autoscaler,
             state: Mutex::new(State::default()),
             writes: Mutex::new(()),
             wake: Notify::new(),
+            demand: Arc::new(Notify::new()),
         })
     }
 
@@ -221,7 +262,7 @@ impl Serving {
             let entry = state
                 .revisions
                 .entry(revision.name.clone())
-                .or_insert_with(|| RevisionState::new(revision.clone()));
+                .or_insert_with(|| RevisionState::new(revision.clone(), &self.autoscaler, &self.demand, None));
             if self.routes.get(name).is_none() {
                 self.routes.set(name, entry.endpoints.clone());
             }
@@ -351,7 +392,8 @@ impl Serving {
     /// Live state of a revision, for status and describe.
     pub fn revision_live(&self, service: &Service, revision: &Revision) -> RevisionLive {
         let state = self.state();
-        let desired = desired_instances(service, revision);
+        let autoscaled = state.revisions.get(&revision.name).and_then(|r| r.scaling.desired);
+        let desired = desired_instances(service, revision, autoscaled);
         match state.revisions.get(&revision.name) {
             None => RevisionLive {
                 desired,
@@ -406,6 +448,93 @@ impl Serving {
         tasks.shutdown().await;
     }
 
+    /// Samples every revision's demand and lets the KPA decide, until `shutdown`: every
+    /// sampling interval, a decision every tick, and a decision at once when a request has to
+    /// wait (so a revision at zero starts an instance without waiting for a tick).
+    pub async fn run_autoscaler(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut tick = tokio::time::interval(self.autoscaler.tick_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = sample.tick() => self.sample(Instant::now()),
+                _ = tick.tick() => self.decide(Instant::now()),
+                () = self.demand.notified() => {
+                    let now = Instant::now();
+                    self.sample(now);
+                    self.decide(now);
+                }
+            }
+        }
+    }
+
+    /// Records each revision's current demand in its window.
+    fn sample(&self, now: Instant) {
+        let mut state = self.state();
+        for revision in state.revisions.values_mut() {
+            let scaling = &mut revision.scaling;
+            let value = match scaling.spec.metric {
+                ScaleMetric::Concurrency => revision.endpoints.demand() as f64,
+                ScaleMetric::Rps => {
+                    let served = revision.endpoints.served();
+                    let (before, at) = scaling.last_served;
+                    scaling.last_served = (served, now);
+                    let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                    // Waiting requests are demand too: count them as if served now.
+                    let waiting = revision.endpoints.waiting() as f64;
+                    if elapsed > 0.0 {
+                        (served - before) as f64 / elapsed + waiting
+                    } else {
+                        waiting
+                    }
+                }
+            };
+            scaling.window.record(now, value);
+        }
+    }
+
+    /// One KPA decision per autoscaled revision; wakes the reconciler when one changed.
+    fn decide(&self, now: Instant) {
+        let mut changed = false;
+        let mut state = self.state();
+        for revision in state.revisions.values_mut() {
+            let scaling = &mut revision.scaling;
+            let Some(current) = scaling.desired else { continue };
+            let waiting = revision.endpoints.waiting();
+            let observed = Observation {
+                stable: scaling.window.average(now, scaling.spec.stable_window),
+                panic: scaling.window.average(now, scaling.spec.panic_window),
+                ready: revision.endpoints.ready_count() as u32,
+                current,
+                observed_for: scaling.window.observed_for(now),
+            };
+            let mut decision = scaling.kpa.decide(&scaling.spec, &observed, now);
+            // Requests are waiting and nothing runs: one instance, now, whatever the averages.
+            if waiting > 0 && decision.desired == 0 {
+                decision.desired = 1;
+            }
+            if decision.desired != current {
+                tracing::info!(
+                    revision = %revision.revision.name,
+                    from = current,
+                    to = decision.desired,
+                    stable = observed.stable,
+                    panic = observed.panic,
+                    panicking = decision.panicking,
+                    "scaling"
+                );
+                scaling.desired = Some(decision.desired);
+                changed = true;
+            }
+        }
+        drop(state);
+        if changed {
+            self.wake();
+        }
+    }
+
     /// Follows the runtime's exit events until `shutdown`, handing each to the reconciler.
     pub async fn watch_exits(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
@@ -443,10 +572,21 @@ impl Serving {
 
         // Live state for every stored revision; none for revisions gone from the store.
         for revision in &revisions {
-            if services.contains_key(&revision.service) && !state.revisions.contains_key(&revision.name) {
-                state
-                    .revisions
-                    .insert(revision.name.clone(), RevisionState::new(revision.clone()));
+            let Some(service) = services.get(&revision.service) else {
+                continue;
+            };
+            if !state.revisions.contains_key(&revision.name) {
+                // Found again after a restart: the autoscaler starts from what runs.
+                let was_ready = (service.latest_ready_revision.as_deref() == Some(revision.name.as_str())).then(|| {
+                    listed
+                        .iter()
+                        .filter(|i| i.revision == revision.name && i.state == InstanceState::Running)
+                        .count() as u32
+                });
+                state.revisions.insert(
+                    revision.name.clone(),
+                    RevisionState::new(revision.clone(), &self.autoscaler, &self.demand, was_ready),
+                );
             }
         }
         let stored: HashSet<&str> = revisions.iter().map(|r| r.name.as_str()).collect();
@@ -529,7 +669,7 @@ impl Serving {
             let Some(service) = services.get(&revision.revision.service) else {
                 continue;
             };
-            let desired = desired_instances(service, &revision.revision) as usize;
+            let desired = desired_instances(service, &revision.revision, revision.scaling.desired) as usize;
             let active = revision.active();
             if active < desired && revision.retry_at.is_none_or(|at| at <= now) {
                 for _ in active..desired {
@@ -733,6 +873,9 @@ impl Serving {
             if ready < rev.revision.template.scale.initial_instances() as usize {
                 return;
             }
+            if rev.scaling.desired.is_none() {
+                rev.scaling.desired = Some(ready as u32);
+            }
             rev.revision.service.clone()
         };
         // A newer revision than the one serving became ready: it takes the traffic.
@@ -876,15 +1019,24 @@ mod tests {
         let now = Utc::now();
         let (mut svc, first) = Service::create("hello", RevisionTemplate::new("a"), now);
         assert_eq!(routed_revision(&svc), "hello-00001");
-        assert_eq!(desired_instances(&svc, &first), 1);
+        assert_eq!(desired_instances(&svc, &first, None), 1);
         let second = svc.update(RevisionTemplate::new("b"), now).unwrap();
         svc.latest_ready_revision = Some(first.name.clone());
         // While the new revision starts, the old one keeps serving.
         assert_eq!(routed_revision(&svc), "hello-00001");
-        assert_eq!(desired_instances(&svc, &first), 1);
-        assert_eq!(desired_instances(&svc, &second), 1);
+        assert_eq!(desired_instances(&svc, &first, Some(3)), 3);
+        assert_eq!(
+            desired_instances(&svc, &second, Some(5)),
+            1,
+            "initial scale while rolling out"
+        );
         svc.latest_ready_revision = Some(second.name.clone());
-        assert_eq!(desired_instances(&svc, &first), 0);
+        assert_eq!(desired_instances(&svc, &first, Some(3)), 0);
+        assert_eq!(
+            desired_instances(&svc, &second, Some(0)),
+            0,
+            "the autoscaler may take it to zero"
+        );
     }
 
     #[test]

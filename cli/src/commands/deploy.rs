@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::bail;
 use http_body_util::BodyExt;
+use rouse_api::duration::parse_duration;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, ServiceDescription};
 use rouse_api::template::parse_port;
-use rouse_api::{EnvVar, RevisionTemplate, ScaleBounds};
+use rouse_api::{EnvVar, RevisionTemplate, ScaleBounds, ValidationError};
 use tokio::time::Instant;
 
 use crate::args::DeployArgs;
@@ -24,6 +25,13 @@ const FAILURE_LOG_LINES: usize = 20;
 
 fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
     let (protocol, port) = parse_port(&args.port)?;
+    let window_ms = match &args.scale_window {
+        None => None,
+        Some(w) => {
+            let window = parse_duration(w).map_err(|reason| ValidationError::new("--scale-window", w, reason))?;
+            Some(window.as_millis() as u64)
+        }
+    };
     let env = args
         .env
         .iter()
@@ -40,6 +48,10 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
             min: args.scale_min,
             max: args.scale_max,
             initial: args.scale_init,
+            target: args.scale_target,
+            utilization: args.scale_utilization,
+            window_ms,
+            metric: args.scale_metric.parse()?,
         },
     };
     template.validate()?;

@@ -1,0 +1,62 @@
+//! Scale from zero and back, and scale-up under load, with short autoscaler windows set in a
+//! test config so they run in seconds.
+
+use std::time::Duration;
+
+use rouse_tests::{HELLO, Rouse, SLEEPER, eventually};
+
+/// Windows short enough for tests: 6 s stable window, 1 s grace, decisions every 200 ms.
+const FAST: &str =
+    "[autoscaler]\nstable-window = \"6s\"\nscale-to-zero-grace-period = \"1s\"\ntick-interval = \"200ms\"\n";
+
+#[test]
+fn idle_service_scales_to_zero_and_the_next_request_wakes_it() {
+    let rouse = Rouse::start_with_config(FAST);
+    rouse.deploy("nap", HELLO, &[]);
+    assert_eq!(rouse.running("nap").len(), 1, "initial scale 1 after deploy");
+    eventually("the idle service to reach zero", Duration::from_secs(30), || {
+        rouse.running("nap").is_empty().then_some(())
+    });
+    let service = rouse.describe("nap");
+    assert_eq!(
+        service["status"]["conditions"][0]["status"], "True",
+        "a service at zero is still Ready"
+    );
+
+    // The caller sees only a slower first response.
+    let reply = rouse.get("nap", "/");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.text(), "Hello World from nap-00001!\n");
+    assert_eq!(rouse.running("nap").len(), 1);
+}
+
+#[test]
+fn min_scale_keeps_instances_and_scale_max_caps_growth_under_load() {
+    let rouse = Rouse::start_with_config(FAST);
+    rouse.deploy("floor", HELLO, &["--scale-min", "1"]);
+    rouse.deploy("busy", SLEEPER, &["--concurrency-limit", "1", "--scale-max", "3"]);
+
+    // Eight slow requests at once against one instance that takes one at a time.
+    let replies = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8).map(|_| scope.spawn(|| rouse.get("busy", "/?ms=3000"))).collect();
+        let peak = eventually("three instances", Duration::from_secs(30), || {
+            (rouse.running("busy").len() == 3).then_some(3)
+        });
+        let replies: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        assert_eq!(peak, 3);
+        replies
+    });
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    // Never above the max while the load lasted or after.
+    assert!(rouse.running("busy").len() <= 3);
+
+    // After the load, the busy service goes back to zero; min-scale keeps the other at one.
+    eventually("busy to reach zero", Duration::from_secs(40), || {
+        rouse.running("busy").is_empty().then_some(())
+    });
+    assert_eq!(rouse.running("floor").len(), 1);
+}
