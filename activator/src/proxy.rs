@@ -11,15 +11,17 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::config::IngressConfig;
 use crate::endpoints::{AcquireError, InFlight, RevisionEndpoints};
@@ -57,6 +59,8 @@ pub struct Ingress {
     config: IngressConfig,
     http1: UpstreamClient,
     h2c: UpstreamClient,
+    /// Upgraded connections (websockets) being relayed; owned here, awaited at shutdown.
+    tunnels: TaskTracker,
 }
 
 impl Ingress {
@@ -72,6 +76,7 @@ impl Ingress {
             config,
             http1,
             h2c,
+            tunnels: TaskTracker::new(),
         }
     }
 
@@ -113,6 +118,11 @@ impl Ingress {
         deadline: Instant,
     ) -> Response<ProxyBody> {
         let endpoint = slot.endpoint().clone();
+        let mut request = request;
+        // An upgrade (websocket and the like) passes through: the same protocol is asked of the
+        // instance, and once both sides switched, bytes are copied both ways until either closes.
+        let upgrade = requested_upgrade(request.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = match Uri::builder()
@@ -125,7 +135,13 @@ impl Ingress {
             Err(e) => return respond::instance_failed(&revision.revision, &endpoint.name, &e.to_string()),
         };
         prepare_headers(&mut parts.headers, host, client);
-        let upstream = if revision.h2c {
+        if let Some(protocol) = &upgrade {
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        let upstream = if revision.h2c && upgrade.is_none() {
             parts.version = Version::HTTP_2;
             &self.h2c
         } else {
@@ -140,6 +156,11 @@ impl Ingress {
             Ok(Err(e)) => return respond::instance_failed(&revision.revision, &endpoint.name, &error_chain(&e)),
             Ok(Ok(response)) => response,
         };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            return self.tunnel(response, client_upgrade, slot);
+        }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let body = InFlightBody {
@@ -148,6 +169,45 @@ impl Ingress {
         };
         Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
     }
+}
+
+impl Ingress {
+    /// Answers 101 to the client and copies bytes between client and instance until either
+    /// side closes. The tunnel holds the request's slot on the instance for its whole life.
+    fn tunnel(&self, mut response: Response<Incoming>, client: OnUpgrade, slot: InFlight) -> Response<ProxyBody> {
+        let instance = hyper::upgrade::on(&mut response);
+        self.tunnels.spawn(async move {
+            let _slot = slot;
+            let (Ok(client), Ok(instance)) = tokio::join!(client, instance) else {
+                return;
+            };
+            let (mut client, mut instance) = (TokioIo::new(client), TokioIo::new(instance));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut instance).await {
+                tracing::debug!(error = %e, "upgraded connection ended with an error");
+            }
+        });
+        let (parts, _) = response.into_parts();
+        Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed_unsync())
+    }
+
+    /// Stops taking new tunnels and waits up to `grace` for open ones to close.
+    pub async fn close_tunnels(&self, grace: std::time::Duration) {
+        self.tunnels.close();
+        let _ = tokio::time::timeout(grace, self.tunnels.wait()).await;
+    }
+}
+
+/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade: X`).
+fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// The host a request is for: the `Host` header, or the URI authority (HTTP/2).

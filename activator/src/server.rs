@@ -115,9 +115,11 @@ pub async fn serve_ingress(listener: TcpListener, ingress: Arc<Ingress>, grace: 
         idle_timeout: config.idle_timeout,
         shutdown_grace: grace,
     };
+    let handler_ingress = ingress.clone();
     serve(listener, limits, shutdown, move |request, remote| {
-        let ingress = ingress.clone();
+        let ingress = handler_ingress.clone();
         async move { ingress.handle(request, remote).await }
     })
     .await;
+    ingress.close_tunnels(grace).await;
 }

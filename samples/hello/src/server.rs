@@ -89,7 +89,7 @@ where
                     // Small answers should leave at once rather than wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
                     let connection = builder
-                        .serve_connection(TokioIo::new(stream), service.clone())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
                         .into_owned();
                     connections.spawn(graceful.watch(connection));
                 }

@@ -11,6 +11,7 @@
 //! | `GET /exit?code=N`            | an answer, then the process exits with N (default 1)    |
 //! | `GET /stream?n=N&ms=M`        | N lines `tick i` (default 10), M ms apart (default 100) |
 //! | `GET /conns`                  | how many connections the server has accepted            |
+//! | `GET /upgrade` + `Upgrade: echo` | 101, then echoes every byte sent on the connection   |
 
 use std::{collections::BTreeMap, fmt::Write as _, str::FromStr, sync::LazyLock, time::Duration};
 
@@ -51,6 +52,7 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
         (_, "/env") => Ok(env()),
         (&Method::GET, "/exit") => exit(request.uri()),
         (&Method::GET, "/stream") => stream(request.uri()),
+        (&Method::GET, "/upgrade") => upgrade(request),
         (&Method::GET, "/conns") => Ok(text(format!(
             "{}\n",
             rouse_sample_hello::ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)
@@ -62,6 +64,34 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
         _ => sleep(request.uri()).await,
     };
     answer.unwrap_or_else(Refusal::into_response)
+}
+
+/// Switches the connection to a raw echo protocol, as a websocket handshake switches to
+/// websocket frames: it shows that a proxy passes upgrades through and keeps them open.
+fn upgrade(mut request: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let wanted = request.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    if !wanted.is_some_and(|p| p.eq_ignore_ascii_case("echo")) {
+        return Err(Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: "send Upgrade: echo".to_string(),
+        });
+    }
+    let upgraded = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgraded.await else { return };
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let (mut reader, mut writer) = tokio::io::split(&mut io);
+        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    });
+    let mut response = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    response
+        .headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static("echo"));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    Ok(response)
 }
 
 async fn sleep(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
