@@ -10,6 +10,7 @@
 //! - [`host`]: which service a `Host` header names.
 //! - [`endpoints`]: the ready instances of one revision, their in-flight counts and the pick.
 //! - [`route`]: the table from service name to the revision that serves it.
+//! - [`metrics`]: requests and latency, for Prometheus.
 //! - [`proxy`]: forwarding one request to one instance, streaming both bodies.
 //! - [`respond`]: every error response a client can get, in one place.
 //! - [`server`]: the listener, connection limits and graceful shutdown.
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod endpoints;
 pub mod host;
+pub mod metrics;
 pub mod proxy;
 pub mod respond;
 pub mod route;
@@ -26,5 +28,6 @@ pub mod server;
 
 pub use config::IngressConfig;
 pub use endpoints::{Endpoint, RevisionEndpoints};
+pub use metrics::IngressMetrics;
 pub use proxy::Ingress;
 pub use route::RouteTable;

@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::IngressConfig;
 use crate::endpoints::{AcquireError, InFlight, RevisionEndpoints};
 use crate::host::service_for_host;
+use crate::metrics::IngressMetrics;
 use crate::respond;
 use crate::route::RouteTable;
 
@@ -61,10 +62,11 @@ pub struct Ingress {
     h2c: UpstreamClient,
     /// Upgraded connections (websockets) being relayed; owned here, awaited at shutdown.
     tunnels: TaskTracker,
+    metrics: IngressMetrics,
 }
 
 impl Ingress {
-    pub fn new(routes: Arc<RouteTable>, config: IngressConfig) -> Self {
+    pub fn new(routes: Arc<RouteTable>, config: IngressConfig, metrics: IngressMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http1 = Client::builder(TokioExecutor::new())
@@ -77,6 +79,7 @@ impl Ingress {
             http1,
             h2c,
             tunnels: TaskTracker::new(),
+            metrics,
         }
     }
 
@@ -84,9 +87,29 @@ impl Ingress {
         &self.config
     }
 
-    /// Handles one client request end to end.
+    /// Handles one client request end to end, and counts it.
     pub async fn handle(&self, request: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
         let start = Instant::now();
+        let mut labels = (String::new(), String::new());
+        let response = self.route(request, client, start, &mut labels).await;
+        let (service, revision) = labels;
+        self.metrics.observe(
+            &service,
+            &revision,
+            response.status().as_u16(),
+            start.elapsed().as_secs_f64(),
+        );
+        response
+    }
+
+    /// Routes by host; fills `labels` with the service and revision as they become known.
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        start: Instant,
+        labels: &mut (String, String),
+    ) -> Response<ProxyBody> {
         let Some(host) = request_host(&request) else {
             return respond::missing_host();
         };
@@ -94,6 +117,7 @@ impl Ingress {
         let Some(revision) = service_for_host(&host, &self.config.domain).and_then(|s| self.routes.get(s)) else {
             return respond::unknown_host(&host, &self.config.domain);
         };
+        *labels = (revision.service.clone(), revision.revision.clone());
         if let Some(length) = content_length(request.headers())
             && length > self.config.max_body_bytes
         {

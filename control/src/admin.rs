@@ -3,6 +3,7 @@
 //! | method and path | does |
 //! |---|---|
 //! | `GET /healthz` | answers 200 (no token needed) |
+//! | `GET /metrics` | Prometheus metrics (no token needed) |
 //! | `GET /v1/services` | describes every service |
 //! | `GET /v1/services/{name}` | describes one service |
 //! | `PUT /v1/services/{name}` | deploys: creates or updates ([`DeployRequest`]) |
@@ -21,6 +22,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{StatusCode, header};
+use prometheus_client::registry::Registry;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, ServiceDescription};
 use rouse_runtime::{LogOptions, LogStream, RuntimeError};
@@ -42,6 +44,8 @@ pub struct Admin {
     pub domain: String,
     /// Port of the ingress, for service URLs.
     pub ingress_port: u16,
+    /// Everything `/metrics` exports.
+    pub metrics: Arc<Registry>,
 }
 
 /// The admin API router.
@@ -57,6 +61,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(|| async {
             (
@@ -107,6 +112,26 @@ impl Admin {
             service_url(name, &self.domain, self.ingress_port),
         ))
     }
+}
+
+/// Prometheus text format; no token needed (the API listens on loopback only).
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &admin.metrics) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn list_services(State(admin): State<Arc<Admin>>) -> Result<Json<Vec<ServiceDescription>>, ControlError> {

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use prometheus_client::registry::Registry;
 use rouse_activator::config::DEFAULT_SHUTDOWN_GRACE;
 use rouse_activator::server::{ConnectionLimits, serve, serve_ingress};
-use rouse_activator::{Ingress, RouteTable};
+use rouse_activator::{Ingress, IngressMetrics, RouteTable};
 use rouse_runtime::{DockerRuntime, Runtime};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -17,6 +18,7 @@ use crate::admin::{Admin, router};
 use crate::config::Config;
 use crate::error::ControlError;
 use crate::home::{DaemonAddresses, Home};
+use crate::metrics::ServingMetrics;
 use crate::serving::Serving;
 use crate::store::Store;
 
@@ -61,6 +63,9 @@ pub async fn run(
         pid: std::process::id(),
     };
 
+    let mut registry = Registry::default();
+    let ingress_metrics = IngressMetrics::register(&mut registry);
+    let serving_metrics = ServingMetrics::register(&mut registry);
     let routes = Arc::new(RouteTable::new());
     let serving = Serving::new(
         runtime,
@@ -68,13 +73,15 @@ pub async fn run(
         routes.clone(),
         config.instances.clone(),
         config.autoscaler.clone(),
+        serving_metrics,
     );
-    let ingress = Arc::new(Ingress::new(routes, config.ingress.clone()));
+    let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics));
     let admin = Arc::new(Admin {
         serving: serving.clone(),
         token,
         domain: config.ingress.domain.clone(),
         ingress_port: addresses.ingress.port(),
+        metrics: Arc::new(registry),
     });
     let api_limits = ConnectionLimits {
         max_header_bytes: config.ingress.max_header_bytes,

@@ -9,6 +9,7 @@
 //! - [`home`]: `$ROUSE_HOME`, its token, id, lock and address file.
 //! - [`config`]: the `rouse.toml` file.
 //! - [`store`]: services and revisions on disk.
+//! - [`metrics`]: revision gauges and start times, for Prometheus.
 //! - [`serving`]: the reconcile loop and live state of revisions and instances.
 //! - [`backoff`]: restart delays for crashing instances.
 //! - [`describe`]: status conditions and descriptions users read.
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod describe;
 pub mod error;
 pub mod home;
+pub mod metrics;
 pub mod serving;
 pub mod store;
 

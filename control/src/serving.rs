@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::restart_delay;
 use crate::config::InstanceConfig;
 use crate::error::ControlError;
+use crate::metrics::{RevisionSample, ServingMetrics};
 use crate::store::Store;
 use rouse_autoscaler::{AutoscalerConfig, Kpa, Observation, ScalingSpec, Window};
 
@@ -59,6 +60,7 @@ pub struct Serving {
     autoscaler: AutoscalerConfig,
     /// Raised by the activator when a request has to wait: the autoscaler decides at once.
     demand: Arc<Notify>,
+    metrics: ServingMetrics,
 }
 
 #[derive(Default)]
@@ -191,6 +193,7 @@ impl Serving {
         routes: Arc<RouteTable>,
         config: InstanceConfig,
         autoscaler: AutoscalerConfig,
+        metrics: ServingMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
@@ -202,6 +205,7 @@ impl Serving {
             writes: Mutex::new(()),
             wake: Notify::new(),
             demand: Arc::new(Notify::new()),
+            metrics,
         })
     }
 
@@ -362,6 +366,7 @@ impl Serving {
         for name in names {
             if let Some(revision) = state.revisions.remove(&name) {
                 revision.cancel.cancel();
+                self.metrics.forget(&revision.revision.service, &revision.revision.name);
                 for instance in revision.instances {
                     revision.endpoints.remove(&instance.id);
                     ids.push(instance.id);
@@ -492,6 +497,25 @@ impl Serving {
                 }
             };
             scaling.window.record(now, value);
+            let count = |phase| revision.instances.iter().filter(|i| i.phase == phase).count() as u32;
+            let ready = count(InstancePhase::Ready);
+            let sample = RevisionSample {
+                desired: scaling
+                    .desired
+                    .unwrap_or(revision.revision.template.scale.initial_instances()),
+                actual: revision.creating as u32 + count(InstancePhase::Starting) + ready,
+                ready,
+                in_flight: revision
+                    .endpoints
+                    .endpoints()
+                    .iter()
+                    .map(|e| e.in_flight() as u32)
+                    .sum(),
+                queued: revision.endpoints.waiting() as u32,
+                panicking: scaling.kpa.panicking(),
+            };
+            self.metrics
+                .record(&revision.revision.service, &revision.revision.name, sample);
         }
     }
 
@@ -599,6 +623,7 @@ impl Serving {
         for name in forgotten {
             if let Some(revision) = state.revisions.remove(&name) {
                 revision.cancel.cancel();
+                self.metrics.forget(&revision.revision.service, &revision.revision.name);
             }
         }
 
@@ -758,6 +783,7 @@ impl Serving {
     /// Creates one instance, probes it until it answers, and makes it available.
     async fn start(self: &Arc<Self>, revision: &str, spec: InstanceSpec, cancel: CancellationToken) {
         tracing::info!(%revision, "starting instance");
+        let began = Instant::now();
         let created = self.runtime.create(&spec).await;
         let created = match created {
             Ok(instance) => instance,
@@ -805,7 +831,11 @@ impl Serving {
             () = cancel.cancelled() => return,
         };
         match probed {
-            Ok(()) => self.instance_ready(revision, &instance),
+            Ok(()) => {
+                let seconds = began.elapsed().as_secs_f64();
+                self.metrics.instance_started(&instance.service, revision, seconds);
+                self.instance_ready(revision, &instance);
+            }
             Err(e) => {
                 let (reason, code) = match &e {
                     RuntimeError::Exited { code, .. } => ("ContainerExited", Some(*code)),

@@ -60,3 +60,37 @@ fn min_scale_keeps_instances_and_scale_max_caps_growth_under_load() {
     });
     assert_eq!(rouse.running("floor").len(), 1);
 }
+
+#[test]
+fn metrics_are_served_without_a_token() {
+    let rouse = Rouse::start();
+    rouse.deploy("counted", HELLO, &[]);
+    for _ in 0..3 {
+        assert_eq!(rouse.get("counted", "/").status, 200);
+    }
+    assert_eq!(rouse.get("nobody", "/").status, 404);
+    let labels = "service=\"counted\",revision=\"counted-00001\"";
+    let text = eventually("the gauges to be sampled", Duration::from_secs(10), || {
+        let out = std::process::Command::new("curl")
+            .arg("-s")
+            .arg(format!("http://{}/metrics", rouse.api))
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains(&format!("rouse_revision_ready_instances{{{labels}}} 1"))
+            .then_some(text)
+    });
+    for expected in [
+        format!("rouse_requests_total{{{labels},code=\"200\"}} 3"),
+        "rouse_requests_total{service=\"\",revision=\"\",code=\"404\"} 1".to_string(),
+        format!("rouse_request_duration_seconds_count{{{labels}}} 3"),
+        format!("rouse_revision_desired_instances{{{labels}}} 1"),
+        format!("rouse_revision_actual_instances{{{labels}}} 1"),
+        format!("rouse_revision_queued_requests{{{labels}}} 0"),
+        format!("rouse_revision_in_flight_requests{{{labels}}} 0"),
+        format!("rouse_revision_panic_mode{{{labels}}} 0"),
+        format!("rouse_instance_start_seconds_count{{{labels}}} 1"),
+    ] {
+        assert!(text.contains(&expected), "missing {expected} in:\n{text}");
+    }
+}

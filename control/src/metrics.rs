@@ -1,0 +1,128 @@
+//! What the control plane exports about revisions: instances wanted, running and ready,
+//! requests in flight and queued, panic mode, and how long instances take to start.
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use rouse_activator::metrics::RevisionLabels;
+
+fn start_histogram() -> Histogram {
+    // 5 ms to about 80 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// Per-revision gauges and the instance start histogram.
+#[derive(Clone, Debug)]
+pub struct ServingMetrics {
+    desired: Family<RevisionLabels, Gauge>,
+    actual: Family<RevisionLabels, Gauge>,
+    ready: Family<RevisionLabels, Gauge>,
+    in_flight: Family<RevisionLabels, Gauge>,
+    queued: Family<RevisionLabels, Gauge>,
+    panic: Family<RevisionLabels, Gauge>,
+    starts: Family<RevisionLabels, Histogram, fn() -> Histogram>,
+}
+
+/// One revision's numbers at a sampling instant.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RevisionSample {
+    pub desired: u32,
+    pub actual: u32,
+    pub ready: u32,
+    pub in_flight: u32,
+    pub queued: u32,
+    pub panicking: bool,
+}
+
+impl ServingMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            desired: Family::default(),
+            actual: Family::default(),
+            ready: Family::default(),
+            in_flight: Family::default(),
+            queued: Family::default(),
+            panic: Family::default(),
+            starts: Family::new_with_constructor(start_histogram),
+        };
+        registry.register(
+            "rouse_revision_desired_instances",
+            "Instances the autoscaler wants",
+            metrics.desired.clone(),
+        );
+        registry.register(
+            "rouse_revision_actual_instances",
+            "Instances running (starting or ready)",
+            metrics.actual.clone(),
+        );
+        registry.register(
+            "rouse_revision_ready_instances",
+            "Instances taking requests",
+            metrics.ready.clone(),
+        );
+        registry.register(
+            "rouse_revision_in_flight_requests",
+            "Requests being handled by instances",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "rouse_revision_queued_requests",
+            "Requests waiting in the activator's queue",
+            metrics.queued.clone(),
+        );
+        registry.register(
+            "rouse_revision_panic_mode",
+            "1 while the autoscaler is in panic mode",
+            metrics.panic.clone(),
+        );
+        registry.register(
+            "rouse_instance_start_seconds",
+            "Cold start: time from creating an instance to its first successful probe",
+            metrics.starts.clone(),
+        );
+        metrics
+    }
+
+    fn labels(service: &str, revision: &str) -> RevisionLabels {
+        RevisionLabels {
+            service: service.to_string(),
+            revision: revision.to_string(),
+        }
+    }
+
+    /// Sets a revision's gauges.
+    pub fn record(&self, service: &str, revision: &str, sample: RevisionSample) {
+        let labels = Self::labels(service, revision);
+        self.desired.get_or_create(&labels).set(i64::from(sample.desired));
+        self.actual.get_or_create(&labels).set(i64::from(sample.actual));
+        self.ready.get_or_create(&labels).set(i64::from(sample.ready));
+        self.in_flight.get_or_create(&labels).set(i64::from(sample.in_flight));
+        self.queued.get_or_create(&labels).set(i64::from(sample.queued));
+        self.panic.get_or_create(&labels).set(i64::from(sample.panicking));
+    }
+
+    /// Forgets a deleted revision.
+    pub fn forget(&self, service: &str, revision: &str) {
+        let labels = Self::labels(service, revision);
+        for family in [
+            &self.desired,
+            &self.actual,
+            &self.ready,
+            &self.in_flight,
+            &self.queued,
+            &self.panic,
+        ] {
+            family.remove(&labels);
+        }
+        self.starts.remove(&labels);
+    }
+
+    /// Records how long an instance took from create to ready.
+    pub fn instance_started(&self, service: &str, revision: &str, seconds: f64) {
+        self.starts
+            .get_or_create(&Self::labels(service, revision))
+            .observe(seconds);
+    }
+}
