@@ -219,6 +219,7 @@ impl RevisionEndpoints {
             let index = pick_least_loaded(loads, self.container_concurrency, start)?;
             let endpoint = &ready[index];
             if endpoint.try_reserve(self.container_concurrency) {
+                self.served.fetch_add(1, Ordering::Relaxed);
                 return Some(InFlight {
                     endpoint: endpoint.clone(),
                     revision: self.clone(),
@@ -324,6 +325,7 @@ mod tests {
         drop(slot);
         assert_eq!(ep.in_flight(), 0);
         assert!(rev.try_acquire().is_some());
+        assert_eq!(rev.served(), 2, "every slot taken counts as a request served");
     }
 
     #[tokio::test(start_paused = true)]

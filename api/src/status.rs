@@ -31,6 +31,17 @@ pub struct RevisionSummary {
     /// The most recent failure of an instance, kept after the revision recovers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_crash: Option<Crash>,
+    /// Requests now and so far.
+    #[serde(default)]
+    pub traffic: Traffic,
+}
+
+/// A revision's requests: in flight and queued now, and served since the daemon started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub in_flight: u64,
+    pub queued: u64,
+    pub served: u64,
 }
 
 impl RevisionSummary {

@@ -36,6 +36,20 @@ pub(crate) enum Command {
     Delete(NameArgs),
     /// Print the output of a service's instances.
     Logs(LogsArgs),
+    /// List a service's revisions with their instance counts.
+    Revisions(DescribeArgs),
+    /// Show instances, requests in flight and request rate per service, live.
+    Top(TopArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub(crate) interval: f64,
+    /// Print one snapshot (rates over one interval) and exit.
+    #[arg(long)]
+    pub(crate) once: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,9 @@ pub(crate) mod deploy;
 pub(crate) mod describe;
 pub(crate) mod list;
 pub(crate) mod logs;
+pub(crate) mod revisions;
 pub(crate) mod serve;
+pub(crate) mod top;
 
 use rouse_control::Home;
 
@@ -21,6 +23,8 @@ pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Res
         Command::Describe(args) => describe::run(&client, args).await,
         Command::Delete(args) => delete::run(&client, args).await,
         Command::Logs(args) => logs::run(&client, args).await,
+        Command::Revisions(args) => revisions::run(&client, args).await,
+        Command::Top(args) => top::run(&client, args).await,
         Command::Serve(_) => unreachable!("serve runs the daemon, not a client"),
     }
 }

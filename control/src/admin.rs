@@ -8,6 +8,7 @@
 //! | `GET /v1/services/{name}` | describes one service |
 //! | `PUT /v1/services/{name}` | deploys: creates or updates ([`DeployRequest`]) |
 //! | `DELETE /v1/services/{name}` | deletes; answers once every instance is gone |
+//! | `GET /v1/services/{name}/revisions` | the service's Knative Revision objects |
 //! | `DELETE /v1/services/{name}/revisions/{revision}` | abandons a revision that never became ready |
 //! | `GET /v1/services/{name}/logs?follow=&tail=` | instance output, each line prefixed by the instance |
 
@@ -23,12 +24,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{StatusCode, header};
 use prometheus_client::registry::Registry;
+use rouse_api::knative::KRevision;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, ServiceDescription};
 use rouse_runtime::{LogOptions, LogStream, RuntimeError};
 use serde::Deserialize;
 
-use crate::describe::{describe, service_url};
+use crate::describe::{describe, revision_objects, service_url};
 use crate::error::{ControlError, ErrorBody};
 use crate::serving::Serving;
 
@@ -56,6 +58,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
             "/v1/services/{name}",
             get(get_service).put(deploy).delete(delete_service),
         )
+        .route("/v1/services/{name}/revisions", get(list_revisions))
         .route("/v1/services/{name}/revisions/{revision}", delete(abandon_revision))
         .route("/v1/services/{name}/logs", get(logs))
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
@@ -148,6 +151,21 @@ async fn get_service(
     Path(name): Path<String>,
 ) -> Result<Json<ServiceDescription>, ControlError> {
     Ok(Json(admin.describe(&name)?))
+}
+
+async fn list_revisions(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<KRevision>>, ControlError> {
+    let store = admin.serving.store();
+    let service = store
+        .service(&name)?
+        .ok_or_else(|| ControlError::ServiceNotFound { name: name.clone() })?;
+    Ok(Json(revision_objects(
+        &admin.serving,
+        &service,
+        store.revisions_of(&name)?,
+    )))
 }
 
 async fn deploy(

@@ -1,7 +1,10 @@
 //! What users see of a service: its Knative object with status conditions, and the live state
 //! of its revisions.
 
-use rouse_api::knative::{Condition, ConditionStatus, ServiceStatus, TrafficTarget, service_object};
+use rouse_api::knative::{
+    Condition, ConditionStatus, KRevision, RevisionStatus, ServiceStatus, TrafficTarget, revision_object,
+    service_object,
+};
 use rouse_api::status::{InstancePhase, InstanceSummary, RevisionSummary, ServiceDescription};
 use rouse_api::{Revision, Service};
 
@@ -43,6 +46,7 @@ pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revisio
                     .collect(),
                 failures: live.failures,
                 last_crash: live.last_crash,
+                traffic: live.traffic,
             }
         })
         .collect();
@@ -67,6 +71,41 @@ pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revisio
         object: service_object(service, Some(status)),
         revisions: summaries,
     }
+}
+
+/// The Knative Revision objects of a service, newest first, with their replica counts.
+pub fn revision_objects(serving: &Serving, service: &Service, mut revisions: Vec<Revision>) -> Vec<KRevision> {
+    revisions.sort_by_key(|r| std::cmp::Reverse(r.number));
+    revisions
+        .iter()
+        .map(|revision| {
+            let live = serving.revision_live(service, revision);
+            let actual = live
+                .instances
+                .iter()
+                .filter(|(_, phase, _)| *phase == InstancePhase::Ready)
+                .count() as u32;
+            let ever_ready = service.latest_ready_revision.as_deref().is_some_and(|ready| {
+                revision.number <= ready.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
+            });
+            let ready = match &live.last_crash {
+                Some(crash) if live.failures > 0 => Condition::new(
+                    "Ready",
+                    ConditionStatus::False,
+                    Some(&crash.reason),
+                    Some(crash.message.clone()),
+                ),
+                _ if actual > 0 || ever_ready => Condition::new("Ready", ConditionStatus::True, None, None),
+                _ => Condition::new("Ready", ConditionStatus::Unknown, Some("Deploying"), None),
+            };
+            let status = RevisionStatus {
+                conditions: vec![ready],
+                actual_replicas: actual,
+                desired_replicas: live.desired,
+            };
+            revision_object(revision, Some(status))
+        })
+        .collect()
 }
 
 /// Ready, ConfigurationsReady and RoutesReady, as Knative computes them for a service.
@@ -173,6 +212,7 @@ mod tests {
                 .collect(),
             failures: u32::from(crash.is_some()),
             last_crash: crash,
+            traffic: Default::default(),
         }
     }
 

@@ -20,7 +20,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable};
 use rouse_api::knative::timestamp;
-use rouse_api::status::{Crash, InstancePhase};
+use rouse_api::status::{Crash, InstancePhase, Traffic};
 use rouse_api::{PortProtocol, Revision, ScaleMetric, Service};
 use rouse_runtime::{Instance, InstanceSpec, InstanceState, LogOptions, Runtime, RuntimeError};
 use tokio::sync::Notify;
@@ -117,6 +117,8 @@ pub struct RevisionLive {
     pub instances: Vec<(String, InstancePhase, Option<SocketAddr>)>,
     pub failures: u32,
     pub last_crash: Option<Crash>,
+    /// Requests being handled, waiting, and served since the daemon started.
+    pub traffic: Traffic,
 }
 
 impl RevisionState {
@@ -405,6 +407,7 @@ impl Serving {
                 instances: Vec::new(),
                 failures: 0,
                 last_crash: None,
+                traffic: Traffic::default(),
             },
             Some(r) => RevisionLive {
                 desired,
@@ -415,6 +418,11 @@ impl Serving {
                     .collect(),
                 failures: r.failures,
                 last_crash: r.last_crash.clone(),
+                traffic: Traffic {
+                    in_flight: r.endpoints.endpoints().iter().map(|e| e.in_flight() as u64).sum(),
+                    queued: r.endpoints.waiting() as u64,
+                    served: r.endpoints.served(),
+                },
             },
         }
     }

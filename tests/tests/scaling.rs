@@ -94,3 +94,53 @@ fn metrics_are_served_without_a_token() {
         assert!(text.contains(&expected), "missing {expected} in:\n{text}");
     }
 }
+
+#[test]
+fn revisions_and_top_show_instances_and_traffic() {
+    let rouse = Rouse::start();
+    rouse.deploy("shown", HELLO, &["--scale-init", "2"]);
+    rouse.deploy("shown", HELLO, &["--scale-init", "2", "--env", "V=2"]);
+    let list: serde_json::Value = serde_json::from_str(&rouse.cli_ok(&["revisions", "shown", "-o", "json"])).unwrap();
+    assert_eq!(list["kind"], "RevisionList");
+    let newest = &list["items"][0];
+    assert_eq!(newest["apiVersion"], "serving.knative.dev/v1");
+    assert_eq!(newest["kind"], "Revision");
+    assert_eq!(newest["metadata"]["name"], "shown-00002");
+    assert_eq!(newest["metadata"]["labels"]["serving.knative.dev/service"], "shown");
+    assert_eq!(newest["status"]["actualReplicas"], 2);
+    assert_eq!(newest["status"]["desiredReplicas"], 2);
+    assert_eq!(
+        list["items"][1]["status"]["desiredReplicas"], 0,
+        "the old revision gets no instances"
+    );
+    let table = rouse.cli_ok(&["revisions", "shown"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("shown-00002") && l.contains("2/2")),
+        "{table}"
+    );
+
+    // top: a snapshot with the request rate over one interval, while requests flow.
+    let top = std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            for _ in 0..40 {
+                rouse.get("shown", "/");
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        });
+        let top = rouse.cli_ok(&["top", "--once", "--interval", "0.5"]);
+        load.join().unwrap();
+        top
+    });
+    let row = top
+        .lines()
+        .find(|l| l.starts_with("shown "))
+        .unwrap_or_else(|| panic!("{top}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], "shown-00002", "{top}");
+    assert_eq!(cells[2], "2", "ready: {top}");
+    let rate: f64 = cells[6].parse().unwrap_or_else(|_| panic!("{top}"));
+    assert!(rate > 1.0, "{top}");
+}
