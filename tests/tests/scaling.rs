@@ -144,3 +144,36 @@ fn revisions_and_top_show_instances_and_traffic() {
     let rate: f64 = cells[6].parse().unwrap_or_else(|_| panic!("{top}"));
     assert!(rate > 1.0, "{top}");
 }
+
+#[test]
+fn load_going_up_and_down_gets_no_errors() {
+    let rouse = Rouse::start_with_config(FAST);
+    rouse.deploy("tide", SLEEPER, &["--concurrency-limit", "2", "--scale-max", "4"]);
+    let statuses = std::sync::Mutex::new(Vec::new());
+    let mut peak = 0;
+    // Eight clients for 6 s, then one client for 10 s: up to 4 instances, then back down.
+    std::thread::scope(|scope| {
+        for client in 0..8 {
+            let statuses = &statuses;
+            let rouse = &rouse;
+            scope.spawn(move || {
+                let until = tokio::time::Instant::now() + Duration::from_secs(if client == 0 { 16 } else { 6 });
+                while tokio::time::Instant::now() < until {
+                    let status = rouse.get("tide", "/?ms=100").status;
+                    statuses.lock().unwrap().push(status);
+                }
+            });
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(16);
+        while tokio::time::Instant::now() < until {
+            peak = peak.max(rouse.running("tide").len());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    let statuses = statuses.into_inner().unwrap();
+    let errors: Vec<u16> = statuses.iter().copied().filter(|s| *s != 200).collect();
+    assert!(errors.is_empty(), "{} errors of {}: {errors:?}\n{}", errors.len(), statuses.len(), rouse.log());
+    assert!(peak >= 3, "scaled up to {peak}");
+    let after = rouse.running("tide").len();
+    assert!(after < peak, "scaled down from {peak} to {after} while load dropped");
+}
