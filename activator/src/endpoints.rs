@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use http::uri::Authority;
 use tokio::sync::Notify;
+
+use crate::metrics::RevisionMetrics;
 use tokio::time::Instant;
 
 /// One instance the proxy may send requests to.
@@ -21,6 +24,8 @@ pub struct Endpoint {
     pub name: String,
     /// Where to dial it.
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once rather than per request.
+    pub authority: Authority,
     /// Requests sent to it whose responses have not finished.
     in_flight: AtomicUsize,
     /// Signalled when `in_flight` drops to zero.
@@ -32,6 +37,7 @@ impl Endpoint {
         Arc::new(Self {
             id: id.into(),
             name: name.into(),
+            authority: Authority::try_from(addr.to_string()).expect("a socket address is a valid authority"),
             addr,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -135,6 +141,8 @@ pub struct RevisionEndpoints {
     /// Signalled when a request has to wait: the autoscaler reacts at once instead of at its
     /// next tick (a revision at zero must not wait for a polling interval).
     demand: OnceLock<Arc<Notify>>,
+    /// This revision's metric handles, looked up once instead of per request.
+    pub(crate) metrics: OnceLock<RevisionMetrics>,
 }
 
 impl RevisionEndpoints {
@@ -151,6 +159,7 @@ impl RevisionEndpoints {
             next: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             demand: OnceLock::new(),
+            metrics: OnceLock::new(),
         })
     }
 

@@ -6,6 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::endpoints::RevisionEndpoints;
+
 /// Labels of a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -56,20 +58,48 @@ impl IngressMetrics {
         metrics
     }
 
-    /// Counts one answered request.
-    pub fn observe(&self, service: &str, revision: &str, code: u16, seconds: f64) {
+    /// Counts one request answered for `revision`.
+    pub fn observe(&self, revision: &RevisionEndpoints, code: u16, seconds: f64) {
+        let cached = revision.metrics.get_or_init(|| {
+            let labels = RevisionLabels {
+                service: revision.service.clone(),
+                revision: revision.revision.clone(),
+            };
+            RevisionMetrics {
+                ok: self.requests.get_or_create(&request_labels(revision, 200)).clone(),
+                latency: self.latency.get_or_create(&labels).clone(),
+            }
+        });
+        if code == 200 {
+            cached.ok.inc();
+        } else {
+            self.requests.get_or_create(&request_labels(revision, code)).inc();
+        }
+        cached.latency.observe(seconds);
+    }
+
+    /// Counts one request that named no service.
+    pub fn observe_unrouted(&self, code: u16) {
         let labels = RequestLabels {
-            service: service.to_string(),
-            revision: revision.to_string(),
+            service: String::new(),
+            revision: String::new(),
             code,
         };
         self.requests.get_or_create(&labels).inc();
-        if !revision.is_empty() {
-            let labels = RevisionLabels {
-                service: service.to_string(),
-                revision: revision.to_string(),
-            };
-            self.latency.get_or_create(&labels).observe(seconds);
-        }
     }
+}
+
+fn request_labels(revision: &RevisionEndpoints, code: u16) -> RequestLabels {
+    RequestLabels {
+        service: revision.service.clone(),
+        revision: revision.revision.clone(),
+        code,
+    }
+}
+
+/// Handles on one revision's most used series: the hot path skips the label lookup.
+#[derive(Debug)]
+pub(crate) struct RevisionMetrics {
+    ok: Counter,
+    latency: Histogram,
 }

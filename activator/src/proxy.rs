@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -90,34 +91,40 @@ impl Ingress {
     /// Handles one client request end to end, and counts it.
     pub async fn handle(&self, request: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
         let start = Instant::now();
-        let mut labels = (String::new(), String::new());
-        let response = self.route(request, client, start, &mut labels).await;
-        let (service, revision) = labels;
-        self.metrics.observe(
-            &service,
-            &revision,
-            response.status().as_u16(),
-            start.elapsed().as_secs_f64(),
-        );
+        let mut routed = None;
+        let response = self.route(request, client, start, &mut routed).await;
+        let seconds = start.elapsed().as_secs_f64();
+        match routed {
+            Some(revision) => self.metrics.observe(&revision, response.status().as_u16(), seconds),
+            None => self.metrics.observe_unrouted(response.status().as_u16()),
+        }
         response
     }
 
-    /// Routes by host; fills `labels` with the service and revision as they become known.
+    /// Routes by host; sets `routed` to the revision once it is known.
     async fn route(
         &self,
         request: Request<Incoming>,
         client: SocketAddr,
         start: Instant,
-        labels: &mut (String, String),
+        routed: &mut Option<Arc<RevisionEndpoints>>,
     ) -> Response<ProxyBody> {
-        let Some(host) = request_host(&request) else {
+        let Some(host_value) = request_host(&request) else {
             return respond::missing_host();
         };
-        let host = host.to_ascii_lowercase();
+        let Ok(host) = host_value.to_str() else {
+            return respond::missing_host();
+        };
+        // Hosts are case-insensitive; allocate only when there is something to lower.
+        let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            host.to_ascii_lowercase().into()
+        } else {
+            host.into()
+        };
         let Some(revision) = service_for_host(&host, &self.config.domain).and_then(|s| self.routes.get(s)) else {
             return respond::unknown_host(&host, &self.config.domain);
         };
-        *labels = (revision.service.clone(), revision.revision.clone());
+        *routed = Some(revision.clone());
         if let Some(length) = content_length(request.headers())
             && length > self.config.max_body_bytes
         {
@@ -129,14 +136,15 @@ impl Ingress {
             Err(AcquireError::QueueFull) => return respond::queue_full(&revision.revision),
             Err(AcquireError::Timeout) => return respond::timeout(&revision.revision, revision.timeout, true),
         };
-        self.forward(request, client, &host, &revision, slot, deadline).await
+        self.forward(request, client, &host_value, &revision, slot, deadline)
+            .await
     }
 
     async fn forward(
         &self,
         request: Request<Incoming>,
         client: SocketAddr,
-        host: &str,
+        host: &HeaderValue,
         revision: &RevisionEndpoints,
         slot: InFlight,
         deadline: Instant,
@@ -148,13 +156,17 @@ impl Ingress {
         let upgrade = requested_upgrade(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = match Uri::builder()
-            .scheme("http")
-            .authority(endpoint.addr.to_string())
-            .path_and_query(path)
-            .build()
-        {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(endpoint.authority.clone());
+        uri.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        parts.uri = match Uri::from_parts(uri) {
             Ok(uri) => uri,
             Err(e) => return respond::instance_failed(&revision.revision, &endpoint.name, &e.to_string()),
         };
@@ -235,12 +247,11 @@ fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The host a request is for: the `Host` header, or the URI authority (HTTP/2).
-fn request_host<B>(request: &Request<B>) -> Option<&str> {
-    request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+fn request_host<B>(request: &Request<B>) -> Option<HeaderValue> {
+    match request.headers().get(header::HOST) {
+        Some(host) => Some(host.clone()),
+        None => HeaderValue::from_str(request.uri().authority()?.as_str()).ok(),
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -263,13 +274,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Makes the client's headers fit to send on: hop-by-hop ones removed, `Host` kept (HTTP/2
 /// clients send it as the authority), and the X-Forwarded-* set.
-fn prepare_headers(headers: &mut HeaderMap, host: &str, client: SocketAddr) {
+fn prepare_headers(headers: &mut HeaderMap, host: &HeaderValue, client: SocketAddr) {
     strip_hop_by_hop(headers);
-    let host_value = HeaderValue::from_str(host).ok();
-    if !headers.contains_key(header::HOST)
-        && let Some(value) = &host_value
-    {
-        headers.insert(header::HOST, value.clone());
+    if !headers.contains_key(header::HOST) {
+        headers.insert(header::HOST, host.clone());
     }
     let client_ip = client.ip().to_string();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
@@ -282,10 +290,8 @@ fn prepare_headers(headers: &mut HeaderMap, host: &str, client: SocketAddr) {
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
-    if !headers.contains_key(&X_FORWARDED_HOST)
-        && let Some(value) = host_value
-    {
-        headers.insert(X_FORWARDED_HOST.clone(), value);
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
 }
 
@@ -347,7 +353,8 @@ mod tests {
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-custom", HeaderValue::from_static("kept"));
         headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("10.0.0.1"));
-        prepare_headers(&mut headers, "hello.localhost:8080", "127.0.0.1:5555".parse().unwrap());
+        let host = HeaderValue::from_static("hello.localhost:8080");
+        prepare_headers(&mut headers, &host, "127.0.0.1:5555".parse().unwrap());
         assert!(headers.get(header::CONNECTION).is_none());
         assert!(headers.get("x-secret").is_none());
         assert!(headers.get("keep-alive").is_none());
@@ -365,9 +372,9 @@ mod tests {
             .header("host", "a.localhost")
             .body(())
             .unwrap();
-        assert_eq!(request_host(&r), Some("a.localhost"));
+        assert_eq!(request_host(&r).unwrap(), "a.localhost");
         let r = Request::builder().uri("http://b.localhost/x").body(()).unwrap();
-        assert_eq!(request_host(&r), Some("b.localhost"));
+        assert_eq!(request_host(&r).unwrap(), "b.localhost");
         let r = Request::builder().uri("/").body(()).unwrap();
         assert_eq!(request_host(&r), None);
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rouse_activator::IngressConfig;
 use rouse_api::duration::parse_duration;
 use rouse_autoscaler::AutoscalerConfig;
+use rouse_runtime::Dial;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ControlError;
@@ -32,6 +33,34 @@ pub struct Config {
     pub instances: InstanceConfig,
     /// `[autoscaler]`, keys as in Knative's config-autoscaler.
     pub autoscaler: AutoscalerConfig,
+    /// `[runtime]`
+    pub runtime: RuntimeConfig,
+}
+
+/// `[runtime]`: how instances are run and reached.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// `container-ip` (Linux default) or `published-port` (default elsewhere).
+    pub dial: Option<DialSetting>,
+}
+
+/// How the proxy reaches instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DialSetting {
+    ContainerIp,
+    PublishedPort,
+}
+
+impl RuntimeConfig {
+    pub fn dial(&self) -> Dial {
+        match self.dial {
+            None => Dial::for_platform(),
+            Some(DialSetting::ContainerIp) => Dial::ContainerIp,
+            Some(DialSetting::PublishedPort) => Dial::PublishedPort,
+        }
+    }
 }
 
 /// `[instances]`: lifecycle of instances.
@@ -113,6 +142,8 @@ mod tests {
         assert_eq!(config.ingress.domain, "example.test");
         assert_eq!(config.ingress.idle_timeout, Duration::from_secs(2));
         assert_eq!(config.instances.crash_backoff, Duration::from_millis(100));
+        let published = Config::parse("[runtime]\ndial = \"published-port\"\n").unwrap();
+        assert_eq!(published.runtime.dial(), Dial::PublishedPort);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub async fn run(
         None => Config::load(&home.dir().join("rouse.toml"), false)?,
     };
     let store = Arc::new(Store::open(&home.store_path())?);
-    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::connect(&home_id).await?);
+    let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::connect_with(&home_id, config.runtime.dial()).await?);
 
     let ingress_listener = bind("ingress", options.ingress).await?;
     let api_listener = bind("api", options.api).await?;

@@ -18,7 +18,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryStateEnum, EventMessage, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerSummaryStateEnum, EndpointSettings, EventMessage, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -65,6 +66,32 @@ pub struct DockerRuntime {
     /// thaw) skip the inspect that proves ownership. A std mutex: it is held for one hash
     /// operation and never across an await.
     owned: Mutex<HashSet<String>>,
+    /// How the proxy reaches instances.
+    dial: Dial,
+}
+
+/// How the proxy reaches an instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dial {
+    /// The container's own address on Docker's bridge (Linux). One hop fewer than the
+    /// published port: on loopback, Docker routes published ports through its userland
+    /// proxy, which costs more CPU than Rouse's proxy itself (measured in BENCHMARKS.md).
+    #[default]
+    ContainerIp,
+    /// The port published on 127.0.0.1: works wherever the bridge is not routable from the
+    /// host (Docker Desktop on macOS and Windows).
+    PublishedPort,
+}
+
+impl Dial {
+    /// The right default for this platform.
+    pub fn for_platform() -> Self {
+        if cfg!(target_os = "linux") {
+            Dial::ContainerIp
+        } else {
+            Dial::PublishedPort
+        }
+    }
 }
 
 // === impl DockerRuntime ===
@@ -73,6 +100,11 @@ impl DockerRuntime {
     /// Connects to the local Docker (`DOCKER_HOST` or the default socket), agrees on an API
     /// version with it and checks that it answers.
     pub async fn connect(home_id: &str) -> Result<Self, RuntimeError> {
+        Self::connect_with(home_id, Dial::for_platform()).await
+    }
+
+    /// Like [`DockerRuntime::connect`], choosing how instances are dialled.
+    pub async fn connect_with(home_id: &str, dial: Dial) -> Result<Self, RuntimeError> {
         let unavailable = |err: DockerError| RuntimeError::Unavailable {
             reason: err.to_string(),
         };
@@ -89,6 +121,7 @@ impl DockerRuntime {
             docker,
             home: home_id.to_owned(),
             owned: Mutex::new(HashSet::new()),
+            dial,
         })
     }
 
@@ -283,7 +316,7 @@ impl Runtime for DockerRuntime {
                 return Err(e);
             }
         };
-        let instance = inspect_instance(&id, &inspected);
+        let instance = inspect_instance(&id, &inspected, self.dial);
         tracing::debug!(
             instance = %name,
             id = %id,
@@ -367,7 +400,7 @@ impl Runtime for DockerRuntime {
             // The filter already did this; checked again because touching another home's
             // container would be far worse than a wasted comparison.
             .filter(|c| self.is_ours(c.labels.as_ref()))
-            .filter_map(summary_instance)
+            .filter_map(|c| summary_instance(c, self.dial))
             .collect();
         for instance in &instances {
             self.remember(&instance.id);
@@ -378,7 +411,7 @@ impl Runtime for DockerRuntime {
     async fn inspect(&self, id: &str) -> Result<Option<Instance>, RuntimeError> {
         match self.docker.inspect_container(id, None).await {
             Ok(c) if self.is_ours(c.config.as_ref().and_then(|c| c.labels.as_ref())) => {
-                let instance = inspect_instance(id, &c);
+                let instance = inspect_instance(id, &c, self.dial);
                 self.remember(&instance.id);
                 Ok(Some(instance))
             }
@@ -516,7 +549,7 @@ impl Runtime for DockerRuntime {
 // === Docker values → instances ===
 
 /// The instance an inspected container is.
-fn inspect_instance(id: &str, c: &ContainerInspectResponse) -> Instance {
+fn inspect_instance(id: &str, c: &ContainerInspectResponse, dial: Dial) -> Instance {
     let empty = HashMap::new();
     let labels = c.config.as_ref().and_then(|c| c.labels.as_ref()).unwrap_or(&empty);
     let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
@@ -537,6 +570,8 @@ fn inspect_instance(id: &str, c: &ContainerInspectResponse) -> Instance {
             }),
         _ => None,
     };
+    let networks = c.network_settings.as_ref().and_then(|n| n.networks.as_ref());
+    let endpoint = dialled(endpoint, networks, labels, dial);
     Instance {
         id: c.id.clone().unwrap_or_else(|| id.to_owned()),
         name: instance_name(labels, c.name.as_deref()),
@@ -565,7 +600,7 @@ fn inspect_state(c: &ContainerInspectResponse) -> InstanceState {
 }
 
 /// The instance a listed container is, or `None` without an id.
-fn summary_instance(c: &ContainerSummary) -> Option<Instance> {
+fn summary_instance(c: &ContainerSummary, dial: Dial) -> Option<Instance> {
     let id = c.id.clone()?;
     let empty = HashMap::new();
     let labels = c.labels.as_ref().unwrap_or(&empty);
@@ -588,6 +623,8 @@ fn summary_instance(c: &ContainerSummary) -> Option<Instance> {
         let ip: IpAddr = p.ip.as_deref()?.parse().ok()?;
         Some(SocketAddr::new(ip, p.public_port?))
     });
+    let networks = c.network_settings.as_ref().and_then(|n| n.networks.as_ref());
+    let endpoint = dialled(endpoint, networks, labels, dial);
     let name = instance_name(labels, c.names.as_ref().and_then(|n| n.first()).map(String::as_str));
     Some(Instance {
         id,
@@ -597,6 +634,34 @@ fn summary_instance(c: &ContainerSummary) -> Option<Instance> {
         state,
         endpoint,
     })
+}
+
+/// Where the proxy dials an instance whose published endpoint is `published`: with
+/// [`Dial::ContainerIp`], the container's bridge address and its own port instead.
+fn dialled(
+    published: Option<SocketAddr>,
+    networks: Option<&HashMap<String, EndpointSettings>>,
+    labels: &HashMap<String, String>,
+    dial: Dial,
+) -> Option<SocketAddr> {
+    let published = published?;
+    if dial == Dial::PublishedPort {
+        return Some(published);
+    }
+    let port: u16 = labels.get(LABEL_PORT).and_then(|p| p.parse().ok())?;
+    let networks = networks?;
+    let ip = networks
+        .get("bridge")
+        .into_iter()
+        .chain(networks.values())
+        .find_map(|n| {
+            n.ip_address
+                .as_deref()
+                .filter(|ip| !ip.is_empty())?
+                .parse::<IpAddr>()
+                .ok()
+        });
+    Some(ip.map_or(published, |ip| SocketAddr::new(ip, port)))
 }
 
 /// The instance name: its label, else the container name without `/rouse-`.
@@ -808,7 +873,7 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let instance = summary_instance(&summary).unwrap();
+        let instance = summary_instance(&summary, Dial::PublishedPort).unwrap();
         assert_eq!(instance.name, "hello-00001-ab3cd");
         assert_eq!(instance.service, "hello");
         assert_eq!(instance.revision, "hello-00001");

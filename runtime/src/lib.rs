@@ -23,7 +23,7 @@ mod logs;
 pub mod probe;
 pub mod runtime;
 
-pub use docker::DockerRuntime;
+pub use docker::{Dial, DockerRuntime};
 pub use error::RuntimeError;
 pub use instance::{Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream};
 pub use runtime::{Logs, Runtime};

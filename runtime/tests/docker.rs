@@ -16,7 +16,8 @@ use futures_util::StreamExt;
 use rand::Rng;
 use rouse_runtime::instance::LABEL_HOME;
 use rouse_runtime::{
-    DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream, Runtime, RuntimeError,
+    Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream, Runtime,
+    RuntimeError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -68,11 +69,17 @@ struct Home {
 
 impl Home {
     async fn new() -> Self {
+        Self::with_dial(Dial::for_platform()).await
+    }
+
+    async fn with_dial(dial: Dial) -> Self {
         let suffix: String = (0..8)
             .map(|_| char::from(b'a' + rand::rng().random_range(0..26u8)))
             .collect();
         let id = format!("test-{suffix}");
-        let runtime = DockerRuntime::connect(&id).await.expect("Docker is reachable");
+        let runtime = DockerRuntime::connect_with(&id, dial)
+            .await
+            .expect("Docker is reachable");
         Home { runtime, id }
     }
 
@@ -161,7 +168,11 @@ async fn an_instance_serves_http_is_listed_and_logs() {
     assert_eq!(instance.service, "svc");
     assert_eq!(instance.revision, "svc-00001");
     let endpoint = instance.endpoint.expect("endpoint");
-    assert!(endpoint.ip().is_loopback(), "{endpoint}");
+    match Dial::for_platform() {
+        // The container's own address and port on the bridge.
+        Dial::ContainerIp => assert!(endpoint.port() == PORT && !endpoint.ip().is_loopback(), "{endpoint}"),
+        Dial::PublishedPort => assert!(endpoint.ip().is_loopback(), "{endpoint}"),
+    }
 
     let started = Instant::now();
     rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
@@ -441,4 +452,17 @@ async fn cold_start_timings() {
         );
     }
     assert!(home.containers().is_empty());
+}
+
+#[tokio::test]
+async fn published_port_mode_dials_loopback() {
+    test_image();
+    let home = Home::with_dial(Dial::PublishedPort).await;
+    let rt = &home.runtime;
+    let instance = rt.create(&server("pub-00001")).await.expect("create");
+    let endpoint = instance.endpoint.expect("endpoint");
+    assert!(endpoint.ip().is_loopback() && endpoint.port() != PORT, "{endpoint}");
+    rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
+    let listed = rt.list().await.expect("list");
+    assert_eq!(listed[0].endpoint, Some(endpoint), "list reports the same endpoint");
 }

@@ -172,7 +172,13 @@ fn load_going_up_and_down_gets_no_errors() {
     });
     let statuses = statuses.into_inner().unwrap();
     let errors: Vec<u16> = statuses.iter().copied().filter(|s| *s != 200).collect();
-    assert!(errors.is_empty(), "{} errors of {}: {errors:?}\n{}", errors.len(), statuses.len(), rouse.log());
+    assert!(
+        errors.is_empty(),
+        "{} errors of {}: {errors:?}\n{}",
+        errors.len(),
+        statuses.len(),
+        rouse.log()
+    );
     assert!(peak >= 3, "scaled up to {peak}");
     let after = rouse.running("tide").len();
     assert!(after < peak, "scaled down from {peak} to {after} while load dropped");

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Rouse benchmarks, each side by side with its baseline in the same run.
+
+    bench/run.py [--reps N] [--only cold|proxy|burst]
+
+- cold:  time to first response byte for a service at zero (Rouse) versus `docker run` of
+         the same image polled until its first answer (bare Docker), N repetitions each,
+         interleaved so machine noise hits both alike.
+- proxy: wrk through the ingress versus wrk straight at the instance's published port.
+- burst: 200 concurrent clients hit a service at zero with containerConcurrency 10.
+
+Needs a built `target/release/rouse` (or --rouse PATH), the sample images (samples/build.sh),
+Docker and wrk. Starts its own daemon on a temporary home and removes everything it created.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HELLO = "rouse-samples/hello:latest"
+SLEEPER = "rouse-samples/sleeper:latest"
+
+# Windows short enough that a revision reaches zero about a second after its last request.
+FAST_ZERO = """
+[autoscaler]
+stable-window = "1s"
+scale-to-zero-grace-period = "0s"
+tick-interval = "100ms"
+"""
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def first_byte_ms(port, host, path="/", timeout=30.0):
+    """Milliseconds until the status line of a GET arrives; None on error."""
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()  # returns once the status line and headers are read
+        elapsed = (time.perf_counter() - started) * 1000
+        response.read()
+        return elapsed if response.status == 200 else None
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+class Daemon:
+    def __init__(self, rouse, config):
+        self.rouse = rouse
+        self.home = tempfile.mkdtemp(prefix="rouse-bench-")
+        with open(os.path.join(self.home, "rouse.toml"), "w") as f:
+            f.write(config)
+        self.log = open(os.path.join(self.home, "daemon.log"), "w")
+        self.proc = subprocess.Popen(
+            [rouse, "serve", "--home", self.home, "--ingress", "127.0.0.1:0", "--api", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        path = os.path.join(self.home, "daemon.json")
+        for _ in range(300):
+            if os.path.exists(path):
+                try:
+                    addresses = json.load(open(path))
+                    break
+                except ValueError:
+                    pass
+            time.sleep(0.05)
+        else:
+            sys.exit("the daemon did not start; see " + self.log.name)
+        self.ingress_port = int(addresses["ingress"].rsplit(":", 1)[1])
+
+    def cli(self, *args):
+        out = subprocess.run([self.rouse, *args, "--home", self.home], capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"rouse {' '.join(args)} failed: {out.stderr}")
+        return out.stdout
+
+    def running(self, service):
+        home_id = open(os.path.join(self.home, "home-id")).read().strip()
+        out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=rouse.home={home_id}",
+                              "--filter", f"label=rouse.service={service}"], capture_output=True, text=True)
+        return out.stdout.split()
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        home_id = open(os.path.join(self.home, "home-id")).read().strip()
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=rouse.home={home_id}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    sys.exit(f"timed out waiting for {what}")
+
+
+def bare_docker_start_ms(image):
+    """`docker run` + poll until the first 200: the floor of a fresh start."""
+    started = time.perf_counter()
+    cid = subprocess.run(["docker", "run", "-d", "--init", "-p", "127.0.0.1::8080", image],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        port = int(subprocess.run(["docker", "port", cid, "8080/tcp"], capture_output=True, text=True,
+                                  check=True).stdout.split(":")[-1])
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            try:
+                conn.request("GET", "/")
+                if conn.getresponse().status == 200:
+                    return (time.perf_counter() - started) * 1000
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.001)
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True)
+
+
+def bench_cold(daemon, reps):
+    daemon.cli("deploy", "cold", "--image", HELLO)
+    host = f"cold.localhost:{daemon.ingress_port}"
+    rouse_ms, docker_ms = [], []
+    for _ in range(reps):
+        wait_for(lambda: not daemon.running("cold"), 60, "the service to reach zero")
+        ms = first_byte_ms(daemon.ingress_port, host)
+        if ms is None:
+            sys.exit("a request from zero failed")
+        rouse_ms.append(ms)
+        docker_ms.append(bare_docker_start_ms(HELLO))
+    return rouse_ms, docker_ms
+
+
+def wrk(url, host, seconds, connections):
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {host}", url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def latency(label):
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "errors": int(errors.group(1)) if errors else 0}
+
+
+def bench_proxy(daemon, seconds, connections):
+    daemon.cli("deploy", "warm", "--image", HELLO, "--scale-min", "1")
+    host = f"warm.localhost:{daemon.ingress_port}"
+    status = json.loads(daemon.cli("describe", "warm", "-o", "json"))
+    del status
+    # The instance's published port, from Docker.
+    cid = daemon.running("warm")[0]
+    direct_port = int(subprocess.run(["docker", "port", cid, "8080/tcp"], capture_output=True, text=True,
+                                     check=True).stdout.split(":")[-1])
+    wrk(f"http://127.0.0.1:{daemon.ingress_port}/", host, 2, connections)  # warm-up
+    results = {"direct": [], "rouse": []}
+    for _ in range(3):  # alternate, so drift hits both
+        results["direct"].append(wrk(f"http://127.0.0.1:{direct_port}/", host, seconds, connections))
+        results["rouse"].append(wrk(f"http://127.0.0.1:{daemon.ingress_port}/", host, seconds, connections))
+    best = {k: max(v, key=lambda r: r["rps"]) for k, v in results.items()}
+    median = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in results.items()}
+    return best, median, results
+
+
+def bench_burst(daemon, clients):
+    daemon.cli("deploy", "burst", "--image", SLEEPER, "--concurrency-limit", "10")
+    host = f"burst.localhost:{daemon.ingress_port}"
+    wait_for(lambda: not daemon.running("burst"), 60, "the service to reach zero")
+    statuses, peak, done = [], [0], threading.Event()
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", daemon.ingress_port, timeout=120)
+        try:
+            conn.request("GET", "/?ms=100", headers={"Host": host})
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        except OSError as e:
+            statuses.append(str(e))
+        finally:
+            conn.close()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], len(daemon.running("burst")))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    errors = [s for s in statuses if s != 200]
+    return {"clients": clients, "errors": len(errors), "seconds": elapsed, "peak_instances": peak[0]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rouse", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "rouse"))
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--only", choices=["cold", "proxy", "burst"])
+    args = parser.parse_args()
+    rouse = os.path.abspath(args.rouse)
+    if not os.path.exists(rouse):
+        sys.exit(f"{rouse} is missing: cargo build --release -p rouse-cli")
+
+    print(f"# machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+          f"docker {subprocess.run(['docker', 'version', '-f', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}")
+    daemon = Daemon(rouse, FAST_ZERO)
+    try:
+        if args.only in (None, "cold"):
+            rouse_ms, docker_ms = bench_cold(daemon, args.reps)
+            r50, r95 = percentile(rouse_ms, 50), percentile(rouse_ms, 95)
+            d50, d95 = percentile(docker_ms, 50), percentile(docker_ms, 95)
+            print(f"\n## cold start ({args.reps} reps each, interleaved), ms to first response byte")
+            print("| side | p50 | p95 |\n|---|---|---|")
+            print(f"| bare `docker run` + poll | {d50:.0f} | {d95:.0f} |")
+            print(f"| Rouse, service at zero | {r50:.0f} | {r95:.0f} |")
+            print(f"| Rouse − docker | {r50 - d50:+.0f} | {r95 - d95:+.0f} |")
+            print(f"| ratio Rouse / docker | {r50 / d50:.2f} | {r95 / d95:.2f} |")
+        if args.only in (None, "proxy"):
+            best, median, runs = bench_proxy(daemon, args.seconds, args.connections)
+            print(f"\n## warm proxy (wrk -t2 -c{args.connections} -d{args.seconds}s, 3 alternating runs each, medians)")
+            print("| side | req/s | p50 ms | p99 ms |\n|---|---|---|---|")
+            for side in ("direct", "rouse"):
+                m = median[side]
+                print(f"| {side} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} |")
+            d, r = median["direct"], median["rouse"]
+            print(f"| ratio / added | {r['rps'] / d['rps']:.2f} | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
+            errors = sum(x["errors"] for v in runs.values() for x in v)
+            print(f"\nnon-2xx responses across all runs: {errors}")
+        if args.only in (None, "burst"):
+            burst = bench_burst(daemon, 200)
+            print("\n## burst from zero (200 concurrent clients, GET /?ms=100, containerConcurrency 10)")
+            print("| clients | errors | seconds to serve all | peak instances |\n|---|---|---|---|")
+            print(f"| {burst['clients']} | {burst['errors']} | {burst['seconds']:.2f} | {burst['peak_instances']} |")
+    finally:
+        daemon.close()
+
+
+if __name__ == "__main__":
+    main()
