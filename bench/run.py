@@ -232,6 +232,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--only", choices=["cold", "proxy", "burst"])
+    parser.add_argument("--dial", choices=["container-ip", "published-port"],
+                        help="how Rouse reaches instances (default: the platform's)")
     args = parser.parse_args()
     rouse = os.path.abspath(args.rouse)
     if not os.path.exists(rouse):
@@ -239,7 +241,8 @@ def main():
 
     print(f"# machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
           f"docker {subprocess.run(['docker', 'version', '-f', '{{.Server.Version}}'], capture_output=True, text=True).stdout.strip()}")
-    daemon = Daemon(rouse, FAST_ZERO)
+    config = FAST_ZERO + (f'\n[runtime]\ndial = "{args.dial}"\n' if args.dial else "")
+    daemon = Daemon(rouse, config)
     try:
         if args.only in (None, "cold"):
             rouse_ms, docker_ms = bench_cold(daemon, args.reps)
