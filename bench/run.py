@@ -155,7 +155,8 @@ def bench_cold(daemon, reps):
 
 
 def wrk(url, host, seconds, connections):
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {host}", url],
+    threads = min(2, connections)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {host}", url],
                          capture_output=True, text=True, check=True).stdout
 
     def latency(label):
@@ -182,9 +183,14 @@ def bench_proxy(daemon, seconds, connections):
     for _ in range(3):  # alternate, so drift hits both
         results["direct"].append(wrk(f"http://127.0.0.1:{direct_port}/", host, seconds, connections))
         results["rouse"].append(wrk(f"http://127.0.0.1:{daemon.ingress_port}/", host, seconds, connections))
-    best = {k: max(v, key=lambda r: r["rps"]) for k, v in results.items()}
     median = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in results.items()}
-    return best, median, results
+    # One connection, one request at a time: the latency a hop adds, without queueing.
+    single = {"direct": [], "rouse": []}
+    for _ in range(3):
+        single["direct"].append(wrk(f"http://127.0.0.1:{direct_port}/", host, seconds, 1))
+        single["rouse"].append(wrk(f"http://127.0.0.1:{daemon.ingress_port}/", host, seconds, 1))
+    single = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in single.items()}
+    return median, single, results
 
 
 def bench_burst(daemon, clients):
@@ -255,13 +261,20 @@ def main():
             print(f"| Rouse − docker | {r50 - d50:+.0f} | {r95 - d95:+.0f} |")
             print(f"| ratio Rouse / docker | {r50 / d50:.2f} | {r95 / d95:.2f} |")
         if args.only in (None, "proxy"):
-            best, median, runs = bench_proxy(daemon, args.seconds, args.connections)
+            median, single, runs = bench_proxy(daemon, args.seconds, args.connections)
             print(f"\n## warm proxy (wrk -t2 -c{args.connections} -d{args.seconds}s, 3 alternating runs each, medians)")
             print("| side | req/s | p50 ms | p99 ms |\n|---|---|---|---|")
             for side in ("direct", "rouse"):
                 m = median[side]
                 print(f"| {side} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} |")
             d, r = median["direct"], median["rouse"]
+            print(f"| ratio / added | {r['rps'] / d['rps']:.2f} | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
+            print(f"\n## warm proxy, one connection (wrk -t1 -c1 -d{args.seconds}s, 3 alternating runs each, medians)")
+            print("| side | req/s | p50 ms | p99 ms |\n|---|---|---|---|")
+            for side in ("direct", "rouse"):
+                m = single[side]
+                print(f"| {side} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} |")
+            d, r = single["direct"], single["rouse"]
             print(f"| ratio / added | {r['rps'] / d['rps']:.2f} | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
             errors = sum(x["errors"] for v in runs.values() for x in v)
             print(f"\nnon-2xx responses across all runs: {errors}")
