@@ -57,6 +57,14 @@ impl RevisionSummary {
             .filter(|i| i.state == InstancePhase::Ready)
             .count()
     }
+
+    /// Instances frozen while the revision is at zero.
+    pub fn frozen(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.state == InstancePhase::Frozen)
+            .count()
+    }
 }
 
 /// One instance.
@@ -77,8 +85,10 @@ pub enum InstancePhase {
     Starting,
     /// Taking requests.
     Ready,
-    /// Finishing its requests before it is stopped.
+    /// Finishing its requests before it is stopped or frozen.
     Draining,
+    /// Paused (no CPU, memory kept) while its revision is at zero; thaws in milliseconds.
+    Frozen,
 }
 
 impl std::fmt::Display for InstancePhase {
@@ -87,6 +97,7 @@ impl std::fmt::Display for InstancePhase {
             InstancePhase::Starting => "starting",
             InstancePhase::Ready => "ready",
             InstancePhase::Draining => "draining",
+            InstancePhase::Frozen => "frozen",
         })
     }
 }

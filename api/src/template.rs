@@ -246,6 +246,10 @@ pub struct ScaleBounds {
     /// What the autoscaler measures.
     #[serde(default)]
     pub metric: ScaleMetric,
+    /// How long instances stay frozen at zero, in milliseconds; 0 removes them at once;
+    /// `None` takes the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_retention_ms: Option<u64>,
 }
 
 /// Shortest stable window Knative accepts.
@@ -303,6 +307,7 @@ impl Default for ScaleBounds {
             utilization: None,
             window_ms: None,
             metric: ScaleMetric::Concurrency,
+            frozen_retention_ms: None,
         }
     }
 }

@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_SCALE_UP_RATE: f64 = 1000.0;
 pub const DEFAULT_MAX_SCALE_DOWN_RATE: f64 = 2.0;
 /// How long the last instance stays once the decision is zero.
 pub const DEFAULT_SCALE_TO_ZERO_GRACE: Duration = Duration::from_secs(30);
+/// How long instances stay frozen once their revision is at zero.
+pub const DEFAULT_FROZEN_RETENTION: Duration = Duration::from_secs(600);
 /// How often the autoscaler decides (Knative's tick).
 pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -46,6 +48,12 @@ pub struct AutoscalerConfig {
     pub enable_scale_to_zero: bool,
     #[serde(deserialize_with = "duration")]
     pub tick_interval: Duration,
+    /// How long idle instances stay frozen at zero before removal; 0 removes them at once.
+    #[serde(deserialize_with = "duration")]
+    pub frozen_retention: Duration,
+    /// Memory budget for frozen instances, e.g. `"2GiB"`; `None` = a quarter of the host's.
+    #[serde(deserialize_with = "bytes")]
+    pub max_frozen_memory: Option<u64>,
 }
 
 impl Default for AutoscalerConfig {
@@ -62,6 +70,8 @@ impl Default for AutoscalerConfig {
             scale_to_zero_grace_period: DEFAULT_SCALE_TO_ZERO_GRACE,
             enable_scale_to_zero: true,
             tick_interval: DEFAULT_TICK_INTERVAL,
+            frozen_retention: DEFAULT_FROZEN_RETENTION,
+            max_frozen_memory: None,
         }
     }
 }
@@ -69,6 +79,32 @@ impl Default for AutoscalerConfig {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_bytes(&s).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Parses a size: `"512MiB"`, `"2GiB"`, `"64KiB"`, `"1000000"` (bytes); also KB/MB/GB (powers of 10).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size; write e.g. \"512MiB\" or \"2GiB\""))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("'{s}': unknown unit '{other}'; use B, KiB, MiB or GiB")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// Why an `[autoscaler]` table cannot be used.
@@ -181,6 +217,9 @@ impl AutoscalerConfig {
             max_scale: scale.max,
             scale_to_zero_grace: self.scale_to_zero_grace_period,
             scale_to_zero: self.enable_scale_to_zero,
+            frozen_retention: scale
+                .frozen_retention_ms
+                .map_or(self.frozen_retention, Duration::from_millis),
         }
     }
 }
@@ -203,11 +242,23 @@ pub struct ScalingSpec {
     pub scale_to_zero_grace: Duration,
     /// Whether the revision may go to zero at all.
     pub scale_to_zero: bool,
+    /// How long instances stay frozen at zero; zero removes them at once.
+    pub frozen_retention: Duration,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert_eq!(parse_bytes("3MB").unwrap(), 3_000_000);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+    }
 
     #[test]
     fn knative_defaults() {
@@ -259,5 +310,17 @@ mod tests {
         };
         assert_eq!(bad.validate().unwrap_err().key, "max-scale-down-rate");
         assert!(toml::from_str::<AutoscalerConfig>("bogus = 1").is_err());
+        let frozen: AutoscalerConfig =
+            toml::from_str("frozen-retention = \"0s\"\nmax-frozen-memory = \"64MiB\"").unwrap();
+        assert_eq!(frozen.frozen_retention, Duration::ZERO);
+        assert_eq!(frozen.max_frozen_memory, Some(64 << 20));
+        let spec = frozen.spec_for(
+            &ScaleBounds {
+                frozen_retention_ms: Some(5_000),
+                ..ScaleBounds::default()
+            },
+            0,
+        );
+        assert_eq!(spec.frozen_retention, Duration::from_secs(5));
     }
 }

@@ -99,6 +99,10 @@ pub(crate) struct DeployArgs {
     /// Stable window of the autoscaler, e.g. 60s (6s-1h) [default: daemon's, 60s].
     #[arg(long, value_name = "DURATION")]
     pub(crate) scale_window: Option<String>,
+    /// How long idle instances stay frozen at zero before removal, e.g. 10m; 0s removes them
+    /// at once [default: daemon's, 10m].
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) frozen_retention: Option<String>,
     /// What the autoscaler measures: concurrency or rps.
     #[arg(long, default_value = "concurrency", value_name = "METRIC")]
     pub(crate) scale_metric: String,

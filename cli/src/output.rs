@@ -54,7 +54,12 @@ pub(crate) fn instances(description: &ServiceDescription) -> String {
         .filter(|r| r.routed)
         .map(|r| r.desired)
         .sum();
-    format!("{ready}/{desired}")
+    let frozen: usize = description.revisions.iter().map(|r| r.frozen()).sum();
+    if frozen > 0 {
+        format!("{ready}/{desired} ({frozen} frozen)")
+    } else {
+        format!("{ready}/{desired}")
+    }
 }
 
 /// Left-aligned columns separated by three spaces.

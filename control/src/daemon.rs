@@ -74,6 +74,7 @@ pub async fn run(
         config.instances.clone(),
         config.autoscaler.clone(),
         serving_metrics,
+        frozen_budget(&config),
     );
     let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics));
     let admin = Arc::new(Admin {
@@ -124,6 +125,22 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     home.remove_addresses();
     Ok(())
+}
+
+/// The memory budget for frozen instances: configured, or a quarter of the host's memory.
+fn frozen_budget(config: &Config) -> u64 {
+    config
+        .autoscaler
+        .max_frozen_memory
+        .unwrap_or_else(|| host_memory().map_or(u64::MAX, |m| m / 4))
+}
+
+/// Total memory of the host, from /proc/meminfo (Linux); `None` elsewhere.
+fn host_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ControlError> {

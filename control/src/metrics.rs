@@ -1,11 +1,38 @@
 //! What the control plane exports about revisions: instances wanted, running and ready,
 //! requests in flight and queued, panic mode, and how long instances take to start.
 
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rouse_activator::metrics::RevisionLabels;
+
+/// How an instance came to serve: started fresh, or thawed from frozen.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StartPath {
+    Fresh,
+    Frozen,
+}
+
+impl EncodeLabelValue for StartPath {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            StartPath::Fresh => "fresh",
+            StartPath::Frozen => "frozen",
+        })
+    }
+}
+
+/// Labels of a start.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StartLabels {
+    service: String,
+    revision: String,
+    path: StartPath,
+}
 
 fn start_histogram() -> Histogram {
     // 5 ms to about 80 s.
@@ -21,7 +48,8 @@ pub struct ServingMetrics {
     in_flight: Family<RevisionLabels, Gauge>,
     queued: Family<RevisionLabels, Gauge>,
     panic: Family<RevisionLabels, Gauge>,
-    starts: Family<RevisionLabels, Histogram, fn() -> Histogram>,
+    frozen: Family<RevisionLabels, Gauge>,
+    starts: Family<StartLabels, Histogram, fn() -> Histogram>,
 }
 
 /// One revision's numbers at a sampling instant.
@@ -32,6 +60,7 @@ pub struct RevisionSample {
     pub ready: u32,
     pub in_flight: u32,
     pub queued: u32,
+    pub frozen: u32,
     pub panicking: bool,
 }
 
@@ -45,6 +74,7 @@ impl ServingMetrics {
             in_flight: Family::default(),
             queued: Family::default(),
             panic: Family::default(),
+            frozen: Family::default(),
             starts: Family::new_with_constructor(start_histogram),
         };
         registry.register(
@@ -78,8 +108,13 @@ impl ServingMetrics {
             metrics.panic.clone(),
         );
         registry.register(
+            "rouse_revision_frozen_instances",
+            "Instances frozen at zero",
+            metrics.frozen.clone(),
+        );
+        registry.register(
             "rouse_instance_start_seconds",
-            "Cold start: time from creating an instance to its first successful probe",
+            "Cold start until the instance answers: path=fresh from create, path=frozen from thaw (its count is the thaw count)",
             metrics.starts.clone(),
         );
         metrics
@@ -101,6 +136,7 @@ impl ServingMetrics {
         self.in_flight.get_or_create(&labels).set(i64::from(sample.in_flight));
         self.queued.get_or_create(&labels).set(i64::from(sample.queued));
         self.panic.get_or_create(&labels).set(i64::from(sample.panicking));
+        self.frozen.get_or_create(&labels).set(i64::from(sample.frozen));
     }
 
     /// Forgets a deleted revision.
@@ -113,16 +149,26 @@ impl ServingMetrics {
             &self.in_flight,
             &self.queued,
             &self.panic,
+            &self.frozen,
         ] {
             family.remove(&labels);
         }
-        self.starts.remove(&labels);
+        for path in [StartPath::Fresh, StartPath::Frozen] {
+            self.starts.remove(&StartLabels {
+                service: service.to_string(),
+                revision: revision.to_string(),
+                path,
+            });
+        }
     }
 
-    /// Records how long an instance took from create to ready.
-    pub fn instance_started(&self, service: &str, revision: &str, seconds: f64) {
-        self.starts
-            .get_or_create(&Self::labels(service, revision))
-            .observe(seconds);
+    /// Records how long an instance took to answer, from create or from thaw.
+    pub fn instance_started(&self, service: &str, revision: &str, path: StartPath, seconds: f64) {
+        let labels = StartLabels {
+            service: service.to_string(),
+            revision: revision.to_string(),
+            path,
+        };
+        self.starts.get_or_create(&labels).observe(seconds);
     }
 }

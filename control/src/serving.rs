@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::restart_delay;
 use crate::config::InstanceConfig;
 use crate::error::ControlError;
-use crate::metrics::{RevisionSample, ServingMetrics};
+use crate::metrics::{RevisionSample, ServingMetrics, StartPath};
 use crate::store::Store;
 use rouse_autoscaler::{AutoscalerConfig, Kpa, Observation, ScalingSpec, Window};
 
@@ -39,6 +39,8 @@ use rouse_autoscaler::{AutoscalerConfig, Kpa, Observation, ScalingSpec, Window};
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 /// Log lines kept from a failed instance.
 const CRASH_LOG_LINES: usize = 20;
+/// How long a thawed instance gets to answer before it counts as dead.
+const THAW_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an adopted instance gets to answer its first probe after a daemon restart.
 const ADOPT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `delete` waits for start tasks of the service to notice and give up.
@@ -61,6 +63,8 @@ pub struct Serving {
     /// Raised by the activator when a request has to wait: the autoscaler decides at once.
     demand: Arc<Notify>,
     metrics: ServingMetrics,
+    /// Most memory frozen instances may hold, in bytes.
+    frozen_budget: u64,
 }
 
 #[derive(Default)]
@@ -109,6 +113,23 @@ struct InstanceRecord {
     name: String,
     endpoint: Option<SocketAddr>,
     phase: InstancePhase,
+    /// When it was frozen, while it is.
+    frozen_at: Option<Instant>,
+    /// Memory it holds while frozen, in bytes (measured after freezing).
+    memory: u64,
+}
+
+impl InstanceRecord {
+    fn new(instance: &Instance, endpoint: Option<SocketAddr>, phase: InstancePhase) -> Self {
+        Self {
+            id: instance.id.clone(),
+            name: instance.name.clone(),
+            endpoint,
+            phase,
+            frozen_at: None,
+            memory: 0,
+        }
+    }
 }
 
 /// What a caller may read about a revision's live state.
@@ -160,7 +181,7 @@ impl RevisionState {
             + self
                 .instances
                 .iter()
-                .filter(|i| i.phase != InstancePhase::Draining)
+                .filter(|i| !matches!(i.phase, InstancePhase::Draining | InstancePhase::Frozen))
                 .count()
     }
 }
@@ -196,6 +217,7 @@ impl Serving {
         config: InstanceConfig,
         autoscaler: AutoscalerConfig,
         metrics: ServingMetrics,
+        frozen_budget: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
@@ -208,6 +230,7 @@ impl Serving {
             wake: Notify::new(),
             demand: Arc::new(Notify::new()),
             metrics,
+            frozen_budget,
         })
     }
 
@@ -520,6 +543,7 @@ impl Serving {
                     .map(|e| e.in_flight() as u32)
                     .sum(),
                 queued: revision.endpoints.waiting() as u32,
+                frozen: count(InstancePhase::Frozen),
                 panicking: scaling.kpa.panicking(),
             };
             self.metrics
@@ -667,6 +691,9 @@ impl Serving {
                     (InstanceState::Running, Some(endpoint)) => {
                         self.spawn_adopt(&mut state, tasks, instance.clone(), endpoint)
                     }
+                    (InstanceState::Paused, Some(endpoint)) => {
+                        self.adopt_frozen(&mut state, tasks, instance, endpoint, now)
+                    }
                     _ => self.spawn_stop(&mut state, tasks, instance.id.clone()),
                 },
                 // It died and the exit event was missed.
@@ -704,13 +731,57 @@ impl Serving {
             };
             let desired = desired_instances(service, &revision.revision, revision.scaling.desired) as usize;
             let active = revision.active();
+            let retention = revision.scaling.spec.frozen_retention;
             if active < desired && revision.retry_at.is_none_or(|at| at <= now) {
-                for _ in active..desired {
+                // Thaw frozen instances first (the most recently frozen), then start fresh ones.
+                let mut frozen: Vec<(Instant, String)> = revision
+                    .instances
+                    .iter()
+                    .filter_map(|i| Some((i.frozen_at?, i.id.clone())))
+                    .collect();
+                frozen.sort_by(|a, b| b.0.cmp(&a.0));
+                let mut thawed = 0;
+                for (_, id) in frozen.into_iter().take(desired - active) {
+                    self.spawn_thaw(&mut state, tasks, &name, &id);
+                    thawed += 1;
+                }
+                for _ in active + thawed..desired {
                     self.spawn_start(&mut state, tasks, &name);
                 }
             } else if active > desired {
-                self.spawn_scale_down(&mut state, tasks, &name, active - desired);
+                // Going to zero: freeze rather than remove, unless freezing is off.
+                let freeze = desired == 0 && !retention.is_zero();
+                self.spawn_scale_down(&mut state, tasks, &name, active - desired, freeze);
             }
+            // Frozen past the retention: removed (thawed first, so it gets its SIGTERM).
+            let expired: Vec<String> = state.revisions.get(&name).map_or_else(Vec::new, |r| {
+                r.instances
+                    .iter()
+                    .filter(|i| {
+                        i.frozen_at
+                            .is_some_and(|at| now.saturating_duration_since(at) >= retention)
+                    })
+                    .map(|i| i.id.clone())
+                    .collect()
+            });
+            for id in expired {
+                tracing::info!(revision = %name, instance = %id, "frozen retention over: removing instance");
+                self.spawn_remove_frozen(&mut state, tasks, &name, &id);
+            }
+            if let Some(at) = state
+                .revisions
+                .get(&name)
+                .and_then(|r| r.instances.iter().filter_map(|i| i.frozen_at).min())
+            {
+                // Come back when the oldest frozen instance expires.
+                let serving = self.clone();
+                let at = at + retention;
+                tasks.spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    serving.wake();
+                });
+            }
+
             if let Some(at) = state.revisions.get(&name).and_then(|r| r.retry_at)
                 && at > now
             {
@@ -722,7 +793,114 @@ impl Serving {
                 });
             }
         }
+        self.enforce_frozen_budget(&mut state, tasks);
         Ok(())
+    }
+
+    /// Over the memory budget for frozen instances, removes the least recently frozen first.
+    fn enforce_frozen_budget(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>) {
+        let frozen: Vec<FrozenInstance> = state
+            .revisions
+            .iter()
+            .flat_map(|(name, r)| {
+                r.instances.iter().filter_map(move |i| {
+                    Some(FrozenInstance {
+                        since: i.frozen_at?,
+                        memory: i.memory,
+                        revision: name.clone(),
+                        id: i.id.clone(),
+                    })
+                })
+            })
+            .collect();
+        for evicted in over_budget(frozen, self.frozen_budget) {
+            tracing::info!(
+                revision = %evicted.revision,
+                instance = %evicted.id,
+                memory = evicted.memory,
+                budget = self.frozen_budget,
+                "frozen memory over budget: removing the least recently used"
+            );
+            self.spawn_remove_frozen(state, tasks, &evicted.revision, &evicted.id);
+        }
+    }
+
+    /// Removes a frozen instance.
+    fn spawn_remove_frozen(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str, id: &str) {
+        let Some(record) = state.revisions.get_mut(revision).and_then(|r| {
+            r.instances
+                .iter_mut()
+                .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
+        }) else {
+            return;
+        };
+        record.phase = InstancePhase::Draining;
+        record.frozen_at = None;
+        state.stopping.insert(id.to_string());
+        let serving = self.clone();
+        let (revision, id) = (revision.to_string(), id.to_string());
+        tasks.spawn(async move {
+            serving.stop_all(vec![id.clone()]).await;
+            let mut state = serving.state();
+            if let Some(rev) = state.revisions.get_mut(&revision) {
+                rev.instances.retain(|i| i.id != id);
+            }
+        });
+    }
+
+    /// Thaws a frozen instance and makes it available once it answers; if it does not, it is
+    /// removed and the next pass starts a fresh one.
+    fn spawn_thaw(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str, id: &str) {
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
+        let service = rev.revision.service.clone();
+        let Some(record) = rev
+            .instances
+            .iter_mut()
+            .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
+        else {
+            return;
+        };
+        record.phase = InstancePhase::Starting;
+        record.frozen_at = None;
+        record.memory = 0;
+        let record = record.clone();
+        let serving = self.clone();
+        let revision = revision.to_string();
+        tasks.spawn(async move {
+            let began = Instant::now();
+            let instance = Instance {
+                id: record.id.clone(),
+                name: record.name.clone(),
+                service: service.clone(),
+                revision: revision.clone(),
+                state: InstanceState::Running,
+                endpoint: record.endpoint,
+            };
+            let thawed = match serving.runtime.unpause(&record.id).await {
+                Ok(()) => serving.runtime.wait_ready(&instance, "/", THAW_PROBE_TIMEOUT).await,
+                Err(e) => Err(e),
+            };
+            match thawed {
+                Ok(()) => {
+                    let seconds = began.elapsed().as_secs_f64();
+                    serving.metrics.instance_started(&service, &revision, StartPath::Frozen, seconds);
+                    tracing::info!(%revision, instance = %record.name, ms = seconds * 1000.0, "instance thawed");
+                    serving.instance_ready(&revision, &instance);
+                }
+                Err(e) => {
+                    tracing::warn!(%revision, instance = %record.name, error = %e, "thawed instance is dead; starting a fresh one");
+                    serving.stop_all(vec![record.id.clone()]).await;
+                    let mut state = serving.state();
+                    if let Some(rev) = state.revisions.get_mut(&revision) {
+                        rev.instances.retain(|i| i.id != record.id);
+                    }
+                    drop(state);
+                    serving.wake();
+                }
+            }
+        });
     }
 
     fn spawn_stop(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, id: String) {
@@ -735,7 +913,16 @@ impl Serving {
     }
 
     /// Drains and stops `count` instances of a revision, starting ones first.
-    fn spawn_scale_down(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str, count: usize) {
+    /// Drains `count` instances of a revision (starting ones first), then stops them, or
+    /// freezes them when `freeze` (the revision is going to zero and keeps frozen instances).
+    fn spawn_scale_down(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        revision: &str,
+        count: usize,
+        freeze: bool,
+    ) {
         let Some(rev) = state.revisions.get_mut(revision) else {
             return;
         };
@@ -744,20 +931,26 @@ impl Serving {
             for instance in rev.instances.iter_mut().filter(|i| i.phase == phase) {
                 if chosen.len() < count {
                     instance.phase = InstancePhase::Draining;
-                    chosen.push(instance.id.clone());
+                    // A starting instance has nothing worth keeping: only ready ones freeze.
+                    chosen.push((instance.id.clone(), freeze && phase == InstancePhase::Ready));
                 }
             }
         }
         let endpoints = rev.endpoints.clone();
-        for id in chosen {
-            state.stopping.insert(id.clone());
+        for (id, freeze) in chosen {
+            if !freeze {
+                state.stopping.insert(id.clone());
+            }
             let serving = self.clone();
             let endpoints = endpoints.clone();
             let revision = revision.to_string();
             tasks.spawn(async move {
-                tracing::info!(%revision, instance = %id, "draining instance");
+                tracing::info!(%revision, instance = %id, freeze, "draining instance");
                 if let Some(endpoint) = endpoints.remove(&id) {
                     endpoint.drained(Instant::now() + endpoints.timeout).await;
+                }
+                if freeze && serving.freeze(&revision, &id).await {
+                    return;
                 }
                 serving.stop_all(vec![id.clone()]).await;
                 let mut state = serving.state();
@@ -766,6 +959,59 @@ impl Serving {
                 }
             });
         }
+    }
+
+    /// Pauses a drained instance and records it as frozen; false when it could not be.
+    async fn freeze(self: &Arc<Self>, revision: &str, id: &str) -> bool {
+        if let Err(e) = self.runtime.pause(id).await {
+            tracing::warn!(%revision, instance = %id, error = %e, "cannot freeze instance; removing it");
+            return false;
+        }
+        let recorded = {
+            let mut state = self.state();
+            match state
+                .revisions
+                .get_mut(revision)
+                .and_then(|r| r.instances.iter_mut().find(|i| i.id == id))
+            {
+                Some(record) => {
+                    record.phase = InstancePhase::Frozen;
+                    record.frozen_at = Some(Instant::now());
+                    true
+                }
+                None => false,
+            }
+        };
+        if !recorded {
+            // Its revision went away meanwhile.
+            self.stop_all(vec![id.to_string()]).await;
+            return true;
+        }
+        tracing::info!(%revision, instance = %id, "instance frozen");
+        self.measure_frozen(revision, id).await;
+        true
+    }
+
+    /// Records how much memory a frozen instance holds, then lets the budget be checked.
+    async fn measure_frozen(&self, revision: &str, id: &str) {
+        let memory = match self.runtime.memory_usage(id).await {
+            Ok(memory) => memory,
+            Err(e) => {
+                tracing::debug!(instance = %id, error = %e, "cannot read memory use of a frozen instance");
+                return;
+            }
+        };
+        {
+            let mut state = self.state();
+            if let Some(record) = state.revisions.get_mut(revision).and_then(|r| {
+                r.instances
+                    .iter_mut()
+                    .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
+            }) {
+                record.memory = memory;
+            }
+        }
+        self.wake();
     }
 
     fn spawn_start(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str) {
@@ -817,12 +1063,8 @@ impl Serving {
             match state.revisions.get_mut(revision) {
                 Some(rev) => {
                     rev.creating -= 1;
-                    rev.instances.push(InstanceRecord {
-                        id: created.id.clone(),
-                        name: created.name.clone(),
-                        endpoint: created.endpoint,
-                        phase: InstancePhase::Starting,
-                    });
+                    rev.instances
+                        .push(InstanceRecord::new(&created, created.endpoint, InstancePhase::Starting));
                     true
                 }
                 None => false,
@@ -841,7 +1083,8 @@ impl Serving {
         match probed {
             Ok(()) => {
                 let seconds = began.elapsed().as_secs_f64();
-                self.metrics.instance_started(&instance.service, revision, seconds);
+                self.metrics
+                    .instance_started(&instance.service, revision, StartPath::Fresh, seconds);
                 self.instance_ready(revision, &instance);
             }
             Err(e) => {
@@ -856,6 +1099,28 @@ impl Serving {
         }
     }
 
+    /// Re-admits an instance found frozen after a restart: it stays frozen, its retention
+    /// counting from now.
+    fn adopt_frozen(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        instance: &Instance,
+        endpoint: SocketAddr,
+        now: Instant,
+    ) {
+        let Some(rev) = state.revisions.get_mut(&instance.revision) else {
+            return;
+        };
+        tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting frozen instance");
+        let mut record = InstanceRecord::new(instance, Some(endpoint), InstancePhase::Frozen);
+        record.frozen_at = Some(now);
+        rev.instances.push(record);
+        let serving = self.clone();
+        let (revision, id) = (instance.revision.clone(), instance.id.clone());
+        tasks.spawn(async move { serving.measure_frozen(&revision, &id).await });
+    }
+
     /// Re-admits an instance found running after a restart, once it answers a probe.
     fn spawn_adopt(
         self: &Arc<Self>,
@@ -868,12 +1133,8 @@ impl Serving {
             return;
         };
         tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting running instance");
-        rev.instances.push(InstanceRecord {
-            id: instance.id.clone(),
-            name: instance.name.clone(),
-            endpoint: Some(endpoint),
-            phase: InstancePhase::Starting,
-        });
+        rev.instances
+            .push(InstanceRecord::new(&instance, Some(endpoint), InstancePhase::Starting));
         let serving = self.clone();
         tasks.spawn(async move {
             match serving.runtime.wait_ready(&instance, "/", ADOPT_PROBE_TIMEOUT).await {
@@ -1020,6 +1281,30 @@ impl Serving {
     }
 }
 
+/// A frozen instance, as the memory budget sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FrozenInstance {
+    since: Instant,
+    memory: u64,
+    revision: String,
+    id: String,
+}
+
+/// The frozen instances to remove so the rest fit in `budget`: least recently frozen first.
+fn over_budget(mut frozen: Vec<FrozenInstance>, budget: u64) -> Vec<FrozenInstance> {
+    let mut total: u64 = frozen.iter().map(|f| f.memory).sum();
+    frozen.sort_by_key(|f| f.since);
+    let mut evicted = Vec::new();
+    for instance in frozen {
+        if total <= budget {
+            break;
+        }
+        total = total.saturating_sub(instance.memory);
+        evicted.push(instance);
+    }
+    evicted
+}
+
 /// The revision number in a revision name (`hello-00002` → 2).
 fn number_of(revision: &str) -> u64 {
     revision.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
@@ -1091,6 +1376,23 @@ mod tests {
         assert_eq!(env["K_REVISION"], "hello-00001");
         assert_eq!(env["TARGET"], "x");
         assert_eq!(spec.container_port, 9000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_least_recently_frozen_go_first_until_the_rest_fit() {
+        let t0 = Instant::now();
+        let frozen = |secs, memory, id: &str| FrozenInstance {
+            since: t0 + Duration::from_secs(secs),
+            memory,
+            revision: "r".to_string(),
+            id: id.to_string(),
+        };
+        let all = vec![frozen(2, 30, "b"), frozen(1, 30, "a"), frozen(3, 30, "c")];
+        let ids = |v: Vec<FrozenInstance>| v.into_iter().map(|f| f.id).collect::<Vec<_>>();
+        assert_eq!(ids(over_budget(all.clone(), 90)), Vec::<String>::new());
+        assert_eq!(ids(over_budget(all.clone(), 89)), ["a"]);
+        assert_eq!(ids(over_budget(all.clone(), 30)), ["a", "b"]);
+        assert_eq!(ids(over_budget(all, 0)), ["a", "b", "c"]);
     }
 
     #[test]

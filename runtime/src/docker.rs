@@ -23,7 +23,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, future};
@@ -499,6 +500,18 @@ impl Runtime for DockerRuntime {
                 Err(no_such_instance("unpause", id))
             }
             Err(e) => Err(backend("unpause", id, e)),
+        }
+    }
+
+    async fn memory_usage(&self, id: &str) -> Result<u64, RuntimeError> {
+        self.ensure_ours("read memory of", id).await?;
+        let query = StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+        let mut stats = self.docker.stats(id, Some(query));
+        match stats.next().await {
+            Some(Ok(stats)) => Ok(stats.memory_stats.and_then(|m| m.usage).unwrap_or(0)),
+            Some(Err(e)) if is_status(&e, 404) => Err(no_such_instance("read memory of", id)),
+            Some(Err(e)) => Err(backend("read memory of", id, e)),
+            None => Ok(0),
         }
     }
 

@@ -42,6 +42,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// Thaws a frozen instance.
     async fn unpause(&self, id: &str) -> Result<(), RuntimeError>;
 
+    /// Memory the instance uses now, in bytes (frozen instances keep theirs).
+    async fn memory_usage(&self, id: &str) -> Result<u64, RuntimeError>;
+
     /// The instance's stdout and stderr.
     async fn logs(&self, id: &str, options: LogOptions) -> Result<Logs, RuntimeError>;
 

@@ -322,6 +322,11 @@ async fn pause_unpause_and_stop_while_paused() {
     let paused = rt.inspect(&instance.id).await.expect("inspect").expect("exists");
     assert_eq!(paused.state, InstanceState::Paused);
     assert_eq!(paused.endpoint, instance.endpoint);
+    let memory = rt
+        .memory_usage(&instance.id)
+        .await
+        .expect("memory of a frozen instance");
+    assert!(memory > 0 && memory < 512 << 20, "{memory} bytes");
 
     rt.unpause(&instance.id).await.expect("unpause");
     rt.unpause(&instance.id).await.expect("unpause twice");

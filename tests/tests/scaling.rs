@@ -89,7 +89,8 @@ fn metrics_are_served_without_a_token() {
         format!("rouse_revision_queued_requests{{{labels}}} 0"),
         format!("rouse_revision_in_flight_requests{{{labels}}} 0"),
         format!("rouse_revision_panic_mode{{{labels}}} 0"),
-        format!("rouse_instance_start_seconds_count{{{labels}}} 1"),
+        format!("rouse_instance_start_seconds_count{{{labels},path=\"fresh\"}} 1"),
+        format!("rouse_revision_frozen_instances{{{labels}}} 0"),
     ] {
         assert!(text.contains(&expected), "missing {expected} in:\n{text}");
     }

@@ -32,6 +32,14 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
             Some(window.as_millis() as u64)
         }
     };
+    let frozen_retention_ms = match &args.frozen_retention {
+        None => None,
+        Some(d) => {
+            let retention =
+                parse_duration(d).map_err(|reason| ValidationError::new("--frozen-retention", d, reason))?;
+            Some(retention.as_millis() as u64)
+        }
+    };
     let env = args
         .env
         .iter()
@@ -52,6 +60,7 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
             utilization: args.scale_utilization,
             window_ms,
             metric: args.scale_metric.parse()?,
+            frozen_retention_ms,
         },
     };
     template.validate()?;

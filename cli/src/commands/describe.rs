@@ -71,12 +71,16 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
         let traffic = if revision.routed { "100% traffic" } else { "no traffic" };
         let _ = writeln!(
             out,
-            "  {}   {}   {}   instances {}/{}",
+            "  {}   {}   {}   instances {}/{}{}",
             revision.name,
             revision.image,
             traffic,
             revision.ready(),
-            revision.desired
+            revision.desired,
+            match revision.frozen() {
+                0 => String::new(),
+                n => format!(", {n} frozen"),
+            }
         );
         for instance in &revision.instances {
             let _ = writeln!(
