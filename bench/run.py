@@ -97,6 +97,13 @@ class Daemon:
                               "--filter", f"label=rouse.service={service}"], capture_output=True, text=True)
         return out.stdout.split()
 
+    def frozen(self, service):
+        """True when the service has exactly one container and it is paused."""
+        home_id = open(os.path.join(self.home, "home-id")).read().strip()
+        out = subprocess.run(["docker", "ps", "-a", "--format", "{{.State}}", "--filter", f"label=rouse.home={home_id}",
+                              "--filter", f"label=rouse.service={service}"], capture_output=True, text=True)
+        return out.stdout.split() == ["paused"]
+
     def close(self):
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -141,17 +148,25 @@ def bare_docker_start_ms(image):
 
 
 def bench_cold(daemon, reps):
-    daemon.cli("deploy", "cold", "--image", HELLO)
-    host = f"cold.localhost:{daemon.ingress_port}"
-    rouse_ms, docker_ms = [], []
+    """(a) bare docker run, (b) Rouse fresh start, (c) Rouse thaw from frozen, interleaved."""
+    daemon.cli("deploy", "fresh", "--image", HELLO, "--frozen-retention", "0s")
+    daemon.cli("deploy", "thaw", "--image", HELLO)
+    fresh_host = f"fresh.localhost:{daemon.ingress_port}"
+    thaw_host = f"thaw.localhost:{daemon.ingress_port}"
+    docker_ms, fresh_ms, thaw_ms = [], [], []
     for _ in range(reps):
-        wait_for(lambda: not daemon.running("cold"), 60, "the service to reach zero")
-        ms = first_byte_ms(daemon.ingress_port, host)
+        wait_for(lambda: not daemon.running("fresh"), 60, "the fresh service to reach zero")
+        ms = first_byte_ms(daemon.ingress_port, fresh_host)
         if ms is None:
             sys.exit("a request from zero failed")
-        rouse_ms.append(ms)
+        fresh_ms.append(ms)
+        wait_for(lambda: daemon.frozen("thaw"), 60, "the thaw service to freeze")
+        ms = first_byte_ms(daemon.ingress_port, thaw_host)
+        if ms is None:
+            sys.exit("a request to a frozen service failed")
+        thaw_ms.append(ms)
         docker_ms.append(bare_docker_start_ms(HELLO))
-    return rouse_ms, docker_ms
+    return docker_ms, fresh_ms, thaw_ms
 
 
 def wrk(url, host, seconds, connections):
@@ -251,15 +266,14 @@ def main():
     daemon = Daemon(rouse, config)
     try:
         if args.only in (None, "cold"):
-            rouse_ms, docker_ms = bench_cold(daemon, args.reps)
-            r50, r95 = percentile(rouse_ms, 50), percentile(rouse_ms, 95)
+            docker_ms, fresh_ms, thaw_ms = bench_cold(daemon, args.reps)
             d50, d95 = percentile(docker_ms, 50), percentile(docker_ms, 95)
-            print(f"\n## cold start ({args.reps} reps each, interleaved), ms to first response byte")
-            print("| side | p50 | p95 |\n|---|---|---|")
-            print(f"| bare `docker run` + poll | {d50:.0f} | {d95:.0f} |")
-            print(f"| Rouse, service at zero | {r50:.0f} | {r95:.0f} |")
-            print(f"| Rouse − docker | {r50 - d50:+.0f} | {r95 - d95:+.0f} |")
-            print(f"| ratio Rouse / docker | {r50 / d50:.2f} | {r95 / d95:.2f} |")
+            print(f"\n## from zero to first response byte ({args.reps} reps each, interleaved), ms")
+            print("| side | p50 | p95 | p50 vs (a) |\n|---|---|---|---|")
+            print(f"| (a) bare `docker run` + poll | {d50:.0f} | {d95:.0f} | 1.00 |")
+            for label, values in (("(b) Rouse, fresh start", fresh_ms), ("(c) Rouse, thaw from frozen", thaw_ms)):
+                p50, p95 = percentile(values, 50), percentile(values, 95)
+                print(f"| {label} | {p50:.1f} | {p95:.1f} | {p50 / d50:.3f} ({d50 / p50:.1f}x faster) |")
         if args.only in (None, "proxy"):
             median, single, runs = bench_proxy(daemon, args.seconds, args.connections)
             print(f"\n## warm proxy (wrk -t2 -c{args.connections} -d{args.seconds}s, 3 alternating runs each, medians)")

@@ -739,7 +739,7 @@ impl Serving {
                     .iter()
                     .filter_map(|i| Some((i.frozen_at?, i.id.clone())))
                     .collect();
-                frozen.sort_by(|a, b| b.0.cmp(&a.0));
+                frozen.sort_by_key(|f| std::cmp::Reverse(f.0));
                 let mut thawed = 0;
                 for (_, id) in frozen.into_iter().take(desired - active) {
                     self.spawn_thaw(&mut state, tasks, &name, &id);
