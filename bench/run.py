@@ -211,7 +211,8 @@ def bench_proxy(daemon, seconds, connections):
 def bench_burst(daemon, clients):
     daemon.cli("deploy", "burst", "--image", SLEEPER, "--concurrency-limit", "10")
     host = f"burst.localhost:{daemon.ingress_port}"
-    wait_for(lambda: not daemon.running("burst"), 60, "the service to reach zero")
+    # At zero: frozen (the default) or gone.
+    wait_for(lambda: daemon.frozen("burst") or not daemon.running("burst"), 60, "the service to reach zero")
     statuses, peak, done = [], [0], threading.Event()
 
     def client():
