@@ -1185,6 +1185,11 @@ impl Serving {
             };
             if newer {
                 svc.latest_ready_revision = Some(revision.to_string());
+                // Route before the record says so: whoever sees the revision ready (a
+                // waiting `rouse deploy`) must find it taking the traffic.
+                if let Some(endpoints) = self.state().revisions.get(revision).map(|r| r.endpoints.clone()) {
+                    self.routes.set(&svc.name, endpoints);
+                }
             }
             Ok(())
         });
