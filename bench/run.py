@@ -247,6 +247,16 @@ def bench_burst(daemon, clients):
     return {"clients": clients, "errors": len(errors), "seconds": elapsed, "peak_instances": peak[0]}
 
 
+def proxy_table(title, medians):
+    print(f"\n## {title}")
+    print("| side | req/s | p50 ms | p99 ms |\n|---|---|---|---|")
+    for side in ("direct", "rouse"):
+        m = medians[side]
+        print(f"| {side} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} |")
+    d, r = medians["direct"], medians["rouse"]
+    print(f"| ratio / added | {r['rps'] / d['rps']:.2f} | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rouse", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "rouse"))
@@ -277,20 +287,8 @@ def main():
                 print(f"| {label} | {p50:.1f} | {p95:.1f} | {p50 / d50:.3f} ({d50 / p50:.1f}x faster) |")
         if args.only in (None, "proxy"):
             median, single, runs = bench_proxy(daemon, args.seconds, args.connections)
-            print(f"\n## warm proxy (wrk -t2 -c{args.connections} -d{args.seconds}s, 3 alternating runs each, medians)")
-            print("| side | req/s | p50 ms | p99 ms |\n|---|---|---|---|")
-            for side in ("direct", "rouse"):
-                m = median[side]
-                print(f"| {side} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} |")
-            d, r = median["direct"], median["rouse"]
-            print(f"| ratio / added | {r['rps'] / d['rps']:.2f} | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
-            print(f"\n## warm proxy, one connection (wrk -t1 -c1 -d{args.seconds}s, 3 alternating runs each, medians)")
-            print("| side | req/s | p50 ms | p99 ms |\n|---|---|---|---|")
-            for side in ("direct", "rouse"):
-                m = single[side]
-                print(f"| {side} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} |")
-            d, r = single["direct"], single["rouse"]
-            print(f"| ratio / added | {r['rps'] / d['rps']:.2f} | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
+            proxy_table(f"warm proxy (wrk -t2 -c{args.connections} -d{args.seconds}s, 3 alternating runs each, medians)", median)
+            proxy_table(f"warm proxy, one connection (wrk -t1 -c1 -d{args.seconds}s, 3 alternating runs each, medians)", single)
             errors = sum(x["errors"] for v in runs.values() for x in v)
             print(f"\nnon-2xx responses across all runs: {errors}")
         if args.only in (None, "burst"):

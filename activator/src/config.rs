@@ -26,7 +26,7 @@ pub struct IngressConfig {
     /// See [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: u64,
     /// See [`DEFAULT_IDLE_TIMEOUT`].
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
     pub idle_timeout: Duration,
     /// See [`DEFAULT_MAX_WAITING`].
     pub max_waiting: usize,
@@ -41,17 +41,5 @@ impl Default for IngressConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_waiting: DEFAULT_MAX_WAITING,
         }
-    }
-}
-
-/// Durations in config files are strings like `"60s"` or `"500ms"`.
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        rouse_api::duration::parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }

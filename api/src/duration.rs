@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
+
 /// Parses `"60s"`, `"1.5s"`, `"250ms"`, `"2m"`: a number and a unit (ms, s, m, h).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -21,6 +23,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Deserializes a duration written as a string (`"60s"`): `#[serde(deserialize_with = ...)]`.
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -429,45 +429,15 @@ mod tests {
 
     #[test]
     fn initial_instances_respect_bounds() {
-        assert_eq!(
-            ScaleBounds {
-                min: 0,
-                max: 0,
-                initial: 1,
-                ..ScaleBounds::default()
-            }
-            .initial_instances(),
-            1
-        );
-        assert_eq!(
-            ScaleBounds {
-                min: 3,
-                max: 0,
-                initial: 1,
-                ..ScaleBounds::default()
-            }
-            .initial_instances(),
-            3
-        );
-        assert_eq!(
-            ScaleBounds {
-                min: 0,
-                max: 2,
-                initial: 5,
-                ..ScaleBounds::default()
-            }
-            .initial_instances(),
-            2
-        );
-        assert_eq!(
-            ScaleBounds {
-                min: 0,
-                max: 0,
-                initial: 0,
-                ..ScaleBounds::default()
-            }
-            .initial_instances(),
-            0
-        );
+        let bounds = |min, max, initial| ScaleBounds {
+            min,
+            max,
+            initial,
+            ..ScaleBounds::default()
+        };
+        assert_eq!(bounds(0, 0, 1).initial_instances(), 1);
+        assert_eq!(bounds(3, 0, 1).initial_instances(), 3);
+        assert_eq!(bounds(0, 2, 5).initial_instances(), 2);
+        assert_eq!(bounds(0, 0, 0).initial_instances(), 0);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rouse_api::duration::parse_duration;
+use rouse_api::duration::deserialize_duration;
 use rouse_api::{ScaleBounds, ScaleMetric};
 use serde::{Deserialize, Deserializer};
 
@@ -37,19 +37,19 @@ pub struct AutoscalerConfig {
     pub container_concurrency_target_default: f64,
     pub container_concurrency_target_percentage: f64,
     pub requests_per_second_target_default: f64,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub stable_window: Duration,
     pub panic_window_percentage: f64,
     pub panic_threshold_percentage: f64,
     pub max_scale_up_rate: f64,
     pub max_scale_down_rate: f64,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub scale_to_zero_grace_period: Duration,
     pub enable_scale_to_zero: bool,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub tick_interval: Duration,
     /// How long idle instances stay frozen at zero before removal; 0 removes them at once.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub frozen_retention: Duration,
     /// Memory budget for frozen instances, e.g. `"2GiB"`; `None` = a quarter of the host's.
     #[serde(deserialize_with = "bytes")]
@@ -74,11 +74,6 @@ impl Default for AutoscalerConfig {
             max_frozen_memory: None,
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use rouse_activator::IngressConfig;
-use rouse_api::duration::parse_duration;
+use rouse_api::duration::deserialize_duration;
 use rouse_autoscaler::AutoscalerConfig;
 use rouse_runtime::Dial;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::error::ControlError;
 
@@ -67,15 +67,15 @@ impl RuntimeConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct InstanceConfig {
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub stop_grace_period: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub ready_timeout: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub crash_backoff: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub crash_backoff_max: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub resync_interval: Duration,
 }
 
@@ -89,11 +89,6 @@ impl Default for InstanceConfig {
             resync_interval: DEFAULT_RESYNC_INTERVAL,
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 impl Config {

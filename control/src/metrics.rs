@@ -77,41 +77,46 @@ impl ServingMetrics {
             frozen: Family::default(),
             starts: Family::new_with_constructor(start_histogram),
         };
-        registry.register(
-            "rouse_revision_desired_instances",
-            "Instances the autoscaler wants",
-            metrics.desired.clone(),
-        );
-        registry.register(
-            "rouse_revision_actual_instances",
-            "Instances running (starting or ready)",
-            metrics.actual.clone(),
-        );
-        registry.register(
-            "rouse_revision_ready_instances",
-            "Instances taking requests",
-            metrics.ready.clone(),
-        );
-        registry.register(
-            "rouse_revision_in_flight_requests",
-            "Requests being handled by instances",
-            metrics.in_flight.clone(),
-        );
-        registry.register(
-            "rouse_revision_queued_requests",
-            "Requests waiting in the activator's queue",
-            metrics.queued.clone(),
-        );
-        registry.register(
-            "rouse_revision_panic_mode",
-            "1 while the autoscaler is in panic mode",
-            metrics.panic.clone(),
-        );
-        registry.register(
-            "rouse_revision_frozen_instances",
-            "Instances frozen at zero",
-            metrics.frozen.clone(),
-        );
+        let gauges = [
+            (
+                "rouse_revision_desired_instances",
+                "Instances the autoscaler wants",
+                &metrics.desired,
+            ),
+            (
+                "rouse_revision_actual_instances",
+                "Instances running (starting or ready)",
+                &metrics.actual,
+            ),
+            (
+                "rouse_revision_ready_instances",
+                "Instances taking requests",
+                &metrics.ready,
+            ),
+            (
+                "rouse_revision_in_flight_requests",
+                "Requests being handled by instances",
+                &metrics.in_flight,
+            ),
+            (
+                "rouse_revision_queued_requests",
+                "Requests waiting in the activator's queue",
+                &metrics.queued,
+            ),
+            (
+                "rouse_revision_panic_mode",
+                "1 while the autoscaler is in panic mode",
+                &metrics.panic,
+            ),
+            (
+                "rouse_revision_frozen_instances",
+                "Instances frozen at zero",
+                &metrics.frozen,
+            ),
+        ];
+        for (name, help, family) in gauges {
+            registry.register(name, help, family.clone());
+        }
         registry.register(
             "rouse_instance_start_seconds",
             "Cold start until the instance answers: path=fresh from create, path=frozen from thaw (its count is the thaw count)",
