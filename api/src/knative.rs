@@ -198,12 +198,7 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
 }
 
 fn scale_annotations(template: &RevisionTemplate) -> BTreeMap<String, String> {
-    let scale = template.scale;
-    let mut annotations = BTreeMap::new();
-    annotations.insert(MIN_SCALE_ANNOTATION.to_string(), scale.min.to_string());
-    annotations.insert(MAX_SCALE_ANNOTATION.to_string(), scale.max.to_string());
-    annotations.insert(INITIAL_SCALE_ANNOTATION.to_string(), scale.initial.to_string());
-    annotations
+    crate::annotations::scale_annotations(&template.scale)
 }
 
 /// The Knative object for a service, with the given status.

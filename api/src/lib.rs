@@ -10,11 +10,13 @@
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
 //! - [`status`]: live state the admin API adds: revisions, instances, crashes.
+//! - [`annotations`]: Knative's autoscaling annotations, in and out.
 //! - [`duration`]: durations written as `"60s"`.
 //! - [`error`]: [`ValidationError`], naming the field and the fix.
 
 #![forbid(unsafe_code)]
 
+pub mod annotations;
 pub mod duration;
 pub mod error;
 pub mod knative;

@@ -250,6 +250,16 @@ pub struct ScaleBounds {
     /// `None` takes the daemon's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen_retention_ms: Option<u64>,
+    /// Panic window as a percent of the stable window; `None` takes the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_window_percentage: Option<u32>,
+    /// Panic threshold percent; `None` takes the daemon's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_threshold_percentage: Option<u32>,
+    /// How long the last instance stays after the decision to go to zero, in milliseconds
+    /// (Knative's scale-to-zero-pod-retention-period); `None` takes the daemon's grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_instance_retention_ms: Option<u64>,
 }
 
 /// Shortest stable window Knative accepts.
@@ -308,6 +318,9 @@ impl Default for ScaleBounds {
             window_ms: None,
             metric: ScaleMetric::Concurrency,
             frozen_retention_ms: None,
+            panic_window_percentage: None,
+            panic_threshold_percentage: None,
+            last_instance_retention_ms: None,
         }
     }
 }
@@ -338,6 +351,24 @@ impl ScaleBounds {
                 "--scale-utilization",
                 u,
                 "must be a percentage between 1 and 100",
+            ));
+        }
+        if let Some(p) = self.panic_window_percentage
+            && !(1..=100).contains(&p)
+        {
+            return Err(ValidationError::new(
+                "autoscaling.knative.dev/panic-window-percentage",
+                p,
+                "must be between 1 and 100",
+            ));
+        }
+        if let Some(p) = self.panic_threshold_percentage
+            && !(110..=1000).contains(&p)
+        {
+            return Err(ValidationError::new(
+                "autoscaling.knative.dev/panic-threshold-percentage",
+                p,
+                "must be between 110 and 1000",
             ));
         }
         if let Some(w) = self.window_ms

@@ -197,20 +197,30 @@ impl AutoscalerConfig {
             .utilization
             .map_or(self.container_concurrency_target_percentage, f64::from);
         let stable_window = scale.window_ms.map_or(self.stable_window, Duration::from_millis);
+        let panic_percentage = scale
+            .panic_window_percentage
+            .map_or(self.panic_window_percentage, f64::from);
         let panic_window = stable_window
-            .mul_f64(self.panic_window_percentage / 100.0)
+            .mul_f64(panic_percentage / 100.0)
             .max(Duration::from_secs(1));
         ScalingSpec {
             metric,
             target: (target * utilization / 100.0).max(0.01),
             stable_window,
             panic_window,
-            panic_threshold: self.panic_threshold_percentage / 100.0,
+            panic_threshold: scale
+                .panic_threshold_percentage
+                .map_or(self.panic_threshold_percentage, f64::from)
+                / 100.0,
             max_scale_up_rate: self.max_scale_up_rate,
             max_scale_down_rate: self.max_scale_down_rate,
             min_scale: scale.min,
             max_scale: scale.max,
-            scale_to_zero_grace: self.scale_to_zero_grace_period,
+            scale_to_zero_grace: scale
+                .last_instance_retention_ms
+                .map_or(self.scale_to_zero_grace_period, |ms| {
+                    self.scale_to_zero_grace_period.max(Duration::from_millis(ms))
+                }),
             scale_to_zero: self.enable_scale_to_zero,
             frozen_retention: scale
                 .frozen_retention_ms
@@ -278,6 +288,16 @@ mod tests {
         };
         let spec = config.spec_for(&scale, 0);
         assert_eq!(spec.target, 50.0);
+        let panicky = ScaleBounds {
+            panic_window_percentage: Some(50),
+            panic_threshold_percentage: Some(300),
+            last_instance_retention_ms: Some(90_000),
+            ..ScaleBounds::default()
+        };
+        let spec_p = config.spec_for(&panicky, 0);
+        assert_eq!(spec_p.panic_window, Duration::from_secs(30));
+        assert_eq!(spec_p.panic_threshold, 3.0);
+        assert_eq!(spec_p.scale_to_zero_grace, Duration::from_secs(90));
         assert_eq!(spec.panic_window, Duration::from_secs(2));
         let rps = ScaleBounds {
             metric: ScaleMetric::Rps,

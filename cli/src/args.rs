@@ -103,6 +103,10 @@ pub(crate) struct DeployArgs {
     /// at once [default: daemon's, 10m].
     #[arg(long, value_name = "DURATION")]
     pub(crate) frozen_retention: Option<String>,
+    /// Knative autoscaling annotation, e.g. autoscaling.knative.dev/target=10 (repeatable);
+    /// applied after the --scale-* flags.
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+    pub(crate) annotations: Vec<String>,
     /// What the autoscaler measures: concurrency or rps.
     #[arg(long, default_value = "concurrency", value_name = "METRIC")]
     pub(crate) scale_metric: String,

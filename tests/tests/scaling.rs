@@ -184,3 +184,89 @@ fn load_going_up_and_down_gets_no_errors() {
     let after = rouse.running("tide").len();
     assert!(after < peak, "scaled down from {peak} to {after} while load dropped");
 }
+
+#[test]
+fn knative_autoscaling_annotations_configure_the_revision() {
+    let rouse = Rouse::start();
+    rouse.deploy(
+        "annotated",
+        HELLO,
+        &[
+            "--annotation",
+            "autoscaling.knative.dev/min-scale=2",
+            "--annotation",
+            "autoscaling.knative.dev/target=5",
+            "--annotation",
+            "autoscaling.knative.dev/window=20s",
+        ],
+    );
+    eventually("min-scale 2 instances", Duration::from_secs(20), || {
+        (rouse.running("annotated").len() == 2).then_some(())
+    });
+    let service = rouse.describe("annotated");
+    let annotations = &service["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["autoscaling.knative.dev/min-scale"], "2");
+    assert_eq!(annotations["autoscaling.knative.dev/target"], "5");
+    assert_eq!(annotations["autoscaling.knative.dev/window"], "20s");
+
+    let bad = rouse.cli(&[
+        "deploy",
+        "x",
+        "--image",
+        HELLO,
+        "--annotation",
+        "autoscaling.knative.dev/bogus=1",
+    ]);
+    assert!(!bad.status.success());
+    assert!(bad.stderr.contains("autoscaling.knative.dev/bogus"), "{}", bad.stderr);
+    let bad = rouse.cli(&[
+        "deploy",
+        "x",
+        "--image",
+        HELLO,
+        "--annotation",
+        "autoscaling.knative.dev/window=2s",
+    ]);
+    assert!(
+        !bad.status.success() && bad.stderr.contains("between 6s and 1h"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn the_rps_metric_scales_with_request_rate() {
+    let rouse = Rouse::start_with_config(FAST);
+    rouse.deploy(
+        "rate",
+        HELLO,
+        &[
+            "--scale-metric",
+            "rps",
+            "--scale-target",
+            "5",
+            "--scale-utilization",
+            "100",
+            "--scale-max",
+            "3",
+        ],
+    );
+    // Two clients in a loop: far more than 5 requests per second, but never more than 2 at once,
+    // so only the request rate can call for 3 instances.
+    let peak = std::thread::scope(|scope| {
+        let until = tokio::time::Instant::now() + Duration::from_secs(8);
+        let rouse = &rouse;
+        for _ in 0..2 {
+            scope.spawn(move || {
+                while tokio::time::Instant::now() < until {
+                    assert_eq!(rouse.get("rate", "/").status, 200);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+        eventually("three instances for the request rate", Duration::from_secs(8), || {
+            (rouse.running("rate").len() == 3).then_some(3)
+        })
+    });
+    assert_eq!(peak, 3);
+}

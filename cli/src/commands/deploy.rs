@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use http_body_util::BodyExt;
+use rouse_api::annotations::{apply_annotation, parse_annotation};
 use rouse_api::duration::parse_duration;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, ServiceDescription};
@@ -45,7 +46,7 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
         .iter()
         .map(|e| e.parse::<EnvVar>())
         .collect::<Result<Vec<_>, _>>()?;
-    let template = RevisionTemplate {
+    let mut template = RevisionTemplate {
         image: args.image.clone(),
         env,
         port,
@@ -61,8 +62,13 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
             window_ms,
             metric: args.scale_metric.parse()?,
             frozen_retention_ms,
+            ..ScaleBounds::default()
         },
     };
+    for annotation in &args.annotations {
+        let (key, value) = parse_annotation(annotation)?;
+        apply_annotation(&mut template.scale, &key, &value)?;
+    }
     template.validate()?;
     Ok(template)
 }

@@ -1,0 +1,187 @@
+//! Knative's `autoscaling.knative.dev/*` annotations, read into a revision's scale settings.
+//!
+//! The same keys work on `rouse deploy --annotation KEY=VALUE` and in Knative YAML, and
+//! [`scale_annotations`] writes them back, so an object round-trips.
+
+use std::collections::BTreeMap;
+
+use crate::duration::parse_duration;
+use crate::error::ValidationError;
+use crate::template::ScaleBounds;
+
+/// Prefix of every autoscaling annotation.
+pub const AUTOSCALING: &str = "autoscaling.knative.dev/";
+/// The only autoscaler class Rouse has: Knative's KPA.
+pub const KPA_CLASS: &str = "kpa.autoscaling.knative.dev";
+
+fn number<T: std::str::FromStr>(key: &str, value: &str, what: &str) -> Result<T, ValidationError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ValidationError::new(key, value, format!("must be {what}")))
+}
+
+fn millis(key: &str, value: &str) -> Result<u64, ValidationError> {
+    // Knative writes durations as "60s", "1m30s" is not accepted here; "90s" is.
+    let duration = parse_duration(value).map_err(|reason| ValidationError::new(key, value, reason))?;
+    Ok(duration.as_millis() as u64)
+}
+
+/// Applies one annotation to `scale`. Unknown `autoscaling.knative.dev/*` keys and other
+/// prefixes are refused by name rather than silently ignored.
+pub fn apply_annotation(scale: &mut ScaleBounds, key: &str, value: &str) -> Result<(), ValidationError> {
+    let Some(name) = key.strip_prefix(AUTOSCALING) else {
+        return Err(ValidationError::new(
+            "annotation",
+            key,
+            format!("only {AUTOSCALING}* annotations are supported, e.g. {AUTOSCALING}target=10"),
+        ));
+    };
+    match name {
+        "min-scale" | "minScale" => scale.min = number(key, value, "a whole number ≥ 0")?,
+        "max-scale" | "maxScale" => scale.max = number(key, value, "a whole number ≥ 0 (0 = unlimited)")?,
+        "initial-scale" | "initialScale" => scale.initial = number(key, value, "a whole number ≥ 0")?,
+        "target" => scale.target = Some(number(key, value, "a whole number ≥ 1")?),
+        "target-utilization-percentage" => scale.utilization = Some(number(key, value, "a percentage 1-100")?),
+        "metric" => {
+            scale.metric = value
+                .parse()
+                .map_err(|_| ValidationError::new(key, value, "must be 'concurrency' or 'rps'"))?
+        }
+        "window" => scale.window_ms = Some(millis(key, value)?),
+        "panic-window-percentage" => scale.panic_window_percentage = Some(number(key, value, "a percentage 1-100")?),
+        "panic-threshold-percentage" => {
+            scale.panic_threshold_percentage = Some(number(key, value, "a percentage 110-1000")?)
+        }
+        "scale-to-zero-pod-retention-period" => scale.last_instance_retention_ms = Some(millis(key, value)?),
+        "class" if value == KPA_CLASS => {}
+        "class" => {
+            return Err(ValidationError::new(
+                key,
+                value,
+                format!("Rouse only has the KPA autoscaler: use {KPA_CLASS}"),
+            ));
+        }
+        _ => {
+            return Err(ValidationError::new(
+                "annotation",
+                key,
+                "is not an autoscaling annotation Rouse knows: min-scale, max-scale, initial-scale, target, \
+                 target-utilization-percentage, metric, window, panic-window-percentage, \
+                 panic-threshold-percentage, scale-to-zero-pod-retention-period, class",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parses `--annotation KEY=VALUE`.
+pub fn parse_annotation(s: &str) -> Result<(String, String), ValidationError> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(ValidationError::new(
+            "--annotation",
+            s,
+            format!("expected KEY=VALUE, e.g. --annotation {AUTOSCALING}target=10"),
+        )),
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The annotations that describe `scale`, as Knative writes them.
+pub fn scale_annotations(scale: &ScaleBounds) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut put = |name: &str, value: String| {
+        out.insert(format!("{AUTOSCALING}{name}"), value);
+    };
+    put("min-scale", scale.min.to_string());
+    put("max-scale", scale.max.to_string());
+    put("initial-scale", scale.initial.to_string());
+    put("metric", scale.metric.to_string());
+    if let Some(target) = scale.target {
+        put("target", target.to_string());
+    }
+    if let Some(utilization) = scale.utilization {
+        put("target-utilization-percentage", utilization.to_string());
+    }
+    if let Some(window) = scale.window_ms {
+        put("window", seconds(window));
+    }
+    if let Some(p) = scale.panic_window_percentage {
+        put("panic-window-percentage", p.to_string());
+    }
+    if let Some(p) = scale.panic_threshold_percentage {
+        put("panic-threshold-percentage", p.to_string());
+    }
+    if let Some(r) = scale.last_instance_retention_ms {
+        put("scale-to-zero-pod-retention-period", seconds(r));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::ScaleMetric;
+
+    #[test]
+    fn knative_annotations_set_scale_settings_and_round_trip() {
+        let mut scale = ScaleBounds::default();
+        for (k, v) in [
+            ("autoscaling.knative.dev/min-scale", "1"),
+            ("autoscaling.knative.dev/max-scale", "5"),
+            ("autoscaling.knative.dev/target", "10"),
+            ("autoscaling.knative.dev/target-utilization-percentage", "80"),
+            ("autoscaling.knative.dev/metric", "rps"),
+            ("autoscaling.knative.dev/window", "40s"),
+            ("autoscaling.knative.dev/panic-window-percentage", "20"),
+            ("autoscaling.knative.dev/panic-threshold-percentage", "150"),
+            ("autoscaling.knative.dev/scale-to-zero-pod-retention-period", "5s"),
+            ("autoscaling.knative.dev/class", "kpa.autoscaling.knative.dev"),
+        ] {
+            apply_annotation(&mut scale, k, v).unwrap();
+        }
+        assert_eq!(
+            (scale.min, scale.max, scale.target, scale.utilization),
+            (1, 5, Some(10), Some(80))
+        );
+        assert_eq!(scale.metric, ScaleMetric::Rps);
+        assert_eq!(scale.window_ms, Some(40_000));
+        let mut again = ScaleBounds::default();
+        for (k, v) in scale_annotations(&scale) {
+            apply_annotation(&mut again, &k, &v).unwrap();
+        }
+        assert_eq!(again, scale);
+    }
+
+    #[test]
+    fn unknown_or_malformed_annotations_are_named() {
+        let mut scale = ScaleBounds::default();
+        let err = apply_annotation(&mut scale, "autoscaling.knative.dev/bogus", "1").unwrap_err();
+        assert!(err.to_string().contains("autoscaling.knative.dev/bogus"), "{err}");
+        let err = apply_annotation(&mut scale, "example.com/x", "1").unwrap_err();
+        assert!(err.reason.contains("only autoscaling.knative.dev/*"), "{err}");
+        let err = apply_annotation(&mut scale, "autoscaling.knative.dev/target", "ten").unwrap_err();
+        assert_eq!(err.field, "autoscaling.knative.dev/target");
+        assert!(
+            apply_annotation(
+                &mut scale,
+                "autoscaling.knative.dev/class",
+                "hpa.autoscaling.knative.dev"
+            )
+            .is_err()
+        );
+        assert!(parse_annotation("novalue").is_err());
+        assert_eq!(
+            parse_annotation("a/b=c=d").unwrap(),
+            ("a/b".to_string(), "c=d".to_string())
+        );
+    }
+}
