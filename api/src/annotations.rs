@@ -88,7 +88,7 @@ pub fn parse_annotation(s: &str) -> Result<(String, String), ValidationError> {
 }
 
 fn seconds(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
