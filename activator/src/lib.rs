@@ -30,4 +30,4 @@ pub use config::IngressConfig;
 pub use endpoints::{Endpoint, RevisionEndpoints};
 pub use metrics::IngressMetrics;
 pub use proxy::Ingress;
-pub use route::RouteTable;
+pub use route::{RouteTable, ServiceRoute};

@@ -121,7 +121,9 @@ impl Ingress {
         } else {
             host.into()
         };
-        let Some(revision) = service_for_host(&host, &self.config.domain).and_then(|s| self.routes.get(s)) else {
+        let roll = rand::random_range(0..100);
+        let Some(revision) = service_for_host(&host, &self.config.domain).and_then(|s| self.routes.lookup(s, roll))
+        else {
             return respond::unknown_host(&host, &self.config.domain);
         };
         *routed = Some(revision.clone());

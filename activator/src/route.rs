@@ -1,16 +1,66 @@
-//! Which revision serves each service.
+//! Which revisions serve each service: a weighted split, and tags with their own hosts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use crate::endpoints::RevisionEndpoints;
 
-/// Service name → the revision that takes its traffic. Read on every request (lock-free
-/// shards), written only when control switches a route.
+/// How one service's requests are spread over its revisions.
+#[derive(Debug, Default)]
+pub struct ServiceRoute {
+    /// Revisions with their share; shares add up to 100.
+    split: Vec<(Arc<RevisionEndpoints>, u32)>,
+    /// `{tag}-{service}` hosts go to the tagged revision.
+    tags: HashMap<String, Arc<RevisionEndpoints>>,
+}
+
+impl ServiceRoute {
+    /// A route from shares and tags.
+    pub fn new(split: Vec<(Arc<RevisionEndpoints>, u32)>, tags: HashMap<String, Arc<RevisionEndpoints>>) -> Self {
+        Self { split, tags }
+    }
+
+    /// All traffic to one revision.
+    pub fn single(revision: Arc<RevisionEndpoints>) -> Self {
+        Self {
+            split: vec![(revision, 100)],
+            tags: HashMap::new(),
+        }
+    }
+
+    /// The revision for a roll in `0..100`: each revision gets its share of the rolls.
+    pub fn pick(&self, roll: u32) -> Option<&Arc<RevisionEndpoints>> {
+        let mut upto = 0;
+        for (revision, percent) in &self.split {
+            upto += percent;
+            if roll < upto {
+                return Some(revision);
+            }
+        }
+        self.split.last().map(|(revision, _)| revision)
+    }
+
+    /// The revision a tag names.
+    pub fn tagged(&self, tag: &str) -> Option<&Arc<RevisionEndpoints>> {
+        self.tags.get(tag)
+    }
+
+    /// A summary that changes whenever the route does: (revision, share) and (tag, revision).
+    pub fn shape(&self) -> (Vec<(String, u32)>, Vec<(String, String)>) {
+        let split = self.split.iter().map(|(r, p)| (r.revision.clone(), *p)).collect();
+        let mut tags: Vec<_> = self.tags.iter().map(|(t, r)| (t.clone(), r.revision.clone())).collect();
+        tags.sort();
+        (split, tags)
+    }
+}
+
+/// Service name → its route. Read on every request (lock-free shards), written only when
+/// control changes a route.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    services: DashMap<String, Arc<RevisionEndpoints>>,
+    services: DashMap<String, Arc<ServiceRoute>>,
 }
 
 impl RouteTable {
@@ -18,18 +68,64 @@ impl RouteTable {
         Self::default()
     }
 
-    /// Routes `service` to `revision` from now on.
-    pub fn set(&self, service: &str, revision: Arc<RevisionEndpoints>) {
-        self.services.insert(service.to_string(), revision);
+    /// Routes `service` this way from now on.
+    pub fn set(&self, service: &str, route: ServiceRoute) {
+        self.services.insert(service.to_string(), Arc::new(route));
     }
 
-    /// The revision serving `service`, if the service exists.
-    pub fn get(&self, service: &str) -> Option<Arc<RevisionEndpoints>> {
+    /// The route of `service`, if the service exists.
+    pub fn get(&self, service: &str) -> Option<Arc<ServiceRoute>> {
         self.services.get(service).map(|r| r.value().clone())
     }
 
-    /// Stops routing `service`: its host answers 404 from now on.
+    /// Stops routing `service`: its hosts answer 404 from now on.
     pub fn remove(&self, service: &str) {
         self.services.remove(service);
+    }
+
+    /// The revision a host label names: `{service}` (split by `roll` in `0..100`) or
+    /// `{tag}-{service}`. A service named like the label wins over a tag.
+    pub fn lookup(&self, label: &str, roll: u32) -> Option<Arc<RevisionEndpoints>> {
+        if let Some(route) = self.get(label) {
+            return route.pick(roll).cloned();
+        }
+        label.match_indices('-').find_map(|(at, _)| {
+            let (tag, service) = (&label[..at], &label[at + 1..]);
+            self.get(service)?.tagged(tag).cloned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn revision(name: &str) -> Arc<RevisionEndpoints> {
+        RevisionEndpoints::new("s", name, Duration::from_secs(1), false, 0)
+    }
+
+    #[test]
+    fn rolls_split_by_share() {
+        let route = ServiceRoute::new(vec![(revision("a"), 90), (revision("b"), 10)], HashMap::new());
+        let picks: Vec<String> = (0..100)
+            .map(|roll| route.pick(roll).unwrap().revision.clone())
+            .collect();
+        assert_eq!(picks.iter().filter(|r| *r == "a").count(), 90);
+        assert_eq!(picks.iter().filter(|r| *r == "b").count(), 10);
+    }
+
+    #[test]
+    fn hosts_name_services_or_tags() {
+        let table = RouteTable::new();
+        let tags = HashMap::from([("canary".to_string(), revision("my-svc-00002"))]);
+        table.set("my-svc", ServiceRoute::new(vec![(revision("my-svc-00001"), 100)], tags));
+        assert_eq!(table.lookup("my-svc", 50).unwrap().revision, "my-svc-00001");
+        assert_eq!(table.lookup("canary-my-svc", 50).unwrap().revision, "my-svc-00002");
+        assert!(table.lookup("blue-my-svc", 50).is_none());
+        assert!(table.lookup("svc", 50).is_none());
+        table.remove("my-svc");
+        assert!(table.lookup("canary-my-svc", 50).is_none());
     }
 }

@@ -61,6 +61,8 @@ pub struct ObjectMeta {
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     pub template: RevisionTemplateSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic: Vec<TrafficTarget>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,12 +122,23 @@ pub struct RevisionStatus {
     pub desired_replicas: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One entry of a service's traffic (Knative's `spec.traffic` and `status.traffic`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficTarget {
-    pub revision_name: String,
-    pub latest_revision: bool,
-    pub percent: u32,
+    /// The revision named; `None` with `latest_revision` = the latest ready revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_revision: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    /// Gives the target its own URL: `http://{tag}-{service}.{domain}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Set in status for tagged targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A Knative status condition.
@@ -221,6 +234,7 @@ pub fn service_object(service: &Service, status: Option<ServiceStatus>) -> KServ
                 },
                 spec: revision_spec(&service.template),
             },
+            traffic: crate::traffic::spec_traffic(&service.traffic),
         },
         status,
     }

@@ -8,6 +8,7 @@
 //! - [`name`]: resource names (DNS labels) and revision naming.
 //! - [`template`]: a revision template (image, env, port, limits, scale bounds) and its validation.
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
+//! - [`traffic`]: traffic splits and tags, and resolving them to revisions.
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
 //! - [`status`]: live state the admin API adds: revisions, instances, crashes.
 //! - [`annotations`]: Knative's autoscaling annotations, in and out.
@@ -24,6 +25,7 @@ pub mod name;
 pub mod service;
 pub mod status;
 pub mod template;
+pub mod traffic;
 
 pub use error::ValidationError;
 pub use service::{Revision, Service};

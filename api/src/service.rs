@@ -22,6 +22,9 @@ pub struct Service {
     /// Newest revision that has ever become ready; it takes the service's traffic.
     #[serde(default)]
     pub latest_ready_revision: Option<String>,
+    /// Traffic as the user set it; empty = 100 % to the latest ready revision.
+    #[serde(default)]
+    pub traffic: Vec<crate::knative::TrafficTarget>,
 }
 
 /// An immutable snapshot of a service's template.
@@ -55,6 +58,7 @@ impl Service {
             latest_revision: revision.name.clone(),
             revision_number: 1,
             latest_ready_revision: None,
+            traffic: Vec::new(),
         };
         (service, revision)
     }

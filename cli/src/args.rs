@@ -40,6 +40,22 @@ pub(crate) enum Command {
     Revisions(DescribeArgs),
     /// Show instances, requests in flight and request rate per service, live.
     Top(TopArgs),
+    /// Split traffic between revisions, tag revisions with their own URLs, roll back.
+    Traffic(TrafficArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrafficArgs {
+    pub(crate) name: String,
+    /// Shares, adding up to 100: REV=PCT[,REV=PCT...]; @latest is the latest ready revision.
+    #[arg(long, value_name = "REV=PCT,...")]
+    pub(crate) to: Option<String>,
+    /// Give a revision its own URL, http://TAG-NAME.localhost:PORT (repeatable).
+    #[arg(long, value_name = "REV=TAG")]
+    pub(crate) tag: Vec<String>,
+    /// Remove a tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    pub(crate) untag: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub(crate) mod logs;
 pub(crate) mod revisions;
 pub(crate) mod serve;
 pub(crate) mod top;
+pub(crate) mod traffic;
 
 use rouse_control::Home;
 
@@ -25,6 +26,7 @@ pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Res
         Command::Logs(args) => logs::run(&client, args).await,
         Command::Revisions(args) => revisions::run(&client, args).await,
         Command::Top(args) => top::run(&client, args).await,
+        Command::Traffic(args) => traffic::run(&client, args).await,
         Command::Serve(_) => unreachable!("serve runs the daemon, not a client"),
     }
 }

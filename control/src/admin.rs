@@ -9,6 +9,7 @@
 //! | `PUT /v1/services/{name}` | deploys: creates or updates ([`DeployRequest`]) |
 //! | `DELETE /v1/services/{name}` | deletes; answers once every instance is gone |
 //! | `GET /v1/services/{name}/revisions` | the service's Knative Revision objects |
+//! | `PUT /v1/services/{name}/traffic` | changes traffic shares and tags ([`TrafficChange`]) |
 //! | `DELETE /v1/services/{name}/revisions/{revision}` | abandons a revision that never became ready |
 //! | `GET /v1/services/{name}/logs?follow=&tail=` | instance output, each line prefixed by the instance |
 
@@ -18,7 +19,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -27,6 +28,7 @@ use prometheus_client::registry::Registry;
 use rouse_api::knative::KRevision;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, ServiceDescription};
+use rouse_api::traffic::TrafficChange;
 use rouse_runtime::{LogOptions, LogStream, RuntimeError};
 use serde::Deserialize;
 
@@ -59,6 +61,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
             get(get_service).put(deploy).delete(delete_service),
         )
         .route("/v1/services/{name}/revisions", get(list_revisions))
+        .route("/v1/services/{name}/traffic", put(change_traffic))
         .route("/v1/services/{name}/revisions/{revision}", delete(abandon_revision))
         .route("/v1/services/{name}/logs", get(logs))
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
@@ -113,6 +116,7 @@ impl Admin {
             &service,
             revisions,
             service_url(name, &self.domain, self.ingress_port),
+            |label| service_url(label, &self.domain, self.ingress_port),
         ))
     }
 }
@@ -166,6 +170,15 @@ async fn list_revisions(
         &service,
         store.revisions_of(&name)?,
     )))
+}
+
+async fn change_traffic(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    Json(change): Json<TrafficChange>,
+) -> Result<Json<ServiceDescription>, ControlError> {
+    admin.serving.change_traffic(&name, &change)?;
+    Ok(Json(admin.describe(&name)?))
 }
 
 async fn deploy(

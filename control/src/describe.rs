@@ -6,6 +6,7 @@ use rouse_api::knative::{
     service_object,
 };
 use rouse_api::status::{InstancePhase, InstanceSummary, RevisionSummary, ServiceDescription};
+use rouse_api::traffic::{resolve, spec_traffic};
 use rouse_api::{Revision, Service};
 
 use crate::serving::Serving;
@@ -20,12 +21,20 @@ pub fn service_url(name: &str, domain: &str, port: u16) -> String {
 }
 
 /// Describes `service`, whose revisions (any order) are given.
-pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revision>, url: String) -> ServiceDescription {
+/// `tag_url` gives the URL of a tag's host label (`{tag}-{service}`).
+pub fn describe(
+    serving: &Serving,
+    service: &Service,
+    mut revisions: Vec<Revision>,
+    url: String,
+    tag_url: impl Fn(&str) -> String,
+) -> ServiceDescription {
     revisions.sort_by_key(|r| std::cmp::Reverse(r.number));
-    let routed = service
+    let latest = service
         .latest_ready_revision
-        .clone()
-        .unwrap_or_else(|| service.latest_revision.clone());
+        .as_deref()
+        .unwrap_or(&service.latest_revision);
+    let traffic = resolve(&service.traffic, latest);
     let summaries: Vec<RevisionSummary> = revisions
         .iter()
         .map(|revision| {
@@ -34,7 +43,7 @@ pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revisio
                 name: revision.name.clone(),
                 image: revision.template.image.clone(),
                 desired: live.desired,
-                routed: revision.name == routed,
+                routed: traffic.split.iter().any(|(r, _)| *r == revision.name),
                 instances: live
                     .instances
                     .into_iter()
@@ -57,13 +66,19 @@ pub fn describe(serving: &Serving, service: &Service, mut revisions: Vec<Revisio
         conditions,
         latest_created_revision_name: service.latest_revision.clone(),
         latest_ready_revision_name: service.latest_ready_revision.clone(),
-        traffic: service
-            .latest_ready_revision
-            .iter()
-            .map(|name| TrafficTarget {
-                revision_name: name.clone(),
-                latest_revision: true,
-                percent: 100,
+        traffic: spec_traffic(&service.traffic)
+            .into_iter()
+            .map(|target| {
+                let url = target
+                    .tag
+                    .as_ref()
+                    .map(|tag| tag_url(&format!("{tag}-{}", service.name)));
+                let revision_name = target.revision_name.clone().or_else(|| Some(latest.to_string()));
+                TrafficTarget {
+                    revision_name,
+                    url,
+                    ..target
+                }
             })
             .collect(),
     };

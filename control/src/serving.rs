@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable};
+use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable, ServiceRoute};
 use rouse_api::knative::timestamp;
 use rouse_api::status::{Crash, InstancePhase, Traffic};
+use rouse_api::traffic::{TrafficChange, apply_change, resolve};
 use rouse_api::{PortProtocol, Revision, ScaleMetric, Service};
 use rouse_runtime::{Instance, InstanceSpec, InstanceState, LogOptions, Runtime, RuntimeError};
 use tokio::sync::Notify;
@@ -195,18 +196,41 @@ fn routed_revision(service: &Service) -> &str {
         .unwrap_or(&service.latest_revision)
 }
 
-/// Instances a revision should have now: the revision that takes traffic has what the
-/// autoscaler decided (its initial scale until it first got there); a newer revision still
-/// rolling out has its initial scale; every other revision none.
+/// Instances a revision should have now: a revision that takes traffic (a share or a tag) has
+/// what the autoscaler decided (its initial scale until it first got there); the latest
+/// revision, until it is ready, has its initial scale; every other revision none.
 fn desired_instances(service: &Service, revision: &Revision, autoscaled: Option<u32>) -> u32 {
     let initial = revision.template.scale.initial_instances();
-    if revision.name == routed_revision(service) {
+    let traffic = resolve(&service.traffic, routed_revision(service));
+    if traffic.routes_to(&revision.name) {
         autoscaled.unwrap_or(initial)
-    } else if revision.name == service.latest_revision {
+    } else if revision.name == service.latest_revision
+        && service.latest_ready_revision.as_deref() != Some(revision.name.as_str())
+    {
         initial
     } else {
         0
     }
+}
+
+/// The route of `service` from its traffic, over the revisions live in `state`.
+fn route_for(service: &Service, state: &State) -> Option<ServiceRoute> {
+    let traffic = resolve(&service.traffic, routed_revision(service));
+    let endpoints = |revision: &str| state.revisions.get(revision).map(|r| r.endpoints.clone());
+    let split: Vec<_> = traffic
+        .split
+        .iter()
+        .filter_map(|(r, p)| Some((endpoints(r)?, *p)))
+        .collect();
+    if split.is_empty() {
+        return None;
+    }
+    let tags: HashMap<_, _> = traffic
+        .tags
+        .iter()
+        .filter_map(|(t, r)| Some((t.clone(), endpoints(r)?)))
+        .collect();
+    Some(ServiceRoute::new(split, tags))
 }
 
 impl Serving {
@@ -293,7 +317,7 @@ impl Serving {
                 .entry(revision.name.clone())
                 .or_insert_with(|| RevisionState::new(revision.clone(), &self.autoscaler, &self.demand, None));
             if self.routes.get(name).is_none() {
-                self.routes.set(name, entry.endpoints.clone());
+                self.routes.set(name, ServiceRoute::single(entry.endpoints.clone()));
             }
         }
         self.wake();
@@ -711,15 +735,7 @@ impl Serving {
 
         // Routes, then instance counts.
         for service in services.values() {
-            if let Some(routed) = state.revisions.get(routed_revision(service))
-                && !self
-                    .routes
-                    .get(&service.name)
-                    .is_some_and(|r| Arc::ptr_eq(&r, &routed.endpoints))
-            {
-                tracing::info!(service = %service.name, revision = %routed.revision.name, "routing traffic");
-                self.routes.set(&service.name, routed.endpoints.clone());
-            }
+            self.reroute(service, &state);
         }
         let names: Vec<String> = state.revisions.keys().cloned().collect();
         for name in names {
@@ -901,6 +917,32 @@ impl Serving {
                 }
             }
         });
+    }
+
+    /// Sets the service's route from its traffic, if it changed.
+    fn reroute(&self, service: &Service, state: &State) {
+        let Some(route) = route_for(service, state) else { return };
+        if self
+            .routes
+            .get(&service.name)
+            .is_some_and(|current| current.shape() == route.shape())
+        {
+            return;
+        }
+        tracing::info!(service = %service.name, route = ?route.shape(), "routing traffic");
+        self.routes.set(&service.name, route);
+    }
+
+    /// Changes a service's traffic; new requests follow it at once.
+    pub fn change_traffic(&self, name: &str, change: &TrafficChange) -> Result<Service, ControlError> {
+        let revisions: Vec<String> = self.store.revisions_of(name)?.into_iter().map(|r| r.name).collect();
+        let (service, ()) = self.update_service(name, |svc| {
+            svc.traffic = apply_change(&svc.traffic, change, &revisions)?;
+            Ok(())
+        })?;
+        self.reroute(&service, &self.state());
+        self.wake();
+        Ok(service)
     }
 
     fn spawn_stop(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, id: String) {
@@ -1187,9 +1229,7 @@ impl Serving {
                 svc.latest_ready_revision = Some(revision.to_string());
                 // Route before the record says so: whoever sees the revision ready (a
                 // waiting `rouse deploy`) must find it taking the traffic.
-                if let Some(endpoints) = self.state().revisions.get(revision).map(|r| r.endpoints.clone()) {
-                    self.routes.set(&svc.name, endpoints);
-                }
+                self.reroute(svc, &self.state());
             }
             Ok(())
         });
