@@ -7,6 +7,9 @@ use dashmap::DashMap;
 
 use crate::endpoints::RevisionEndpoints;
 
+/// What a route looks like, by names: (revision, share) and (tag, revision), for comparing.
+pub type RouteShape = (Vec<(String, u32)>, Vec<(String, String)>);
+
 /// How one service's requests are spread over its revisions.
 #[derive(Debug, Default)]
 pub struct ServiceRoute {
@@ -48,7 +51,7 @@ impl ServiceRoute {
     }
 
     /// A summary that changes whenever the route does: (revision, share) and (tag, revision).
-    pub fn shape(&self) -> (Vec<(String, u32)>, Vec<(String, String)>) {
+    pub fn shape(&self) -> RouteShape {
         let split = self.split.iter().map(|(r, p)| (r.revision.clone(), *p)).collect();
         let mut tags: Vec<_> = self.tags.iter().map(|(t, r)| (t.clone(), r.revision.clone())).collect();
         tags.sort();
