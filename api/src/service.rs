@@ -69,6 +69,11 @@ impl Service {
         if template == self.template {
             return None;
         }
+        Some(self.new_revision(template, now))
+    }
+
+    /// Makes the next revision from `template`, changed or not (a revision asked for by name).
+    pub fn new_revision(&mut self, template: RevisionTemplate, now: DateTime<Utc>) -> Revision {
         self.generation += 1;
         self.revision_number += 1;
         self.template = template;
@@ -81,7 +86,13 @@ impl Service {
             template: self.template.clone(),
         };
         self.latest_revision = revision.name.clone();
-        Some(revision)
+        revision
+    }
+
+    /// Renames the newest revision (`--revision-name`), which must be `revision`.
+    pub fn name_latest(&mut self, revision: &mut Revision, name: &str) {
+        revision.name = name.to_string();
+        self.latest_revision = name.to_string();
     }
 
     /// Undoes [`Service::update`] for a revision that never became ready: the template goes

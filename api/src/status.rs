@@ -124,6 +124,9 @@ pub struct Crash {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeployRequest {
     pub template: crate::template::RevisionTemplate,
+    /// Name of the new revision (`--revision-name`); `{service}-0000N` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_name: Option<String>,
 }
 
 /// Answer to a deploy.

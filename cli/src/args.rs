@@ -129,6 +129,12 @@ pub(crate) struct DeployArgs {
     /// Request timeout in seconds (1-600).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub(crate) timeout: u32,
+    /// Name of the new revision (starts with NAME-) instead of NAME-0000N.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) revision_name: Option<String>,
+    /// Traffic once deployed, as `rouse traffic --to`: REV=PCT,...; @latest is the newest ready.
+    #[arg(long, value_name = "REV=PCT,...")]
+    pub(crate) traffic: Option<String>,
     /// Return once the revision is created, without waiting for it to be ready.
     #[arg(long)]
     pub(crate) no_wait: bool,

@@ -192,7 +192,9 @@ async fn deploy(
     if !admin.serving.runtime().image_exists(image).await? {
         return Err(RuntimeError::ImageNotFound { image: image.clone() }.into());
     }
-    let (_, revision) = admin.serving.deploy(&name, request.template)?;
+    let (_, revision) = admin
+        .serving
+        .deploy(&name, request.template, request.revision_name.as_deref())?;
     let status = if revision.is_some() {
         StatusCode::CREATED
     } else {

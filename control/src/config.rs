@@ -35,6 +35,28 @@ pub struct Config {
     pub autoscaler: AutoscalerConfig,
     /// `[runtime]`
     pub runtime: RuntimeConfig,
+    /// `[gc]`
+    pub gc: GcConfig,
+}
+
+/// Revisions kept that take no traffic, per service, when none is given (Knative's
+/// `max-non-active-revisions` is 1000; 20 keeps `rouse revisions` readable).
+pub const DEFAULT_MAX_NON_ACTIVE_REVISIONS: usize = 20;
+
+/// `[gc]`: garbage collection of old revisions.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GcConfig {
+    /// Revisions without traffic or tag kept per service, newest first; older ones are deleted.
+    pub max_non_active_revisions: usize,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            max_non_active_revisions: DEFAULT_MAX_NON_ACTIVE_REVISIONS,
+        }
+    }
 }
 
 /// `[runtime]`: how instances are run and reached.

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::ControlError;
 use crate::home::{DaemonAddresses, Home};
 use crate::metrics::ServingMetrics;
-use crate::serving::Serving;
+use crate::serving::{Serving, ServingSettings};
 use crate::store::Store;
 
 /// How `rouse serve` was asked to run.
@@ -67,15 +67,13 @@ pub async fn run(
     let ingress_metrics = IngressMetrics::register(&mut registry);
     let serving_metrics = ServingMetrics::register(&mut registry);
     let routes = Arc::new(RouteTable::new());
-    let serving = Serving::new(
-        runtime,
-        store,
-        routes.clone(),
-        config.instances.clone(),
-        config.autoscaler.clone(),
-        serving_metrics,
-        frozen_budget(&config),
-    );
+    let settings = ServingSettings {
+        instances: config.instances.clone(),
+        autoscaler: config.autoscaler.clone(),
+        gc: config.gc.clone(),
+        frozen_budget: frozen_budget(&config),
+    };
+    let serving = Serving::new(runtime, store, routes.clone(), settings, serving_metrics);
     let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics));
     let admin = Arc::new(Admin {
         serving: serving.clone(),

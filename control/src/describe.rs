@@ -91,6 +91,10 @@ pub fn describe(
 /// The Knative Revision objects of a service, newest first, with their replica counts.
 pub fn revision_objects(serving: &Serving, service: &Service, mut revisions: Vec<Revision>) -> Vec<KRevision> {
     revisions.sort_by_key(|r| std::cmp::Reverse(r.number));
+    let ready_number = revisions
+        .iter()
+        .find(|r| Some(&r.name) == service.latest_ready_revision.as_ref())
+        .map(|r| r.number);
     revisions
         .iter()
         .map(|revision| {
@@ -100,9 +104,7 @@ pub fn revision_objects(serving: &Serving, service: &Service, mut revisions: Vec
                 .iter()
                 .filter(|(_, phase, _)| *phase == InstancePhase::Ready)
                 .count() as u32;
-            let ever_ready = service.latest_ready_revision.as_deref().is_some_and(|ready| {
-                revision.number <= ready.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
-            });
+            let ever_ready = ready_number.is_some_and(|ready| revision.number <= ready);
             let ready = match &live.last_crash {
                 Some(crash) if live.failures > 0 => Condition::new(
                     "Ready",

@@ -19,7 +19,9 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::StreamExt;
 use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable, ServiceRoute};
+use rouse_api::ValidationError;
 use rouse_api::knative::timestamp;
+use rouse_api::name::validate_name;
 use rouse_api::status::{Crash, InstancePhase, Traffic};
 use rouse_api::traffic::{TrafficChange, apply_change, resolve};
 use rouse_api::{PortProtocol, Revision, ScaleMetric, Service};
@@ -30,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::restart_delay;
-use crate::config::InstanceConfig;
+use crate::config::{GcConfig, InstanceConfig};
 use crate::error::ControlError;
 use crate::metrics::{RevisionSample, ServingMetrics, StartPath};
 use crate::store::Store;
@@ -66,6 +68,18 @@ pub struct Serving {
     metrics: ServingMetrics,
     /// Most memory frozen instances may hold, in bytes.
     frozen_budget: u64,
+    /// Which old revisions are deleted.
+    gc: GcConfig,
+}
+
+/// What [`Serving`] is configured with.
+#[derive(Clone, Debug)]
+pub struct ServingSettings {
+    pub instances: InstanceConfig,
+    pub autoscaler: AutoscalerConfig,
+    pub gc: GcConfig,
+    /// Most memory frozen instances may hold, in bytes.
+    pub frozen_budget: u64,
 }
 
 #[derive(Default)]
@@ -238,23 +252,22 @@ impl Serving {
         runtime: Arc<dyn Runtime>,
         store: Arc<Store>,
         routes: Arc<RouteTable>,
-        config: InstanceConfig,
-        autoscaler: AutoscalerConfig,
+        settings: ServingSettings,
         metrics: ServingMetrics,
-        frozen_budget: u64,
     ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             store,
             routes,
-            config,
-            autoscaler,
+            config: settings.instances,
+            autoscaler: settings.autoscaler,
             state: Mutex::new(State::default()),
             writes: Mutex::new(()),
             wake: Notify::new(),
             demand: Arc::new(Notify::new()),
             metrics,
-            frozen_budget,
+            frozen_budget: settings.frozen_budget,
+            gc: settings.gc,
         })
     }
 
@@ -297,15 +310,52 @@ impl Serving {
         &self,
         name: &str,
         template: rouse_api::RevisionTemplate,
+        revision_name: Option<&str>,
     ) -> Result<(Service, Option<Revision>), ControlError> {
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let existing: Vec<String> = self.store.revisions_of(name)?.into_iter().map(|r| r.name).collect();
+        if let Some(wanted) = revision_name {
+            validate_name("--revision-name", wanted)?;
+            if !wanted.starts_with(&format!("{name}-")) {
+                return Err(ValidationError::new(
+                    "--revision-name",
+                    wanted,
+                    format!("a revision name starts with the service name: {name}-..."),
+                )
+                .into());
+            }
+        }
         let (service, revision) = match self.store.service(name)? {
             None => {
-                let (service, revision) = Service::create(name, template, Utc::now());
+                let (mut service, mut revision) = Service::create(name, template, Utc::now());
+                if let Some(wanted) = revision_name {
+                    service.name_latest(&mut revision, wanted);
+                }
                 (service, Some(revision))
             }
+            // The same name as the newest revision and the same template: nothing to do.
+            Some(service)
+                if revision_name.is_some_and(|n| n == service.latest_revision) && template == service.template =>
+            {
+                (service, None)
+            }
             Some(mut service) => {
-                let revision = service.update(template, Utc::now());
+                let revision = match revision_name {
+                    Some(wanted) if existing.iter().any(|r| r == wanted) => {
+                        return Err(ValidationError::new(
+                            "--revision-name",
+                            wanted,
+                            "already names an older revision; revisions are immutable, pick a new name",
+                        )
+                        .into());
+                    }
+                    Some(wanted) => {
+                        let mut revision = service.new_revision(template, Utc::now());
+                        service.name_latest(&mut revision, wanted);
+                        Some(revision)
+                    }
+                    None => service.update(template, Utc::now()),
+                };
                 (service, revision)
             }
         };
@@ -645,7 +695,8 @@ impl Serving {
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect();
-        let revisions = self.store.revisions()?;
+        let mut revisions = self.store.revisions()?;
+        self.collect_garbage(&services, &mut revisions)?;
         let listed = self.runtime.list().await?;
         let now = Instant::now();
         let mut state = self.state();
@@ -917,6 +968,63 @@ impl Serving {
                 }
             }
         });
+    }
+
+    /// Deletes old revisions beyond the newest `max-non-active-revisions` that take no traffic
+    /// (never the latest, the latest ready, a routed or a tagged one). Their instances are
+    /// removed by the same pass, as instances nobody declared.
+    fn collect_garbage(
+        &self,
+        services: &HashMap<String, Service>,
+        revisions: &mut Vec<Revision>,
+    ) -> Result<(), ControlError> {
+        let mut doomed = Vec::new();
+        for service in services.values() {
+            let traffic = resolve(&service.traffic, routed_revision(service));
+            let mut inactive: Vec<&Revision> = revisions
+                .iter()
+                .filter(|r| r.service == service.name)
+                .filter(|r| {
+                    r.name != service.latest_revision && Some(&r.name) != service.latest_ready_revision.as_ref()
+                })
+                .filter(|r| !traffic.routes_to(&r.name))
+                .collect();
+            inactive.sort_by_key(|r| std::cmp::Reverse(r.number));
+            doomed.extend(
+                inactive
+                    .into_iter()
+                    .skip(self.gc.max_non_active_revisions)
+                    .map(|r| r.name.clone()),
+            );
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        // Look again under the write lock: traffic may have moved onto one since the snapshot.
+        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let owners: HashMap<&str, &str> = revisions
+            .iter()
+            .map(|r| (r.name.as_str(), r.service.as_str()))
+            .collect();
+        doomed.retain(|name| {
+            let Some(owner) = owners.get(name.as_str()) else {
+                return false;
+            };
+            match self.store.service(owner) {
+                Ok(Some(service)) => {
+                    !resolve(&service.traffic, routed_revision(&service)).routes_to(name)
+                        && *name != service.latest_revision
+                        && Some(name) != service.latest_ready_revision.as_ref()
+                }
+                _ => false,
+            }
+        });
+        for name in &doomed {
+            tracing::info!(revision = %name, "deleting an old revision without traffic");
+            self.store.delete_revision(name)?;
+        }
+        revisions.retain(|r| !doomed.contains(&r.name));
+        Ok(())
     }
 
     /// Sets the service's route from its traffic, if it changed.
@@ -1217,13 +1325,19 @@ impl Serving {
             if rev.scaling.desired.is_none() {
                 rev.scaling.desired = Some(ready as u32);
             }
-            rev.revision.service.clone()
+            (rev.revision.service.clone(), rev.revision.number)
         };
+        let (service, number) = service;
         // A newer revision than the one serving became ready: it takes the traffic.
         let result = self.update_service(&service, |svc| {
+            // Revisions are ordered by number (names may be chosen with --revision-name).
             let newer = match svc.latest_ready_revision.as_deref() {
                 None => true,
-                Some(current) => number_of(revision) > number_of(current),
+                Some(current) => self
+                    .state()
+                    .revisions
+                    .get(current)
+                    .is_none_or(|r| number > r.revision.number),
             };
             if newer {
                 svc.latest_ready_revision = Some(revision.to_string());
@@ -1350,11 +1464,6 @@ fn over_budget(mut frozen: Vec<FrozenInstance>, budget: u64) -> Vec<FrozenInstan
     evicted
 }
 
-/// The revision number in a revision name (`hello-00002` → 2).
-fn number_of(revision: &str) -> u64 {
-    revision.rsplit_once('-').and_then(|(_, n)| n.parse().ok()).unwrap_or(0)
-}
-
 /// The container contract: `$PORT` and the `K_*` variables, then the user's environment.
 pub fn instance_spec(revision: &Revision) -> InstanceSpec {
     let t = &revision.template;
@@ -1438,11 +1547,5 @@ mod tests {
         assert_eq!(ids(over_budget(all.clone(), 89)), ["a"]);
         assert_eq!(ids(over_budget(all.clone(), 30)), ["a", "b"]);
         assert_eq!(ids(over_budget(all, 0)), ["a", "b", "c"]);
-    }
-
-    #[test]
-    fn revision_numbers_parse() {
-        assert_eq!(number_of("hello-00002"), 2);
-        assert_eq!(number_of("a-b-00010"), 10);
     }
 }

@@ -119,6 +119,16 @@ impl Store {
         Ok(revisions)
     }
 
+    /// Removes one revision record.
+    pub fn delete_revision(&self, name: &str) -> Result<(), ControlError> {
+        let txn = self.db.begin_write().map_err(store_error)?;
+        {
+            let mut revisions = txn.open_table(REVISIONS).map_err(store_error)?;
+            revisions.remove(name).map_err(store_error)?;
+        }
+        txn.commit().map_err(store_error)
+    }
+
     /// Removes a service and all its revisions; returns whether it existed.
     pub fn delete_service(&self, name: &str) -> Result<bool, ControlError> {
         let doomed: Vec<String> = self.revisions_of(name)?.into_iter().map(|r| r.name).collect();

@@ -131,3 +131,65 @@ fn bad_traffic_changes_are_refused_and_change_nothing() {
         missing.stderr
     );
 }
+
+#[test]
+fn named_revisions_deploy_traffic_and_old_revisions_collected() {
+    let rouse = Rouse::start_with_config("[gc]\nmax-non-active-revisions = 1\n");
+    rouse.deploy("app", HELLO, &["--env", "TARGET=blue", "--revision-name", "app-blue"]);
+    assert_eq!(rouse.get("app", "/").text(), "Hello blue from app-blue!\n");
+    // A new revision that gets a tenth of the traffic as soon as it is ready.
+    rouse.deploy(
+        "app",
+        HELLO,
+        &[
+            "--env",
+            "TARGET=green",
+            "--revision-name",
+            "app-green",
+            "--traffic",
+            "app-blue=90,@latest=10",
+        ],
+    );
+    let table = rouse.cli_ok(&["revisions", "app"]);
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{table}"))
+            .to_string()
+    };
+    assert!(row("app-blue ").contains("90%"), "{table}");
+    assert!(row("app-green ").contains("10%"), "{table}");
+
+    // Naming rules.
+    let taken = rouse.cli(&["deploy", "app", "--image", HELLO, "--revision-name", "app-blue"]);
+    assert!(
+        !taken.status.success() && taken.stderr.contains("already names an older revision"),
+        "{}",
+        taken.stderr
+    );
+    let foreign = rouse.cli(&["deploy", "app", "--image", HELLO, "--revision-name", "other-1"]);
+    assert!(
+        !foreign.status.success() && foreign.stderr.contains("starts with the service name"),
+        "{}",
+        foreign.stderr
+    );
+
+    // Back to following the latest; then two more revisions: with one inactive revision kept,
+    // the oldest ones without traffic are deleted, never the one serving.
+    rouse.cli_ok(&["traffic", "app", "--to", "@latest=100"]);
+    rouse.deploy("app", HELLO, &["--env", "TARGET=three"]);
+    rouse.deploy("app", HELLO, &["--env", "TARGET=four"]);
+    let kept = eventually("old revisions to be collected", Duration::from_secs(20), || {
+        let list: serde_json::Value = serde_json::from_str(&rouse.cli_ok(&["revisions", "app", "-o", "json"])).unwrap();
+        let names: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        (names.len() == 2).then_some(names)
+    });
+    assert_eq!(kept, ["app-00004", "app-00003"]);
+    assert_eq!(rouse.get("app", "/").text(), "Hello four from app-00004!\n");
+}

@@ -10,6 +10,7 @@ use rouse_api::duration::parse_duration;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, ServiceDescription};
 use rouse_api::template::parse_port;
+use rouse_api::traffic::{TrafficChange, parse_split};
 use rouse_api::{EnvVar, RevisionTemplate, ScaleBounds, ValidationError};
 use tokio::time::Instant;
 
@@ -76,10 +77,29 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
 pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
     validate_name("service name", &args.name)?;
     let template = template(&args)?;
+    let traffic = args.traffic.as_deref().map(parse_split).transpose()?;
     let started = Instant::now();
     let mut progress = Progress::new();
     let path = format!("/v1/services/{}", args.name);
-    let response: DeployResponse = client.put(&path, &DeployRequest { template }).await?;
+    let request = DeployRequest {
+        template,
+        revision_name: args.revision_name.clone(),
+    };
+    let response: DeployResponse = client.put(&path, &request).await?;
+    if let Some(to) = traffic {
+        let change = TrafficChange {
+            to: Some(to),
+            ..TrafficChange::default()
+        };
+        let set: anyhow::Result<ServiceDescription> = client.put(&format!("{path}/traffic"), &change).await;
+        if let Err(e) = set {
+            bail!(
+                "the deploy went through, but its traffic was not changed: {e}\nhint: fix the shares and run `rouse traffic {} --to ...`",
+                args.name
+            );
+        }
+        progress.step("Traffic set");
+    }
     let status = response.service.object.status.clone().unwrap_or_default();
     let had_ready_revision = status.latest_ready_revision_name.is_some();
     let target = match &response.created_revision {
