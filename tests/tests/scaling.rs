@@ -209,29 +209,17 @@ fn knative_autoscaling_annotations_configure_the_revision() {
     assert_eq!(annotations["autoscaling.knative.dev/target"], "5");
     assert_eq!(annotations["autoscaling.knative.dev/window"], "20s");
 
-    let bad = rouse.cli(&[
-        "deploy",
-        "x",
-        "--image",
-        HELLO,
-        "--annotation",
-        "autoscaling.knative.dev/bogus=1",
-    ]);
-    assert!(!bad.status.success());
-    assert!(bad.stderr.contains("autoscaling.knative.dev/bogus"), "{}", bad.stderr);
-    let bad = rouse.cli(&[
-        "deploy",
-        "x",
-        "--image",
-        HELLO,
-        "--annotation",
-        "autoscaling.knative.dev/window=2s",
-    ]);
-    assert!(
-        !bad.status.success() && bad.stderr.contains("between 6s and 1h"),
-        "{}",
-        bad.stderr
-    );
+    for (annotation, expected) in [
+        ("autoscaling.knative.dev/bogus=1", "autoscaling.knative.dev/bogus"),
+        ("autoscaling.knative.dev/window=2s", "between 6s and 1h"),
+    ] {
+        let bad = rouse.cli(&["deploy", "x", "--image", HELLO, "--annotation", annotation]);
+        assert!(
+            !bad.status.success() && bad.stderr.contains(expected),
+            "{annotation}: {}",
+            bad.stderr
+        );
+    }
 }
 
 #[test]
