@@ -196,16 +196,19 @@ impl RevisionEndpoints {
         self.waiting.load(Ordering::Acquire)
     }
 
-    /// Requests in flight on instances plus those waiting: the revision's concurrency.
-    pub fn demand(&self) -> usize {
-        let in_flight: usize = self
-            .ready
+    /// Requests being handled by the ready instances.
+    pub fn in_flight(&self) -> usize {
+        self.ready
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|e| e.in_flight())
-            .sum();
-        in_flight + self.waiting()
+            .sum()
+    }
+
+    /// Requests in flight on instances plus those waiting: the revision's concurrency.
+    pub fn demand(&self) -> usize {
+        self.in_flight() + self.waiting()
     }
 
     /// Requests that got a slot since the revision was created.

@@ -516,7 +516,7 @@ impl Serving {
                 failures: r.failures,
                 last_crash: r.last_crash.clone(),
                 traffic: Traffic {
-                    in_flight: r.endpoints.endpoints().iter().map(|e| e.in_flight() as u64).sum(),
+                    in_flight: r.endpoints.in_flight() as u64,
                     queued: r.endpoints.waiting() as u64,
                     served: r.endpoints.served(),
                 },
@@ -610,12 +610,7 @@ impl Serving {
                     .unwrap_or(revision.revision.template.scale.initial_instances()),
                 actual: revision.creating as u32 + count(InstancePhase::Starting) + ready,
                 ready,
-                in_flight: revision
-                    .endpoints
-                    .endpoints()
-                    .iter()
-                    .map(|e| e.in_flight() as u32)
-                    .sum(),
+                in_flight: revision.endpoints.in_flight() as u32,
                 queued: revision.endpoints.waiting() as u32,
                 frozen: count(InstancePhase::Frozen),
                 panicking: scaling.kpa.panicking(),
