@@ -153,3 +153,66 @@ fn instance_dying_mid_request_gives_502() {
         reply.text()
     );
 }
+
+/// Writes a masked client frame (RFC 6455: clients mask every frame).
+fn send_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    assert!(payload.len() < 126, "short frames only");
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame).unwrap();
+}
+
+/// Reads one short unmasked server frame: (opcode, payload).
+fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(head[1] & 0x80, 0, "servers do not mask");
+    let mut payload = vec![0u8; usize::from(head[1] & 0x7f)];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+#[test]
+fn websockets_pass_through_and_stay_open() {
+    let rouse = Rouse::start();
+    rouse.deploy("ws", SLEEPER, &["--timeout", "1"]);
+    let mut stream = TcpStream::connect(rouse.ingress).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET /upgrade HTTP/1.1\r\nHost: ws.localhost:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        rouse.ingress.port()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed during the handshake"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    send_frame(&mut stream, 0x1, b"hello rouse");
+    assert_eq!(read_frame(&mut stream), (0x1, b"hello rouse".to_vec()));
+    // Past the revision's 1 s request timeout, the socket still carries frames.
+    std::thread::sleep(Duration::from_millis(1500));
+    send_frame(&mut stream, 0x9, b"ping");
+    assert_eq!(
+        read_frame(&mut stream),
+        (0xA, b"ping".to_vec()),
+        "ping answered with pong"
+    );
+    send_frame(&mut stream, 0x8, b"");
+    assert_eq!(read_frame(&mut stream).0, 0x8, "close answered");
+}

@@ -12,6 +12,7 @@
 //! | `GET /stream?n=N&ms=M`        | N lines `tick i` (default 10), M ms apart (default 100) |
 //! | `GET /conns`                  | how many connections the server has accepted            |
 //! | `GET /upgrade` + `Upgrade: echo` | 101, then echoes every byte sent on the connection   |
+//! | `GET /upgrade` + a WebSocket handshake | 101, then echoes WebSocket frames             |
 
 use std::{collections::BTreeMap, fmt::Write as _, str::FromStr, sync::LazyLock, time::Duration};
 
@@ -69,28 +70,49 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
 /// Switches the connection to a raw echo protocol, as a websocket handshake switches to
 /// websocket frames: it shows that a proxy passes upgrades through and keeps them open.
 fn upgrade(mut request: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
-    let wanted = request.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
-    if !wanted.is_some_and(|p| p.eq_ignore_ascii_case("echo")) {
-        return Err(Refusal {
-            status: StatusCode::BAD_REQUEST,
-            message: "send Upgrade: echo".to_string(),
-        });
-    }
+    let wanted = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let key = request
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (protocol, accept) = match (wanted.as_deref(), key) {
+        (Some("websocket"), Some(key)) => ("websocket", Some(crate::websocket::accept_key(&key))),
+        (Some("echo"), _) => ("echo", None),
+        _ => {
+            return Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                message: "send Upgrade: echo, or a WebSocket handshake".to_string(),
+            });
+        }
+    };
     let upgraded = hyper::upgrade::on(&mut request);
+    let websocket = accept.is_some();
     tokio::spawn(async move {
         let Ok(upgraded) = upgraded.await else { return };
         let mut io = hyper_util::rt::TokioIo::new(upgraded);
-        let (mut reader, mut writer) = tokio::io::split(&mut io);
-        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        if websocket {
+            let _ = crate::websocket::echo(io).await;
+        } else {
+            let (mut reader, mut writer) = tokio::io::split(&mut io);
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+        }
     });
     let mut response = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     response
         .headers_mut()
-        .insert(header::UPGRADE, HeaderValue::from_static("echo"));
+        .insert(header::UPGRADE, HeaderValue::from_static(protocol));
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(accept) = accept.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert("sec-websocket-accept", accept);
+    }
     Ok(response)
 }
 

@@ -12,6 +12,7 @@
 
 mod endpoints;
 mod in_flight;
+mod websocket;
 
 use std::{convert::Infallible, io, net::Ipv4Addr, pin::pin, process::ExitCode, time::Duration};
 
