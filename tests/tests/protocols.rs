@@ -50,17 +50,7 @@ fn upgraded_connections_pass_through_and_outlive_the_request_timeout() {
         rouse.ingress.port()
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "connection closed during the handshake"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let head = response_head(&mut stream);
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");
     let mut echo = |message: &[u8]| {
@@ -154,6 +144,22 @@ fn instance_dying_mid_request_gives_502() {
     );
 }
 
+/// Reads a response head byte by byte (the bytes after it belong to the upgraded protocol),
+/// lowercased.
+fn response_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed during the handshake"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_lowercase()
+}
+
 /// Writes a masked client frame (RFC 6455: clients mask every frame).
 fn send_frame(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
     let mask = [0x12u8, 0x34, 0x56, 0x78];
@@ -187,17 +193,7 @@ fn websockets_pass_through_and_stay_open() {
         rouse.ingress.port()
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "connection closed during the handshake"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let head = response_head(&mut stream);
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(
         head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
