@@ -12,9 +12,6 @@ use crate::service::{Revision, Service};
 use crate::template::{EnvVar, PortProtocol, RevisionTemplate};
 
 pub const SERVING_API_VERSION: &str = "serving.knative.dev/v1";
-pub const MIN_SCALE_ANNOTATION: &str = "autoscaling.knative.dev/min-scale";
-pub const MAX_SCALE_ANNOTATION: &str = "autoscaling.knative.dev/max-scale";
-pub const INITIAL_SCALE_ANNOTATION: &str = "autoscaling.knative.dev/initial-scale";
 
 /// A Knative Service object.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,10 +6,10 @@ use rouse_api::knative::{
     service_object,
 };
 use rouse_api::status::{InstancePhase, InstanceSummary, RevisionSummary, ServiceDescription};
-use rouse_api::traffic::{resolve, spec_traffic};
+use rouse_api::traffic::spec_traffic;
 use rouse_api::{Revision, Service};
 
-use crate::serving::Serving;
+use crate::serving::{Serving, routed_revision, service_traffic};
 
 /// The URL of a service: `http://{name}.{domain}:{port}`.
 pub fn service_url(name: &str, domain: &str, port: u16) -> String {
@@ -30,11 +30,8 @@ pub fn describe(
     tag_url: impl Fn(&str) -> String,
 ) -> ServiceDescription {
     revisions.sort_by_key(|r| std::cmp::Reverse(r.number));
-    let latest = service
-        .latest_ready_revision
-        .as_deref()
-        .unwrap_or(&service.latest_revision);
-    let traffic = resolve(&service.traffic, latest);
+    let latest = routed_revision(service);
+    let traffic = service_traffic(service);
     let summaries: Vec<RevisionSummary> = revisions
         .iter()
         .map(|revision| {

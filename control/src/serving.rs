@@ -23,7 +23,7 @@ use rouse_api::ValidationError;
 use rouse_api::knative::timestamp;
 use rouse_api::name::validate_name;
 use rouse_api::status::{Crash, InstancePhase, Traffic};
-use rouse_api::traffic::{TrafficChange, apply_change, resolve};
+use rouse_api::traffic::{Resolved, TrafficChange, apply_change, resolve};
 use rouse_api::{PortProtocol, Revision, ScaleMetric, Service};
 use rouse_runtime::{Instance, InstanceSpec, InstanceState, LogOptions, Runtime, RuntimeError};
 use tokio::sync::Notify;
@@ -203,11 +203,16 @@ impl RevisionState {
 
 /// The revision that takes a service's traffic: the latest ready one, else the latest one (so
 /// requests to a new service wait for its first instance instead of failing).
-fn routed_revision(service: &Service) -> &str {
+pub(crate) fn routed_revision(service: &Service) -> &str {
     service
         .latest_ready_revision
         .as_deref()
         .unwrap_or(&service.latest_revision)
+}
+
+/// The service's traffic with `@latest` filled in by [`routed_revision`].
+pub(crate) fn service_traffic(service: &Service) -> Resolved {
+    resolve(&service.traffic, routed_revision(service))
 }
 
 /// Instances a revision should have now: a revision that takes traffic (a share or a tag) has
@@ -215,7 +220,7 @@ fn routed_revision(service: &Service) -> &str {
 /// revision, until it is ready, has its initial scale; every other revision none.
 fn desired_instances(service: &Service, revision: &Revision, autoscaled: Option<u32>) -> u32 {
     let initial = revision.template.scale.initial_instances();
-    let traffic = resolve(&service.traffic, routed_revision(service));
+    let traffic = service_traffic(service);
     if traffic.routes_to(&revision.name) {
         autoscaled.unwrap_or(initial)
     } else if revision.name == service.latest_revision
@@ -229,7 +234,7 @@ fn desired_instances(service: &Service, revision: &Revision, autoscaled: Option<
 
 /// The route of `service` from its traffic, over the revisions live in `state`.
 fn route_for(service: &Service, state: &State) -> Option<ServiceRoute> {
-    let traffic = resolve(&service.traffic, routed_revision(service));
+    let traffic = service_traffic(service);
     let endpoints = |revision: &str| state.revisions.get(revision).map(|r| r.endpoints.clone());
     let split: Vec<_> = traffic
         .split
@@ -975,7 +980,7 @@ impl Serving {
     ) -> Result<(), ControlError> {
         let mut doomed = Vec::new();
         for service in services.values() {
-            let traffic = resolve(&service.traffic, routed_revision(service));
+            let traffic = service_traffic(service);
             let mut inactive: Vec<&Revision> = revisions
                 .iter()
                 .filter(|r| r.service == service.name)
@@ -1007,7 +1012,7 @@ impl Serving {
             };
             match self.store.service(owner) {
                 Ok(Some(service)) => {
-                    !resolve(&service.traffic, routed_revision(&service)).routes_to(name)
+                    !service_traffic(&service).routes_to(name)
                         && *name != service.latest_revision
                         && Some(name) != service.latest_ready_revision.as_ref()
                 }
