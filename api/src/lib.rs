@@ -12,6 +12,7 @@
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
 //! - [`status`]: live state the admin API adds: revisions, instances, crashes.
 //! - [`annotations`]: Knative's autoscaling annotations, in and out.
+//! - [`eventing`]: brokers, triggers (filters, delivery options) and ping sources.
 //! - [`duration`]: durations written as `"60s"`.
 //! - [`error`]: [`ValidationError`], naming the field and the fix.
 
@@ -20,6 +21,7 @@
 pub mod annotations;
 pub mod duration;
 pub mod error;
+pub mod eventing;
 pub mod knative;
 pub mod name;
 pub mod service;
