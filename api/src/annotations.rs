@@ -13,6 +13,13 @@ use crate::template::ScaleBounds;
 pub const AUTOSCALING: &str = "autoscaling.knative.dev/";
 /// The only autoscaler class Rouse has: Knative's KPA.
 pub const KPA_CLASS: &str = "kpa.autoscaling.knative.dev";
+/// Rouse's own annotation for `--frozen-retention`.
+pub const FROZEN_RETENTION: &str = "rouse.dev/frozen-retention";
+
+/// Whether `key` is a scale setting (read by [`apply_annotation`]) rather than a free-form note.
+pub fn is_scale_annotation(key: &str) -> bool {
+    key.starts_with(AUTOSCALING) || key == FROZEN_RETENTION
+}
 
 fn number<T: std::str::FromStr>(key: &str, value: &str, what: &str) -> Result<T, ValidationError> {
     value
@@ -30,11 +37,17 @@ fn millis(key: &str, value: &str) -> Result<u64, ValidationError> {
 /// Applies one annotation to `scale`. Unknown `autoscaling.knative.dev/*` keys and other
 /// prefixes are refused by name rather than silently ignored.
 pub fn apply_annotation(scale: &mut ScaleBounds, key: &str, value: &str) -> Result<(), ValidationError> {
+    if key == FROZEN_RETENTION {
+        scale.frozen_retention_ms = Some(millis(key, value)?);
+        return Ok(());
+    }
     let Some(name) = key.strip_prefix(AUTOSCALING) else {
         return Err(ValidationError::new(
             "annotation",
             key,
-            format!("only {AUTOSCALING}* annotations are supported, e.g. {AUTOSCALING}target=10"),
+            format!(
+                "only {AUTOSCALING}* and {FROZEN_RETENTION} annotations are supported, e.g. {AUTOSCALING}target=10"
+            ),
         ));
     };
     match name {
@@ -123,6 +136,9 @@ pub fn scale_annotations(scale: &ScaleBounds) -> BTreeMap<String, String> {
     if let Some(r) = scale.last_instance_retention_ms {
         put("scale-to-zero-pod-retention-period", seconds(r));
     }
+    if let Some(r) = scale.frozen_retention_ms {
+        out.insert(FROZEN_RETENTION.to_string(), seconds(r));
+    }
     out
 }
 
@@ -145,6 +161,7 @@ mod tests {
             ("autoscaling.knative.dev/panic-threshold-percentage", "150"),
             ("autoscaling.knative.dev/scale-to-zero-pod-retention-period", "5s"),
             ("autoscaling.knative.dev/class", "kpa.autoscaling.knative.dev"),
+            ("rouse.dev/frozen-retention", "2m"),
         ] {
             apply_annotation(&mut scale, k, v).unwrap();
         }
@@ -154,6 +171,7 @@ mod tests {
         );
         assert_eq!(scale.metric, ScaleMetric::Rps);
         assert_eq!(scale.window_ms, Some(40_000));
+        assert_eq!(scale.frozen_retention_ms, Some(120_000));
         let mut again = ScaleBounds::default();
         for (k, v) in scale_annotations(&scale) {
             apply_annotation(&mut again, &k, &v).unwrap();

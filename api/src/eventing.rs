@@ -2,12 +2,23 @@
 //!
 //! These are the records the daemon stores and the admin API speaks; the Knative-shaped objects
 //! (`eventing.knative.dev/v1` Broker and Trigger, `sources.knative.dev/v1` PingSource) convert
-//! to and from them.
+//! to and from them in [`crate::eventing_knative`].
+//!
+//! Besides the records, this module holds what is decided about them without I/O: their
+//! validation, the CLI spellings of sinks (`service:NAME`) and filters (`type=VALUE`), trigger
+//! filter evaluation, and ISO-8601 durations (`PT0.2S`) for delivery options. A ping source's
+//! schedule is only checked lightly here; `rouse_eventing::ping::Schedule` parses it fully.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::name::validate_name;
 
 /// The broker that exists from the start.
 pub const DEFAULT_BROKER: &str = "default";
@@ -42,9 +53,18 @@ pub enum Sink {
 #[serde(rename_all = "lowercase")]
 pub enum Filter {
     /// The attribute exists and equals the value (an empty value matches any value present).
-    Exact { attribute: String, value: String },
-    Prefix { attribute: String, value: String },
-    Suffix { attribute: String, value: String },
+    Exact {
+        attribute: String,
+        value: String,
+    },
+    Prefix {
+        attribute: String,
+        value: String,
+    },
+    Suffix {
+        attribute: String,
+        value: String,
+    },
     /// Every filter matches.
     All(Vec<Filter>),
     /// At least one filter matches.
@@ -126,4 +146,1048 @@ pub struct PingSource {
     #[serde(default)]
     pub data: Option<PingData>,
     pub sink: Sink,
+}
+
+/// The three ways to write a sink, for messages.
+const SINK_FORMS: &str = "write service:NAME (a Rouse service), broker:NAME (a broker) or an http:// URL (e.g. http://127.0.0.1:9000/events)";
+
+/// Most retries a delivery may ask for: Knative's `retry` is an int32.
+pub const MAX_RETRY: u32 = i32::MAX as u32;
+
+/// Deepest nesting of `all`, `any` and `not` a filter may have. Real filters are a few levels
+/// deep; the bound keeps evaluation's recursion far from the stack's limit.
+pub const MAX_FILTER_DEPTH: usize = 16;
+
+// === impl Sink ===
+
+impl Sink {
+    /// Parses a sink as flags write it: `service:NAME`, `broker:NAME` or an `http://` URL.
+    /// Errors name the field `sink`; callers with another flag set [`ValidationError::field`].
+    pub fn parse(s: &str) -> Result<Sink, ValidationError> {
+        let sink = if let Some(name) = s.strip_prefix("service:") {
+            Sink::Service(name.to_string())
+        } else if let Some(name) = s.strip_prefix("broker:") {
+            Sink::Broker(name.to_string())
+        } else if s.starts_with("http://") || s.starts_with("https://") {
+            Sink::Url(s.to_string())
+        } else {
+            return Err(ValidationError::new("sink", s, format!("not a sink; {SINK_FORMS}")));
+        };
+        sink.check("sink")?;
+        Ok(sink)
+    }
+
+    /// Checks the name or URL the sink holds.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.check("sink")
+    }
+
+    pub(crate) fn check(&self, field: &str) -> Result<(), ValidationError> {
+        match self {
+            Sink::Service(name) | Sink::Broker(name) => validate_name(field, name),
+            Sink::Url(url) => validate_http_url(field, url),
+        }
+    }
+}
+
+impl fmt::Display for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sink::Service(name) => write!(f, "service:{name}"),
+            Sink::Broker(name) => write!(f, "broker:{name}"),
+            Sink::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+impl FromStr for Sink {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Sink::parse(s)
+    }
+}
+
+/// Checks that `url` is an absolute `http://` URL with a host (and a valid port, if any).
+///
+/// Only plain HTTP: sinks are services behind Rouse's own ingress or local receivers; TLS to
+/// outside endpoints would need a TLS client and trust configuration Rouse does not have yet.
+pub fn validate_http_url(field: &str, url: &str) -> Result<(), ValidationError> {
+    let fail = |reason: &str| Err(ValidationError::new(field, url, reason));
+    let Some(rest) = url.strip_prefix("http://") else {
+        if url.starts_with("https://") {
+            return fail("https:// is not supported yet (Rouse delivers events over plain HTTP); use an http:// URL");
+        }
+        return fail("must be an absolute http:// URL, e.g. http://127.0.0.1:9000/events");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return fail("must not contain spaces or control characters; percent-encode them (e.g. %20)");
+    }
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return fail("must not carry credentials (user@host); put them in a header or the receiver's config");
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((host, after)) = bracketed.split_once(']') else {
+            return fail("has an IPv6 host without its closing ']', e.g. http://[::1]:9000/");
+        };
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return fail("has text after the IPv6 host; write http://[::1]:9000/"),
+            },
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return fail("has no host, e.g. http://127.0.0.1:9000/events");
+    }
+    let host_chars_ok = if authority.starts_with('[') {
+        host.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    } else {
+        host.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    };
+    if !host_chars_ok {
+        return fail("has a host that is neither a DNS name nor an IP address");
+    }
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+    {
+        return fail("has an invalid port; a port is a number from 1 to 65535");
+    }
+    Ok(())
+}
+
+// === impl Filter ===
+
+/// Checks a CloudEvents attribute name: lowercase letters a-z and digits, as CloudEvents 1.0
+/// requires (at most 20 characters is recommended, not required).
+pub fn validate_attribute_name(field: &str, name: &str) -> Result<(), ValidationError> {
+    if name.is_empty() {
+        return Err(ValidationError::new(
+            field,
+            name,
+            "an attribute name is required, e.g. type",
+        ));
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        return Err(ValidationError::new(
+            field,
+            name,
+            "CloudEvents attribute names have lowercase letters a-z and digits only (e.g. type, source, myextension)",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a `--filter ATTRIBUTE=VALUE` flag into an exact match. An empty value (`type=`)
+/// matches any value the attribute has, as in Knative's `spec.filter.attributes`.
+pub fn parse_filter_flag(flag: &str) -> Result<Filter, ValidationError> {
+    let Some((attribute, value)) = flag.split_once('=') else {
+        return Err(ValidationError::new(
+            "--filter",
+            flag,
+            "write ATTRIBUTE=VALUE, e.g. --filter type=com.example.order",
+        ));
+    };
+    validate_attribute_name("--filter", attribute).map_err(|e| ValidationError::new("--filter", flag, e.reason))?;
+    Ok(Filter::Exact {
+        attribute: attribute.to_string(),
+        value: value.to_string(),
+    })
+}
+
+impl Filter {
+    /// Whether an event passes, given a lookup of its attributes (`None`: the event lacks it).
+    ///
+    /// Knative's semantics: exact, prefix and suffix need the attribute to be present; an
+    /// exact match with an empty value passes any value present; `all` of nothing passes.
+    pub fn matches(&self, attr: &dyn Fn(&str) -> Option<String>) -> bool {
+        match self {
+            Filter::Exact { attribute, value } => attr(attribute).is_some_and(|v| value.is_empty() || v == *value),
+            Filter::Prefix { attribute, value } => attr(attribute).is_some_and(|v| v.starts_with(value.as_str())),
+            Filter::Suffix { attribute, value } => attr(attribute).is_some_and(|v| v.ends_with(value.as_str())),
+            Filter::All(filters) => filters.iter().all(|f| f.matches(attr)),
+            Filter::Any(filters) => filters.iter().any(|f| f.matches(attr)),
+            Filter::Not(filter) => !filter.matches(attr),
+        }
+    }
+
+    /// Checks attribute names, values and nesting.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.check("filter")
+    }
+
+    pub(crate) fn check(&self, field: &str) -> Result<(), ValidationError> {
+        self.check_at_depth(field, 1)
+    }
+
+    fn check_at_depth(&self, field: &str, depth: usize) -> Result<(), ValidationError> {
+        if depth > MAX_FILTER_DEPTH {
+            return Err(ValidationError::new(
+                field,
+                "",
+                format!("filters nest at most {MAX_FILTER_DEPTH} deep; flatten all/any/not"),
+            ));
+        }
+        match self {
+            Filter::Exact { attribute, .. } => validate_attribute_name(field, attribute),
+            Filter::Prefix { attribute, value } | Filter::Suffix { attribute, value } => {
+                validate_attribute_name(field, attribute)?;
+                if value.is_empty() {
+                    return Err(ValidationError::new(
+                        field,
+                        attribute,
+                        "a prefix or suffix filter needs a value; to match any value use an exact filter with an empty value",
+                    ));
+                }
+                Ok(())
+            }
+            Filter::All(filters) => {
+                for (i, f) in filters.iter().enumerate() {
+                    f.check_at_depth(&format!("{field}.all[{i}]"), depth + 1)?;
+                }
+                Ok(())
+            }
+            Filter::Any(filters) => {
+                if filters.is_empty() {
+                    return Err(ValidationError::new(
+                        field,
+                        "any: []",
+                        "`any` needs at least one filter (with none it would never match)",
+                    ));
+                }
+                for (i, f) in filters.iter().enumerate() {
+                    f.check_at_depth(&format!("{field}.any[{i}]"), depth + 1)?;
+                }
+                Ok(())
+            }
+            Filter::Not(filter) => filter.check_at_depth(&format!("{field}.not"), depth + 1),
+        }
+    }
+}
+
+// === impl BackoffPolicy ===
+
+impl BackoffPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackoffPolicy::Exponential => "exponential",
+            BackoffPolicy::Linear => "linear",
+        }
+    }
+}
+
+impl fmt::Display for BackoffPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackoffPolicy {
+    type Err = String;
+
+    /// Knative's spellings: `exponential` or `linear`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "exponential" => Ok(BackoffPolicy::Exponential),
+            "linear" => Ok(BackoffPolicy::Linear),
+            _ => Err("the backoff policy is exponential (delay × 2^n) or linear (delay × n)".to_string()),
+        }
+    }
+}
+
+// === impl Delivery ===
+
+impl Delivery {
+    /// Checks the retry count, the timeout and the dead-letter sink.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.check("delivery")
+    }
+
+    pub(crate) fn check(&self, field: &str) -> Result<(), ValidationError> {
+        if self.retry > MAX_RETRY {
+            return Err(ValidationError::new(
+                format!("{field}.retry"),
+                self.retry,
+                format!("must be at most {MAX_RETRY}"),
+            ));
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ValidationError::new(
+                format!("{field}.timeout"),
+                "PT0S",
+                "must be more than zero, e.g. PT30S; leave it out for no per-attempt timeout",
+            ));
+        }
+        if let Some(sink) = &self.dead_letter_sink {
+            sink.check(&format!("{field}.dead_letter_sink"))?;
+        }
+        Ok(())
+    }
+}
+
+// === impl Broker, Trigger ===
+
+/// Checks labels: each key given once and not empty.
+pub(crate) fn check_labels(field: &str, labels: &[(String, String)]) -> Result<(), ValidationError> {
+    for (i, (key, _)) in labels.iter().enumerate() {
+        if key.is_empty() {
+            return Err(ValidationError::new(
+                field,
+                "",
+                "a label needs a key, e.g. team=payments",
+            ));
+        }
+        if labels[..i].iter().any(|(k, _)| k == key) {
+            return Err(ValidationError::new(
+                field,
+                key,
+                "this label key is given more than once; keep one",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Checks the name, labels and delivery defaults.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_name("name", &self.name)?;
+        check_labels("labels", &self.labels)?;
+        if let Some(delivery) = &self.delivery {
+            delivery.check("delivery")?;
+        }
+        Ok(())
+    }
+}
+
+impl Trigger {
+    /// Checks the names, filters, subscriber and delivery options.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_name("name", &self.name)?;
+        validate_name("broker", &self.broker)?;
+        check_labels("labels", &self.labels)?;
+        for (i, filter) in self.filters.iter().enumerate() {
+            filter.check(&format!("filters[{i}]"))?;
+        }
+        self.subscriber.check("subscriber")?;
+        self.delivery.check("delivery")
+    }
+
+    /// Whether an event passes every filter of this trigger (no filters: every event does).
+    pub fn matches(&self, attr: &dyn Fn(&str) -> Option<String>) -> bool {
+        self.filters.iter().all(|f| f.matches(attr))
+    }
+}
+
+// === impl PingSource ===
+
+impl PingData {
+    /// The bytes the event carries: the text as is, or the base64 decoded.
+    pub fn payload(&self) -> Result<Vec<u8>, String> {
+        match self {
+            PingData::Text(text) => Ok(text.as_bytes().to_vec()),
+            PingData::Base64(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| format!("not valid base64 (standard alphabet, with '=' padding): {e}")),
+        }
+    }
+}
+
+/// Whether a content type is JSON (`application/json`, with or without parameters).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
+/// Checks a ping payload: not empty, decodable, and JSON when the content type says so.
+pub(crate) fn check_ping_data(field: &str, content_type: Option<&str>, data: &PingData) -> Result<(), ValidationError> {
+    let given = match data {
+        PingData::Text(text) | PingData::Base64(text) => text,
+    };
+    if given.is_empty() {
+        return Err(ValidationError::new(
+            field,
+            "",
+            "is empty; give the payload or leave the field out",
+        ));
+    }
+    let payload = data
+        .payload()
+        .map_err(|reason| ValidationError::new(field, given, reason))?;
+    if is_json(content_type) && serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
+        return Err(ValidationError::new(
+            field,
+            given,
+            "the content type is application/json but this is not JSON; fix the JSON or change contentType",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what can be checked of a schedule without parsing it (the eventing crate parses it).
+pub(crate) fn check_schedule(field: &str, schedule: &str) -> Result<(), ValidationError> {
+    if schedule.trim().is_empty() {
+        return Err(ValidationError::new(
+            field,
+            schedule,
+            "a cron schedule is required, e.g. \"*/5 * * * *\" (every five minutes)",
+        ));
+    }
+    if schedule.contains("@every") {
+        return Err(ValidationError::new(
+            field,
+            schedule,
+            "@every is not supported (nor is it in Knative); write a cron schedule, e.g. \"*/5 * * * *\"",
+        ));
+    }
+    Ok(())
+}
+
+impl PingSource {
+    /// Checks the name, schedule (lightly), time zone, payload and sink.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_name("name", &self.name)?;
+        check_labels("labels", &self.labels)?;
+        check_schedule("schedule", &self.schedule)?;
+        if let Some(zone) = &self.timezone
+            && (zone.is_empty() || zone.contains(char::is_whitespace))
+        {
+            return Err(ValidationError::new(
+                "timezone",
+                zone,
+                "must be an IANA time zone name, e.g. Europe/Berlin; leave it out for UTC",
+            ));
+        }
+        if let Some(content_type) = &self.content_type
+            && (content_type.is_empty() || content_type.contains(char::is_control))
+        {
+            return Err(ValidationError::new(
+                "content_type",
+                content_type,
+                "must be a media type, e.g. application/json; leave it out for none",
+            ));
+        }
+        if let Some(data) = &self.data {
+            check_ping_data("data", self.content_type.as_deref(), data)?;
+        }
+        self.sink.check("sink")
+    }
+}
+
+// === ISO-8601 durations ===
+
+const ISO8601_EXAMPLES: &str = "write an ISO-8601 duration, e.g. PT0.2S, PT30S, PT1M or P1D";
+
+/// Parses an ISO-8601 duration as Knative's `backoffDelay` and `timeout` write it: `PT0.2S`,
+/// `PT1M30S`, `PT1.5S`, `P1D`, `P1DT12H`, `P2W`. Lowercase is accepted. Years and months are
+/// refused (they have no fixed length); only the last part may have a fraction (`.` or `,`).
+pub fn parse_iso8601_duration(s: &str) -> Result<Duration, String> {
+    let bad = |why: &str| format!("not an ISO-8601 duration: {why}; {ISO8601_EXAMPLES}");
+    let text = s.trim().to_ascii_uppercase();
+    let Some(rest) = text.strip_prefix('P') else {
+        return Err(bad("it starts with P"));
+    };
+    let mut total: u128 = 0;
+    let mut number = String::new();
+    let mut in_time = false;
+    // Rank of the last unit read, so that each comes once and the largest first.
+    let mut last_rank = 0;
+    let mut had_fraction = false;
+    for c in rest.chars() {
+        match c {
+            '0'..='9' | '.' | ',' => number.push(c),
+            'T' if !in_time && number.is_empty() => in_time = true,
+            'T' => return Err(bad("T comes once, right before the hours, minutes and seconds")),
+            unit => {
+                let (rank, unit_seconds) = match (in_time, unit) {
+                    (false, 'Y') | (false, 'M') => {
+                        return Err(bad("years and months have no fixed length; use days (P30D) or hours"));
+                    }
+                    (false, 'W') => (1, 7 * 86_400),
+                    (false, 'D') => (2, 86_400),
+                    (true, 'H') => (3, 3_600),
+                    (true, 'M') => (4, 60),
+                    (true, 'S') => (5, 1),
+                    (false, 'H' | 'S') => return Err(bad("hours and seconds come after T, as in PT1H or PT5S")),
+                    (true, 'W' | 'D') => return Err(bad("weeks and days come before T, as in P1DT2H")),
+                    _ => return Err(bad(&format!("'{unit}' is not a unit (W, D, H, M or S)"))),
+                };
+                if number.is_empty() {
+                    return Err(bad(&format!("'{unit}' has no number before it")));
+                }
+                if rank <= last_rank {
+                    return Err(bad("each unit comes at most once, largest first (P1DT2H3M4S)"));
+                }
+                if had_fraction {
+                    return Err(bad("only the last part may have a fraction"));
+                }
+                let (nanos, fraction) =
+                    amount_nanos(&number, unit_seconds).ok_or_else(|| bad("a number is malformed"))?;
+                total = total.checked_add(nanos).ok_or_else(|| bad("it is too long"))?;
+                had_fraction = fraction;
+                last_rank = rank;
+                number.clear();
+            }
+        }
+    }
+    if !number.is_empty() {
+        return Err(bad(&format!("'{number}' at the end has no unit")));
+    }
+    if last_rank == 0 {
+        return Err(bad("it has no amount"));
+    }
+    if in_time && last_rank < 3 {
+        return Err(bad("T is followed by hours, minutes or seconds, as in PT1S"));
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad("it is too long"))?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// `number` (digits, optionally a fraction after `.` or `,`) times `unit_seconds`, in
+/// nanoseconds, and whether it had a fraction. Fraction digits past the nanosecond are dropped.
+fn amount_nanos(number: &str, unit_seconds: u128) -> Option<(u128, bool)> {
+    const NANOS: u128 = 1_000_000_000;
+    let (whole, fraction) = match number.split_once(['.', ',']) {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (number, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || whole.len() > 20 {
+        return None;
+    }
+    let unit_nanos = unit_seconds * NANOS;
+    let mut nanos = whole.parse::<u128>().ok()?.checked_mul(unit_nanos)?;
+    if let Some(fraction) = fraction {
+        if !digits(fraction) {
+            return None;
+        }
+        // 18 digits are below a nanosecond even for weeks, and keep the product within u128.
+        let fraction = &fraction[..fraction.len().min(18)];
+        let scale = 10u128.pow(fraction.len() as u32);
+        nanos = nanos.checked_add(fraction.parse::<u128>().ok()? * unit_nanos / scale)?;
+    }
+    Some((nanos, fraction.is_some()))
+}
+
+/// Formats a duration as ISO-8601, the way [`parse_iso8601_duration`] reads it back exactly:
+/// `PT0.2S`, `PT1M30S`, `P1DT2H`, `PT0S`.
+pub fn format_iso8601_duration(d: Duration) -> String {
+    use std::fmt::Write as _;
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    if secs == 0 && nanos == 0 {
+        return "PT0S".to_string();
+    }
+    let (days, hours, minutes, seconds) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60, secs % 60);
+    let mut out = String::from("P");
+    if days > 0 {
+        let _ = write!(out, "{days}D");
+    }
+    if hours > 0 || minutes > 0 || seconds > 0 || nanos > 0 {
+        out.push('T');
+        if hours > 0 {
+            let _ = write!(out, "{hours}H");
+        }
+        if minutes > 0 {
+            let _ = write!(out, "{minutes}M");
+        }
+        if nanos > 0 {
+            let fraction = format!("{nanos:09}");
+            let _ = write!(out, "{seconds}.{}S", fraction.trim_end_matches('0'));
+        } else if seconds > 0 {
+            let _ = write!(out, "{seconds}S");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Breaks one field of a valid record.
+    type Break<T> = fn(&mut T);
+
+    fn exact(attribute: &str, value: &str) -> Filter {
+        Filter::Exact {
+            attribute: attribute.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    fn prefix(attribute: &str, value: &str) -> Filter {
+        Filter::Prefix {
+            attribute: attribute.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    fn suffix(attribute: &str, value: &str) -> Filter {
+        Filter::Suffix {
+            attribute: attribute.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    /// An event's attributes, as the lookup `Filter::matches` takes.
+    fn event(attrs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let attrs: HashMap<String, String> = attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name: &str| attrs.get(name).cloned()
+    }
+
+    fn order_created() -> impl Fn(&str) -> Option<String> {
+        event(&[
+            ("type", "com.example.order.created"),
+            ("source", "/shop/orders"),
+            ("region", "eu"),
+        ])
+    }
+
+    fn trigger() -> Trigger {
+        Trigger {
+            name: "orders".to_string(),
+            broker: DEFAULT_BROKER.to_string(),
+            created_at: DateTime::UNIX_EPOCH,
+            labels: vec![],
+            filters: vec![exact("type", "com.example.order.created")],
+            subscriber: Sink::Service("billing".to_string()),
+            delivery: Delivery::default(),
+        }
+    }
+
+    fn ping_source() -> PingSource {
+        PingSource {
+            name: "heartbeat".to_string(),
+            created_at: DateTime::UNIX_EPOCH,
+            labels: vec![],
+            schedule: "*/5 * * * *".to_string(),
+            timezone: None,
+            content_type: Some("application/json".to_string()),
+            data: Some(PingData::Text(r#"{"beat": true}"#.to_string())),
+            sink: Sink::Broker(DEFAULT_BROKER.to_string()),
+        }
+    }
+
+    // --- sinks ---
+
+    #[test]
+    fn sinks_parse_and_print_back() {
+        for (text, sink) in [
+            ("service:billing", Sink::Service("billing".to_string())),
+            ("broker:default", Sink::Broker("default".to_string())),
+            (
+                "http://127.0.0.1:9000/events",
+                Sink::Url("http://127.0.0.1:9000/events".to_string()),
+            ),
+            ("http://localhost", Sink::Url("http://localhost".to_string())),
+            (
+                "http://[::1]:8080/x?y=1",
+                Sink::Url("http://[::1]:8080/x?y=1".to_string()),
+            ),
+            (
+                "http://host.docker.internal:8080",
+                Sink::Url("http://host.docker.internal:8080".to_string()),
+            ),
+        ] {
+            assert_eq!(Sink::parse(text).unwrap(), sink, "{text}");
+            assert_eq!(sink.to_string(), text);
+            assert_eq!(text.parse::<Sink>().unwrap(), sink);
+        }
+    }
+
+    #[test]
+    fn unknown_sink_forms_list_the_three_forms() {
+        for bad in [
+            "billing",
+            "ksvc:billing",
+            "channel:x",
+            "ftp://host/",
+            "",
+            "HTTP://host/",
+        ] {
+            let err = Sink::parse(bad).unwrap_err();
+            assert_eq!(err.field, "sink");
+            for form in ["service:NAME", "broker:NAME", "http://"] {
+                assert!(err.reason.contains(form), "{bad}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn https_sinks_are_refused_with_the_reason() {
+        let err = Sink::parse("https://example.com/").unwrap_err();
+        assert!(err.reason.contains("https:// is not supported"), "{err}");
+    }
+
+    #[test]
+    fn sink_names_and_urls_are_checked() {
+        for bad in [
+            "service:",
+            "service:Billing",
+            "broker:a_b",
+            "http://",
+            "http:///path",
+            "http://host:0/",
+            "http://host:99999/",
+            "http://host:port/",
+            "http://ho st/",
+            "http://user:pw@host/",
+            "http://[::1/",
+            "http://[::1]x/",
+            "http://exa$mple.com/",
+        ] {
+            let err = Sink::parse(bad).unwrap_err();
+            assert_eq!(err.field, "sink", "{bad}");
+        }
+        assert!(Sink::Service("UPPER".to_string()).validate().is_err());
+        assert!(Sink::Url("https://x".to_string()).validate().is_err());
+        assert!(Sink::Broker("default".to_string()).validate().is_ok());
+    }
+
+    // --- filters ---
+
+    #[test]
+    fn filter_flags_parse_to_exact_matches() {
+        assert_eq!(
+            parse_filter_flag("type=com.example.order").unwrap(),
+            exact("type", "com.example.order")
+        );
+        // Only the first '=' splits: values may contain more.
+        assert_eq!(parse_filter_flag("subject=a=b").unwrap(), exact("subject", "a=b"));
+        assert_eq!(parse_filter_flag("myext1=").unwrap(), exact("myext1", ""));
+    }
+
+    #[test]
+    fn bad_filter_flags_say_how_to_write_them() {
+        let err = parse_filter_flag("type").unwrap_err();
+        assert_eq!(err.field, "--filter");
+        assert!(err.reason.contains("ATTRIBUTE=VALUE"), "{err}");
+        for bad in ["=x", "Type=x", "my-ext=x", "my_ext=x", "tÿpe=x"] {
+            let err = parse_filter_flag(bad).unwrap_err();
+            assert_eq!((err.field.as_str(), err.value.as_str()), ("--filter", bad));
+        }
+    }
+
+    #[test]
+    fn exact_needs_the_attribute_present_and_equal() {
+        let e = order_created();
+        assert!(exact("type", "com.example.order.created").matches(&e));
+        assert!(!exact("type", "com.example.order").matches(&e));
+        assert!(
+            !exact("type", "COM.EXAMPLE.ORDER.CREATED").matches(&e),
+            "case-sensitive"
+        );
+        assert!(!exact("missing", "x").matches(&e));
+    }
+
+    #[test]
+    fn exact_with_an_empty_value_matches_any_value_present() {
+        let e = order_created();
+        assert!(exact("region", "").matches(&e));
+        assert!(!exact("missing", "").matches(&e));
+    }
+
+    #[test]
+    fn prefix_and_suffix_match_the_ends_of_present_attributes() {
+        let e = order_created();
+        assert!(prefix("type", "com.example.").matches(&e));
+        assert!(prefix("type", "com.example.order.created").matches(&e));
+        assert!(!prefix("type", "example").matches(&e));
+        assert!(!prefix("missing", "x").matches(&e));
+        assert!(suffix("type", ".created").matches(&e));
+        assert!(!suffix("type", ".deleted").matches(&e));
+        assert!(!suffix("missing", "x").matches(&e));
+    }
+
+    #[test]
+    fn all_any_not_combine() {
+        let e = order_created();
+        let yes = exact("region", "eu");
+        let no = exact("region", "us");
+        assert!(Filter::All(vec![yes.clone(), prefix("source", "/shop")]).matches(&e));
+        assert!(!Filter::All(vec![yes.clone(), no.clone()]).matches(&e));
+        assert!(Filter::All(vec![]).matches(&e), "all of nothing passes");
+        assert!(Filter::Any(vec![no.clone(), yes.clone()]).matches(&e));
+        assert!(!Filter::Any(vec![no.clone(), no.clone()]).matches(&e));
+        assert!(!Filter::Any(vec![]).matches(&e));
+        assert!(Filter::Not(Box::new(no.clone())).matches(&e));
+        assert!(!Filter::Not(Box::new(yes.clone())).matches(&e));
+        // A missing attribute fails the inner filter, so `not` passes.
+        assert!(Filter::Not(Box::new(exact("missing", "x"))).matches(&e));
+    }
+
+    #[test]
+    fn nested_filters_evaluate_inside_out() {
+        // type starts with com.example. AND (region is us OR NOT source ends with /orders)
+        let filter = Filter::All(vec![
+            prefix("type", "com.example."),
+            Filter::Any(vec![
+                exact("region", "us"),
+                Filter::Not(Box::new(suffix("source", "/orders"))),
+            ]),
+        ]);
+        assert!(!filter.matches(&order_created()));
+        assert!(filter.matches(&event(&[("type", "com.example.x"), ("region", "us")])));
+        assert!(filter.matches(&event(&[("type", "com.example.x"), ("source", "/shop/carts")])));
+        assert!(!filter.matches(&event(&[("type", "org.other"), ("region", "us")])));
+    }
+
+    #[test]
+    fn a_trigger_needs_every_filter_to_pass() {
+        let mut t = trigger();
+        assert!(t.matches(&order_created()));
+        t.filters.push(exact("region", "us"));
+        assert!(!t.matches(&order_created()));
+        t.filters.clear();
+        assert!(t.matches(&event(&[])), "no filters pass every event");
+    }
+
+    #[test]
+    fn filters_validate_names_values_and_nesting() {
+        assert!(exact("type", "").validate().is_ok());
+        assert!(Filter::All(vec![]).validate().is_ok());
+        let err = prefix("type", "").validate().unwrap_err();
+        assert!(err.reason.contains("needs a value"), "{err}");
+        assert!(suffix("Type", "x").validate().is_err());
+        let err = Filter::Any(vec![]).validate().unwrap_err();
+        assert!(err.reason.contains("at least one"), "{err}");
+        let nested = Filter::All(vec![exact("type", "x"), Filter::Not(Box::new(exact("BAD", "x")))]);
+        assert_eq!(nested.validate().unwrap_err().field, "filter.all[1].not");
+        let nested = Filter::Any(vec![Filter::All(vec![exact("a", "1"), prefix("b", "")])]);
+        assert_eq!(nested.validate().unwrap_err().field, "filter.any[0].all[1]");
+    }
+
+    #[test]
+    fn filters_nest_at_most_max_depth() {
+        let mut filter = exact("type", "x");
+        for _ in 1..MAX_FILTER_DEPTH {
+            filter = Filter::Not(Box::new(filter));
+        }
+        assert!(filter.validate().is_ok());
+        let err = Filter::Not(Box::new(filter)).validate().unwrap_err();
+        assert!(err.reason.contains("at most"), "{err}");
+    }
+
+    // --- records ---
+
+    #[test]
+    fn valid_records_pass() {
+        let broker = Broker {
+            name: "default".to_string(),
+            created_at: DateTime::UNIX_EPOCH,
+            labels: vec![("team".to_string(), "shop".to_string())],
+            delivery: Some(Delivery {
+                retry: 3,
+                backoff_delay: Some(Duration::from_millis(200)),
+                ..Delivery::default()
+            }),
+        };
+        broker.validate().unwrap();
+        trigger().validate().unwrap();
+        ping_source().validate().unwrap();
+    }
+
+    #[test]
+    fn broker_validation_names_the_field() {
+        let mut broker = Broker {
+            name: "Default".to_string(),
+            created_at: DateTime::UNIX_EPOCH,
+            labels: vec![],
+            delivery: None,
+        };
+        assert_eq!(broker.validate().unwrap_err().field, "name");
+        broker.name = "default".to_string();
+        broker.labels = vec![("a".to_string(), "1".to_string()), ("a".to_string(), "2".to_string())];
+        let err = broker.validate().unwrap_err();
+        assert!(err.reason.contains("more than once"), "{err}");
+        broker.labels = vec![(String::new(), "1".to_string())];
+        assert_eq!(broker.validate().unwrap_err().field, "labels");
+        broker.labels.clear();
+        broker.delivery = Some(Delivery {
+            timeout: Some(Duration::ZERO),
+            ..Delivery::default()
+        });
+        assert_eq!(broker.validate().unwrap_err().field, "delivery.timeout");
+    }
+
+    #[test]
+    fn trigger_validation_names_the_field() {
+        let cases: Vec<(&str, Break<Trigger>)> = vec![
+            ("name", |t| t.name = "-x".to_string()),
+            ("broker", |t| t.broker = String::new()),
+            ("filters[1]", |t| t.filters.push(exact("Type", "x"))),
+            ("subscriber", |t| t.subscriber = Sink::Url("ftp://x".to_string())),
+            ("delivery.dead_letter_sink", |t| {
+                t.delivery.dead_letter_sink = Some(Sink::Service("A".to_string()))
+            }),
+            ("delivery.retry", |t| t.delivery.retry = MAX_RETRY + 1),
+        ];
+        for (field, break_it) in cases {
+            let mut t = trigger();
+            break_it(&mut t);
+            assert_eq!(t.validate().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn ping_source_validation_names_the_field() {
+        let cases: Vec<(&str, Break<PingSource>)> = vec![
+            ("name", |p| p.name = "UPPER".to_string()),
+            ("schedule", |p| p.schedule = " ".to_string()),
+            ("schedule", |p| p.schedule = "@every 5m".to_string()),
+            ("timezone", |p| p.timezone = Some(String::new())),
+            ("timezone", |p| p.timezone = Some("Europe / Berlin".to_string())),
+            ("content_type", |p| p.content_type = Some(String::new())),
+            ("data", |p| p.data = Some(PingData::Text(String::new()))),
+            ("data", |p| p.data = Some(PingData::Text("not json".to_string()))),
+            ("data", |p| p.data = Some(PingData::Base64("!!!".to_string()))),
+            // Valid base64 of "not json".
+            ("data", |p| p.data = Some(PingData::Base64("bm90IGpzb24=".to_string()))),
+            ("sink", |p| p.sink = Sink::Broker(String::new())),
+        ];
+        for (field, break_it) in cases {
+            let mut p = ping_source();
+            break_it(&mut p);
+            let err = p.validate().unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+
+    #[test]
+    fn ping_data_is_json_only_when_the_content_type_says_so() {
+        let mut p = ping_source();
+        p.content_type = Some("text/plain".to_string());
+        p.data = Some(PingData::Text("not json".to_string()));
+        p.validate().unwrap();
+        p.content_type = Some("Application/JSON; charset=utf-8".to_string());
+        assert!(p.validate().is_err());
+        p.data = Some(PingData::Base64("eyJhIjogMX0=".to_string())); // {"a": 1}
+        p.validate().unwrap();
+        p.content_type = None;
+        p.data = Some(PingData::Text("anything".to_string()));
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn ping_payloads_decode() {
+        assert_eq!(PingData::Text("hi".to_string()).payload().unwrap(), b"hi");
+        assert_eq!(PingData::Base64("aGk=".to_string()).payload().unwrap(), b"hi");
+        let err = PingData::Base64("aGk".to_string()).payload().unwrap_err();
+        assert!(err.contains("base64"), "{err}");
+    }
+
+    #[test]
+    fn backoff_policies_spell_like_knative() {
+        for policy in [BackoffPolicy::Exponential, BackoffPolicy::Linear] {
+            assert_eq!(policy.to_string().parse::<BackoffPolicy>().unwrap(), policy);
+        }
+        assert!("Linear".parse::<BackoffPolicy>().unwrap_err().contains("exponential"));
+    }
+
+    // --- ISO-8601 durations ---
+
+    #[test]
+    fn iso8601_durations_parse() {
+        let ms = Duration::from_millis;
+        for (text, want) in [
+            ("PT0.2S", ms(200)),
+            ("PT1S", ms(1_000)),
+            ("PT1.5S", ms(1_500)),
+            ("PT0,5S", ms(500)),
+            ("PT1M", ms(60_000)),
+            ("PT1M30S", ms(90_000)),
+            ("PT1.5M", ms(90_000)),
+            ("PT2H", ms(7_200_000)),
+            ("P1D", ms(86_400_000)),
+            ("P1DT1H1M1.001S", ms(90_061_001)),
+            ("P2W", ms(14 * 86_400_000)),
+            ("PT0S", ms(0)),
+            ("pt10s", ms(10_000)),
+            ("PT0.000000001S", Duration::from_nanos(1)),
+            ("PT0.0000000019S", Duration::from_nanos(1)),
+            ("PT90S", ms(90_000)),
+        ] {
+            assert_eq!(parse_iso8601_duration(text).unwrap(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_iso8601_durations_say_why_and_show_examples() {
+        for (text, why) in [
+            ("0.2s", "starts with P"),
+            ("200ms", "starts with P"),
+            ("P", "no amount"),
+            ("PT", "no amount"),
+            ("P1DT", "T is followed"),
+            ("P1M", "months"),
+            ("P1Y", "years"),
+            ("PT1D", "before T"),
+            ("P1H", "after T"),
+            ("PT1S1M", "largest first"),
+            ("PT1M1M", "largest first"),
+            ("PTS", "no number"),
+            ("PT1.5M2S", "only the last part"),
+            ("PT1.S", "malformed"),
+            ("PT.5S", "malformed"),
+            ("PT1.2.3S", "malformed"),
+            ("PT5", "no unit"),
+            ("PT1X", "not a unit"),
+            ("-PT1S", "starts with P"),
+            ("PTT1S", "T comes once"),
+            ("P99999999999999999999W", "too long"),
+        ] {
+            let err = parse_iso8601_duration(text).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+            assert!(err.contains("PT0.2S"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn iso8601_durations_format() {
+        let ms = Duration::from_millis;
+        for (d, want) in [
+            (ms(0), "PT0S"),
+            (ms(200), "PT0.2S"),
+            (ms(1_500), "PT1.5S"),
+            (ms(60_000), "PT1M"),
+            (ms(90_000), "PT1M30S"),
+            (ms(3_600_000), "PT1H"),
+            (ms(86_400_000), "P1D"),
+            (ms(90_061_001), "P1DT1H1M1.001S"),
+            (Duration::from_nanos(1), "PT0.000000001S"),
+        ] {
+            assert_eq!(format_iso8601_duration(d), want);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn iso8601_durations_round_trip(secs in 0u64..=u64::MAX / 2, nanos in 0u32..1_000_000_000) {
+            let d = Duration::new(secs, nanos);
+            prop_assert_eq!(parse_iso8601_duration(&format_iso8601_duration(d)).unwrap(), d);
+        }
+
+        #[test]
+        fn not_not_is_the_filter_itself(value in "[a-z.]{0,8}", present in any::<bool>()) {
+            let f = prefix("type", &value);
+            let attrs: Vec<(&str, &str)> = if present { vec![("type", "com.example")] } else { vec![] };
+            let e = event(&attrs);
+            prop_assert_eq!(Filter::Not(Box::new(Filter::Not(Box::new(f.clone())))).matches(&e), f.matches(&e));
+            prop_assert_eq!(Filter::Any(vec![f.clone()]).matches(&e), Filter::All(vec![f.clone()]).matches(&e));
+        }
+    }
 }

@@ -8,14 +8,16 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::name::revision_name;
 use crate::service::{Revision, Service};
-use crate::template::{EnvVar, PortProtocol, RevisionTemplate};
+use crate::template::{EnvVar, PortProtocol, Quantities, RevisionTemplate};
 
 pub const SERVING_API_VERSION: &str = "serving.knative.dev/v1";
 
-/// A Knative Service object.
+/// A Knative Service object. Input (`rouse apply`) refuses fields Rouse does not support, by
+/// name; `status` is output only and ignored on input.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KService {
     pub api_version: String,
     pub kind: String,
@@ -37,8 +39,10 @@ pub struct KRevision {
     pub status: Option<RevisionStatus>,
 }
 
+/// Kubernetes object metadata. The fields a cluster adds (uid, resourceVersion, ...) are
+/// accepted on input so that a manifest exported from a cluster applies, and never printed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -52,10 +56,18 @@ pub struct ObjectMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing)]
+    pub uid: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub resource_version: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub self_link: Option<serde_json::Value>,
+    #[serde(default, skip_serializing)]
+    pub managed_fields: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
     pub template: RevisionTemplateSpec,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -63,7 +75,7 @@ pub struct ServiceSpec {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevisionTemplateSpec {
     #[serde(default)]
     pub metadata: ObjectMeta,
@@ -71,33 +83,107 @@ pub struct RevisionTemplateSpec {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevisionSpec {
+    #[serde(default)]
     pub container_concurrency: u32,
+    #[serde(default = "default_timeout")]
     pub timeout_seconds: u32,
     pub containers: Vec<Container>,
 }
 
+fn default_timeout() -> u32 {
+    crate::template::DEFAULT_TIMEOUT_SECONDS
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Container {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerPort {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub container_port: u16,
+    /// Only `TCP`, Kubernetes' default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
+/// `resources`: limits and requests of CPU and memory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceRequirements {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<QuantityMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<QuantityMap>,
+}
+
+/// `cpu` and `memory` quantities; YAML may write them as numbers (`cpu: 1`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuantityMap {
+    #[serde(default, deserialize_with = "quantity", skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, deserialize_with = "quantity", skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Quantity {
+        Text(String),
+        Whole(u64),
+        Fraction(f64),
+    }
+    Ok(Some(match Quantity::deserialize(d)? {
+        Quantity::Text(s) => s,
+        Quantity::Whole(n) => n.to_string(),
+        Quantity::Fraction(f) => f.to_string(),
+    }))
+}
+
+/// `readinessProbe`: Rouse probes `httpGet.path` every `periodSeconds`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpGetAction {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// When given, the container's port (Knative probes the serving port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ServiceStatus {
     pub observed_generation: u64,
     pub url: String,
@@ -121,7 +207,7 @@ pub struct RevisionStatus {
 
 /// One entry of a service's traffic (Knative's `spec.traffic` and `status.traffic`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficTarget {
     /// The revision named; `None` with `latest_revision` = the latest ready revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,26 +279,59 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
         PortProtocol::Http1 => None,
         PortProtocol::H2c => Some(PortProtocol::H2c.to_string()),
     };
+    let quantities = |q: &Quantities| {
+        (!q.is_empty()).then(|| QuantityMap {
+            cpu: q.cpu.clone(),
+            memory: q.memory.clone(),
+        })
+    };
+    let resources = (!template.resources.is_empty()).then(|| ResourceRequirements {
+        limits: quantities(&template.resources.limits),
+        requests: quantities(&template.resources.requests),
+    });
+    let readiness_probe = template.readiness.as_ref().map(|probe| Probe {
+        http_get: Some(HttpGetAction {
+            path: Some(probe.path.clone()),
+            port: None,
+        }),
+        period_seconds: (probe.period_seconds > 0).then_some(probe.period_seconds),
+    });
     RevisionSpec {
         container_concurrency: template.container_concurrency,
         timeout_seconds: template.timeout_seconds,
         containers: vec![Container {
+            name: template.container_name.clone(),
             image: template.image.clone(),
+            command: template.command.clone(),
+            args: template.args.clone(),
             env: template.env.clone(),
             ports: vec![ContainerPort {
                 name: port_name,
                 container_port: template.port,
+                protocol: None,
             }],
+            resources,
+            readiness_probe,
         }],
     }
 }
 
-fn scale_annotations(template: &RevisionTemplate) -> BTreeMap<String, String> {
-    crate::annotations::scale_annotations(&template.scale)
+/// A revision's annotations: its scale settings as Knative writes them, then the user's own.
+fn template_annotations(template: &RevisionTemplate) -> BTreeMap<String, String> {
+    let mut annotations = crate::annotations::scale_annotations(&template.scale);
+    annotations.extend(template.annotations.clone());
+    annotations
 }
 
 /// The Knative object for a service, with the given status.
 pub fn service_object(service: &Service, status: Option<ServiceStatus>) -> KService {
+    // A name the user chose is part of the template (apply it again: nothing changes); a
+    // generated one is not (apply an edited template: the next number is generated).
+    let chosen_name = if service.latest_revision == revision_name(&service.name, service.revision_number) {
+        String::new()
+    } else {
+        service.latest_revision.clone()
+    };
     KService {
         api_version: SERVING_API_VERSION.to_string(),
         kind: "Service".to_string(),
@@ -221,12 +340,16 @@ pub fn service_object(service: &Service, status: Option<ServiceStatus>) -> KServ
             namespace: Some("default".to_string()),
             generation: Some(service.generation),
             creation_timestamp: Some(timestamp(service.created_at)),
+            labels: service.labels.clone(),
+            annotations: service.annotations.clone(),
             ..ObjectMeta::default()
         },
         spec: ServiceSpec {
             template: RevisionTemplateSpec {
                 metadata: ObjectMeta {
-                    annotations: scale_annotations(&service.template),
+                    name: chosen_name,
+                    labels: service.template.labels.clone(),
+                    annotations: template_annotations(&service.template),
                     ..ObjectMeta::default()
                 },
                 spec: revision_spec(&service.template),
@@ -239,7 +362,7 @@ pub fn service_object(service: &Service, status: Option<ServiceStatus>) -> KServ
 
 /// The Knative object for a revision, with the given status.
 pub fn revision_object(revision: &Revision, status: Option<RevisionStatus>) -> KRevision {
-    let mut labels = BTreeMap::new();
+    let mut labels = revision.template.labels.clone();
     labels.insert("serving.knative.dev/service".to_string(), revision.service.clone());
     labels.insert(
         "serving.knative.dev/configuration".to_string(),
@@ -258,7 +381,8 @@ pub fn revision_object(revision: &Revision, status: Option<RevisionStatus>) -> K
             generation: Some(1),
             creation_timestamp: Some(timestamp(revision.created_at)),
             labels,
-            annotations: scale_annotations(&revision.template),
+            annotations: template_annotations(&revision.template),
+            ..ObjectMeta::default()
         },
         spec: revision_spec(&revision.template),
         status,

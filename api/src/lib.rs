@@ -7,12 +7,15 @@
 //! Layout, in reading order:
 //! - [`name`]: resource names (DNS labels) and revision naming.
 //! - [`template`]: a revision template (image, env, port, limits, scale bounds) and its validation.
+//! - [`quantity`]: Kubernetes CPU and memory quantities (`500m`, `128Mi`).
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`traffic`]: traffic splits and tags, and resolving them to revisions.
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
+//! - [`manifest`]: Knative YAML manifests (`rouse apply -f`), many documents, errors with their place.
 //! - [`status`]: live state the admin API adds: revisions, instances, crashes.
 //! - [`annotations`]: Knative's autoscaling annotations, in and out.
 //! - [`eventing`]: brokers, triggers (filters, delivery options) and ping sources.
+//! - [`eventing_knative`]: the Knative-shaped Broker, Trigger and PingSource, in and out.
 //! - [`duration`]: durations written as `"60s"`.
 //! - [`error`]: [`ValidationError`], naming the field and the fix.
 
@@ -22,8 +25,11 @@ pub mod annotations;
 pub mod duration;
 pub mod error;
 pub mod eventing;
+pub mod eventing_knative;
 pub mod knative;
+pub mod manifest;
 pub mod name;
+pub mod quantity;
 pub mod service;
 pub mod status;
 pub mod template;

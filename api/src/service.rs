@@ -1,5 +1,7 @@
 //! The records the daemon keeps: a service and the immutable revisions its template produced.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +27,12 @@ pub struct Service {
     /// Traffic as the user set it; empty = 100 % to the latest ready revision.
     #[serde(default)]
     pub traffic: Vec<crate::knative::TrafficTarget>,
+    /// Labels the user gave (`metadata.labels`), kept and shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations the user gave other than the autoscaling ones (which go to the template).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// An immutable snapshot of a service's template.
@@ -59,6 +67,8 @@ impl Service {
             revision_number: 1,
             latest_ready_revision: None,
             traffic: Vec::new(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
         };
         (service, revision)
     }

@@ -1,5 +1,6 @@
 //! A revision template: everything that, when it changes, makes a new revision.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -44,6 +45,93 @@ pub struct RevisionTemplate {
     /// Instance count bounds.
     #[serde(default)]
     pub scale: ScaleBounds,
+    /// The container's name (`containers[0].name`), shown back as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// Replaces the image's entrypoint (`command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's arguments (`args`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// CPU and memory limits and requests, applied as Docker limits.
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    /// How readiness is probed when not the default (any HTTP answer on `/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<ReadinessProbe>,
+    /// Labels of the revision (`spec.template.metadata.labels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations of the revision other than the autoscaling ones, kept as given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// CPU and memory for one instance, as Kubernetes quantities (`500m`, `128Mi`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Quantities::is_empty")]
+    pub limits: Quantities,
+    #[serde(default, skip_serializing_if = "Quantities::is_empty")]
+    pub requests: Quantities,
+}
+
+impl Resources {
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty() && self.requests.is_empty()
+    }
+}
+
+/// A CPU and a memory quantity, each optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantities {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+impl Quantities {
+    pub fn is_empty(&self) -> bool {
+        self.cpu.is_none() && self.memory.is_none()
+    }
+
+    /// CPU in millicores, when set.
+    pub fn cpu_millis(&self) -> Option<u64> {
+        self.cpu.as_deref().and_then(|q| crate::quantity::parse_cpu(q).ok())
+    }
+
+    /// Memory in bytes, when set.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.memory
+            .as_deref()
+            .and_then(|q| crate::quantity::parse_memory(q).ok())
+    }
+
+    fn validate(&self, field: &str) -> Result<(), ValidationError> {
+        if let Some(cpu) = &self.cpu {
+            crate::quantity::parse_cpu(cpu)
+                .map_err(|reason| ValidationError::new(format!("{field}.cpu"), cpu, reason))?;
+        }
+        if let Some(memory) = &self.memory {
+            crate::quantity::parse_memory(memory)
+                .map_err(|reason| ValidationError::new(format!("{field}.memory"), memory, reason))?;
+        }
+        Ok(())
+    }
+}
+
+/// A readiness probe the user asked for (`readinessProbe.httpGet`): only a 2xx or 3xx answer on
+/// `path` counts, as with Kubernetes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessProbe {
+    /// Request path, starting with `/`.
+    pub path: String,
+    /// Gap between probes in seconds; 0 (the default) probes aggressively, as Knative does.
+    #[serde(default)]
+    pub period_seconds: u32,
 }
 
 fn default_port() -> u16 {
@@ -65,6 +153,13 @@ impl RevisionTemplate {
             container_concurrency: 0,
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
             scale: ScaleBounds::default(),
+            container_name: None,
+            command: None,
+            args: None,
+            resources: Resources::default(),
+            readiness: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
         }
     }
 
@@ -98,6 +193,17 @@ impl RevisionTemplate {
                 format!("must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"),
             ));
         }
+        self.resources.limits.validate("resources.limits")?;
+        self.resources.requests.validate("resources.requests")?;
+        if let Some(probe) = &self.readiness
+            && !probe.path.starts_with('/')
+        {
+            return Err(ValidationError::new(
+                "readinessProbe.httpGet.path",
+                &probe.path,
+                "must be a request path starting with '/', e.g. /healthz",
+            ));
+        }
         self.scale.validate()
     }
 }
@@ -122,8 +228,9 @@ pub fn validate_image(image: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// One environment variable.
+/// One environment variable (`valueFrom` is not supported and refused by name).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EnvVar {
     pub name: String,
     #[serde(default)]

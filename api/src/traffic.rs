@@ -83,6 +83,77 @@ pub fn parse_tag(s: &str) -> Result<(RevisionRef, String), ValidationError> {
     }
 }
 
+/// Reads Knative's `spec.traffic` (as `rouse apply` gets it) into the change that sets it: the
+/// shares replace all shares and the tags all tags. `field` is the path of the list, for errors.
+/// Whether the revisions exist is checked by [`apply_change`].
+pub fn from_spec(targets: &[TrafficTarget], field: &str) -> Result<TrafficChange, ValidationError> {
+    let mut to = Vec::new();
+    let mut tag = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let revision = match (&target.revision_name, target.latest_revision) {
+            (Some(name), None | Some(false)) => RevisionRef::Named(name.clone()),
+            (None, Some(true)) => RevisionRef::Latest,
+            (Some(name), Some(true)) => {
+                return Err(ValidationError::new(
+                    format!("{at}.latestRevision"),
+                    "true",
+                    format!("cannot be true when revisionName ({name}) is given; give one or the other"),
+                ));
+            }
+            (None, _) => {
+                return Err(ValidationError::new(
+                    at,
+                    "",
+                    "names no revision; give revisionName: NAME or latestRevision: true",
+                ));
+            }
+        };
+        let percent = target.percent.unwrap_or(0);
+        if percent > 100 {
+            return Err(ValidationError::new(
+                format!("{at}.percent"),
+                percent,
+                "must be a whole number 0-100",
+            ));
+        }
+        if percent > 0 {
+            match to.iter_mut().find(|(r, _)| *r == revision) {
+                Some((_, p)) => *p += percent,
+                None => to.push((revision.clone(), percent)),
+            }
+        }
+        if let Some(name) = &target.tag {
+            validate_name(&format!("{at}.tag"), name)?;
+            if tag.iter().any(|(_, t)| t == name) {
+                return Err(ValidationError::new(
+                    format!("{at}.tag"),
+                    name,
+                    "is given twice; each tag names one revision",
+                ));
+            }
+            tag.push((revision, name.clone()));
+        }
+    }
+    let total: u32 = to.iter().map(|(_, p)| p).sum();
+    if !targets.is_empty() && total != 100 {
+        return Err(ValidationError::new(
+            field,
+            targets
+                .iter()
+                .map(|t| t.percent.unwrap_or(0).to_string())
+                .collect::<Vec<_>>()
+                .join("+"),
+            format!("percentages must add up to 100, they add up to {total}"),
+        ));
+    }
+    Ok(TrafficChange {
+        to: (!targets.is_empty()).then_some(to),
+        tag,
+        untag: Vec::new(),
+    })
+}
+
 /// The stored targets after `change`, validated against the revisions that exist.
 pub fn apply_change(
     current: &[TrafficTarget],

@@ -31,9 +31,11 @@ pub(crate) enum Command {
     List(OutputArgs),
     /// Show one service: URL, conditions, revisions, instances, last crash.
     Describe(DescribeArgs),
-    /// Delete a service and stop all its instances.
+    /// Create or update what Knative YAML declares, all or nothing; wait for new revisions.
+    Apply(ApplyArgs),
+    /// Delete a service and stop all its instances, or everything a YAML file declares.
     #[command(alias = "rm")]
-    Delete(NameArgs),
+    Delete(DeleteArgs),
     /// Print the output of a service's instances.
     Logs(LogsArgs),
     /// List a service's revisions with their instance counts.
@@ -161,6 +163,32 @@ pub(crate) struct DescribeArgs {
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// The YAML file (one or many documents), or - for standard input.
+    #[arg(long = "filename", short = 'f', value_name = "FILE")]
+    pub(crate) file: String,
+    /// Return once applied, without waiting for new revisions to be ready.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// How long to wait for each new revision to be ready.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub(crate) wait_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The service to delete.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub(crate) name: Option<String>,
+    /// Delete everything this YAML file declares (- for standard input).
+    #[arg(long = "filename", short = 'f', value_name = "FILE")]
+    pub(crate) file: Option<String>,
+    /// With -f: a resource that does not exist is not an error.
+    #[arg(long, requires = "file")]
+    pub(crate) ignore_not_found: bool,
 }
 
 #[derive(Debug, Args)]

@@ -108,8 +108,21 @@ impl Client {
     }
 
     pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send_json(Method::PUT, path, body).await
+    }
+
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send_json(Method::POST, path, body).await
+    }
+
+    async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let body = serde_json::to_vec(body)?;
-        let body = Self::check(self.send(Method::PUT, path, Some(body)).await?).await?;
+        let body = Self::check(self.send(method, path, Some(body)).await?).await?;
         serde_json::from_slice(&body).context("the daemon's answer is not what this rouse expects")
     }
 
@@ -117,6 +130,15 @@ impl Client {
         Self::check(self.send(Method::DELETE, path, None).await?)
             .await
             .map(|_| ())
+    }
+
+    /// Deletes; `Ok(false)` when there was nothing to delete.
+    pub(crate) async fn delete_if_found(&self, path: &str) -> anyhow::Result<bool> {
+        let response = self.send(Method::DELETE, path, None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        Self::check(response).await.map(|_| true)
     }
 
     /// A streaming GET: the body arrives in chunks as the daemon writes them.

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub(crate) mod apply;
 pub(crate) mod delete;
 pub(crate) mod deploy;
 pub(crate) mod describe;
@@ -22,6 +23,7 @@ pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Res
         Command::Deploy(args) => deploy::run(&client, args).await,
         Command::List(args) => list::run(&client, args).await,
         Command::Describe(args) => describe::run(&client, args).await,
+        Command::Apply(args) => apply::run(&client, args).await,
         Command::Delete(args) => delete::run(&client, args).await,
         Command::Logs(args) => logs::run(&client, args).await,
         Command::Revisions(args) => revisions::run(&client, args).await,

@@ -4,13 +4,14 @@
 //! stderr and exits non-zero. Results go to stdout, progress and diagnostics to stderr.
 //!
 //! Layout: [`args`] (flags), [`client`] (admin API client), [`commands`] (one module per
-//! command), [`output`] (tables, JSON, YAML), [`progress`] (what deploy shows while it waits).
+//! command), [`manifest`] (the YAML file of `apply -f`), [`output`] (tables, JSON, YAML), [`progress`] (what deploy shows while it waits).
 
 #![forbid(unsafe_code)]
 
 mod args;
 mod client;
 mod commands;
+mod manifest;
 mod output;
 mod progress;
 

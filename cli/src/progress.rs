@@ -44,9 +44,9 @@ impl Progress {
     }
 
     /// Ends the display with a final line.
-    pub(crate) fn finish(self, message: impl Into<String>) {
+    pub(crate) fn finish(&mut self, message: impl Into<String>) {
         let message = message.into();
-        match self.spinner {
+        match self.spinner.take() {
             Some(bar) => {
                 if !self.last.is_empty() {
                     bar.println(format!("  {}", self.last));
@@ -56,5 +56,6 @@ impl Progress {
             }
             None => eprintln!("{message}"),
         }
+        self.last.clear();
     }
 }

@@ -12,6 +12,7 @@
 //! | `PUT /v1/services/{name}/traffic` | changes traffic shares and tags ([`TrafficChange`]) |
 //! | `DELETE /v1/services/{name}/revisions/{revision}` | abandons a revision that never became ready |
 //! | `GET /v1/services/{name}/logs?follow=&tail=` | instance output, each line prefixed by the instance |
+//! | `POST /v1/apply` | applies a manifest's documents, all or nothing ([`ApplyDocument`]) |
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -32,6 +33,7 @@ use rouse_api::traffic::TrafficChange;
 use rouse_runtime::{LogOptions, LogStream, RuntimeError};
 use serde::Deserialize;
 
+use crate::apply::{Applied, ApplyDocument};
 use crate::describe::{describe, revision_objects, service_url};
 use crate::error::{ControlError, ErrorBody};
 use crate::serving::Serving;
@@ -64,6 +66,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/services/{name}/traffic", put(change_traffic))
         .route("/v1/services/{name}/revisions/{revision}", delete(abandon_revision))
         .route("/v1/services/{name}/logs", get(logs))
+        .route("/v1/apply", post(apply))
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -205,6 +208,13 @@ async fn deploy(
         created_revision: revision.map(|r| r.name),
     };
     Ok((status, Json(response)).into_response())
+}
+
+async fn apply(
+    State(admin): State<Arc<Admin>>,
+    Json(documents): Json<Vec<ApplyDocument>>,
+) -> Result<Json<Vec<Applied>>, ControlError> {
+    Ok(Json(crate::apply::apply(&admin.serving, documents).await?))
 }
 
 async fn delete_service(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<StatusCode, ControlError> {

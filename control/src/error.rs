@@ -6,6 +6,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use rouse_api::ValidationError;
+use rouse_api::manifest::ManifestError;
 use rouse_runtime::RuntimeError;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,8 @@ pub enum ControlError {
     },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Manifest(Vec<ManifestError>),
     #[error("service '{name}' not found; `rouse list` shows the services")]
     ServiceNotFound { name: String },
     #[error("revision '{name}' not found")]
@@ -52,9 +55,9 @@ pub struct ErrorBody {
 impl ControlError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ControlError::Invalid(_) | ControlError::Runtime(RuntimeError::ImageNotFound { .. }) => {
-                StatusCode::BAD_REQUEST
-            }
+            ControlError::Invalid(_)
+            | ControlError::Manifest(_)
+            | ControlError::Runtime(RuntimeError::ImageNotFound { .. }) => StatusCode::BAD_REQUEST,
             ControlError::ServiceNotFound { .. } | ControlError::RevisionNotFound { .. } => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) | ControlError::AlreadyRunning { .. } => StatusCode::CONFLICT,
             ControlError::Runtime(RuntimeError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,

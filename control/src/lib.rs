@@ -12,6 +12,7 @@
 //! - [`metrics`]: revision gauges and start times, for Prometheus.
 //! - [`serving`]: the reconcile loop and live state of revisions and instances.
 //! - [`backoff`]: restart delays for crashing instances.
+//! - [`apply`]: `rouse apply`: a manifest's resources, checked all, then applied all.
 //! - [`describe`]: status conditions and descriptions users read.
 //! - [`admin`]: the admin API router.
 //! - [`daemon`]: `rouse serve`, wiring it all.
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod apply;
 pub mod backoff;
 pub mod config;
 pub mod daemon;

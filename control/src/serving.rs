@@ -11,7 +11,7 @@
 //! Slow work (create + readiness probe, drain + stop) runs in tasks owned by the reconcile
 //! loop's `JoinSet`; they report back by editing the shared state and waking the loop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -20,12 +20,12 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable, ServiceRoute};
 use rouse_api::ValidationError;
-use rouse_api::knative::timestamp;
+use rouse_api::knative::{TrafficTarget, timestamp};
 use rouse_api::name::validate_name;
 use rouse_api::status::{Crash, InstancePhase, Traffic};
 use rouse_api::traffic::{Resolved, TrafficChange, apply_change, resolve};
-use rouse_api::{PortProtocol, Revision, ScaleMetric, Service};
-use rouse_runtime::{Instance, InstanceSpec, InstanceState, LogOptions, Runtime, RuntimeError};
+use rouse_api::{PortProtocol, Revision, RevisionTemplate, ScaleMetric, Service};
+use rouse_runtime::{Instance, InstanceSpec, InstanceState, LogOptions, Readiness, Resources, Runtime, RuntimeError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -946,7 +946,8 @@ impl Serving {
                 endpoint: record.endpoint,
             };
             let thawed = match serving.runtime.unpause(&record.id).await {
-                Ok(()) => serving.runtime.wait_ready(&instance, "/", THAW_PROBE_TIMEOUT).await,
+                // It answered before it froze: any answer shows it runs again.
+                Ok(()) => serving.runtime.wait_ready(&instance, &Readiness::default(), THAW_PROBE_TIMEOUT).await,
                 Err(e) => Err(e),
             };
             match thawed {
@@ -1039,6 +1040,29 @@ impl Serving {
         }
         tracing::info!(service = %service.name, route = ?route.shape(), "routing traffic");
         self.routes.set(&service.name, route);
+    }
+
+    /// Sets what a manifest declares beside the template: labels, annotations and the whole
+    /// traffic. Returns whether anything changed; new requests follow the traffic at once.
+    pub fn declare(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+        traffic: Vec<TrafficTarget>,
+    ) -> Result<bool, ControlError> {
+        let (service, changed) = self.update_service(name, |svc| {
+            let changed = svc.labels != labels || svc.annotations != annotations || svc.traffic != traffic;
+            svc.labels = labels;
+            svc.annotations = annotations;
+            svc.traffic = traffic;
+            Ok(changed)
+        })?;
+        if changed {
+            self.reroute(&service, &self.state());
+            self.wake();
+        }
+        Ok(changed)
     }
 
     /// Changes a service's traffic; new requests follow it at once.
@@ -1170,13 +1194,14 @@ impl Serving {
         };
         rev.creating += 1;
         let spec = instance_spec(&rev.revision);
+        let ready = readiness(&rev.revision.template);
         let cancel = rev.cancel.clone();
         *state.starting.entry(spec.service.clone()).or_default() += 1;
         let serving = self.clone();
         let revision = revision.to_string();
         tasks.spawn(async move {
             let service = spec.service.clone();
-            serving.start(&revision, spec, cancel).await;
+            serving.start(&revision, spec, &ready, cancel).await;
             let mut state = serving.state();
             if let Some(n) = state.starting.get_mut(&service) {
                 *n = n.saturating_sub(1);
@@ -1185,7 +1210,7 @@ impl Serving {
     }
 
     /// Creates one instance, probes it until it answers, and makes it available.
-    async fn start(self: &Arc<Self>, revision: &str, spec: InstanceSpec, cancel: CancellationToken) {
+    async fn start(self: &Arc<Self>, revision: &str, spec: InstanceSpec, ready: &Readiness, cancel: CancellationToken) {
         tracing::info!(%revision, "starting instance");
         let began = Instant::now();
         let created = self.runtime.create(&spec).await;
@@ -1227,7 +1252,7 @@ impl Serving {
         }
         let instance = created;
         let probed = tokio::select! {
-            result = self.runtime.wait_ready(&instance, "/", self.config.ready_timeout) => result,
+            result = self.runtime.wait_ready(&instance, ready, self.config.ready_timeout) => result,
             () = cancel.cancelled() => return,
         };
         match probed {
@@ -1285,9 +1310,10 @@ impl Serving {
         tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting running instance");
         rev.instances
             .push(InstanceRecord::new(&instance, Some(endpoint), InstancePhase::Starting));
+        let ready = readiness(&rev.revision.template);
         let serving = self.clone();
         tasks.spawn(async move {
-            match serving.runtime.wait_ready(&instance, "/", ADOPT_PROBE_TIMEOUT).await {
+            match serving.runtime.wait_ready(&instance, &ready, ADOPT_PROBE_TIMEOUT).await {
                 Ok(()) => serving.instance_ready(&instance.revision, &instance),
                 Err(e) => {
                     serving
@@ -1480,9 +1506,27 @@ pub fn instance_spec(revision: &Revision) -> InstanceSpec {
         image: t.image.clone(),
         env,
         container_port: t.port,
-        command: None,
-        args: None,
+        command: t.command.clone(),
+        args: t.args.clone(),
         labels: Default::default(),
+        resources: Resources {
+            cpu_limit_millis: t.resources.limits.cpu_millis(),
+            memory_limit_bytes: t.resources.limits.memory_bytes(),
+            cpu_request_millis: t.resources.requests.cpu_millis(),
+            memory_request_bytes: t.resources.requests.memory_bytes(),
+        },
+    }
+}
+
+/// How an instance of `template` is known to be ready: the user's probe, or any HTTP answer.
+pub fn readiness(template: &RevisionTemplate) -> Readiness {
+    match &template.readiness {
+        None => Readiness::default(),
+        Some(probe) => Readiness {
+            path: probe.path.clone(),
+            period: (probe.period_seconds > 0).then(|| Duration::from_secs(probe.period_seconds.into())),
+            success_only: true,
+        },
     }
 }
 

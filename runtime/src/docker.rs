@@ -34,7 +34,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::error::RuntimeError;
 use crate::instance::{
     Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
-    LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream,
+    LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream, Readiness,
 };
 use crate::logs::LineSplitter;
 use crate::probe;
@@ -278,6 +278,14 @@ impl Runtime for DockerRuntime {
                     name: Some(RestartPolicyNameEnum::NO),
                     maximum_retry_count: None,
                 }),
+                nano_cpus: spec.resources.cpu_limit_millis.map(|m| (m * 1_000_000) as i64),
+                memory: spec.resources.memory_limit_bytes.map(|b| b as i64),
+                // Docker's weight for one core is 1024, as Kubernetes maps CPU requests.
+                cpu_shares: spec
+                    .resources
+                    .cpu_request_millis
+                    .map(|m| (m * 1024 / 1000).max(2) as i64),
+                memory_reservation: spec.resources.memory_request_bytes.map(|b| b as i64),
                 ..Default::default()
             }),
             ..Default::default()
@@ -330,9 +338,15 @@ impl Runtime for DockerRuntime {
         Ok(instance)
     }
 
-    async fn wait_ready(&self, instance: &Instance, path: &str, timeout: Duration) -> Result<(), RuntimeError> {
+    async fn wait_ready(
+        &self,
+        instance: &Instance,
+        readiness: &Readiness,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let deadline = started + timeout;
+        let path = &readiness.path;
         let uri: http::Uri = path.parse().map_err(|e| RuntimeError::Backend {
             operation: "probe",
             instance: instance.name.clone(),
@@ -369,7 +383,7 @@ impl Runtime for DockerRuntime {
         tokio::select! {
             // Readiness first: an instance that answered is ready even if it dies right after.
             biased;
-            status = probe::until_ready(endpoint, &uri) => {
+            status = probe::until_ready(endpoint, &uri, readiness) => {
                 tracing::debug!(instance = %instance.name, %status, waited = ?started.elapsed(), "instance ready");
                 Ok(())
             }

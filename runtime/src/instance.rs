@@ -35,6 +35,43 @@ pub struct InstanceSpec {
     pub args: Option<Vec<String>>,
     /// Extra labels, merged with the ones the backend always sets.
     pub labels: BTreeMap<String, String>,
+    /// CPU and memory the instance may use and is guaranteed.
+    pub resources: Resources,
+}
+
+/// CPU and memory for one instance; `None` leaves the backend's default (no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Most CPU, in millicores (1000 = one core).
+    pub cpu_limit_millis: Option<u64>,
+    /// Most memory, in bytes.
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU weighed against other instances under contention, in millicores.
+    pub cpu_request_millis: Option<u64>,
+    /// Memory the instance is meant to keep under contention, in bytes.
+    pub memory_request_bytes: Option<u64>,
+}
+
+/// How to tell that an instance is ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// Request path probed, e.g. `/` or `/healthz`.
+    pub path: String,
+    /// Fixed gap between attempts; `None` probes aggressively (see [`crate::probe`]).
+    pub period: Option<std::time::Duration>,
+    /// Only a 2xx or 3xx answer counts (a probe the user asked for); otherwise any answer does.
+    pub success_only: bool,
+}
+
+impl Default for Readiness {
+    /// Any HTTP answer on `/`, probed aggressively: "is the app serving yet".
+    fn default() -> Self {
+        Self {
+            path: "/".to_string(),
+            period: None,
+            success_only: false,
+        }
+    }
 }
 
 /// What the backend knows of one instance.

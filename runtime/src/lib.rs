@@ -25,5 +25,7 @@ pub mod runtime;
 
 pub use docker::{Dial, DockerRuntime};
 pub use error::RuntimeError;
-pub use instance::{Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream};
+pub use instance::{
+    Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream, Readiness, Resources,
+};
 pub use runtime::{Logs, Runtime};

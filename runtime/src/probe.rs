@@ -23,6 +23,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::instance::Readiness;
+
 /// Shortest gap between the starts of two attempts.
 pub const MIN_DELAY: Duration = Duration::from_millis(1);
 
@@ -81,8 +83,9 @@ pub async fn probe_once(addr: SocketAddr, uri: &Uri) -> Option<StatusCode> {
 /// Never gives up by itself: callers race it against a deadline and against the instance
 /// exiting. Uses the schedule of [`next_delay`]; each attempt is bounded by
 /// [`ATTEMPT_TIMEOUT`], at most [`MAX_IN_FLIGHT`] at once.
-pub async fn until_ready(addr: SocketAddr, uri: &Uri) -> StatusCode {
+pub async fn until_ready(addr: SocketAddr, uri: &Uri, readiness: &Readiness) -> StatusCode {
     let started = Instant::now();
+    let accepts = |status: StatusCode| !readiness.success_only || status.is_success() || status.is_redirection();
     let mut next_start = started;
     let mut in_flight = FuturesUnordered::new();
     let mut attempts: u64 = 0;
@@ -91,14 +94,16 @@ pub async fn until_ready(addr: SocketAddr, uri: &Uri) -> StatusCode {
         if now >= next_start && in_flight.len() < MAX_IN_FLIGHT {
             attempts += 1;
             in_flight.push(timeout(ATTEMPT_TIMEOUT, probe_once(addr, uri)));
-            next_start = now + next_delay(now - started);
+            next_start = now + readiness.period.unwrap_or_else(|| next_delay(now - started));
         }
         // When the in-flight set is full, only a finishing attempt can make room; waking at
         // `next_start` would then spin.
         let room = in_flight.len() < MAX_IN_FLIGHT;
         tokio::select! {
             Some(outcome) = in_flight.next() => {
-                if let Ok(Some(status)) = outcome {
+                if let Ok(Some(status)) = outcome
+                    && accepts(status)
+                {
                     tracing::debug!(%addr, %status, attempts, waited = ?started.elapsed(), "ready");
                     return status;
                 }
@@ -230,10 +235,39 @@ mod tests {
         let server = tokio::spawn(serve(listener, |n| {
             (n >= 5).then_some(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".as_slice())
         }));
-        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri()))
+        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri(), &Readiness::default()))
             .await
             .unwrap();
         assert_eq!(status, StatusCode::OK);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_probe_the_user_asked_for_waits_for_success() {
+        let (listener, addr) = listener().await;
+        let server = tokio::spawn(serve(listener, |n| {
+            Some(if n < 3 {
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".as_slice()
+            } else {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".as_slice()
+            })
+        }));
+        let readiness = Readiness {
+            path: "/ready?x=1".to_string(),
+            period: Some(Duration::from_millis(20)),
+            success_only: true,
+        };
+        let started = Instant::now();
+        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri(), &readiness))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        // Four attempts, a period apart.
+        assert!(
+            started.elapsed() >= Duration::from_millis(60),
+            "{:?}",
+            started.elapsed()
+        );
         server.abort();
     }
 
@@ -247,7 +281,7 @@ mod tests {
             drop(hung);
         });
         let started = Instant::now();
-        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri()))
+        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri(), &Readiness::default()))
             .await
             .unwrap();
         assert_eq!(status, StatusCode::NO_CONTENT);

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
 use crate::error::RuntimeError;
-use crate::instance::{Instance, InstanceExit, InstanceSpec, LogLine, LogOptions};
+use crate::instance::{Instance, InstanceExit, InstanceSpec, LogLine, LogOptions, Readiness};
 
 /// A stream of log lines of one instance.
 pub type Logs = BoxStream<'static, Result<LogLine, RuntimeError>>;
@@ -23,8 +23,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// known; it may not answer HTTP yet (see [`Runtime::wait_ready`]).
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError>;
 
-    /// Probes the instance until it answers HTTP on `path`, it exits, or `timeout` passes.
-    async fn wait_ready(&self, instance: &Instance, path: &str, timeout: Duration) -> Result<(), RuntimeError>;
+    /// Probes the instance until it answers as `readiness` asks, it exits, or `timeout` passes.
+    async fn wait_ready(
+        &self,
+        instance: &Instance,
+        readiness: &Readiness,
+        timeout: Duration,
+    ) -> Result<(), RuntimeError>;
 
     /// All instances of this home, in any state.
     async fn list(&self) -> Result<Vec<Instance>, RuntimeError>;

@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use rand::Rng;
 use rouse_runtime::instance::LABEL_HOME;
 use rouse_runtime::{
-    Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream, Runtime,
-    RuntimeError,
+    Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream, Readiness,
+    Runtime, RuntimeError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -119,6 +119,7 @@ fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
         command: Some(command.iter().map(|s| (*s).to_owned()).collect()),
         args: None,
         labels: BTreeMap::from([("test.extra".to_owned(), "yes".to_owned())]),
+        resources: Default::default(),
     }
 }
 
@@ -175,7 +176,9 @@ async fn an_instance_serves_http_is_listed_and_logs() {
     }
 
     let started = Instant::now();
-    rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
+    rt.wait_ready(&instance, &Readiness::default(), READY_TIMEOUT)
+        .await
+        .expect("ready");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "ready after {:?}",
@@ -255,7 +258,7 @@ async fn an_exit_is_reported_by_wait_ready_list_and_exits() {
         .create(&spec("svc-00002", &["/bin/busybox", "sh", "-c", "exit 3"]))
         .await
         .expect("create");
-    match rt.wait_ready(&instance, "/", READY_TIMEOUT).await {
+    match rt.wait_ready(&instance, &Readiness::default(), READY_TIMEOUT).await {
         Err(RuntimeError::Exited {
             instance: name,
             code: 3,
@@ -293,7 +296,10 @@ async fn an_instance_that_never_listens_is_not_ready() {
         .create(&spec("svc-00003", &["/bin/busybox", "sleep", "60"]))
         .await
         .expect("create");
-    match rt.wait_ready(&instance, "/", Duration::from_millis(300)).await {
+    match rt
+        .wait_ready(&instance, &Readiness::default(), Duration::from_millis(300))
+        .await
+    {
         Err(RuntimeError::NotReady {
             instance: name,
             port,
@@ -315,7 +321,9 @@ async fn pause_unpause_and_stop_while_paused() {
     let home = Home::new().await;
     let rt = &home.runtime;
     let instance = rt.create(&server("svc-00004")).await.expect("create");
-    rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
+    rt.wait_ready(&instance, &Readiness::default(), READY_TIMEOUT)
+        .await
+        .expect("ready");
 
     rt.pause(&instance.id).await.expect("pause");
     rt.pause(&instance.id).await.expect("pause twice");
@@ -369,7 +377,7 @@ async fn a_missing_binary_exits_with_127() {
         .create(&spec("svc-00006", &["/no/such/binary"]))
         .await
         .expect("create");
-    match rt.wait_ready(&instance, "/", READY_TIMEOUT).await {
+    match rt.wait_ready(&instance, &Readiness::default(), READY_TIMEOUT).await {
         Err(RuntimeError::Exited { code: 127, .. }) => {}
         other => panic!("expected Exited with code 127, got {other:?}"),
     }
@@ -425,7 +433,9 @@ async fn cold_start_timings() {
         let started = Instant::now();
         let instance = rt.create(&server("svc-00008")).await.expect("create");
         let created = started.elapsed();
-        rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
+        rt.wait_ready(&instance, &Readiness::default(), READY_TIMEOUT)
+            .await
+            .expect("ready");
         let ready = started.elapsed();
         println!(
             "cold start {round}: create {:.1} ms, wait_ready {:.1} ms, create→ready {:.1} ms",
@@ -467,7 +477,9 @@ async fn published_port_mode_dials_loopback() {
     let instance = rt.create(&server("pub-00001")).await.expect("create");
     let endpoint = instance.endpoint.expect("endpoint");
     assert!(endpoint.ip().is_loopback() && endpoint.port() != PORT, "{endpoint}");
-    rt.wait_ready(&instance, "/", READY_TIMEOUT).await.expect("ready");
+    rt.wait_ready(&instance, &Readiness::default(), READY_TIMEOUT)
+        .await
+        .expect("ready");
     let listed = rt.list().await.expect("list");
     assert_eq!(listed[0].endpoint, Some(endpoint), "list reports the same endpoint");
 }

@@ -48,7 +48,6 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
         .map(|e| e.parse::<EnvVar>())
         .collect::<Result<Vec<_>, _>>()?;
     let mut template = RevisionTemplate {
-        image: args.image.clone(),
         env,
         port,
         protocol,
@@ -65,6 +64,7 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
             frozen_retention_ms,
             ..ScaleBounds::default()
         },
+        ..RevisionTemplate::new(&args.image)
     };
     for annotation in &args.annotations {
         let (key, value) = parse_annotation(annotation)?;
@@ -120,48 +120,78 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
         println!("{}", status.url);
         return Ok(());
     }
-    let deadline = started + Duration::from_secs(args.wait_timeout);
-    loop {
-        let service: ServiceDescription = client.get(&path).await?;
-        let status = service.object.status.clone().unwrap_or_default();
-        let ready = ready_condition(&service.object).is_some_and(|c| c.is_true());
-        let revision = service.revisions.iter().find(|r| r.name == target);
-        if ready && status.latest_ready_revision_name.as_deref() == Some(target.as_str()) {
-            progress.finish(format!(
-                "Service '{}' is ready at revision {target} ({:.1}s).",
-                args.name,
-                started.elapsed().as_secs_f64()
-            ));
-            println!("{}", status.url);
-            return Ok(());
+    let wait = Wait {
+        service: &args.name,
+        revision: &target,
+        had_ready_revision,
+        started,
+        timeout_secs: args.wait_timeout,
+    };
+    let url = wait.until_ready(client, &mut progress).await?;
+    println!("{url}");
+    Ok(())
+}
+
+/// Waiting for a new revision to become ready, and taking it back if it does not.
+pub(crate) struct Wait<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) revision: &'a str,
+    /// Whether the service had a ready revision before (it keeps serving if this one fails).
+    pub(crate) had_ready_revision: bool,
+    pub(crate) started: Instant,
+    /// `--wait-timeout`.
+    pub(crate) timeout_secs: u64,
+}
+
+impl Wait<'_> {
+    /// Returns the service's URL once the revision is ready; abandons it and fails with its
+    /// logs when it crashes or does not get ready in time.
+    pub(crate) async fn until_ready(&self, client: &Client, progress: &mut Progress) -> anyhow::Result<String> {
+        let Wait {
+            service: name,
+            revision: target,
+            had_ready_revision,
+            started,
+            timeout_secs,
+        } = *self;
+        let path = format!("/v1/services/{name}");
+        let deadline = started + Duration::from_secs(timeout_secs);
+        loop {
+            let service: ServiceDescription = client.get(&path).await?;
+            let status = service.object.status.clone().unwrap_or_default();
+            let ready = ready_condition(&service.object).is_some_and(|c| c.is_true());
+            let revision = service.revisions.iter().find(|r| r.name == target);
+            if ready && status.latest_ready_revision_name.as_deref() == Some(target) {
+                progress.finish(format!(
+                    "Service '{name}' is ready at revision {target} ({:.1}s).",
+                    started.elapsed().as_secs_f64()
+                ));
+                return Ok(status.url);
+            }
+            if let Some(crash) = revision.and_then(|r| r.failing().cloned()) {
+                progress.finish(format!("Revision {target} failed."));
+                let outcome = abandon(client, name, target, had_ready_revision).await;
+                let reason = format!("failed: {}", crash.message);
+                bail!("{}", failure_message(name, target, &reason, &crash.logs, &outcome));
+            }
+            match revision.and_then(|r| r.instances.iter().find(|i| i.state == InstancePhase::Starting)) {
+                Some(instance) => progress.step(format!(
+                    "Instance {} starting, waiting for it to answer HTTP",
+                    instance.name
+                )),
+                None => progress.step("Starting an instance"),
+            }
+            if Instant::now() >= deadline {
+                progress.finish(format!("Revision {target} is not ready."));
+                let logs = revision_logs(client, name, target).await;
+                let outcome = abandon(client, name, target, had_ready_revision).await;
+                let reason = format!(
+                    "did not become ready within {timeout_secs}s (--wait-timeout): no instance answered HTTP on its port"
+                );
+                bail!("{}", failure_message(name, target, &reason, &logs, &outcome));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
-        if let Some(crash) = revision.and_then(|r| r.failing().cloned()) {
-            progress.finish(format!("Revision {target} failed."));
-            let outcome = abandon(client, &args.name, &target, had_ready_revision).await;
-            let reason = format!("failed: {}", crash.message);
-            bail!(
-                "{}",
-                failure_message(&args.name, &target, &reason, &crash.logs, &outcome)
-            );
-        }
-        match revision.and_then(|r| r.instances.iter().find(|i| i.state == InstancePhase::Starting)) {
-            Some(instance) => progress.step(format!(
-                "Instance {} starting, waiting for it to answer HTTP",
-                instance.name
-            )),
-            None => progress.step("Starting an instance"),
-        }
-        if Instant::now() >= deadline {
-            progress.finish(format!("Revision {target} is not ready."));
-            let logs = revision_logs(client, &args.name, &target).await;
-            let outcome = abandon(client, &args.name, &target, had_ready_revision).await;
-            let reason = format!(
-                "did not become ready within {}s (--wait-timeout): no instance answered HTTP on its port",
-                args.wait_timeout
-            );
-            bail!("{}", failure_message(&args.name, &target, &reason, &logs, &outcome));
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 

@@ -29,7 +29,35 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
     let _ = writeln!(out, "Name:         {}", object.metadata.name);
     let _ = writeln!(out, "URL:          {}", status.url);
     let _ = writeln!(out, "Image:        {}", container.map_or("", |c| c.image.as_str()));
+    if !object.metadata.labels.is_empty() {
+        let labels: Vec<String> = object.metadata.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "Labels:       {}", labels.join(", "));
+    }
     if let Some(container) = container {
+        if let Some(command) = &container.command {
+            let _ = writeln!(out, "Command:      {}", command.join(" "));
+        }
+        if let Some(args) = &container.args {
+            let _ = writeln!(out, "Args:         {}", args.join(" "));
+        }
+        if let Some(resources) = &container.resources {
+            for (what, q) in [("Limits:  ", &resources.limits), ("Requests:", &resources.requests)] {
+                if let Some(q) = q {
+                    let parts: Vec<String> = [("cpu", &q.cpu), ("memory", &q.memory)]
+                        .into_iter()
+                        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+                        .collect();
+                    let _ = writeln!(out, "{what}     {}", parts.join(", "));
+                }
+            }
+        }
+        if let Some(path) = container
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref()?.path.as_ref())
+        {
+            let _ = writeln!(out, "Readiness:    GET {path}");
+        }
         for env in &container.env {
             let _ = writeln!(out, "Env:          {}={}", env.name, env.value);
         }

@@ -11,6 +11,7 @@
 //! | `GET /exit?code=N`            | an answer, then the process exits with N (default 1)    |
 //! | `GET /stream?n=N&ms=M`        | N lines `tick i` (default 10), M ms apart (default 100) |
 //! | `GET /conns`                  | how many connections the server has accepted            |
+//! | `GET /healthz`                | 503 until `HEALTHY_AFTER_MS` after listening, then 200  |
 //! | `GET /upgrade` + `Upgrade: echo` | 101, then echoes every byte sent on the connection   |
 //! | `GET /upgrade` + a WebSocket handshake | 101, then echoes WebSocket frames             |
 
@@ -54,6 +55,7 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
         (&Method::GET, "/exit") => exit(request.uri()),
         (&Method::GET, "/stream") => stream(request.uri()),
         (&Method::GET, "/upgrade") => upgrade(request),
+        (&Method::GET, "/healthz") => healthz(),
         (&Method::GET, "/conns") => Ok(text(format!(
             "{}\n",
             rouse_sample_hello::ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)
@@ -65,6 +67,31 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
         _ => sleep(request.uri()).await,
     };
     answer.unwrap_or_else(Refusal::into_response)
+}
+
+/// When the server started listening.
+static LISTENING: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+
+/// Records that the server listens: `/healthz` counts from here.
+pub(crate) fn listening() {
+    LISTENING.get_or_init(tokio::time::Instant::now);
+}
+
+/// 503 until `HEALTHY_AFTER_MS` have passed since listening, then 200: an app that answers
+/// HTTP before it can serve, as a readiness probe is meant to catch.
+fn healthz() -> Result<Response<ResponseBody>, Refusal> {
+    let after: u64 = std::env::var("HEALTHY_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let since = LISTENING.get().map_or(Duration::ZERO, |t| t.elapsed());
+    if since < Duration::from_millis(after) {
+        return Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "starting".to_string(),
+        });
+    }
+    Ok(text("ok\n".to_string()))
 }
 
 /// Switches the connection to a raw echo protocol, as a websocket handshake switches to

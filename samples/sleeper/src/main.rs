@@ -7,6 +7,7 @@
 //! - `FAIL_ON_START=1`: print `sleeper: failing on purpose` to stderr and exit 1 at once.
 //! - `STARTUP_DELAY_MS=N`: wait N ms before listening.
 //! - `LISTEN_PORT=P`: listen on P instead of `$PORT`, as an app that never becomes ready would.
+//! - `HEALTHY_AFTER_MS=N`: `GET /healthz` answers 503 for the first N ms after listening.
 
 #![forbid(unsafe_code)]
 
@@ -57,6 +58,7 @@ async fn run() -> io::Result<()> {
         "PORT"
     };
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port_from_env(port_var)?)).await?;
+    endpoints::listening();
     // Stdout is line-buffered, so each line is out as soon as it is printed.
     println!("sleeper: listening on {}", listener.local_addr()?);
 

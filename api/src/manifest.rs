@@ -1,0 +1,657 @@
+//! Knative YAML manifests, as `rouse apply -f` reads them: one or many documents in, typed
+//! resources out, or errors that name the document, the field path and, for malformed YAML, the
+//! line and column.
+//!
+//! Every document is checked before anything is applied, so a file with one bad document
+//! applies nothing. What needs the daemon's state (does a revision named in `spec.traffic`
+//! exist?) is checked by the daemon, still before anything is applied.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::annotations::{apply_annotation, is_scale_annotation};
+use crate::error::ValidationError;
+use crate::knative::{KService, SERVING_API_VERSION, TrafficTarget};
+use crate::name::validate_name;
+use crate::template::{PortProtocol, Quantities, ReadinessProbe, Resources, RevisionTemplate, ScaleBounds};
+
+/// The only namespace there is, until there are namespaces.
+pub const NAMESPACE: &str = "default";
+
+/// One resource a manifest declares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Resource {
+    Service(DeclaredService),
+}
+
+impl Resource {
+    /// `Service hello`, as messages name a resource.
+    pub fn describe(&self) -> String {
+        match self {
+            Resource::Service(s) => format!("Service {}", s.name),
+        }
+    }
+}
+
+/// A service as a manifest declares it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeclaredService {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations other than the scale settings (those are in the template).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub template: RevisionTemplate,
+    /// `spec.template.metadata.name`: the name the new revision must have.
+    #[serde(default)]
+    pub revision_name: Option<String>,
+    /// `spec.traffic`; empty follows the latest ready revision.
+    #[serde(default)]
+    pub traffic: Vec<TrafficTarget>,
+}
+
+/// A document of a manifest, numbered from 1 in the order of the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub index: usize,
+    pub resource: Resource,
+}
+
+/// Why a document cannot be applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestError {
+    /// The document, numbered from 1.
+    pub document: usize,
+    /// `Service hello`, when the document got that far.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The field path, e.g. `spec.template.spec.containers[0].image`.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Line and column in the file, when known.
+    #[serde(default)]
+    pub location: Option<(usize, usize)>,
+    pub reason: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "document {}", self.document)?;
+        if let Some(resource) = &self.resource {
+            write!(f, " ({resource})")?;
+        }
+        if let Some((line, column)) = self.location {
+            write!(f, ", line {line} column {column}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+impl ManifestError {
+    fn new(document: usize, reason: impl Into<String>) -> Self {
+        Self {
+            document,
+            resource: None,
+            field: None,
+            location: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// An error found while checking a declared resource.
+    pub fn invalid(document: usize, resource: &str, e: ValidationError) -> Self {
+        let reason = if e.value.is_empty() {
+            e.reason
+        } else {
+            format!("'{}' {}", e.value, e.reason)
+        };
+        Self {
+            document,
+            resource: Some(resource.to_string()),
+            field: (!e.field.is_empty()).then_some(e.field),
+            location: None,
+            reason,
+        }
+    }
+}
+
+/// The text of each document with the line it starts on (1-based), split at `---` lines.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut documents = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if marker || line == "..." {
+            documents.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+            if marker {
+                // Content after the marker (usually a comment) belongs to the next document;
+                // keep the line so that line numbers stay true.
+                current.push_str(&format!("{}\n", &line[3..]));
+                start = i + 1;
+            }
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    documents.push((start, current));
+    documents
+        .into_iter()
+        .filter(|(_, doc)| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// The first fields of any object: enough to know how to read the rest.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<HeadMeta>,
+}
+
+#[derive(Deserialize)]
+struct HeadMeta {
+    name: Option<String>,
+}
+
+/// The kinds `rouse apply` takes, with their apiVersion.
+const KINDS: [(&str, &str); 1] = [("Service", SERVING_API_VERSION)];
+
+/// Parses a manifest. Every document is checked; all errors are returned, in document order.
+pub fn parse(text: &str) -> Result<Vec<Document>, Vec<ManifestError>> {
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    let pieces = split_documents(text);
+    if pieces.is_empty() {
+        return Err(vec![ManifestError::new(
+            1,
+            "the file declares nothing; it needs at least one object with apiVersion, kind and metadata.name",
+        )]);
+    }
+    for (n, (start, doc)) in pieces.iter().enumerate() {
+        match parse_document(n + 1, *start, doc) {
+            Ok(resource) => documents.push(Document { index: n + 1, resource }),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(documents) } else { Err(errors) }
+}
+
+fn parse_document(index: usize, start: usize, doc: &str) -> Result<Resource, ManifestError> {
+    let head: Head = serde_norway::from_str(doc).map_err(|e| yaml_error(index, start, None, e))?;
+    let name = head.metadata.and_then(|m| m.name).unwrap_or_default();
+    let (Some(api_version), Some(kind)) = (head.api_version, head.kind) else {
+        return Err(ManifestError {
+            field: Some("apiVersion, kind".to_string()),
+            ..ManifestError::new(
+                index,
+                "every object needs apiVersion and kind, e.g. apiVersion: serving.knative.dev/v1, kind: Service",
+            )
+        });
+    };
+    let described = format!("{kind} {name}");
+    let supported = || {
+        KINDS
+            .iter()
+            .map(|(k, v)| format!("{k} ({v})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match KINDS.iter().find(|(k, _)| *k == kind) {
+        None => Err(ManifestError {
+            field: Some("kind".to_string()),
+            ..ManifestError::new(
+                index,
+                format!("Rouse does not know kind '{kind}'; it takes {}", supported()),
+            )
+        }),
+        Some((_, expected)) if *expected != api_version => Err(ManifestError {
+            resource: Some(described),
+            field: Some("apiVersion".to_string()),
+            ..ManifestError::new(
+                index,
+                format!("'{api_version}' is not the apiVersion of a {kind}; use {expected}"),
+            )
+        }),
+        Some(_) => {
+            let object: KService = typed(index, start, &described, doc)?;
+            service(object)
+                .map(Resource::Service)
+                .map_err(|e| ManifestError::invalid(index, &described, e))
+        }
+    }
+}
+
+/// Reads a document into its typed object; an unknown field is named with its path.
+fn typed<T: serde::de::DeserializeOwned>(
+    index: usize,
+    start: usize,
+    described: &str,
+    doc: &str,
+) -> Result<T, ManifestError> {
+    let deserializer = serde_norway::Deserializer::from_str(doc);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        yaml_error(index, start, Some(described), e.into_inner()).with_field(field)
+    })
+}
+
+impl ManifestError {
+    fn with_field(mut self, field: Option<String>) -> Self {
+        self.field = field;
+        self
+    }
+}
+
+/// A YAML or shape error, with its line and column in the file.
+fn yaml_error(index: usize, start: usize, described: Option<&str>, e: serde_norway::Error) -> ManifestError {
+    let location = e.location().map(|l| (l.line() + start - 1, l.column()));
+    let mut reason = e.to_string();
+    // The location is reported apart; serde_norway also appends it to the message.
+    if let Some(at) = reason.find(" at line ") {
+        reason.truncate(at);
+    }
+    // serde_norway prefixes the path; it is reported apart too.
+    if let Some((path, rest)) = reason.split_once(": ")
+        && !path.contains(' ')
+    {
+        reason = rest.to_string();
+    }
+    if let Some(rest) = reason.strip_prefix("unknown field ") {
+        reason = format!("Rouse does not support the field {rest}; remove it");
+    }
+    ManifestError {
+        resource: described.map(str::to_string),
+        location,
+        ..ManifestError::new(index, reason)
+    }
+}
+
+/// Checks `metadata.namespace`.
+pub fn check_namespace(field: &str, namespace: Option<&str>) -> Result<(), ValidationError> {
+    match namespace {
+        None | Some(NAMESPACE) => Ok(()),
+        Some(other) => Err(ValidationError::new(
+            field,
+            other,
+            "namespaces other than 'default' are not supported yet; remove metadata.namespace or set it to default",
+        )),
+    }
+}
+
+const TEMPLATE: &str = "spec.template";
+const CONTAINER: &str = "spec.template.spec.containers[0]";
+
+/// A Knative Service object as the service it declares.
+pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
+    let name = object.metadata.name;
+    validate_name("metadata.name", &name)?;
+    check_namespace("metadata.namespace", object.metadata.namespace.as_deref())?;
+    let template_meta = object.spec.template.metadata;
+    check_namespace("spec.template.metadata.namespace", template_meta.namespace.as_deref())?;
+    let revision_name = (!template_meta.name.is_empty()).then_some(template_meta.name);
+    if let Some(wanted) = &revision_name {
+        validate_name("spec.template.metadata.name", wanted)?;
+        if !wanted.starts_with(&format!("{name}-")) {
+            return Err(ValidationError::new(
+                "spec.template.metadata.name",
+                wanted,
+                format!("a revision name starts with the service name: {name}-..."),
+            ));
+        }
+    }
+    // Scale settings may sit on the service (applied first) or the template (which wins).
+    let mut scale = ScaleBounds::default();
+    let mut annotations = BTreeMap::new();
+    for (key, value) in &object.metadata.annotations {
+        if is_scale_annotation(key) {
+            apply_annotation(&mut scale, key, value).map_err(|e| at("metadata.annotations", key, e))?;
+        } else {
+            annotations.insert(key.clone(), value.clone());
+        }
+    }
+    let mut template_annotations = BTreeMap::new();
+    for (key, value) in &template_meta.annotations {
+        if is_scale_annotation(key) {
+            apply_annotation(&mut scale, key, value).map_err(|e| at("spec.template.metadata.annotations", key, e))?;
+        } else {
+            template_annotations.insert(key.clone(), value.clone());
+        }
+    }
+    let spec = object.spec.template.spec;
+    let container = match <[_; 1]>::try_from(spec.containers) {
+        Ok([container]) => container,
+        Err(containers) => {
+            return Err(ValidationError::new(
+                "spec.template.spec.containers",
+                format!("{} containers", containers.len()),
+                "Rouse runs exactly one container per instance; sidecars are not supported",
+            ));
+        }
+    };
+    let (protocol, port) = match container.ports.as_slice() {
+        [] => (PortProtocol::Http1, crate::template::DEFAULT_PORT),
+        [port] => {
+            let protocol = match port.name.as_deref() {
+                None | Some("http1") => PortProtocol::Http1,
+                Some("h2c") => PortProtocol::H2c,
+                Some(other) => {
+                    return Err(ValidationError::new(
+                        format!("{CONTAINER}.ports[0].name"),
+                        other,
+                        "a port is named http1 (HTTP/1.1) or h2c (HTTP/2 without TLS), or not at all",
+                    ));
+                }
+            };
+            if let Some(p) = port.protocol.as_deref().filter(|p| *p != "TCP") {
+                return Err(ValidationError::new(
+                    format!("{CONTAINER}.ports[0].protocol"),
+                    p,
+                    "only TCP is supported",
+                ));
+            }
+            (protocol, port.container_port)
+        }
+        more => {
+            return Err(ValidationError::new(
+                format!("{CONTAINER}.ports"),
+                format!("{} ports", more.len()),
+                "a container serves one port; list one containerPort",
+            ));
+        }
+    };
+    let resources = container
+        .resources
+        .map(|r| {
+            let quantities = |q: Option<crate::knative::QuantityMap>| {
+                q.map(|q| Quantities {
+                    cpu: q.cpu,
+                    memory: q.memory,
+                })
+                .unwrap_or_default()
+            };
+            Resources {
+                limits: quantities(r.limits),
+                requests: quantities(r.requests),
+            }
+        })
+        .unwrap_or_default();
+    let readiness = match container.readiness_probe {
+        None => None,
+        Some(probe) => {
+            let Some(get) = probe.http_get else {
+                return Err(ValidationError::new(
+                    format!("{CONTAINER}.readinessProbe"),
+                    "",
+                    "needs httpGet (with a path); Rouse probes over HTTP",
+                ));
+            };
+            if let Some(p) = get.port.filter(|p| *p != port) {
+                return Err(ValidationError::new(
+                    format!("{CONTAINER}.readinessProbe.httpGet.port"),
+                    p,
+                    format!("must be the container's port ({port}) or left out"),
+                ));
+            }
+            Some(ReadinessProbe {
+                path: get.path.unwrap_or_else(|| "/".to_string()),
+                period_seconds: probe.period_seconds.unwrap_or(0),
+            })
+        }
+    };
+    let template = RevisionTemplate {
+        image: container.image,
+        env: container.env,
+        port,
+        protocol,
+        container_concurrency: spec.container_concurrency,
+        timeout_seconds: spec.timeout_seconds,
+        scale,
+        container_name: container.name,
+        command: container.command,
+        args: container.args,
+        resources,
+        readiness,
+        labels: template_meta.labels,
+        annotations: template_annotations,
+    };
+    template.validate().map_err(template_field)?;
+    crate::traffic::from_spec(&object.spec.traffic, "spec.traffic")?;
+    Ok(DeclaredService {
+        name,
+        labels: object.metadata.labels,
+        annotations,
+        template,
+        revision_name,
+        traffic: object.spec.traffic,
+    })
+}
+
+fn at(field: &str, key: &str, e: ValidationError) -> ValidationError {
+    ValidationError::new(format!("{field}[{key}]"), e.value, e.reason)
+}
+
+/// Names a template error by its place in the YAML rather than by its deploy flag.
+fn template_field(e: ValidationError) -> ValidationError {
+    let field = match e.field.as_str() {
+        "--image" => format!("{CONTAINER}.image"),
+        "--env" => format!("{CONTAINER}.env"),
+        "--port" => format!("{CONTAINER}.ports[0].containerPort"),
+        "--concurrency-limit" => format!("{TEMPLATE}.spec.containerConcurrency"),
+        "--timeout" => format!("{TEMPLATE}.spec.timeoutSeconds"),
+        f if f.starts_with("--scale") || f.starts_with("autoscaling") => format!("{TEMPLATE}.metadata.annotations"),
+        f if f.starts_with("resources") || f.starts_with("readinessProbe") => format!("{CONTAINER}.{f}"),
+        f => f.to_string(),
+    };
+    ValidationError { field, ..e }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = r#"
+# A service and its split
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hello
+  namespace: default
+  labels:
+    team: web
+  annotations:
+    autoscaling.knative.dev/max-scale: "3"
+spec:
+  template:
+    metadata:
+      name: hello-v2
+      annotations:
+        autoscaling.knative.dev/target: "10"
+        note: kept
+    spec:
+      containerConcurrency: 5
+      timeoutSeconds: 30
+      containers:
+        - name: app
+          image: rouse-samples/hello
+          args: ["--greeting", "hi"]
+          ports:
+            - name: h2c
+              containerPort: 9000
+          env:
+            - name: TARGET
+              value: Rouse
+          resources:
+            limits:
+              cpu: 500m
+              memory: 128Mi
+            requests:
+              cpu: 1
+          readinessProbe:
+            httpGet:
+              path: /healthz
+            periodSeconds: 2
+  traffic:
+    - revisionName: hello-00001
+      percent: 50
+    - latestRevision: true
+      percent: 50
+      tag: next
+---
+---
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: other
+spec:
+  template:
+    spec:
+      containers:
+        - image: rouse-samples/hello
+"#;
+
+    #[test]
+    fn documents_parse_into_services() {
+        let docs = parse(TWO).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].index, 2);
+        let Resource::Service(hello) = &docs[0].resource;
+        assert_eq!(hello.name, "hello");
+        assert_eq!(hello.labels["team"], "web");
+        assert_eq!(hello.revision_name.as_deref(), Some("hello-v2"));
+        let t = &hello.template;
+        assert_eq!((t.port, t.protocol), (9000, PortProtocol::H2c));
+        assert_eq!((t.container_concurrency, t.timeout_seconds), (5, 30));
+        assert_eq!((t.scale.max, t.scale.target), (3, Some(10)));
+        assert_eq!(t.annotations["note"], "kept");
+        assert_eq!(
+            t.args.as_deref(),
+            Some(&["--greeting".to_string(), "hi".to_string()][..])
+        );
+        assert_eq!(t.resources.limits.cpu_millis(), Some(500));
+        assert_eq!(t.resources.limits.memory_bytes(), Some(128 << 20));
+        assert_eq!(t.resources.requests.cpu.as_deref(), Some("1"));
+        assert_eq!(t.readiness.as_ref().unwrap().path, "/healthz");
+        assert_eq!(hello.traffic.len(), 2);
+        let Resource::Service(other) = &docs[1].resource;
+        assert_eq!(other.template, RevisionTemplate::new("rouse-samples/hello"));
+    }
+
+    fn errors(text: &str) -> Vec<ManifestError> {
+        parse(text).unwrap_err()
+    }
+
+    fn service_with(extra_spec: &str) -> String {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  template:\n    spec:\n      containers:\n        - image: img\n{extra_spec}"
+        )
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path_and_line() {
+        let e = &errors(&service_with("          volumeMounts: []\n"))[0];
+        assert_eq!(e.document, 1);
+        assert_eq!(e.resource.as_deref(), Some("Service s"));
+        assert_eq!(
+            e.field.as_deref(),
+            Some("spec.template.spec.containers[0].volumeMounts")
+        );
+        assert!(e.reason.contains("does not support the field `volumeMounts`"), "{e}");
+        assert_eq!(e.location.map(|l| l.0), Some(10), "{e}");
+    }
+
+    #[test]
+    fn malformed_yaml_has_line_and_column() {
+        let text = format!("{}---\nkind: Service\nmetadata: {{name: [\n", service_with(""));
+        let e = &errors(&text)[0];
+        assert_eq!(e.document, 2);
+        let (line, _) = e.location.expect("a location");
+        assert!((12..=13).contains(&line), "{e}");
+    }
+
+    #[test]
+    fn wrong_kind_or_version_is_refused() {
+        let e = &errors("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")[0];
+        assert!(e.reason.contains("does not know kind 'ConfigMap'"), "{e}");
+        let e = &errors(&service_with("").replace("serving.knative.dev/v1", "serving.knative.dev/v1beta1"))[0];
+        assert_eq!(e.field.as_deref(), Some("apiVersion"));
+        assert!(e.reason.contains("use serving.knative.dev/v1"), "{e}");
+        let e = &errors("metadata:\n  name: x\n")[0];
+        assert!(e.reason.contains("needs apiVersion and kind"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_document_is_reported() {
+        let bad = service_with("").replace("name: s", "name: Bad_Name");
+        let text = format!(
+            "{bad}---\n{}---\n{}",
+            service_with(""),
+            service_with("").replace("img", "")
+        );
+        let all = errors(&text);
+        assert_eq!(all.iter().map(|e| e.document).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(all[0].field.as_deref(), Some("metadata.name"));
+        assert_eq!(all[1].field.as_deref(), Some("spec.template.spec.containers[0].image"));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            ("metadata:\n  namespace: prod\n", "metadata.namespace"),
+            (
+                "          ports:\n            - name: grpc\n              containerPort: 1\n",
+                "spec.template.spec.containers[0].ports[0].name",
+            ),
+            (
+                "          resources:\n            limits:\n              memory: lots\n",
+                "spec.template.spec.containers[0].resources.limits.memory",
+            ),
+            (
+                "          readinessProbe:\n            periodSeconds: 1\n",
+                "spec.template.spec.containers[0].readinessProbe",
+            ),
+            (
+                "  traffic:\n    - latestRevision: true\n      percent: 90\n",
+                "spec.traffic",
+            ),
+            (
+                "  traffic:\n    - latestRevision: true\n      percent: 100\n      tag: a\n    - revisionName: s-00001\n      tag: a\n",
+                "spec.traffic[1].tag",
+            ),
+            (
+                "          env:\n            - name: X\n              valueFrom: {}\n",
+                "spec.template.spec.containers[0].env[0].valueFrom",
+            ),
+        ];
+        for (extra, field) in cases {
+            let text = if extra.starts_with("metadata") {
+                service_with("").replace("metadata:\n", extra)
+            } else {
+                service_with(extra)
+            };
+            let all = errors(&text);
+            assert_eq!(all[0].field.as_deref(), Some(field), "{extra}: {}", all[0]);
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_an_error() {
+        assert!(errors("# nothing\n---\n")[0].reason.contains("declares nothing"));
+    }
+}

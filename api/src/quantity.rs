@@ -1,0 +1,71 @@
+//! Kubernetes resource quantities for CPU (`500m`, `1`, `0.5`) and memory (`128Mi`, `1G`, `1e9`).
+
+/// CPU in millicores: `500m` = 500, `1` = 1000, `0.25` = 250.
+pub fn parse_cpu(q: &str) -> Result<u64, String> {
+    let hint = "write CPUs as cores (\"1\", \"0.5\") or millicores (\"500m\")";
+    let millis = match q.strip_suffix('m') {
+        Some(m) => m.parse::<f64>().map_err(|_| format!("is not a CPU quantity; {hint}"))?,
+        None => q.parse::<f64>().map_err(|_| format!("is not a CPU quantity; {hint}"))? * 1000.0,
+    };
+    if !millis.is_finite() || !(1.0..=1e9).contains(&millis) {
+        return Err(format!("is out of range; {hint}, at least 1m"));
+    }
+    Ok(millis.round() as u64)
+}
+
+/// Memory in bytes: binary suffixes `Ki Mi Gi Ti`, decimal `k M G T`, or a plain number.
+pub fn parse_memory(q: &str) -> Result<u64, String> {
+    let hint = "write memory as e.g. \"128Mi\", \"1Gi\" or \"500M\"";
+    const UNITS: [(&str, f64); 9] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("", 1.0),
+    ];
+    let (number, factor) = UNITS
+        .iter()
+        .find_map(|(suffix, factor)| q.strip_suffix(suffix).map(|n| (n, *factor)))
+        .unwrap_or((q, 1.0));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("is not a memory quantity; {hint}"))?;
+    let bytes = value * factor;
+    // Docker refuses limits under 6 MiB; say so here rather than at start.
+    if !bytes.is_finite() || !(6.0 * 1048576.0..=1e15).contains(&bytes) {
+        return Err(format!("is out of range; {hint}, at least 6Mi"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quantities() {
+        assert_eq!(parse_cpu("500m"), Ok(500));
+        assert_eq!(parse_cpu("1"), Ok(1000));
+        assert_eq!(parse_cpu("0.25"), Ok(250));
+        assert_eq!(parse_cpu("2.5"), Ok(2500));
+        for bad in ["", "m", "one", "0", "-1", "0.1m", "1Gi"] {
+            assert!(parse_cpu(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_quantities() {
+        assert_eq!(parse_memory("128Mi"), Ok(128 * 1024 * 1024));
+        assert_eq!(parse_memory("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_memory("500M"), Ok(500_000_000));
+        assert_eq!(parse_memory("1e9"), Ok(1_000_000_000));
+        assert_eq!(parse_memory("67108864"), Ok(67_108_864));
+        for bad in ["", "Mi", "lots", "1Ki", "-5Mi", "128MB"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `rouse apply`: make the resources a manifest declares true, all or nothing.
+//!
+//! Every document is checked against the daemon's state first (images exist, revision names
+//! are free, traffic names revisions that exist or that this apply creates); only when all pass
+//! is anything changed. Applying the same manifest again changes nothing.
+
+use std::collections::HashSet;
+
+use rouse_api::ValidationError;
+use rouse_api::knative::TrafficTarget;
+use rouse_api::manifest::{DeclaredService, ManifestError, Resource};
+use rouse_api::name::revision_name;
+use rouse_api::traffic::{apply_change, from_spec};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ControlError;
+use crate::serving::Serving;
+
+/// A document of an apply, as the CLI sends it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApplyDocument {
+    /// Its number in the file, from 1, for errors.
+    pub index: usize,
+    pub resource: Resource,
+}
+
+/// What an apply did to one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+/// One resource's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub index: usize,
+    /// `Service hello`.
+    pub resource: String,
+    pub outcome: Outcome,
+    /// A revision this apply made, which the CLI waits for.
+    #[serde(default)]
+    pub created_revision: Option<String>,
+}
+
+/// A service's checked declaration: what phase two writes.
+struct Plan {
+    index: usize,
+    service: DeclaredService,
+    traffic: Vec<TrafficTarget>,
+}
+
+/// Applies `documents`: checks all, then changes all.
+pub async fn apply(serving: &Serving, documents: Vec<ApplyDocument>) -> Result<Vec<Applied>, ControlError> {
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    for document in documents {
+        let described = document.resource.describe();
+        if !seen.insert(described.clone()) {
+            problems.push(ManifestError::invalid(
+                document.index,
+                &described,
+                ValidationError::new("metadata.name", "", "is declared twice in this file; declare it once"),
+            ));
+            continue;
+        }
+        match document.resource {
+            Resource::Service(service) => match check_service(serving, &service).await {
+                Ok(traffic) => plans.push(Plan {
+                    index: document.index,
+                    service,
+                    traffic,
+                }),
+                Err(ControlError::Invalid(e)) => problems.push(ManifestError::invalid(document.index, &described, e)),
+                Err(ControlError::Runtime(e)) => problems.push(ManifestError::invalid(
+                    document.index,
+                    &described,
+                    ValidationError::new("spec.template.spec.containers[0].image", "", e.to_string()),
+                )),
+                Err(e) => return Err(e),
+            },
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ControlError::Manifest(problems));
+    }
+    let mut applied = Vec::new();
+    for plan in plans {
+        applied.push(apply_service(serving, plan)?);
+    }
+    Ok(applied)
+}
+
+/// Checks a declared service against what exists; returns the traffic to store.
+async fn check_service(serving: &Serving, declared: &DeclaredService) -> Result<Vec<TrafficTarget>, ControlError> {
+    let template = &declared.template;
+    template.validate()?;
+    if !serving.runtime().image_exists(&template.image).await? {
+        return Err(ValidationError::new(
+            "spec.template.spec.containers[0].image",
+            &template.image,
+            "is not in the local Docker; build it first (`docker build -t ...`) or fix the name",
+        )
+        .into());
+    }
+    let store = serving.store();
+    let current = store.service(&declared.name)?;
+    let mut revisions: Vec<String> = store
+        .revisions_of(&declared.name)?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let unchanged = current.as_ref().is_some_and(|s| {
+        s.template == *template && declared.revision_name.as_ref().is_none_or(|n| *n == s.latest_revision)
+    });
+    if let Some(wanted) = &declared.revision_name
+        && !unchanged
+        && revisions.contains(wanted)
+    {
+        return Err(ValidationError::new(
+            "spec.template.metadata.name",
+            wanted,
+            "already names an older revision; revisions are immutable, pick a new name",
+        )
+        .into());
+    }
+    // The revision this apply makes can take traffic at once.
+    if !unchanged {
+        let next = match (&declared.revision_name, &current) {
+            (Some(wanted), _) => wanted.clone(),
+            (None, Some(service)) => revision_name(&declared.name, service.revision_number + 1),
+            (None, None) => revision_name(&declared.name, 1),
+        };
+        revisions.push(next);
+    }
+    let change = from_spec(&declared.traffic, "spec.traffic")?;
+    let traffic = apply_change(&[], &change, &revisions).map_err(|e| ValidationError {
+        field: "spec.traffic".to_string(),
+        ..e
+    })?;
+    Ok(traffic)
+}
+
+fn apply_service(serving: &Serving, plan: Plan) -> Result<Applied, ControlError> {
+    let declared = plan.service;
+    let existed = serving.store().service(&declared.name)?.is_some();
+    let (_, revision) = serving.deploy(
+        &declared.name,
+        declared.template.clone(),
+        declared.revision_name.as_deref(),
+    )?;
+    let metadata_changed = serving.declare(&declared.name, declared.labels, declared.annotations, plan.traffic)?;
+    let outcome = match (existed, revision.is_some() || metadata_changed) {
+        (false, _) => Outcome::Created,
+        (true, true) => Outcome::Configured,
+        (true, false) => Outcome::Unchanged,
+    };
+    Ok(Applied {
+        index: plan.index,
+        resource: format!("Service {}", declared.name),
+        outcome,
+        created_revision: revision.map(|r| r.name),
+    })
+}
