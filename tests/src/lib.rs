@@ -246,6 +246,37 @@ impl Rouse {
             .into()
     }
 
+    /// Runs the CLI with `input` on its standard input.
+    pub fn cli_input(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write as _;
+        let mut child = Command::new(rouse_binary())
+            .args(args)
+            .arg("--home")
+            .arg(self.home())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run rouse");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("run rouse").into()
+    }
+
+    /// `rouse apply -f -` with `yaml`, expecting success; returns stderr (what was applied).
+    pub fn apply(&self, yaml: &str) -> String {
+        let run = self.cli_input(&["apply", "-f", "-"], yaml);
+        assert!(
+            run.status.success(),
+            "rouse apply failed ({}):\n{}\ndaemon log:\n{}",
+            run.status,
+            run.stderr,
+            self.log()
+        );
+        run.stderr
+    }
+
     /// Runs the CLI and expects success; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let run = self.cli(args);

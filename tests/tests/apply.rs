@@ -1,0 +1,286 @@
+//! `rouse apply -f` and `rouse delete -f` with Knative YAML: the samples from Knative's docs as
+//! they are, the fields real manifests carry, round trips, and the bad input refused with the
+//! file, document and field named and nothing applied.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rouse_tests::{Rouse, docker_inspect, eventually};
+
+fn sample(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../samples/knative")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn share_of(rouse: &Rouse, service: &str, needle: &str, requests: u32) -> f64 {
+    let mut hits = 0;
+    for _ in 0..requests {
+        let reply = rouse.get(service, "/");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if reply.text().contains(needle) {
+            hits += 1;
+        }
+    }
+    100.0 * f64::from(hits) / f64::from(requests)
+}
+
+#[test]
+fn knative_samples_apply_as_they_are() {
+    let rouse = Rouse::start();
+    let run = rouse.cli(&["apply", "-f", &sample("hello.yaml")]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Service hello created (revision hello-00001)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stdout.trim(),
+        format!("http://hello.localhost:{}", rouse.ingress.port())
+    );
+    assert_eq!(rouse.get("hello", "/").text(), "Hello World from hello-00001!\n");
+
+    let out = rouse.cli(&["apply", "-f", &sample("hello-v2.yaml")]);
+    assert!(
+        out.stderr.contains("Service hello configured (revision hello-00002)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(rouse.get("hello", "/").text(), "Hello Knative from hello-00002!\n");
+
+    // The split keeps the template (no new revision) and halves the traffic.
+    let out = rouse.cli(&["apply", "-f", &sample("hello-split.yaml")]);
+    assert!(out.stderr.contains("Service hello configured\n"), "{}", out.stderr);
+    let share = share_of(&rouse, "hello", "hello-00001", 2000);
+    assert!(
+        (47.0..=53.0).contains(&share),
+        "hello-00001 got {share}%, wanted 50 ± 3"
+    );
+
+    // Applying the same file again changes nothing.
+    let again = rouse.cli(&["apply", "-f", &sample("hello-split.yaml")]);
+    assert!(again.stderr.contains("Service hello unchanged"), "{}", again.stderr);
+    assert_eq!(rouse.describe("hello")["metadata"]["generation"], 2);
+
+    let out = rouse.cli(&["apply", "-f", &sample("autoscale.yaml")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let annotations = &rouse.describe("autoscale-go")["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["autoscaling.knative.dev/target"], "10");
+
+    // delete -f removes what the file declares; a second time it is not found.
+    rouse.cli_ok(&["delete", "-f", &sample("autoscale.yaml")]);
+    assert!(rouse.running("autoscale-go").is_empty());
+    let missing = rouse.cli(&["delete", "-f", &sample("autoscale.yaml")]);
+    assert!(!missing.status.success());
+    assert!(
+        missing.stderr.contains("not found: Service autoscale-go"),
+        "{}",
+        missing.stderr
+    );
+    rouse.cli_ok(&["delete", "-f", &sample("autoscale.yaml"), "--ignore-not-found"]);
+}
+
+const FULL: &str = r#"
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: shop
+  namespace: default
+  labels:
+    team: payments
+    tier: web
+spec:
+  template:
+    metadata:
+      name: shop-blue
+      annotations:
+        autoscaling.knative.dev/min-scale: "1"
+    spec:
+      containerConcurrency: 20
+      timeoutSeconds: 60
+      containers:
+        - name: app
+          image: rouse-samples/sleeper
+          args: ["--quiet"]
+          ports:
+            - name: http1
+              containerPort: 9090
+          env:
+            - name: HEALTHY_AFTER_MS
+              value: "1500"
+          resources:
+            limits:
+              cpu: 500m
+              memory: 128Mi
+            requests:
+              cpu: 250m
+              memory: 64Mi
+          readinessProbe:
+            httpGet:
+              path: /healthz
+            periodSeconds: 1
+"#;
+
+#[test]
+fn real_manifest_fields_are_honoured_and_round_trip() {
+    let rouse = Rouse::start();
+    let applied = rouse.apply(FULL);
+    assert!(
+        applied.contains("Service shop created (revision shop-blue)"),
+        "{applied}"
+    );
+    // The probe on /healthz held readiness until the app said so (503 for 1.5 s).
+    let since_start = rouse.get("shop", "/healthz");
+    assert_eq!(since_start.status, 200, "routed before its readiness probe passed");
+
+    let containers = rouse.running("shop");
+    assert_eq!(containers.len(), 1);
+    let inspect = docker_inspect(&containers[0].id);
+    let host = &inspect["HostConfig"];
+    assert_eq!(host["NanoCpus"], 500_000_000);
+    assert_eq!(host["Memory"], 128 * 1024 * 1024);
+    assert_eq!(host["CpuShares"], 256);
+    assert_eq!(host["MemoryReservation"], 64 * 1024 * 1024);
+    assert_eq!(inspect["Config"]["Cmd"], serde_json::json!(["--quiet"]));
+
+    let human = rouse.cli_ok(&["describe", "shop"]);
+    assert!(human.contains("Labels:       team=payments, tier=web"), "{human}");
+    assert!(human.contains("Readiness:    GET /healthz"), "{human}");
+
+    // describe -o yaml applies back unchanged, and again after a restart.
+    let yaml = rouse.cli_ok(&["describe", "shop", "-o", "yaml"]);
+    assert!(yaml.contains("name: shop-blue"), "{yaml}");
+    let again = rouse.apply(&yaml);
+    assert!(again.contains("Service shop unchanged"), "{again}\n{yaml}");
+    let json = rouse.cli_ok(&["describe", "shop", "-o", "json"]);
+    assert!(
+        rouse.apply(&json).contains("Service shop unchanged"),
+        "JSON is YAML too"
+    );
+    assert_eq!(rouse.describe("shop")["metadata"]["generation"], 1);
+
+    // Labels change without a new revision.
+    let relabelled = yaml.replace("tier: web", "tier: api");
+    assert!(rouse.apply(&relabelled).contains("Service shop configured\n"));
+    let described = rouse.describe("shop");
+    assert_eq!(described["metadata"]["labels"]["tier"], "api");
+    assert_eq!(described["status"]["latestCreatedRevisionName"], "shop-blue");
+}
+
+#[test]
+fn traffic_tags_and_rollback_from_yaml() {
+    let rouse = Rouse::start();
+    let service = |target: &str, name: &str, traffic: &str| {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  template:\n    metadata:\n      name: {name}\n    spec:\n      containers:\n        - image: rouse-samples/hello\n          env:\n            - name: TARGET\n              value: {target}\n{traffic}"
+        )
+    };
+    rouse.apply(&service("v1", "web-one", ""));
+    // The new revision is named in its own traffic: it gets a tag, not a share, yet.
+    let canary =
+        "  traffic:\n    - revisionName: web-one\n      percent: 100\n    - revisionName: web-two\n      tag: canary\n";
+    rouse.apply(&service("v2", "web-two", canary));
+    assert_eq!(rouse.get("web", "/").text(), "Hello v1 from web-one!\n");
+    eventually("the canary URL", Duration::from_secs(10), || {
+        (rouse.get("canary-web", "/").text() == "Hello v2 from web-two!\n").then_some(())
+    });
+    // Promote, then roll back: each takes effect for the next request.
+    let promote = "  traffic:\n    - latestRevision: true\n      percent: 100\n";
+    rouse.apply(&service("v2", "web-two", promote));
+    assert_eq!(rouse.get("web", "/").text(), "Hello v2 from web-two!\n");
+    assert_eq!(rouse.get("canary-web", "/").status, 404, "the tag went with the file");
+    let rollback = "  traffic:\n    - revisionName: web-one\n      percent: 100\n";
+    rouse.apply(&service("v2", "web-two", rollback));
+    assert_eq!(rouse.get("web", "/").text(), "Hello v1 from web-one!\n");
+}
+
+/// Applies `yaml` expecting failure; returns stderr.
+fn refused(rouse: &Rouse, yaml: &str) -> String {
+    let run = rouse.cli_input(&["apply", "-f", "-"], yaml);
+    assert!(!run.status.success(), "applied:\n{yaml}\n{}", run.stderr);
+    assert!(run.stderr.contains("nothing was applied"), "{}", run.stderr);
+    run.stderr
+}
+
+const GOOD: &str = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: good\nspec:\n  template:\n    spec:\n      containers:\n        - image: rouse-samples/hello\n";
+
+#[test]
+fn bad_manifests_are_refused_with_their_place_and_apply_nothing() {
+    let rouse = Rouse::start();
+    // Every case follows a good document (document 1), which must not be applied either.
+    let first = format!("{}---\n", GOOD.replace("good", "first"));
+    let with = |extra: &str| format!("{first}{GOOD}{extra}");
+    let cases: [(String, &str); 9] = [
+        (
+            format!("{first}{GOOD}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"),
+            "<stdin>: document 3: kind: Rouse does not know kind 'ConfigMap'",
+        ),
+        (
+            format!(
+                "{first}{}",
+                GOOD.replace("serving.knative.dev/v1", "serving.knative.dev/v1alpha1")
+            ),
+            "document 2 (Service good): apiVersion: 'serving.knative.dev/v1alpha1' is not the apiVersion of a Service",
+        ),
+        (
+            with("          livenessProbe:\n            tcpSocket: {}\n"),
+            "spec.template.spec.containers[0].livenessProbe: Rouse does not support the field `livenessProbe`",
+        ),
+        (
+            format!("{first}{GOOD}---\nkind: Service\nmetadata: {{name: [\n"),
+            "<stdin>: document 3, line 2",
+        ),
+        (
+            with("  traffic:\n    - latestRevision: true\n      percent: 60\n"),
+            "document 2 (Service good): spec.traffic: '60' percentages must add up to 100, they add up to 60",
+        ),
+        (
+            with("  traffic:\n    - revisionName: good-00007\n      percent: 100\n"),
+            "document 2 (Service good): spec.traffic: 'good-00007' is not a revision of this service",
+        ),
+        (
+            with(
+                "  traffic:\n    - latestRevision: true\n      percent: 100\n      tag: a\n    - revisionName: good-00001\n      tag: a\n",
+            ),
+            "spec.traffic[1].tag: 'a' is given twice",
+        ),
+        (
+            format!(
+                "{first}{}",
+                GOOD.replace("  name: good\n", "  name: good\n  namespace: prod\n")
+            ),
+            "metadata.namespace: 'prod' namespaces other than 'default' are not supported yet",
+        ),
+        (
+            format!("{first}{}", GOOD.replace("rouse-samples/hello", "rouse-samples/nope")),
+            "containers[0].image: 'rouse-samples/nope' is not in the local Docker",
+        ),
+    ];
+    for (yaml, expected) in &cases {
+        let stderr = refused(&rouse, yaml);
+        assert!(stderr.contains(expected), "wanted {expected:?} in:\n{stderr}");
+    }
+    let list: serde_json::Value = serde_json::from_str(&rouse.cli_ok(&["list", "-o", "json"])).unwrap();
+    assert_eq!(list["items"], serde_json::json!([]), "nothing was applied");
+
+    // A file is named by its path.
+    let path = rouse.home().join("bad.yaml");
+    std::fs::write(&path, GOOD.replace("image:", "imag:")).unwrap();
+    let run = rouse.cli(&["apply", "-f", path.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let expected = format!("{}: document 1 (Service good), line 9", path.display());
+    assert!(
+        run.stderr.contains(&expected),
+        "wanted {expected:?} in:\n{}",
+        run.stderr
+    );
+    let missing = rouse.cli(&["apply", "-f", "/nonexistent.yaml"]);
+    assert!(
+        missing.stderr.contains("cannot read /nonexistent.yaml"),
+        "{}",
+        missing.stderr
+    );
+}
