@@ -274,7 +274,12 @@ fn yaml_error(index: usize, start: usize, described: Option<&str>, e: serde_norw
         reason = rest.to_string();
     }
     if let Some(rest) = reason.strip_prefix("unknown field ") {
-        reason = format!("Rouse does not support the field {rest}; remove it");
+        reason = match rest.split_once(", expected ") {
+            Some((field, known)) => {
+                format!("Rouse does not support the field {field}; remove it (known here: {known})")
+            }
+            None => format!("Rouse does not support the field {rest}; remove it"),
+        };
     }
     ManifestError {
         resource: described.map(str::to_string),

@@ -1,21 +1,48 @@
 //! Eventing: CloudEvents from sources, through brokers, to subscribers.
 //!
-//! This crate will own broker ingress, triggers and their filters, delivery with retries and
-//! dead letters, replies and sources. It starts with what all of them stand on: the durable
-//! event log, where an event is on disk before its sender hears 202, and from which each
-//! subscriber reads at its own cursor.
+//! This crate owns the broker ingress (CloudEvents over HTTP in binary, structured and batched
+//! mode), the durable event log, triggers and their filters, delivery with retries, backoff and
+//! dead letters, replies, and sources. An event is on disk before its sender hears 202, and
+//! each trigger reads the log at its own durable cursor. It must not reach services around the
+//! activator: sinks are resolved by the daemon through [`Resolve`].
+//!
+//! Start with [`Ingress`] and [`ingress_router`] (events in), then [`Dispatcher`] (events out).
 //!
 //! Layout, in reading order:
+//! - [`config`]: size limits and the pace of dispatch (`[eventing]`).
+//! - [`cloudevent`]: the event, its validation, its HTTP binding and its log record.
 //! - [`log`]: the [`EventLog`] trait, the seam for NATS JetStream or Kafka later.
 //! - [`redb_log`]: the embedded implementation, with group commit.
-//! - [`error`]: the one error type of this crate.
+//! - [`ingress`]: brokers, and the HTTP endpoint that stores events in them.
+//! - [`respond`]: every response a sender can get from the ingress.
+//! - [`sink`]: the [`Resolve`] seam through which the daemon addresses sinks.
+//! - [`delivery`]: pure decisions: what is retried, backoff, dead-letter extensions.
+//! - [`dispatcher`]: one task per trigger: filter, deliver, reply, move the cursor.
+//! - [`ping`]: ping source schedules (cron, time zones) and the events they send.
+//! - [`metrics`]: what eventing counts, for Prometheus.
+//! - [`error`]: the log's errors, and the reasons a sender's event is refused.
 
 #![forbid(unsafe_code)]
 
+pub mod cloudevent;
+pub mod config;
+pub mod delivery;
+pub mod dispatcher;
 pub mod error;
+pub mod ingress;
 pub mod log;
+pub mod metrics;
+pub mod ping;
 pub mod redb_log;
+pub mod respond;
+pub mod sink;
 
-pub use error::EventLogError;
+pub use cloudevent::Event;
+pub use config::EventingConfig;
+pub use dispatcher::{Dispatcher, Progress};
+pub use error::{EventError, EventLogError, IngestError};
+pub use ingress::{Ingress, ingress_router};
 pub use log::EventLog;
+pub use metrics::EventingMetrics;
 pub use redb_log::RedbLog;
+pub use sink::{Resolve, Target};

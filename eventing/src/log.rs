@@ -7,6 +7,9 @@ use crate::error::EventLogError;
 
 /// Durable, ordered storage of events. The embedded store implements it today; a NATS
 /// JetStream or Kafka backend implements the same trait to grow past one machine.
+///
+/// Offsets of a broker start at 0 and only grow: trimming or deleting events never hands an
+/// offset out twice, so a subscriber's cursor stays meaningful whatever happened to the log.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Appends events to `broker`'s log; returns their offsets once they are on disk.
@@ -15,9 +18,24 @@ pub trait EventLog: Send + Sync + 'static {
     /// Up to `limit` events of `broker` from offset `from` on, in order.
     async fn read(&self, broker: &str, from: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, EventLogError>;
 
-    /// The next offset `subscriber` has to handle (0 when it has handled none).
-    async fn cursor(&self, subscriber: &str) -> Result<u64, EventLogError>;
+    /// The offset the next event appended to `broker` will get (0 for a broker never written).
+    async fn head(&self, broker: &str) -> Result<u64, EventLogError>;
+
+    /// The next offset `subscriber` has to handle; `None` when it never recorded one.
+    async fn cursor(&self, subscriber: &str) -> Result<Option<u64>, EventLogError>;
+
+    /// Every recorded cursor whose subscriber name starts with `prefix`.
+    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, u64)>, EventLogError>;
 
     /// Records that `subscriber` handled everything before `next`.
     async fn set_cursor(&self, subscriber: &str, next: u64) -> Result<(), EventLogError>;
+
+    /// Forgets `subscriber`'s cursor (the subscriber was deleted).
+    async fn delete_cursor(&self, subscriber: &str) -> Result<(), EventLogError>;
+
+    /// Deletes `broker`'s events before offset `before` (every subscriber has handled them).
+    async fn trim(&self, broker: &str, before: u64) -> Result<(), EventLogError>;
+
+    /// Deletes all of `broker`'s events; its offsets keep counting from where they were.
+    async fn delete_broker(&self, broker: &str) -> Result<(), EventLogError>;
 }

@@ -1,10 +1,12 @@
 //! The event log in an embedded redb database, with group commit.
 //!
 //! One fsync per event would cap ingest at the disk's sync rate (a few hundred to a few
-//! thousand per second). Appends instead go to one writer thread that takes every append
-//! waiting at that moment into a single write transaction, commits it (one fsync), and only
-//! then answers each caller: a caller hears "stored" only once its events are on disk, and
-//! under load one fsync covers many events.
+//! thousand per second). Writes instead go to one writer thread that takes every write
+//! waiting at that moment (appends, cursor moves, trims) into a single write transaction,
+//! commits it (one fsync), and only then answers each caller: a caller hears "stored" only
+//! once its write is on disk, and under load one fsync covers many events and cursors.
+//! Cursor writes go through the same thread because redb allows one write transaction at a
+//! time: a cursor committed on its own would make appends wait for its fsync.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,25 +29,56 @@ const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
 /// Next offset to handle, per subscriber.
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 
-/// Most appends folded into one transaction: bounds the latency of the first one in a batch.
+/// Most writes folded into one transaction: bounds the latency of the first one in a batch.
 const MAX_BATCH: usize = 4096;
-/// Appends waiting for the writer before callers wait for room.
+/// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 16 * 1024;
 
 fn store_error(e: impl std::fmt::Display) -> EventLogError {
     EventLogError::Store(e.to_string())
 }
 
-struct Append {
-    broker: String,
-    events: Vec<Bytes>,
-    done: oneshot::Sender<Result<Vec<u64>, EventLogError>>,
+/// One write waiting for the writer thread.
+enum Write {
+    Append {
+        broker: String,
+        events: Vec<Bytes>,
+        done: oneshot::Sender<Result<Vec<u64>, EventLogError>>,
+    },
+    /// Sets (`Some`) or deletes (`None`) a cursor.
+    Cursor {
+        subscriber: String,
+        next: Option<u64>,
+        done: oneshot::Sender<Result<(), EventLogError>>,
+    },
+    /// Deletes a broker's events before `before` (`None`: all of them).
+    Trim {
+        broker: String,
+        before: Option<u64>,
+        done: oneshot::Sender<Result<(), EventLogError>>,
+    },
+}
+
+impl Write {
+    /// Answers the caller: offsets for an append, nothing for the others.
+    fn answer(self, result: Result<Vec<u64>, EventLogError>) {
+        // A caller that stopped waiting (its task was cancelled) is no error: the write is
+        // committed (or failed) either way.
+        match self {
+            Write::Append { done, .. } => {
+                let _ = done.send(result);
+            }
+            Write::Cursor { done, .. } | Write::Trim { done, .. } => {
+                let _ = done.send(result.map(drop));
+            }
+        }
+    }
 }
 
 /// The embedded event log.
 pub struct RedbLog {
     db: Arc<Database>,
-    appends: Option<mpsc::Sender<Append>>,
+    writes: Option<mpsc::Sender<Write>>,
     writer: Option<JoinHandle<()>>,
     /// Write transactions committed, for tests and metrics.
     commits: Arc<AtomicU64>,
@@ -74,7 +107,7 @@ impl RedbLog {
         };
         Ok(Self {
             db,
-            appends: Some(tx),
+            writes: Some(tx),
             writer: Some(writer),
             commits,
         })
@@ -84,12 +117,26 @@ impl RedbLog {
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
+
+    async fn write<T>(
+        &self,
+        write: Write,
+        answer: oneshot::Receiver<Result<T, EventLogError>>,
+    ) -> Result<T, EventLogError> {
+        self.writes
+            .as_ref()
+            .ok_or(EventLogError::Closed)?
+            .send(write)
+            .await
+            .map_err(|_| EventLogError::Closed)?;
+        answer.await.map_err(|_| EventLogError::Closed)?
+    }
 }
 
 impl Drop for RedbLog {
     fn drop(&mut self) {
         // Closing the channel lets the writer finish what is queued and stop.
-        self.appends.take();
+        self.writes.take();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -97,29 +144,29 @@ impl Drop for RedbLog {
 }
 
 /// The writer thread: batch, commit once, answer everyone in the batch.
-fn write_loop(db: &Database, mut appends: mpsc::Receiver<Append>, commits: &AtomicU64) {
+fn write_loop(db: &Database, mut writes: mpsc::Receiver<Write>, commits: &AtomicU64) {
     let mut heads: HashMap<String, u64> = HashMap::new();
-    while let Some(first) = appends.blocking_recv() {
+    while let Some(first) = writes.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match appends.try_recv() {
+            match writes.try_recv() {
                 Ok(more) => batch.push(more),
                 Err(_) => break,
             }
         }
         match commit_batch(db, &batch, &mut heads) {
-            Ok(offsets) => {
+            Ok(answers) => {
                 commits.fetch_add(1, Ordering::Relaxed);
-                for (append, offsets) in batch.into_iter().zip(offsets) {
-                    let _ = append.done.send(Ok(offsets));
+                for (write, answer) in batch.into_iter().zip(answers) {
+                    write.answer(Ok(answer));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, events = batch.len(), "event log commit failed");
+                tracing::warn!(error = %e, writes = batch.len(), "event log commit failed");
                 // Offsets handed out in the failed transaction are not kept.
                 heads.clear();
-                for append in batch {
-                    let _ = append.done.send(Err(e.clone()));
+                for write in batch {
+                    write.answer(Err(e.clone()));
                 }
             }
         }
@@ -128,56 +175,72 @@ fn write_loop(db: &Database, mut appends: mpsc::Receiver<Append>, commits: &Atom
 
 fn commit_batch(
     db: &Database,
-    batch: &[Append],
+    batch: &[Write],
     heads: &mut HashMap<String, u64>,
 ) -> Result<Vec<Vec<u64>>, EventLogError> {
     let txn = db.begin_write().map_err(store_error)?;
-    let mut all = Vec::with_capacity(batch.len());
+    let mut answers = Vec::with_capacity(batch.len());
     {
         let mut events = txn.open_table(EVENTS).map_err(store_error)?;
         let mut stored_heads = txn.open_table(HEADS).map_err(store_error)?;
-        for append in batch {
-            let next = match heads.get(&append.broker) {
-                Some(next) => *next,
-                None => stored_heads
-                    .get(append.broker.as_str())
-                    .map_err(store_error)?
-                    .map_or(0, |v| v.value()),
-            };
-            let mut offsets = Vec::with_capacity(append.events.len());
-            for (i, event) in append.events.iter().enumerate() {
-                let offset = next + i as u64;
-                events
-                    .insert((append.broker.as_str(), offset), event.as_ref())
+        let mut cursors = txn.open_table(CURSORS).map_err(store_error)?;
+        for write in batch {
+            match write {
+                Write::Append {
+                    broker, events: new, ..
+                } => {
+                    let next = match heads.get(broker) {
+                        Some(next) => *next,
+                        None => stored_heads
+                            .get(broker.as_str())
+                            .map_err(store_error)?
+                            .map_or(0, |v| v.value()),
+                    };
+                    let mut offsets = Vec::with_capacity(new.len());
+                    for (i, event) in new.iter().enumerate() {
+                        let offset = next + i as u64;
+                        events
+                            .insert((broker.as_str(), offset), event.as_ref())
+                            .map_err(store_error)?;
+                        offsets.push(offset);
+                    }
+                    let head = next + new.len() as u64;
+                    stored_heads.insert(broker.as_str(), head).map_err(store_error)?;
+                    heads.insert(broker.clone(), head);
+                    answers.push(offsets);
+                }
+                Write::Cursor { subscriber, next, .. } => {
+                    match next {
+                        Some(next) => cursors.insert(subscriber.as_str(), *next).map(drop),
+                        None => cursors.remove(subscriber.as_str()).map(drop),
+                    }
                     .map_err(store_error)?;
-                offsets.push(offset);
+                    answers.push(Vec::new());
+                }
+                Write::Trim { broker, before, .. } => {
+                    let end = before.unwrap_or(u64::MAX);
+                    events
+                        .retain_in((broker.as_str(), 0)..(broker.as_str(), end), |_, _| false)
+                        .map_err(store_error)?;
+                    answers.push(Vec::new());
+                }
             }
-            let head = next + append.events.len() as u64;
-            stored_heads.insert(append.broker.as_str(), head).map_err(store_error)?;
-            heads.insert(append.broker.clone(), head);
-            all.push(offsets);
         }
     }
     txn.commit().map_err(store_error)?;
-    Ok(all)
+    Ok(answers)
 }
 
 #[async_trait]
 impl EventLog for RedbLog {
     async fn append(&self, broker: &str, events: Vec<Bytes>) -> Result<Vec<u64>, EventLogError> {
-        let (done, stored) = oneshot::channel();
-        let append = Append {
+        let (done, answer) = oneshot::channel();
+        let write = Write::Append {
             broker: broker.to_string(),
             events,
             done,
         };
-        self.appends
-            .as_ref()
-            .ok_or(EventLogError::Closed)?
-            .send(append)
-            .await
-            .map_err(|_| EventLogError::Closed)?;
-        stored.await.map_err(|_| EventLogError::Closed)?
+        self.write(write, answer).await
     }
 
     async fn read(&self, broker: &str, from: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, EventLogError> {
@@ -204,19 +267,70 @@ impl EventLog for RedbLog {
         .map_err(store_error)?
     }
 
-    async fn cursor(&self, subscriber: &str) -> Result<u64, EventLogError> {
+    async fn head(&self, broker: &str) -> Result<u64, EventLogError> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let heads = txn.open_table(HEADS).map_err(store_error)?;
+        Ok(heads.get(broker).map_err(store_error)?.map_or(0, |v| v.value()))
+    }
+
+    async fn cursor(&self, subscriber: &str) -> Result<Option<u64>, EventLogError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let cursors = txn.open_table(CURSORS).map_err(store_error)?;
-        Ok(cursors.get(subscriber).map_err(store_error)?.map_or(0, |v| v.value()))
+        Ok(cursors.get(subscriber).map_err(store_error)?.map(|v| v.value()))
+    }
+
+    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, u64)>, EventLogError> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let cursors = txn.open_table(CURSORS).map_err(store_error)?;
+        let mut out = Vec::new();
+        for entry in cursors.range(prefix..).map_err(store_error)? {
+            let (key, value) = entry.map_err(store_error)?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            out.push((key.value().to_string(), value.value()));
+        }
+        Ok(out)
     }
 
     async fn set_cursor(&self, subscriber: &str, next: u64) -> Result<(), EventLogError> {
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
-            let mut cursors = txn.open_table(CURSORS).map_err(store_error)?;
-            cursors.insert(subscriber, next).map_err(store_error)?;
-        }
-        txn.commit().map_err(store_error)
+        let (done, answer) = oneshot::channel();
+        let write = Write::Cursor {
+            subscriber: subscriber.to_string(),
+            next: Some(next),
+            done,
+        };
+        self.write(write, answer).await
+    }
+
+    async fn delete_cursor(&self, subscriber: &str) -> Result<(), EventLogError> {
+        let (done, answer) = oneshot::channel();
+        let write = Write::Cursor {
+            subscriber: subscriber.to_string(),
+            next: None,
+            done,
+        };
+        self.write(write, answer).await
+    }
+
+    async fn trim(&self, broker: &str, before: u64) -> Result<(), EventLogError> {
+        let (done, answer) = oneshot::channel();
+        let write = Write::Trim {
+            broker: broker.to_string(),
+            before: Some(before),
+            done,
+        };
+        self.write(write, answer).await
+    }
+
+    async fn delete_broker(&self, broker: &str) -> Result<(), EventLogError> {
+        let (done, answer) = oneshot::channel();
+        let write = Write::Trim {
+            broker: broker.to_string(),
+            before: None,
+            done,
+        };
+        self.write(write, answer).await
     }
 }
 
@@ -252,8 +366,9 @@ mod tests {
             log.set_cursor("b/trigger", 2).await.unwrap();
         }
         let log = RedbLog::open(&path).unwrap();
-        assert_eq!(log.cursor("b/trigger").await.unwrap(), 2);
-        assert_eq!(log.cursor("b/unknown").await.unwrap(), 0);
+        assert_eq!(log.cursor("b/trigger").await.unwrap(), Some(2));
+        assert_eq!(log.cursor("b/unknown").await.unwrap(), None);
+        assert_eq!(log.head("b").await.unwrap(), 3);
         assert_eq!(log.read("b", 0, 10).await.unwrap().len(), 3);
         // Offsets continue where they were.
         assert_eq!(log.append("b", vec![event(3)]).await.unwrap(), [3]);
@@ -284,5 +399,90 @@ mod tests {
             "{} commits for 1280 appends: group commit must batch",
             log.commits()
         );
+    }
+
+    #[tokio::test]
+    async fn head_counts_appends_and_unknown_brokers_start_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RedbLog::open(&dir.path().join("events.redb")).unwrap();
+        assert_eq!(log.head("b").await.unwrap(), 0);
+        log.append("b", vec![event(0), event(1)]).await.unwrap();
+        assert_eq!(log.head("b").await.unwrap(), 2);
+        assert_eq!(log.head("other").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn trim_deletes_only_older_events_of_that_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RedbLog::open(&dir.path().join("events.redb")).unwrap();
+        log.append("b", (0..5).map(event).collect()).await.unwrap();
+        log.append("c", (0..5).map(event).collect()).await.unwrap();
+        log.trim("b", 3).await.unwrap();
+        let offsets: Vec<u64> = log.read("b", 0, 10).await.unwrap().iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, [3, 4]);
+        assert_eq!(
+            log.read("c", 0, 10).await.unwrap().len(),
+            5,
+            "another broker is untouched"
+        );
+        assert_eq!(log.head("b").await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_broker_keeps_its_offsets_counting() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RedbLog::open(&dir.path().join("events.redb")).unwrap();
+        log.append("b", vec![event(0), event(1)]).await.unwrap();
+        log.delete_broker("b").await.unwrap();
+        assert!(log.read("b", 0, 10).await.unwrap().is_empty());
+        // A cursor of an old trigger never points at a new event it did not see.
+        assert_eq!(log.append("b", vec![event(2)]).await.unwrap(), [2]);
+    }
+
+    #[tokio::test]
+    async fn cursors_are_listed_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RedbLog::open(&dir.path().join("events.redb")).unwrap();
+        for (name, next) in [
+            ("trigger/a/x", 1),
+            ("trigger/a/y", 2),
+            ("trigger/ab/z", 3),
+            ("trigger/b/x", 4),
+        ] {
+            log.set_cursor(name, next).await.unwrap();
+        }
+        let listed = log.cursors("trigger/a/").await.unwrap();
+        assert_eq!(listed, [("trigger/a/x".to_string(), 1), ("trigger/a/y".to_string(), 2)]);
+        assert!(log.cursors("nothing/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleted_cursors_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RedbLog::open(&dir.path().join("events.redb")).unwrap();
+        log.set_cursor("t", 7).await.unwrap();
+        log.delete_cursor("t").await.unwrap();
+        assert_eq!(log.cursor("t").await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cursor_writes_share_commits_with_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(RedbLog::open(&dir.path().join("events.redb")).unwrap());
+        let mut writers = tokio::task::JoinSet::new();
+        for writer in 0..64u64 {
+            let log = log.clone();
+            writers.spawn(async move {
+                for i in 0..10 {
+                    log.append("b", vec![event(i)]).await.unwrap();
+                    log.set_cursor(&format!("t{writer}"), i as u64).await.unwrap();
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(log.cursor("t63").await.unwrap(), Some(9));
+        assert!(log.commits() < 1280, "{} commits for 1280 writes", log.commits());
     }
 }

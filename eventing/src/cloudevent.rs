@@ -1,0 +1,359 @@
+//! CloudEvents 1.0: the event, its validation, and its HTTP binding.
+//!
+//! The event is our own small type rather than `cloudevents-sdk`'s: the SDK parses `data` into
+//! a JSON tree, has no batch mode, does not percent-decode header values and has no size
+//! limits, so it would need wrapping at every edge anyway. Here `data` stays the bytes the
+//! sender sent (a slice of the request body, never copied), which is what the broker stores
+//! and forwards.
+//!
+//! - [`binary`]: binary mode, attributes in `ce-` headers (requests in, deliveries out).
+//! - [`structured`]: structured and batched JSON.
+//! - [`record`]: the compact form an event has in the event log.
+
+pub mod binary;
+pub mod record;
+pub mod structured;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::{HeaderMap, header};
+
+use crate::error::EventError;
+
+/// The only CloudEvents version accepted and sent.
+pub const SPEC_VERSION: &str = "1.0";
+/// Knative's hop counter: set by the ingress when absent, decremented on every reply.
+pub const TTL_EXTENSION: &str = "knativebrokerttl";
+/// Hops an event may take when its sender gave no TTL (Knative's default).
+pub const DEFAULT_TTL: u32 = 255;
+
+/// Media type of one structured event.
+pub const STRUCTURED: &str = "application/cloudevents+json";
+/// Media type of a batch of structured events.
+pub const BATCH: &str = "application/cloudevents-batch+json";
+
+/// One CloudEvent (specversion 1.0), validated: required attributes present, names valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub source: String,
+    /// The `type` attribute.
+    pub ty: String,
+    pub datacontenttype: Option<String>,
+    pub dataschema: Option<String>,
+    pub subject: Option<String>,
+    /// RFC 3339, as sent (checked, not reformatted).
+    pub time: Option<String>,
+    /// Extension attributes by name (lowercase a-z0-9), values in their string form.
+    pub extensions: BTreeMap<String, String>,
+    /// The payload, as sent; its media type is `datacontenttype`.
+    pub data: Option<Bytes>,
+}
+
+impl Event {
+    /// An event with the required attributes and nothing else.
+    pub fn new(id: impl Into<String>, source: impl Into<String>, ty: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            source: source.into(),
+            ty: ty.into(),
+            datacontenttype: None,
+            dataschema: None,
+            subject: None,
+            time: None,
+            extensions: BTreeMap::new(),
+            data: None,
+        }
+    }
+
+    /// Any attribute by name, context attributes and extensions alike (what filters see).
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        match name {
+            "specversion" => Some(SPEC_VERSION),
+            "id" => Some(&self.id),
+            "source" => Some(&self.source),
+            "type" => Some(&self.ty),
+            "datacontenttype" => self.datacontenttype.as_deref(),
+            "dataschema" => self.dataschema.as_deref(),
+            "subject" => self.subject.as_deref(),
+            "time" => self.time.as_deref(),
+            _ => self.extensions.get(name).map(String::as_str),
+        }
+    }
+
+    /// Sets an extension. `name` must be a valid extension name (see [`is_extension_name`]);
+    /// callers pass constants such as [`TTL_EXTENSION`].
+    pub fn set_extension(&mut self, name: &str, value: impl Into<String>) {
+        debug_assert!(is_extension_name(name), "invalid extension name {name}");
+        self.extensions.insert(name.to_string(), value.into());
+    }
+
+    /// An extension's value.
+    pub fn extension(&self, name: &str) -> Option<&str> {
+        self.extensions.get(name).map(String::as_str)
+    }
+
+    /// The TTL extension as a number; `None` when absent or not a number.
+    pub fn ttl(&self) -> Option<u32> {
+        self.extension(TTL_EXTENSION).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Bytes the event takes (attributes and data), for size limits.
+    pub fn size(&self) -> usize {
+        let optional = [&self.datacontenttype, &self.dataschema, &self.subject, &self.time];
+        self.id.len()
+            + self.source.len()
+            + self.ty.len()
+            + optional
+                .iter()
+                .map(|v| v.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+            + self.extensions.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + self.data.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// Whether `name` may name an extension: lowercase a-z and 0-9, and not a name CloudEvents
+/// keeps for itself.
+pub fn is_extension_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) && !is_reserved(name)
+}
+
+/// Context attribute names, and `data`, which no extension may take.
+fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        "specversion" | "id" | "source" | "type" | "datacontenttype" | "dataschema" | "subject" | "time" | "data"
+    )
+}
+
+/// How a request carries its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Attributes in `ce-` headers, the body is the data.
+    Binary,
+    /// One event as `application/cloudevents+json`.
+    Structured,
+    /// A JSON array of events as `application/cloudevents-batch+json`.
+    Batch,
+}
+
+/// The mode of a request, from its headers alone (so the body limit can depend on it).
+pub fn mode(headers: &HeaderMap) -> Result<Mode, EventError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    if let Some(content_type) = &content_type {
+        let media = media_type(content_type);
+        if media.eq_ignore_ascii_case(STRUCTURED) {
+            return Ok(Mode::Structured);
+        }
+        if media.eq_ignore_ascii_case(BATCH) {
+            return Ok(Mode::Batch);
+        }
+        if starts_with_ignore_case(media, "application/cloudevents") {
+            return Err(EventError::UnsupportedFormat(media.to_string()));
+        }
+    }
+    if headers.contains_key(binary::SPEC_VERSION_HEADER) {
+        return Ok(Mode::Binary);
+    }
+    Err(EventError::NotCloudEvent {
+        content_type: content_type.map(|c| c.into_owned()).unwrap_or_default(),
+    })
+}
+
+/// The events of a request (body already read and size-limited), in any mode.
+pub fn from_request(mode: Mode, headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, EventError> {
+    match mode {
+        Mode::Binary => Ok(vec![binary::parse(headers, body)?]),
+        Mode::Structured => Ok(vec![structured::parse(&body)?]),
+        Mode::Batch => structured::parse_batch(&body),
+    }
+}
+
+/// The event a subscriber replied with, if any: a 2xx response in binary or structured mode.
+/// A response with neither `ce-specversion` nor a CloudEvents Content-Type carries none.
+pub fn from_response(headers: &HeaderMap, body: Bytes) -> Result<Option<Event>, EventError> {
+    match mode(headers) {
+        Ok(Mode::Binary) => binary::parse(headers, body).map(Some),
+        Ok(Mode::Structured) => structured::parse(&body).map(Some),
+        Ok(Mode::Batch) => Err(EventError::UnsupportedFormat(format!("{BATCH} (a reply is one event)"))),
+        Err(EventError::NotCloudEvent { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The media type of a Content-Type value: without parameters and surrounding spaces.
+fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// Whether data of this media type is JSON (and so sits unquoted in a structured event).
+fn is_json(media: &str) -> bool {
+    let media = media_type(media);
+    media.eq_ignore_ascii_case("application/json")
+        || media.eq_ignore_ascii_case("text/json")
+        || ends_with_ignore_case(media, "+json")
+}
+
+// Byte-wise: a media type may hold non-ASCII text, where slicing a `str` could split a character.
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len() && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
+/// Attributes collected from a request, before validation.
+#[derive(Default)]
+struct Parts {
+    specversion: Option<String>,
+    id: Option<String>,
+    source: Option<String>,
+    ty: Option<String>,
+    datacontenttype: Option<String>,
+    dataschema: Option<String>,
+    subject: Option<String>,
+    time: Option<String>,
+    extensions: BTreeMap<String, String>,
+    data: Option<Bytes>,
+}
+
+impl Parts {
+    /// Records one attribute; refuses invalid names and attributes given twice.
+    fn set(&mut self, name: &str, value: String) -> Result<(), EventError> {
+        let slot = match name {
+            "specversion" => &mut self.specversion,
+            "id" => &mut self.id,
+            "source" => &mut self.source,
+            "type" => &mut self.ty,
+            "datacontenttype" => &mut self.datacontenttype,
+            "dataschema" => &mut self.dataschema,
+            "subject" => &mut self.subject,
+            "time" => &mut self.time,
+            "data" => return Err(EventError::ReservedName(name.to_string())),
+            _ => {
+                if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) || name.is_empty() {
+                    return Err(EventError::AttributeName(name.to_string()));
+                }
+                if self.extensions.insert(name.to_string(), value).is_some() {
+                    return Err(EventError::Duplicate(name.to_string()));
+                }
+                return Ok(());
+            }
+        };
+        if slot.replace(value).is_some() {
+            return Err(EventError::Duplicate(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Checks the required attributes and their values.
+    fn finish(self) -> Result<Event, EventError> {
+        let specversion = self.specversion.ok_or(EventError::Missing("specversion"))?;
+        if specversion != SPEC_VERSION {
+            return Err(EventError::SpecVersion(specversion));
+        }
+        let required = |value: Option<String>, name| value.filter(|v| !v.is_empty()).ok_or(EventError::Missing(name));
+        let id = required(self.id, "id")?;
+        let source = required(self.source, "source")?;
+        let ty = required(self.ty, "type")?;
+        if let Some(time) = &self.time
+            && chrono::DateTime::parse_from_rfc3339(time).is_err()
+        {
+            return Err(EventError::AttributeValue {
+                name: "time".to_string(),
+                reason: format!("'{time}' is not an RFC 3339 timestamp (like 2024-05-01T12:00:00Z)"),
+            });
+        }
+        Ok(Event {
+            id,
+            source,
+            ty,
+            datacontenttype: self.datacontenttype,
+            dataschema: self.dataschema,
+            subject: self.subject,
+            time: self.time,
+            extensions: self.extensions,
+            data: self.data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn mode_follows_content_type_case_insensitively_with_parameters() {
+        let structured = headers(&[("content-type", "Application/CloudEvents+JSON; charset=utf-8")]);
+        assert_eq!(mode(&structured), Ok(Mode::Structured));
+        let batch = headers(&[("content-type", " application/cloudevents-batch+json ")]);
+        assert_eq!(mode(&batch), Ok(Mode::Batch));
+        let binary = headers(&[("content-type", "text/plain"), ("ce-specversion", "1.0")]);
+        assert_eq!(mode(&binary), Ok(Mode::Binary));
+        let avro = headers(&[("content-type", "application/cloudevents+avro")]);
+        assert!(matches!(mode(&avro), Err(EventError::UnsupportedFormat(_))));
+        let plain = headers(&[("content-type", "text/plain")]);
+        assert!(matches!(mode(&plain), Err(EventError::NotCloudEvent { .. })));
+        let mut odd = HeaderMap::new();
+        odd.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_bytes("applicatión/cloudevents+jsön".as_bytes()).unwrap(),
+        );
+        assert!(mode(&odd).is_err(), "non-ASCII media types are refused, not sliced");
+    }
+
+    #[test]
+    fn json_media_types_are_recognised_byte_wise() {
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("application/vnd.api+JSON"));
+        assert!(is_json("TEXT/JSON"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("ünïcödé+jsö"));
+        assert!(!is_json("é"));
+    }
+
+    #[test]
+    fn filters_see_context_attributes_and_extensions_by_name() {
+        let mut event = Event::new("1", "/s", "t");
+        event.set_extension("region", "eu");
+        assert_eq!(event.attribute("type"), Some("t"));
+        assert_eq!(event.attribute("specversion"), Some("1.0"));
+        assert_eq!(event.attribute("region"), Some("eu"));
+        assert_eq!(event.attribute("subject"), None);
+    }
+
+    #[test]
+    fn extension_names_are_lowercase_alphanumerics_and_not_reserved() {
+        assert!(is_extension_name("knativebrokerttl"));
+        assert!(is_extension_name("x1"));
+        assert!(!is_extension_name("X1"));
+        assert!(!is_extension_name("my_ext"));
+        assert!(!is_extension_name(""));
+        assert!(!is_extension_name("data"));
+        assert!(!is_extension_name("type"));
+    }
+
+    #[test]
+    fn replies_without_cloudevent_headers_carry_no_event() {
+        let plain = headers(&[("content-type", "text/plain")]);
+        assert_eq!(from_response(&plain, Bytes::from_static(b"ok")), Ok(None));
+        assert_eq!(from_response(&HeaderMap::new(), Bytes::new()), Ok(None));
+    }
+}

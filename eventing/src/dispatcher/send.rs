@@ -1,0 +1,262 @@
+//! Delivering one event: attempts with backoff, then the dead-letter sink, and the reply.
+
+use std::error::Error as _;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rouse_api::eventing::Sink;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, TriggerRun};
+use crate::cloudevent::record::Record;
+use crate::cloudevent::{self, DEFAULT_TTL, Event, TTL_EXTENSION, binary};
+use crate::delivery::{self, Next, Outcome, RetryPolicy};
+use crate::metrics::OutcomeCounters;
+use crate::sink::Target;
+
+/// The pooled client deliveries go through: keep-alive, no connection per event.
+pub(super) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+static PREFER: HeaderName = HeaderName::from_static("prefer");
+
+pub(super) fn http_client(max_idle_per_host: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(connector)
+}
+
+/// How one attempt ended, with what a reply or a dead letter needs.
+struct Answer {
+    outcome: Outcome,
+    headers: HeaderMap,
+    /// The response body, or the reason there was none ("dispatch error: ...").
+    body: Bytes,
+    /// The body was over the limit and is not here.
+    truncated: bool,
+}
+
+impl Answer {
+    fn failed(outcome: Outcome, reason: String) -> Self {
+        Self {
+            outcome,
+            headers: HeaderMap::new(),
+            body: Bytes::from(reason),
+            truncated: false,
+        }
+    }
+}
+
+/// The last attempt of a series, and where it went.
+struct Final {
+    answer: Answer,
+    /// The URL tried (or the sink, when it did not resolve).
+    destination: String,
+    attempts: u32,
+}
+
+/// Delivers `record` to the trigger's subscriber, retrying as its delivery options say, then
+/// dead-letters it. Returns `false` when `stop` interrupted it before it finished, so the
+/// event stays unfinished and is delivered again after a restart.
+pub(super) async fn deliver(shared: &Shared, run: &TriggerRun, record: Record, stop: &CancellationToken) -> bool {
+    let event = &record.event;
+    let subscriber = &run.trigger.subscriber;
+    let Some(last) = attempts(
+        shared,
+        subscriber,
+        event,
+        &run.policy,
+        true,
+        Some(&run.metrics.failed),
+        stop,
+    )
+    .await
+    else {
+        return false;
+    };
+    if last.answer.outcome.is_success() {
+        run.metrics.delivered.inc(&last.answer.outcome.label());
+        let latency = SystemTime::now().duration_since(record.accepted_at).unwrap_or_default();
+        run.metrics.latency.observe(latency.as_secs_f64());
+        reply(shared, run, event, last.answer).await;
+        return true;
+    }
+    dead_letter(shared, run, event, last, stop).await
+}
+
+/// Sends to `sink` until success, a final failure or the last attempt.
+async fn attempts(
+    shared: &Shared,
+    sink: &Sink,
+    event: &Event,
+    policy: &RetryPolicy,
+    prefer_reply: bool,
+    failed: Option<&OutcomeCounters>,
+    stop: &CancellationToken,
+) -> Option<Final> {
+    let mut attempt = 1;
+    loop {
+        let (answer, destination) = match shared.resolver.resolve(sink) {
+            Ok(target) => {
+                let answer = send(shared, &target, event, policy.timeout, prefer_reply).await;
+                (answer, target.url())
+            }
+            Err(reason) => (
+                Answer::failed(Outcome::Unresolvable, format!("dispatch error: {reason}")),
+                sink_name(sink),
+            ),
+        };
+        let next = policy.next(attempt, &answer.outcome);
+        if next != Next::Delivered
+            && let Some(failed) = failed
+        {
+            failed.inc(&answer.outcome.label());
+        }
+        match next {
+            Next::Delivered | Next::GiveUp => {
+                return Some(Final {
+                    answer,
+                    destination,
+                    attempts: attempt,
+                });
+            }
+            Next::RetryAfter(wait) => {
+                tracing::debug!(attempt, outcome = %answer.outcome.label(), %destination, ?wait, "delivery failed, retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// One POST in binary mode, bounded by `timeout` from connect to the end of the body.
+async fn send(shared: &Shared, target: &Target, event: &Event, timeout: Duration, prefer_reply: bool) -> Answer {
+    let mut request = binary::to_request(event, target.uri.clone()).map(Full::new);
+    if let Some(host) = &target.host
+        && let Ok(host) = HeaderValue::from_str(host)
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    if prefer_reply {
+        request
+            .headers_mut()
+            .insert(PREFER.clone(), HeaderValue::from_static("reply"));
+    }
+    let max_body = shared.max_body_bytes;
+    let exchange = async {
+        let response = shared
+            .client
+            .request(request)
+            .await
+            .map_err(|e| format!("dispatch error: {}", chain(&e)))?;
+        let (parts, body) = response.into_parts();
+        let (body, truncated) = match Limited::new(body, max_body).collect().await {
+            Ok(collected) => (collected.to_bytes(), false),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => (Bytes::new(), true),
+            Err(e) => return Err(format!("dispatch error: response body failed: {e}")),
+        };
+        Ok(Answer {
+            outcome: Outcome::Status(parts.status.as_u16()),
+            headers: parts.headers,
+            body,
+            truncated,
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(reason)) => Answer::failed(Outcome::Connection, reason),
+        Err(_) => Answer::failed(
+            Outcome::Timeout,
+            format!("dispatch error: no response within {} ms", timeout.as_millis()),
+        ),
+    }
+}
+
+/// Ingests the subscriber's reply, if it sent a CloudEvent, into the trigger's broker, one hop
+/// closer to its TTL.
+async fn reply(shared: &Shared, run: &TriggerRun, event: &Event, answer: Answer) {
+    let trigger = &run.trigger.name;
+    if answer.truncated {
+        tracing::warn!(%trigger, id = %event.id, limit = shared.max_body_bytes, "reply larger than the event limit; dropped");
+        return;
+    }
+    let mut reply = match cloudevent::from_response(&answer.headers, answer.body) {
+        Ok(Some(reply)) => reply,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%trigger, id = %event.id, %error, "subscriber replied with an invalid CloudEvent; dropped");
+            return;
+        }
+    };
+    let ttl = event.ttl().unwrap_or(DEFAULT_TTL);
+    if ttl <= 1 {
+        // The event has gone around as often as it may: most likely a loop of replies.
+        run.metrics.replies_dropped.inc();
+        tracing::debug!(%trigger, id = %event.id, "reply dropped: TTL ran out");
+        return;
+    }
+    reply.set_extension(TTL_EXTENSION, (ttl - 1).to_string());
+    if let Err(error) = shared.ingress.ingest(&run.trigger.broker, vec![reply]).await {
+        tracing::warn!(%trigger, id = %event.id, %error, "reply not stored; dropped");
+    }
+}
+
+/// After the last failed attempt: to the dead-letter sink (with the same retries), or dropped.
+async fn dead_letter(shared: &Shared, run: &TriggerRun, event: &Event, last: Final, stop: &CancellationToken) -> bool {
+    let trigger = &run.trigger.name;
+    let outcome = last.answer.outcome.label();
+    let Some(sink) = &run.trigger.delivery.dead_letter_sink else {
+        run.metrics.dropped.inc();
+        tracing::warn!(
+            %trigger, id = %event.id, attempts = last.attempts, %outcome, destination = %last.destination,
+            "event undeliverable and the trigger has no dead-letter sink; dropped (set delivery.deadLetterSink to keep such events)"
+        );
+        return true;
+    };
+    let letter = delivery::dead_letter(event, &last.destination, &last.answer.outcome, &last.answer.body);
+    let Some(sent) = attempts(shared, sink, &letter, &run.policy, false, None, stop).await else {
+        return false;
+    };
+    if sent.answer.outcome.is_success() {
+        run.metrics.dead_lettered.inc();
+        tracing::debug!(%trigger, id = %event.id, %outcome, "event dead-lettered");
+    } else {
+        run.metrics.dropped.inc();
+        tracing::warn!(
+            %trigger, id = %event.id, %outcome, dead_letter_sink = %sent.destination,
+            dead_letter_outcome = %sent.answer.outcome.label(),
+            "event undeliverable and its dead-letter sink failed too; dropped"
+        );
+    }
+    true
+}
+
+/// A sink as the user wrote it, for messages about sinks that did not resolve.
+fn sink_name(sink: &Sink) -> String {
+    match sink {
+        Sink::Service(name) => format!("service:{name}"),
+        Sink::Broker(name) => format!("broker:{name}"),
+        Sink::Url(url) => url.clone(),
+    }
+}
+
+/// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
+fn chain(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

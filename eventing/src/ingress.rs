@@ -1,0 +1,259 @@
+//! The broker ingress: CloudEvents in over HTTP (`POST /default/{broker}`), into the event log.
+//!
+//! A request is answered 202 only once its events are on disk (the log's group commit), so a
+//! sender that heard 202 never loses the event. After each append the broker's head moves,
+//! which wakes the dispatchers of its triggers; nothing polls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use dashmap::DashMap;
+use http::{Method, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::watch;
+
+use crate::cloudevent::{self, DEFAULT_TTL, Event, Mode, TTL_EXTENSION, record};
+use crate::config::EventingConfig;
+use crate::error::{EventError, EventLogError, IngestError};
+use crate::log::EventLog;
+use crate::metrics::{BrokerMetrics, EventingMetrics};
+use crate::respond;
+
+/// The only namespace (Knative's URL shape keeps it in the path).
+pub const NAMESPACE: &str = "default";
+
+/// The brokers of this daemon and the way into their logs.
+pub struct Ingress {
+    log: Arc<dyn EventLog>,
+    config: EventingConfig,
+    /// Every broker anyone asked about: registered ones, and ones a trigger waits for.
+    brokers: DashMap<String, Arc<BrokerEntry>>,
+    metrics: EventingMetrics,
+}
+
+/// One broker's shared state.
+pub(crate) struct BrokerEntry {
+    /// Whether the broker exists; a trigger may watch a broker before it is (re)created.
+    registered: AtomicBool,
+    /// The offset the next event will get. Raised after every append; dispatchers wait on it.
+    head: watch::Sender<u64>,
+    metrics: BrokerMetrics,
+}
+
+impl BrokerEntry {
+    /// Raises the head to `head` (never lowers it: appends may finish out of order).
+    fn advance(&self, head: u64) {
+        self.head.send_if_modified(|current| {
+            let moved = head > *current;
+            if moved {
+                *current = head;
+            }
+            moved
+        });
+    }
+}
+
+impl Ingress {
+    pub fn new(log: Arc<dyn EventLog>, config: EventingConfig, metrics: EventingMetrics) -> Self {
+        Self {
+            log,
+            config,
+            brokers: DashMap::new(),
+            metrics,
+        }
+    }
+
+    /// The event log brokers write to.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    pub fn config(&self) -> &EventingConfig {
+        &self.config
+    }
+
+    /// Registers a broker so it accepts events (idempotent).
+    pub async fn add_broker(&self, name: &str) -> Result<(), EventLogError> {
+        let entry = self.entry(name);
+        entry.advance(self.log.head(name).await?);
+        entry.registered.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Unregisters a broker and deletes its events. Its offsets keep counting, so triggers left
+    /// on it (until the daemon removes them) never skip or repeat an event if it comes back.
+    pub async fn remove_broker(&self, name: &str) -> Result<(), EventLogError> {
+        if let Some(entry) = self.brokers.get(name) {
+            entry.registered.store(false, Ordering::Release);
+        }
+        self.log.delete_broker(name).await
+    }
+
+    /// Whether `name` is a registered broker.
+    pub fn has_broker(&self, name: &str) -> bool {
+        self.brokers
+            .get(name)
+            .is_some_and(|entry| entry.registered.load(Ordering::Acquire))
+    }
+
+    /// Names of the registered brokers.
+    pub fn brokers(&self) -> Vec<String> {
+        self.brokers
+            .iter()
+            .filter(|entry| entry.registered.load(Ordering::Acquire))
+            .map(|entry| entry.key().clone())
+            .collect()
+    }
+
+    /// Stores events in `broker` (one append: all or none) and wakes its triggers; returns
+    /// their offsets. Events without a TTL get Knative's default. This is the way in for
+    /// replies, sources and anything else inside the daemon; HTTP requests end here too.
+    pub async fn ingest(&self, broker: &str, mut events: Vec<Event>) -> Result<Vec<u64>, IngestError> {
+        let entry = match self.brokers.get(broker) {
+            Some(entry) if entry.registered.load(Ordering::Acquire) => entry.clone(),
+            _ => return Err(IngestError::UnknownBroker(broker.to_string())),
+        };
+        let accepted_at = SystemTime::now();
+        let records = events
+            .iter_mut()
+            .map(|event| {
+                if !event.extensions.contains_key(TTL_EXTENSION) {
+                    event.set_extension(TTL_EXTENSION, DEFAULT_TTL.to_string());
+                }
+                record::encode(event, accepted_at)
+            })
+            .collect();
+        let offsets = self.log.append(broker, records).await?;
+        if let Some(last) = offsets.last() {
+            entry.advance(last + 1);
+        }
+        entry.metrics.accepted.inc_by(offsets.len() as u64);
+        Ok(offsets)
+    }
+
+    /// A receiver of `broker`'s head, current as of the log. Works for brokers not (yet)
+    /// registered: a trigger can wait for its broker.
+    pub(crate) async fn watch_head(&self, broker: &str) -> Result<watch::Receiver<u64>, EventLogError> {
+        let entry = self.entry(broker);
+        let receiver = entry.head.subscribe();
+        entry.advance(self.log.head(broker).await?);
+        Ok(receiver)
+    }
+
+    /// The current head of `broker` as the ingress knows it.
+    pub(crate) fn head(&self, broker: &str) -> Option<u64> {
+        self.brokers.get(broker).map(|entry| *entry.head.borrow())
+    }
+
+    fn entry(&self, name: &str) -> Arc<BrokerEntry> {
+        if let Some(entry) = self.brokers.get(name) {
+            return entry.clone();
+        }
+        self.brokers
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(BrokerEntry {
+                    registered: AtomicBool::new(false),
+                    head: watch::Sender::new(0),
+                    metrics: self.metrics.broker(name),
+                })
+            })
+            .clone()
+    }
+}
+
+/// The broker ingress's HTTP routes: `/{namespace}/{broker}`, everything else 404.
+pub fn ingress_router(ingress: Arc<Ingress>) -> Router {
+    Router::new()
+        .route("/{namespace}/{broker}", any(receive))
+        .fallback(|request: Request| async move { respond::unknown_path(request.uri().path()) })
+        .with_state(ingress)
+}
+
+/// One request to a broker, from method check to 202.
+async fn receive(
+    State(ingress): State<Arc<Ingress>>,
+    Path((namespace, broker)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let config = &ingress.config;
+    let metrics = &ingress.metrics;
+    if request.method() != Method::POST {
+        metrics.rejected("", 405, "method");
+        return respond::method_not_allowed(request.method());
+    }
+    if namespace != NAMESPACE || !ingress.has_broker(&broker) {
+        metrics.rejected("", 404, "unknown_broker");
+        return respond::unknown_broker(&namespace, &broker);
+    }
+    let reject_invalid = |error: &EventError| {
+        metrics.rejected(&broker, 400, "invalid");
+        respond::invalid_event(error)
+    };
+    let reject_large = |what: &str, limit: usize| {
+        metrics.rejected(&broker, 413, "too_large");
+        respond::too_large(what, limit)
+    };
+    let mode = match cloudevent::mode(request.headers()) {
+        Ok(mode) => mode,
+        Err(error) => return reject_invalid(&error),
+    };
+    let (what, limit) = match mode {
+        Mode::Batch => ("batch", config.max_batch_bytes),
+        Mode::Binary | Mode::Structured => ("event", config.max_event_bytes),
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return reject_large(what, limit);
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return reject_large(what, limit),
+        Err(error) => {
+            metrics.rejected(&broker, 400, "invalid");
+            return respond::unreadable_body(&error.to_string());
+        }
+    };
+    let events = match cloudevent::from_request(mode, &parts.headers, body) {
+        Ok(events) => events,
+        Err(error) => return reject_invalid(&error),
+    };
+    for (index, event) in events.iter().enumerate() {
+        if event.size() > config.max_event_bytes {
+            let what = match mode {
+                Mode::Batch => format!("event {index} of the batch (id '{}')", event.id),
+                Mode::Binary | Mode::Structured => "event".to_string(),
+            };
+            return reject_large(&what, config.max_event_bytes);
+        }
+        if event.extension(TTL_EXTENSION).is_some() && event.ttl().is_none() {
+            return reject_invalid(&EventError::AttributeValue {
+                name: TTL_EXTENSION.to_string(),
+                reason: "must be a whole number of hops (0 to 4294967295); leave it out for the default 255"
+                    .to_string(),
+            });
+        }
+    }
+    match ingress.ingest(&broker, events).await {
+        Ok(_) => respond::accepted(),
+        Err(IngestError::UnknownBroker(_)) => {
+            metrics.rejected("", 404, "unknown_broker");
+            respond::unknown_broker(&namespace, &broker)
+        }
+        Err(IngestError::Log(error)) => {
+            tracing::warn!(%broker, %error, "events not stored");
+            metrics.rejected(&broker, 500, "store");
+            respond::store_failed(&error)
+        }
+    }
+}
