@@ -435,6 +435,8 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         readiness,
         labels: template_meta.labels,
         annotations: template_annotations,
+        sink: None,
+        ce_overrides: BTreeMap::new(),
     };
     template.validate().map_err(template_field)?;
     crate::traffic::from_spec(&object.spec.traffic, "spec.traffic")?;

@@ -66,6 +66,14 @@ pub struct RevisionTemplate {
     /// Annotations of the revision other than the autoscaling ones, kept as given.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Where the container sends events (`--sink`): given to it as `K_SINK`, as Knative's
+    /// SinkBinding does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<crate::eventing::Sink>,
+    /// CloudEvent extensions the container should set (`--ce-override KEY=VALUE`), given to it
+    /// as `K_CE_OVERRIDES` (`{"extensions": {...}}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ce_overrides: BTreeMap<String, String>,
 }
 
 /// CPU and memory for one instance, as Kubernetes quantities (`500m`, `128Mi`).
@@ -160,6 +168,8 @@ impl RevisionTemplate {
             readiness: None,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            sink: None,
+            ce_overrides: BTreeMap::new(),
         }
     }
 
@@ -192,6 +202,15 @@ impl RevisionTemplate {
                 self.timeout_seconds,
                 format!("must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"),
             ));
+        }
+        if let Some(sink) = &self.sink {
+            sink.validate().map_err(|e| ValidationError {
+                field: "--sink".to_string(),
+                ..e
+            })?;
+        }
+        for key in self.ce_overrides.keys() {
+            crate::eventing::validate_attribute_name("--ce-override", key)?;
         }
         self.resources.limits.validate("resources.limits")?;
         self.resources.requests.validate("resources.requests")?;
