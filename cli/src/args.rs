@@ -78,6 +78,9 @@ pub(crate) struct ServeArgs {
     /// Address of the admin API (always token-protected).
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     pub(crate) api: SocketAddr,
+    /// Address of the broker ingress, where CloudEvents are sent (POST /default/BROKER).
+    #[arg(long, default_value = "127.0.0.1:8082", value_name = "ADDR")]
+    pub(crate) events: SocketAddr,
     /// Configuration file [default: $ROUSE_HOME/rouse.toml, if it exists].
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,

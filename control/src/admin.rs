@@ -13,6 +13,9 @@
 //! | `DELETE /v1/services/{name}/revisions/{revision}` | abandons a revision that never became ready |
 //! | `GET /v1/services/{name}/logs?follow=&tail=` | instance output, each line prefixed by the instance |
 //! | `POST /v1/apply` | applies a manifest's documents, all or nothing ([`ApplyDocument`]) |
+//! | `GET /v1/brokers`, `GET`/`PUT`/`DELETE /v1/brokers/{name}` | brokers (Knative Broker objects) |
+//! | `GET /v1/triggers`, `GET`/`PUT`/`DELETE /v1/triggers/{name}` | triggers |
+//! | `GET /v1/pingsources`, `GET`/`PUT`/`DELETE /v1/pingsources/{name}` | ping sources |
 
 use std::sync::Arc;
 
@@ -26,6 +29,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{StatusCode, header};
 use prometheus_client::registry::Registry;
+use rouse_api::eventing::{Broker, PingSource, Trigger};
+use rouse_api::eventing_knative::{KBroker, KPingSource, KTrigger};
 use rouse_api::knative::KRevision;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, ServiceDescription};
@@ -36,6 +41,7 @@ use serde::Deserialize;
 use crate::apply::{Applied, ApplyDocument};
 use crate::describe::{describe, revision_objects, service_url};
 use crate::error::{ControlError, ErrorBody};
+use crate::eventing::Eventing;
 use crate::serving::Serving;
 
 /// Largest request body the admin API reads.
@@ -52,6 +58,7 @@ pub struct Admin {
     pub ingress_port: u16,
     /// Everything `/metrics` exports.
     pub metrics: Arc<Registry>,
+    pub eventing: Arc<Eventing>,
 }
 
 /// The admin API router.
@@ -67,6 +74,21 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/v1/services/{name}/revisions/{revision}", delete(abandon_revision))
         .route("/v1/services/{name}/logs", get(logs))
         .route("/v1/apply", post(apply))
+        .route("/v1/brokers", get(list_brokers))
+        .route(
+            "/v1/brokers/{name}",
+            get(get_broker).put(put_broker).delete(delete_broker),
+        )
+        .route("/v1/triggers", get(list_triggers))
+        .route(
+            "/v1/triggers/{name}",
+            get(get_trigger).put(put_trigger).delete(delete_trigger),
+        )
+        .route("/v1/pingsources", get(list_ping_sources))
+        .route(
+            "/v1/pingsources/{name}",
+            get(get_ping_source).put(put_ping_source).delete(delete_ping_source),
+        )
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -215,6 +237,84 @@ async fn apply(
     Json(documents): Json<Vec<ApplyDocument>>,
 ) -> Result<Json<Vec<Applied>>, ControlError> {
     Ok(Json(crate::apply::apply(&admin.serving, documents).await?))
+}
+
+/// 201 for a new resource, 200 for an updated one.
+fn put_answer<T: serde::Serialize>((object, created): (T, bool)) -> Response {
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    (status, Json(object)).into_response()
+}
+
+async fn list_brokers(State(admin): State<Arc<Admin>>) -> Result<Json<Vec<KBroker>>, ControlError> {
+    Ok(Json(admin.eventing.brokers()?))
+}
+
+async fn get_broker(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<Json<KBroker>, ControlError> {
+    Ok(Json(admin.eventing.broker(&name)?))
+}
+
+async fn put_broker(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    Json(broker): Json<Broker>,
+) -> Result<Response, ControlError> {
+    Ok(put_answer(admin.eventing.put_broker(&name, broker).await?))
+}
+
+async fn delete_broker(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<StatusCode, ControlError> {
+    admin.eventing.delete_broker(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_triggers(State(admin): State<Arc<Admin>>) -> Result<Json<Vec<KTrigger>>, ControlError> {
+    Ok(Json(admin.eventing.triggers()?))
+}
+
+async fn get_trigger(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+) -> Result<Json<KTrigger>, ControlError> {
+    Ok(Json(admin.eventing.trigger(&name)?))
+}
+
+async fn put_trigger(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    Json(trigger): Json<Trigger>,
+) -> Result<Response, ControlError> {
+    Ok(put_answer(admin.eventing.put_trigger(&name, trigger).await?))
+}
+
+async fn delete_trigger(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<StatusCode, ControlError> {
+    admin.eventing.delete_trigger(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_ping_sources(State(admin): State<Arc<Admin>>) -> Result<Json<Vec<KPingSource>>, ControlError> {
+    Ok(Json(admin.eventing.ping_sources()?))
+}
+
+async fn get_ping_source(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+) -> Result<Json<KPingSource>, ControlError> {
+    Ok(Json(admin.eventing.ping_source(&name)?))
+}
+
+async fn put_ping_source(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    Json(source): Json<PingSource>,
+) -> Result<Response, ControlError> {
+    Ok(put_answer(admin.eventing.put_ping_source(&name, source)?))
+}
+
+async fn delete_ping_source(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    admin.eventing.delete_ping_source(&name)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_service(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<StatusCode, ControlError> {

@@ -37,6 +37,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// `[gc]`
     pub gc: GcConfig,
+    /// `[eventing]`: event size limits and the pace of delivery.
+    pub eventing: rouse_eventing::EventingConfig,
 }
 
 /// Revisions kept that take no traffic, per service, when none is given (Knative's

@@ -8,6 +8,7 @@ use prometheus_client::registry::Registry;
 use rouse_activator::config::DEFAULT_SHUTDOWN_GRACE;
 use rouse_activator::server::{ConnectionLimits, serve, serve_ingress};
 use rouse_activator::{Ingress, IngressMetrics, RouteTable};
+use rouse_eventing::{Dispatcher, EventLog, EventingMetrics, Ingress as BrokerIngress, RedbLog, ingress_router};
 use rouse_runtime::{DockerRuntime, Runtime};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -17,9 +18,11 @@ use tower::ServiceExt;
 use crate::admin::{Admin, router};
 use crate::config::Config;
 use crate::error::ControlError;
+use crate::eventing::Eventing;
 use crate::home::{DaemonAddresses, Home};
 use crate::metrics::ServingMetrics;
 use crate::serving::{Serving, ServingSettings};
+use crate::sinks::SinkAddresses;
 use crate::store::Store;
 
 /// How `rouse serve` was asked to run.
@@ -28,6 +31,8 @@ pub struct DaemonOptions {
     pub home: PathBuf,
     pub ingress: SocketAddr,
     pub api: SocketAddr,
+    /// The broker ingress (`--events`).
+    pub events: SocketAddr,
     /// `--config`; when `None`, `$ROUSE_HOME/rouse.toml` is read if it exists.
     pub config: Option<PathBuf>,
 }
@@ -53,6 +58,7 @@ pub async fn run(
 
     let ingress_listener = bind("ingress", options.ingress).await?;
     let api_listener = bind("api", options.api).await?;
+    let events_listener = bind("events", options.events).await?;
     let addresses = DaemonAddresses {
         ingress: ingress_listener
             .local_addr()
@@ -60,18 +66,69 @@ pub async fn run(
         api: api_listener
             .local_addr()
             .map_err(|e| bind_error("api", options.api, e))?,
+        events: events_listener
+            .local_addr()
+            .map_err(|e| bind_error("events", options.events, e))?,
         pid: std::process::id(),
+    };
+    // Containers reach the ingresses at the Docker bridge's gateway (`host.docker.internal`).
+    let gateway_listeners = match runtime.host_gateway().await {
+        Some(ip) if !addresses.ingress.ip().is_unspecified() => {
+            let mut listeners = Vec::new();
+            for (what, port) in [
+                ("ingress", addresses.ingress.port()),
+                ("events", addresses.events.port()),
+            ] {
+                let addr = SocketAddr::new(ip, port);
+                match TcpListener::bind(addr).await {
+                    Ok(listener) => listeners.push((what, listener)),
+                    Err(error) => {
+                        tracing::warn!(%addr, %error, "cannot listen for containers on the Docker bridge; K_SINK will not reach the {what}")
+                    }
+                }
+            }
+            listeners
+        }
+        _ => Vec::new(),
+    };
+    let sinks = SinkAddresses {
+        ingress: addresses.ingress,
+        events: addresses.events,
+        domain: config.ingress.domain.clone(),
     };
 
     let mut registry = Registry::default();
     let ingress_metrics = IngressMetrics::register(&mut registry);
     let serving_metrics = ServingMetrics::register(&mut registry);
+    let eventing_metrics = EventingMetrics::register(&mut registry);
+    let event_log: Arc<dyn EventLog> =
+        Arc::new(RedbLog::open(&home.dir().join("events.redb")).map_err(|e| ControlError::Store(e.to_string()))?);
+    let broker_ingress = Arc::new(BrokerIngress::new(
+        event_log,
+        config.eventing.clone(),
+        eventing_metrics.clone(),
+    ));
+    let dispatcher = Arc::new(Dispatcher::new(
+        broker_ingress.clone(),
+        Arc::new(sinks.clone()),
+        eventing_metrics,
+        shutdown.child_token(),
+    ));
+    let eventing = Eventing::start(
+        store.clone(),
+        broker_ingress.clone(),
+        dispatcher,
+        sinks.clone(),
+        shutdown.child_token(),
+    )
+    .await?;
     let routes = Arc::new(RouteTable::new());
     let settings = ServingSettings {
         instances: config.instances.clone(),
         autoscaler: config.autoscaler.clone(),
         gc: config.gc.clone(),
         frozen_budget: frozen_budget(&config),
+        sinks,
     };
     let serving = Serving::new(runtime, store, routes.clone(), settings, serving_metrics);
     let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics));
@@ -81,6 +138,7 @@ pub async fn run(
         domain: config.ingress.domain.clone(),
         ingress_port: addresses.ingress.port(),
         metrics: Arc::new(registry),
+        eventing: eventing.clone(),
     });
     let api_limits = ConnectionLimits {
         max_header_bytes: config.ingress.max_header_bytes,
@@ -92,26 +150,40 @@ pub async fn run(
     tasks.spawn(serving.clone().run(shutdown.child_token()));
     tasks.spawn(serving.clone().watch_exits(shutdown.child_token()));
     tasks.spawn(serving.clone().run_autoscaler(shutdown.child_token()));
+    let events_app = ingress_router(broker_ingress);
+    for (what, listener) in gateway_listeners {
+        match what {
+            "ingress" => tasks.spawn(serve_ingress(
+                listener,
+                ingress.clone(),
+                DEFAULT_SHUTDOWN_GRACE,
+                shutdown.child_token(),
+            )),
+            _ => tasks.spawn(serve_router(
+                listener,
+                events_app.clone(),
+                api_limits,
+                shutdown.child_token(),
+            )),
+        };
+    }
     tasks.spawn(serve_ingress(
         ingress_listener,
         ingress,
         DEFAULT_SHUTDOWN_GRACE,
         shutdown.child_token(),
     ));
-    let app = router(admin);
-    tasks.spawn(serve(
-        api_listener,
+    tasks.spawn(serve_router(
+        events_listener,
+        events_app,
         api_limits,
         shutdown.child_token(),
-        move |request, _remote| {
-            let app = app.clone();
-            async move {
-                match app.oneshot(request).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
-                }
-            }
-        },
+    ));
+    tasks.spawn(serve_router(
+        api_listener,
+        router(admin),
+        api_limits,
+        shutdown.child_token(),
     ));
 
     home.write_addresses(&addresses)?;
@@ -120,9 +192,24 @@ pub async fn run(
 
     shutdown.cancelled().await;
     tracing::info!("shutting down; instances keep running and are adopted at the next start");
+    eventing.shutdown().await;
     while tasks.join_next().await.is_some() {}
     home.remove_addresses();
     Ok(())
+}
+
+/// Serves an axum router (the admin API, the broker ingress) on `listener`.
+async fn serve_router(listener: TcpListener, app: axum::Router, limits: ConnectionLimits, shutdown: CancellationToken) {
+    serve(listener, limits, shutdown, move |request, _remote| {
+        let app = app.clone();
+        async move {
+            match app.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    })
+    .await;
 }
 
 /// The memory budget for frozen instances: configured, or a quarter of the host's memory.

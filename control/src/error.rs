@@ -41,6 +41,8 @@ pub enum ControlError {
     #[error("revision '{name}' not found")]
     RevisionNotFound { name: String },
     #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -58,7 +60,9 @@ impl ControlError {
             ControlError::Invalid(_)
             | ControlError::Manifest(_)
             | ControlError::Runtime(RuntimeError::ImageNotFound { .. }) => StatusCode::BAD_REQUEST,
-            ControlError::ServiceNotFound { .. } | ControlError::RevisionNotFound { .. } => StatusCode::NOT_FOUND,
+            ControlError::ServiceNotFound { .. }
+            | ControlError::RevisionNotFound { .. }
+            | ControlError::NotFound(_) => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) | ControlError::AlreadyRunning { .. } => StatusCode::CONFLICT,
             ControlError::Runtime(RuntimeError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Runtime(_) => StatusCode::BAD_GATEWAY,

@@ -26,6 +26,8 @@ use crate::error::ControlError;
 pub struct DaemonAddresses {
     pub ingress: SocketAddr,
     pub api: SocketAddr,
+    /// The broker ingress.
+    pub events: SocketAddr,
     pub pid: u32,
 }
 

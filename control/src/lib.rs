@@ -11,8 +11,10 @@
 //! - [`store`]: services and revisions on disk.
 //! - [`metrics`]: revision gauges and start times, for Prometheus.
 //! - [`serving`]: the reconcile loop and live state of revisions and instances.
+//! - [`sinks`]: where sinks are, for the daemon and for containers (`K_SINK`).
 //! - [`backoff`]: restart delays for crashing instances.
 //! - [`apply`]: `rouse apply`: a manifest's resources, checked all, then applied all.
+//! - [`eventing`]: brokers, triggers and ping sources, declared and kept running.
 //! - [`describe`]: status conditions and descriptions users read.
 //! - [`admin`]: the admin API router.
 //! - [`daemon`]: `rouse serve`, wiring it all.
@@ -27,9 +29,11 @@ pub mod config;
 pub mod daemon;
 pub mod describe;
 pub mod error;
+pub mod eventing;
 pub mod home;
 pub mod metrics;
 pub mod serving;
+pub mod sinks;
 pub mod store;
 
 pub use config::Config;

@@ -35,6 +35,7 @@ use crate::backoff::restart_delay;
 use crate::config::{GcConfig, InstanceConfig};
 use crate::error::ControlError;
 use crate::metrics::{RevisionSample, ServingMetrics, StartPath};
+use crate::sinks::SinkAddresses;
 use crate::store::Store;
 use rouse_autoscaler::{AutoscalerConfig, Kpa, Observation, ScalingSpec, Window};
 
@@ -70,6 +71,8 @@ pub struct Serving {
     frozen_budget: u64,
     /// Which old revisions are deleted.
     gc: GcConfig,
+    /// Where a container's `K_SINK` points.
+    sinks: SinkAddresses,
 }
 
 /// What [`Serving`] is configured with.
@@ -80,6 +83,8 @@ pub struct ServingSettings {
     pub gc: GcConfig,
     /// Most memory frozen instances may hold, in bytes.
     pub frozen_budget: u64,
+    /// Where sinks are, for `K_SINK`.
+    pub sinks: SinkAddresses,
 }
 
 #[derive(Default)]
@@ -273,6 +278,7 @@ impl Serving {
             metrics,
             frozen_budget: settings.frozen_budget,
             gc: settings.gc,
+            sinks: settings.sinks,
         })
     }
 
@@ -1193,7 +1199,7 @@ impl Serving {
             return;
         };
         rev.creating += 1;
-        let spec = instance_spec(&rev.revision);
+        let spec = instance_spec(&rev.revision, &self.sinks);
         let ready = readiness(&rev.revision.template);
         let cancel = rev.cancel.clone();
         *state.starting.entry(spec.service.clone()).or_default() += 1;
@@ -1490,8 +1496,9 @@ fn over_budget(mut frozen: Vec<FrozenInstance>, budget: u64) -> Vec<FrozenInstan
     evicted
 }
 
-/// The container contract: `$PORT` and the `K_*` variables, then the user's environment.
-pub fn instance_spec(revision: &Revision) -> InstanceSpec {
+/// The container contract: `$PORT` and the `K_*` variables (with `K_SINK` and
+/// `K_CE_OVERRIDES` when the revision has a sink), then the user's environment.
+pub fn instance_spec(revision: &Revision, sinks: &SinkAddresses) -> InstanceSpec {
     let t = &revision.template;
     let mut env = vec![
         ("PORT".to_string(), t.port.to_string()),
@@ -1499,6 +1506,16 @@ pub fn instance_spec(revision: &Revision) -> InstanceSpec {
         ("K_CONFIGURATION".to_string(), revision.service.clone()),
         ("K_REVISION".to_string(), revision.name.clone()),
     ];
+    let mut host_aliases = Vec::new();
+    if let Some(sink) = &t.sink {
+        let (url, alias) = sinks.for_container(sink);
+        env.push(("K_SINK".to_string(), url));
+        host_aliases.extend(alias);
+        if !t.ce_overrides.is_empty() {
+            let overrides = serde_json::json!({ "extensions": t.ce_overrides });
+            env.push(("K_CE_OVERRIDES".to_string(), overrides.to_string()));
+        }
+    }
     env.extend(t.env.iter().map(|v| (v.name.clone(), v.value.clone())));
     InstanceSpec {
         service: revision.service.clone(),
@@ -1515,6 +1532,7 @@ pub fn instance_spec(revision: &Revision) -> InstanceSpec {
             cpu_request_millis: t.resources.requests.cpu_millis(),
             memory_request_bytes: t.resources.requests.memory_bytes(),
         },
+        host_aliases,
     }
 }
 
@@ -1566,7 +1584,7 @@ mod tests {
         template.port = 9000;
         template.env = vec!["TARGET=x".parse().unwrap()];
         let (_, revision) = Service::create("hello", template, Utc::now());
-        let spec = instance_spec(&revision);
+        let spec = instance_spec(&revision, &SinkAddresses::default());
         let env: HashMap<_, _> = spec.env.iter().cloned().collect();
         assert_eq!(env["PORT"], "9000");
         assert_eq!(env["K_SERVICE"], "hello");

@@ -17,6 +17,24 @@ const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 /// Keyed by revision name; the service is in the value.
 const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions");
 
+/// Eventing resources, each in its own table, keyed by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Broker,
+    Trigger,
+    PingSource,
+}
+
+impl Kind {
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Kind::Broker => TableDefinition::new("brokers"),
+            Kind::Trigger => TableDefinition::new("triggers"),
+            Kind::PingSource => TableDefinition::new("ping_sources"),
+        }
+    }
+}
+
 /// The state store.
 #[derive(Debug)]
 pub struct Store {
@@ -43,8 +61,54 @@ impl Store {
         let txn = db.begin_write().map_err(store_error)?;
         txn.open_table(SERVICES).map_err(store_error)?;
         txn.open_table(REVISIONS).map_err(store_error)?;
+        for kind in [Kind::Broker, Kind::Trigger, Kind::PingSource] {
+            txn.open_table(kind.table()).map_err(store_error)?;
+        }
         txn.commit().map_err(store_error)?;
         Ok(Self { db })
+    }
+
+    /// One eventing resource by name.
+    pub fn record<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<T>, ControlError> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let table = txn.open_table(kind.table()).map_err(store_error)?;
+        match table.get(name).map_err(store_error)? {
+            Some(value) => Ok(Some(decode(name, value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every eventing resource of a kind, by name.
+    pub fn records<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, ControlError> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let table = txn.open_table(kind.table()).map_err(store_error)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(store_error)? {
+            let (key, value) = entry.map_err(store_error)?;
+            out.push(decode(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Writes an eventing resource.
+    pub fn save_record<T: Serialize>(&self, kind: Kind, name: &str, value: &T) -> Result<(), ControlError> {
+        let txn = self.db.begin_write().map_err(store_error)?;
+        {
+            let mut table = txn.open_table(kind.table()).map_err(store_error)?;
+            table.insert(name, encode(value).as_slice()).map_err(store_error)?;
+        }
+        txn.commit().map_err(store_error)
+    }
+
+    /// Removes an eventing resource; returns whether it existed.
+    pub fn delete_record(&self, kind: Kind, name: &str) -> Result<bool, ControlError> {
+        let txn = self.db.begin_write().map_err(store_error)?;
+        let existed = {
+            let mut table = txn.open_table(kind.table()).map_err(store_error)?;
+            table.remove(name).map_err(store_error)?.is_some()
+        };
+        txn.commit().map_err(store_error)?;
+        Ok(existed)
     }
 
     /// Writes a service and, optionally, a new revision of it, in one transaction.

@@ -16,12 +16,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rouse_api::eventing::Trigger;
+use rouse_api::eventing::{Delivery, Sink, Trigger};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cloudevent::Event;
 use crate::delivery::RetryPolicy;
 use crate::error::EventLogError;
 use crate::ingress::Ingress;
@@ -176,6 +177,22 @@ impl Dispatcher {
         running.stop().await;
         self.shared.metrics.remove_trigger(&run.metrics, name);
         self.shared.ingress.log().delete_cursor(&run.cursor_key).await
+    }
+
+    /// Sends one event to `sink` outside any trigger (a source's event), with the retries and
+    /// backoff of `delivery`; no reply is asked for. Returns why it failed, after the last try.
+    pub async fn send(&self, sink: &Sink, event: &Event, delivery: &Delivery) -> Result<(), String> {
+        let policy = RetryPolicy::from_delivery(delivery);
+        match send::attempts(&self.shared, sink, event, &policy, false, None, &self.cancel).await {
+            None => Err("the daemon is shutting down".to_string()),
+            Some(last) if last.answer.outcome.is_success() => Ok(()),
+            Some(last) => Err(format!(
+                "{} answered {} after {} attempts",
+                last.destination,
+                last.answer.outcome.label(),
+                last.attempts
+            )),
+        }
     }
 
     /// Names of the running triggers.

@@ -240,6 +240,13 @@ impl DockerRuntime {
     }
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
+fn first_address(subnet: &str) -> Option<std::net::IpAddr> {
+    let (network, _) = subnet.split_once('/')?;
+    let network: std::net::Ipv4Addr = network.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(network) + 1).into())
+}
+
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
@@ -272,7 +279,11 @@ impl Runtime for DockerRuntime {
                     }]),
                 )])),
                 init: Some(true),
-                extra_hosts: Some(vec![HOST_GATEWAY.to_owned()]),
+                extra_hosts: Some(
+                    std::iter::once(HOST_GATEWAY.to_owned())
+                        .chain(spec.host_aliases.iter().map(|name| format!("{name}:host-gateway")))
+                        .collect(),
+                ),
                 privileged: Some(false),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::NO),
@@ -336,6 +347,18 @@ impl Runtime for DockerRuntime {
             "instance created"
         );
         Ok(instance)
+    }
+
+    async fn host_gateway(&self) -> Option<std::net::IpAddr> {
+        // Docker's default bridge: its gateway is the host's address on it, which is what
+        // `host-gateway` maps to.
+        let network = self.docker.inspect_network("bridge", None).await.ok()?;
+        let configs = network.ipam?.config?;
+        configs.iter().find_map(|c| match &c.gateway {
+            Some(gateway) => gateway.parse().ok().filter(std::net::IpAddr::is_ipv4),
+            // Older engines leave the gateway out: it is the subnet's first address.
+            None => first_address(c.subnet.as_deref()?),
+        })
     }
 
     async fn wait_ready(

@@ -37,6 +37,9 @@ pub struct InstanceSpec {
     pub labels: BTreeMap<String, String>,
     /// CPU and memory the instance may use and is guaranteed.
     pub resources: Resources,
+    /// Host names that resolve, inside the instance, to the host (as `host.docker.internal`
+    /// always does), e.g. `hello.localhost` for a service it sends events to.
+    pub host_aliases: Vec<String>,
 }
 
 /// CPU and memory for one instance; `None` leaves the backend's default (no limit).

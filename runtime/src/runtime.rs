@@ -50,6 +50,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Memory the instance uses now, in bytes (frozen instances keep theirs).
     async fn memory_usage(&self, id: &str) -> Result<u64, RuntimeError>;
 
+    /// The address at which instances reach the host (`host.docker.internal`), when the host
+    /// can listen on it; the daemon listens there too so that containers reach services and
+    /// brokers. `None` when there is no such address.
+    async fn host_gateway(&self) -> Option<std::net::IpAddr>;
+
     /// The instance's stdout and stderr.
     async fn logs(&self, id: &str, options: LogOptions) -> Result<Logs, RuntimeError>;
 

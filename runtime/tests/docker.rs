@@ -120,6 +120,7 @@ fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
         args: None,
         labels: BTreeMap::from([("test.extra".to_owned(), "yes".to_owned())]),
         resources: Default::default(),
+        host_aliases: Vec::new(),
     }
 }
 

@@ -182,7 +182,16 @@ impl Rouse {
             .expect("log");
         let mut command = Command::new(rouse_binary());
         command
-            .args(["serve", "--ingress", "127.0.0.1:0", "--api", "127.0.0.1:0", "--home"])
+            .args([
+                "serve",
+                "--ingress",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+                "--events",
+                "127.0.0.1:0",
+                "--home",
+            ])
             .arg(self.home())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

@@ -35,12 +35,14 @@ pub(crate) fn run(home: &Home, args: ServeArgs) -> anyhow::Result<()> {
             home: home.dir().to_path_buf(),
             ingress: args.ingress,
             api: args.api,
+            events: args.events,
             config: args.config,
         };
         let daemon = rouse_control::run(options, shutdown.clone(), |addresses| {
             eprintln!(
-                "rouse: serving on http://{} (admin API http://{}, home {})",
+                "rouse: serving on http://{} (brokers http://{}, admin API http://{}, home {})",
                 addresses.ingress,
+                addresses.events,
                 addresses.api,
                 home.dir().display()
             );

@@ -33,8 +33,8 @@ pub(super) fn http_client(max_idle_per_host: usize) -> HttpClient {
 }
 
 /// How one attempt ended, with what a reply or a dead letter needs.
-struct Answer {
-    outcome: Outcome,
+pub(super) struct Answer {
+    pub(super) outcome: Outcome,
     headers: HeaderMap,
     /// The response body, or the reason there was none ("dispatch error: ...").
     body: Bytes,
@@ -54,11 +54,11 @@ impl Answer {
 }
 
 /// The last attempt of a series, and where it went.
-struct Final {
-    answer: Answer,
+pub(super) struct Final {
+    pub(super) answer: Answer,
     /// The URL tried (or the sink, when it did not resolve).
-    destination: String,
-    attempts: u32,
+    pub(super) destination: String,
+    pub(super) attempts: u32,
 }
 
 /// Delivers `record` to the trigger's subscriber, retrying as its delivery options say, then
@@ -91,7 +91,7 @@ pub(super) async fn deliver(shared: &Shared, run: &TriggerRun, record: Record, s
 }
 
 /// Sends to `sink` until success, a final failure or the last attempt.
-async fn attempts(
+pub(super) async fn attempts(
     shared: &Shared,
     sink: &Sink,
     event: &Event,

@@ -1,0 +1,337 @@
+//! Brokers, triggers and ping sources, declared and kept running.
+//!
+//! The records live in the state store; this module starts what they declare (a broker in the
+//! ingress, a trigger in the dispatcher, a ping source's timer) at startup and on every change,
+//! and answers the admin API with their Knative-shaped objects.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use rouse_api::ValidationError;
+use rouse_api::eventing::{Broker, DEFAULT_BROKER, Delivery, PingSource, Sink, Trigger};
+use rouse_api::eventing_knative::{KBroker, KPingSource, KTrigger, broker_object, ping_source_object, trigger_object};
+use rouse_api::knative::{Condition, ConditionStatus};
+use rouse_api::name::validate_name;
+use rouse_eventing::cloudevent::Event;
+use rouse_eventing::ping::{Schedule, ping_event_parts};
+use rouse_eventing::{Dispatcher, Ingress};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ControlError;
+use crate::sinks::SinkAddresses;
+use crate::store::{Kind, Store};
+
+/// Retries of a ping source's event to a sink that is not a broker (a broker stores it at once).
+const PING_RETRIES: u32 = 3;
+
+/// The eventing side of the daemon.
+pub struct Eventing {
+    store: Arc<Store>,
+    ingress: Arc<Ingress>,
+    dispatcher: Arc<Dispatcher>,
+    sinks: SinkAddresses,
+    /// A running timer per ping source.
+    pings: Mutex<HashMap<String, CancellationToken>>,
+    cancel: CancellationToken,
+}
+
+fn not_found(kind: &str, name: &str, list: &str) -> ControlError {
+    ControlError::NotFound(format!("{kind} '{name}' not found; `rouse {list} list` shows them"))
+}
+
+fn log_error(e: impl std::fmt::Display) -> ControlError {
+    ControlError::Store(format!("event log: {e}"))
+}
+
+impl Eventing {
+    /// Starts every broker, trigger and ping source the store holds (and the `default` broker,
+    /// which always exists).
+    pub async fn start(
+        store: Arc<Store>,
+        ingress: Arc<Ingress>,
+        dispatcher: Arc<Dispatcher>,
+        sinks: SinkAddresses,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>, ControlError> {
+        if store.record::<Broker>(Kind::Broker, DEFAULT_BROKER)?.is_none() {
+            let default = Broker {
+                name: DEFAULT_BROKER.to_string(),
+                created_at: Utc::now(),
+                labels: Vec::new(),
+                delivery: None,
+            };
+            store.save_record(Kind::Broker, DEFAULT_BROKER, &default)?;
+        }
+        let eventing = Arc::new(Self {
+            store,
+            ingress,
+            dispatcher,
+            sinks,
+            pings: Mutex::new(HashMap::new()),
+            cancel,
+        });
+        for broker in eventing.store.records::<Broker>(Kind::Broker)? {
+            eventing.ingress.add_broker(&broker.name).await.map_err(log_error)?;
+        }
+        for trigger in eventing.store.records::<Trigger>(Kind::Trigger)? {
+            eventing.run_trigger(trigger).await?;
+        }
+        for source in eventing.store.records::<PingSource>(Kind::PingSource)? {
+            match Schedule::of(&source) {
+                Ok(schedule) => eventing.run_ping(source, schedule),
+                Err(reason) => tracing::warn!(source = %source.name, %reason, "ping source not started"),
+            }
+        }
+        Ok(eventing)
+    }
+
+    /// Stops triggers (each writes its cursor) and ping sources.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.dispatcher.shutdown().await;
+    }
+
+    pub fn brokers(&self) -> Result<Vec<KBroker>, ControlError> {
+        Ok(self
+            .store
+            .records::<Broker>(Kind::Broker)?
+            .iter()
+            .map(|b| self.broker_object(b))
+            .collect())
+    }
+
+    pub fn broker(&self, name: &str) -> Result<KBroker, ControlError> {
+        let broker: Broker = self
+            .store
+            .record(Kind::Broker, name)?
+            .ok_or_else(|| not_found("broker", name, "broker"))?;
+        Ok(self.broker_object(&broker))
+    }
+
+    fn broker_object(&self, broker: &Broker) -> KBroker {
+        let mut object = broker_object(broker, &self.sinks.events_base());
+        if let Some(status) = object.status.as_mut() {
+            status.conditions = vec![Condition::new("Ready", ConditionStatus::True, None, None)];
+        }
+        object
+    }
+
+    /// Creates or updates a broker; returns its object and whether it is new.
+    pub async fn put_broker(&self, name: &str, mut broker: Broker) -> Result<(KBroker, bool), ControlError> {
+        validate_name("broker name", name)?;
+        broker.name = name.to_string();
+        broker.validate()?;
+        let existing: Option<Broker> = self.store.record(Kind::Broker, name)?;
+        if let Some(existing) = &existing {
+            broker.created_at = existing.created_at;
+        }
+        self.store.save_record(Kind::Broker, name, &broker)?;
+        self.ingress.add_broker(name).await.map_err(log_error)?;
+        // Triggers that take the broker's delivery options follow a change of them.
+        for trigger in self.store.records::<Trigger>(Kind::Trigger)? {
+            if trigger.broker == name {
+                self.run_trigger(trigger).await?;
+            }
+        }
+        Ok((self.broker_object(&broker), existing.is_none()))
+    }
+
+    /// Deletes a broker and its events. Refused while triggers use it.
+    pub async fn delete_broker(&self, name: &str) -> Result<(), ControlError> {
+        if self.store.record::<Broker>(Kind::Broker, name)?.is_none() {
+            return Err(not_found("broker", name, "broker"));
+        }
+        let users: Vec<String> = self
+            .store
+            .records::<Trigger>(Kind::Trigger)?
+            .into_iter()
+            .filter(|t| t.broker == name)
+            .map(|t| t.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(ControlError::Conflict(format!(
+                "broker '{name}' still has triggers ({}); delete them first with `rouse trigger delete`",
+                users.join(", ")
+            )));
+        }
+        self.store.delete_record(Kind::Broker, name)?;
+        self.ingress.remove_broker(name).await.map_err(log_error)?;
+        Ok(())
+    }
+
+    pub fn triggers(&self) -> Result<Vec<KTrigger>, ControlError> {
+        Ok(self
+            .store
+            .records::<Trigger>(Kind::Trigger)?
+            .iter()
+            .map(|t| self.trigger_object(t))
+            .collect())
+    }
+
+    pub fn trigger(&self, name: &str) -> Result<KTrigger, ControlError> {
+        let trigger: Trigger = self
+            .store
+            .record(Kind::Trigger, name)?
+            .ok_or_else(|| not_found("trigger", name, "trigger"))?;
+        Ok(self.trigger_object(&trigger))
+    }
+
+    fn trigger_object(&self, trigger: &Trigger) -> KTrigger {
+        trigger_object(trigger, Some(&self.sinks.url(&trigger.subscriber)))
+    }
+
+    /// Creates or updates a trigger; returns its object and whether it is new.
+    pub async fn put_trigger(&self, name: &str, mut trigger: Trigger) -> Result<(KTrigger, bool), ControlError> {
+        validate_name("trigger name", name)?;
+        trigger.name = name.to_string();
+        trigger.validate()?;
+        if self.store.record::<Broker>(Kind::Broker, &trigger.broker)?.is_none() {
+            return Err(ValidationError::new(
+                "--broker",
+                &trigger.broker,
+                "no such broker; create it with `rouse broker create` or use 'default'",
+            )
+            .into());
+        }
+        let existing: Option<Trigger> = self.store.record(Kind::Trigger, name)?;
+        if let Some(existing) = &existing {
+            trigger.created_at = existing.created_at;
+            if existing.broker != trigger.broker {
+                // Its cursor belongs to the old broker.
+                self.dispatcher.remove(name).await.map_err(log_error)?;
+            }
+        }
+        self.store.save_record(Kind::Trigger, name, &trigger)?;
+        let object = self.trigger_object(&trigger);
+        self.run_trigger(trigger).await?;
+        Ok((object, existing.is_none()))
+    }
+
+    /// Runs a trigger with its broker's delivery options when it has none of its own.
+    async fn run_trigger(&self, mut trigger: Trigger) -> Result<(), ControlError> {
+        if trigger.delivery == Delivery::default()
+            && let Some(broker) = self.store.record::<Broker>(Kind::Broker, &trigger.broker)?
+            && let Some(delivery) = broker.delivery
+        {
+            trigger.delivery = delivery;
+        }
+        self.dispatcher.upsert(trigger).await.map_err(log_error)
+    }
+
+    pub async fn delete_trigger(&self, name: &str) -> Result<(), ControlError> {
+        if !self.store.delete_record(Kind::Trigger, name)? {
+            return Err(not_found("trigger", name, "trigger"));
+        }
+        self.dispatcher.remove(name).await.map_err(log_error)
+    }
+
+    pub fn ping_sources(&self) -> Result<Vec<KPingSource>, ControlError> {
+        Ok(self
+            .store
+            .records::<PingSource>(Kind::PingSource)?
+            .iter()
+            .map(|p| ping_source_object(p, Some(&self.sinks.url(&p.sink))))
+            .collect())
+    }
+
+    pub fn ping_source(&self, name: &str) -> Result<KPingSource, ControlError> {
+        let source: PingSource = self
+            .store
+            .record(Kind::PingSource, name)?
+            .ok_or_else(|| not_found("ping source", name, "source ping"))?;
+        Ok(ping_source_object(&source, Some(&self.sinks.url(&source.sink))))
+    }
+
+    /// Creates or updates a ping source and (re)starts its timer.
+    pub fn put_ping_source(
+        self: &Arc<Self>,
+        name: &str,
+        mut source: PingSource,
+    ) -> Result<(KPingSource, bool), ControlError> {
+        validate_name("ping source name", name)?;
+        source.name = name.to_string();
+        source.validate()?;
+        let schedule =
+            Schedule::of(&source).map_err(|reason| ValidationError::new("--schedule", &source.schedule, reason))?;
+        let existing: Option<PingSource> = self.store.record(Kind::PingSource, name)?;
+        if let Some(existing) = &existing {
+            source.created_at = existing.created_at;
+        }
+        self.store.save_record(Kind::PingSource, name, &source)?;
+        let object = ping_source_object(&source, Some(&self.sinks.url(&source.sink)));
+        self.run_ping(source, schedule);
+        Ok((object, existing.is_none()))
+    }
+
+    pub fn delete_ping_source(&self, name: &str) -> Result<(), ControlError> {
+        if !self.store.delete_record(Kind::PingSource, name)? {
+            return Err(not_found("ping source", name, "source ping"));
+        }
+        if let Some(timer) = self.pings.lock().unwrap_or_else(|e| e.into_inner()).remove(name) {
+            timer.cancel();
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) a ping source's timer.
+    fn run_ping(self: &Arc<Self>, source: PingSource, schedule: Schedule) {
+        let stop = self.cancel.child_token();
+        if let Some(old) = self
+            .pings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(source.name.clone(), stop.clone())
+        {
+            old.cancel();
+        }
+        let eventing = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = Utc::now();
+                let Some(next) = schedule.next_after(now) else {
+                    tracing::warn!(source = %source.name, "the schedule never fires again");
+                    return;
+                };
+                let wait = (next - now).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                eventing.ping(&source, next).await;
+            }
+        });
+    }
+
+    /// Sends one ping source event: into a broker at once (durably), elsewhere with retries.
+    async fn ping(&self, source: &PingSource, at: chrono::DateTime<Utc>) {
+        let parts = ping_event_parts(source);
+        let mut event = Event::new(event_id(), parts.source, parts.type_);
+        event.time = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        event.datacontenttype = parts.content_type;
+        event.data = (!parts.data.is_empty()).then_some(parts.data);
+        let sent = match &source.sink {
+            Sink::Broker(broker) => self
+                .ingress
+                .ingest(broker, vec![event])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            sink => {
+                let delivery = Delivery {
+                    retry: PING_RETRIES,
+                    ..Delivery::default()
+                };
+                self.dispatcher.send(sink, &event, &delivery).await
+            }
+        };
+        if let Err(reason) = sent {
+            tracing::warn!(source = %source.name, %reason, "ping event not delivered");
+        }
+    }
+}
+
+/// A random event id, 128 bits in hex.
+fn event_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
