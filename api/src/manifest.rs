@@ -9,10 +9,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use crate::annotations::{apply_annotation, is_scale_annotation};
 use crate::error::ValidationError;
+use crate::eventing::{Broker, PingSource, Trigger};
+use crate::eventing_knative::{
+    EVENTING_API_VERSION, KBroker, KPingSource, KTrigger, SOURCES_API_VERSION, broker_from_object,
+    ping_source_from_object, trigger_from_object,
+};
 use crate::knative::{KService, SERVING_API_VERSION, TrafficTarget};
 use crate::name::validate_name;
 use crate::template::{PortProtocol, Quantities, ReadinessProbe, Resources, RevisionTemplate, ScaleBounds};
@@ -25,14 +31,34 @@ pub const NAMESPACE: &str = "default";
 #[serde(tag = "kind")]
 pub enum Resource {
     Service(DeclaredService),
+    Broker(Broker),
+    Trigger(Trigger),
+    PingSource(PingSource),
 }
 
 impl Resource {
+    /// The resource's kind, as in `kind:`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Service(_) => "Service",
+            Resource::Broker(_) => "Broker",
+            Resource::Trigger(_) => "Trigger",
+            Resource::PingSource(_) => "PingSource",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Resource::Service(s) => &s.name,
+            Resource::Broker(b) => &b.name,
+            Resource::Trigger(t) => &t.name,
+            Resource::PingSource(p) => &p.name,
+        }
+    }
+
     /// `Service hello`, as messages name a resource.
     pub fn describe(&self) -> String {
-        match self {
-            Resource::Service(s) => format!("Service {}", s.name),
-        }
+        format!("{} {}", self.kind(), self.name())
     }
 }
 
@@ -170,7 +196,12 @@ struct HeadMeta {
 }
 
 /// The kinds `rouse apply` takes, with their apiVersion.
-const KINDS: [(&str, &str); 1] = [("Service", SERVING_API_VERSION)];
+const KINDS: [(&str, &str); 4] = [
+    ("Service", SERVING_API_VERSION),
+    ("Broker", EVENTING_API_VERSION),
+    ("Trigger", EVENTING_API_VERSION),
+    ("PingSource", SOURCES_API_VERSION),
+];
 
 /// Parses a manifest. Every document is checked; all errors are returned, in document order.
 pub fn parse(text: &str) -> Result<Vec<Document>, Vec<ManifestError>> {
@@ -229,10 +260,22 @@ fn parse_document(index: usize, start: usize, doc: &str) -> Result<Resource, Man
             )
         }),
         Some(_) => {
-            let object: KService = typed(index, start, &described, doc)?;
-            service(object)
-                .map(Resource::Service)
-                .map_err(|e| ManifestError::invalid(index, &described, e))
+            let invalid = |e| ManifestError::invalid(index, &described, e);
+            let now = Utc::now();
+            match kind.as_str() {
+                "Service" => service(typed::<KService>(index, start, &described, doc)?)
+                    .map(Resource::Service)
+                    .map_err(invalid),
+                "Broker" => broker_from_object(&typed::<KBroker>(index, start, &described, doc)?, now)
+                    .map(Resource::Broker)
+                    .map_err(invalid),
+                "Trigger" => trigger_from_object(&typed::<KTrigger>(index, start, &described, doc)?, now)
+                    .map(Resource::Trigger)
+                    .map_err(invalid),
+                _ => ping_source_from_object(&typed::<KPingSource>(index, start, &described, doc)?, now)
+                    .map(Resource::PingSource)
+                    .map_err(invalid),
+            }
         }
     }
 }
@@ -538,7 +581,9 @@ spec:
         let docs = parse(TWO).unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].index, 2);
-        let Resource::Service(hello) = &docs[0].resource;
+        let Resource::Service(hello) = &docs[0].resource else {
+            panic!()
+        };
         assert_eq!(hello.name, "hello");
         assert_eq!(hello.labels["team"], "web");
         assert_eq!(hello.revision_name.as_deref(), Some("hello-v2"));
@@ -556,7 +601,9 @@ spec:
         assert_eq!(t.resources.requests.cpu.as_deref(), Some("1"));
         assert_eq!(t.readiness.as_ref().unwrap().path, "/healthz");
         assert_eq!(hello.traffic.len(), 2);
-        let Resource::Service(other) = &docs[1].resource;
+        let Resource::Service(other) = &docs[1].resource else {
+            panic!()
+        };
         assert_eq!(other.template, RevisionTemplate::new("rouse-samples/hello"));
     }
 
@@ -655,6 +702,22 @@ spec:
             let all = errors(&text);
             assert_eq!(all[0].field.as_deref(), Some(field), "{extra}: {}", all[0]);
         }
+    }
+
+    #[test]
+    fn eventing_kinds_parse() {
+        let text = "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: orders\n---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\nspec:\n  broker: orders\n  filter:\n    attributes:\n      type: order.created\n  subscriber:\n    ref:\n      apiVersion: serving.knative.dev/v1\n      kind: Service\n      name: shop\n---\napiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata:\n  name: tick\nspec:\n  schedule: \"*/1 * * * *\"\n  data: '{\"m\": 1}'\n  sink:\n    ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: orders\n";
+        let docs = parse(text).unwrap();
+        let kinds: Vec<String> = docs.iter().map(|d| d.resource.describe()).collect();
+        assert_eq!(kinds, ["Broker orders", "Trigger t", "PingSource tick"]);
+        let Resource::Trigger(t) = &docs[1].resource else {
+            panic!()
+        };
+        assert_eq!(t.subscriber, crate::eventing::Sink::Service("shop".into()));
+        let bad = text.replace("  broker: orders", "  broker: orders\n  bogus: 1");
+        let e = &parse(&bad).unwrap_err()[0];
+        assert_eq!(e.field.as_deref(), Some("spec.bogus"), "{e}");
+        assert_eq!(e.document, 2);
     }
 
     #[test]

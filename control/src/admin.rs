@@ -236,7 +236,9 @@ async fn apply(
     State(admin): State<Arc<Admin>>,
     Json(documents): Json<Vec<ApplyDocument>>,
 ) -> Result<Json<Vec<Applied>>, ControlError> {
-    Ok(Json(crate::apply::apply(&admin.serving, documents).await?))
+    Ok(Json(
+        crate::apply::apply(&admin.serving, &admin.eventing, documents).await?,
+    ))
 }
 
 /// 201 for a new resource, 200 for an updated one.

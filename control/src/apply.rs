@@ -5,15 +5,20 @@
 //! is anything changed. Applying the same manifest again changes nothing.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use rouse_api::ValidationError;
+use rouse_api::eventing::{Broker, PingSource, Trigger};
 use rouse_api::knative::TrafficTarget;
 use rouse_api::manifest::{DeclaredService, ManifestError, Resource};
 use rouse_api::name::revision_name;
 use rouse_api::traffic::{apply_change, from_spec};
 use serde::{Deserialize, Serialize};
 
+use rouse_eventing::ping::Schedule;
+
 use crate::error::ControlError;
+use crate::eventing::Eventing;
 use crate::serving::Serving;
 
 /// A document of an apply, as the CLI sends it.
@@ -45,18 +50,35 @@ pub struct Applied {
     pub created_revision: Option<String>,
 }
 
-/// A service's checked declaration: what phase two writes.
-struct Plan {
-    index: usize,
-    service: DeclaredService,
-    traffic: Vec<TrafficTarget>,
+/// A checked declaration: what phase two writes.
+enum Plan {
+    Service {
+        index: usize,
+        service: DeclaredService,
+        traffic: Vec<TrafficTarget>,
+    },
+    Eventing {
+        index: usize,
+        resource: Resource,
+    },
 }
 
 /// Applies `documents`: checks all, then changes all.
-pub async fn apply(serving: &Serving, documents: Vec<ApplyDocument>) -> Result<Vec<Applied>, ControlError> {
+pub async fn apply(
+    serving: &Serving,
+    eventing: &Arc<Eventing>,
+    documents: Vec<ApplyDocument>,
+) -> Result<Vec<Applied>, ControlError> {
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
+    let declared_brokers: HashSet<String> = documents
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Broker(b) => Some(b.name.clone()),
+            _ => None,
+        })
+        .collect();
     for document in documents {
         let described = document.resource.describe();
         if !seen.insert(described.clone()) {
@@ -69,7 +91,7 @@ pub async fn apply(serving: &Serving, documents: Vec<ApplyDocument>) -> Result<V
         }
         match document.resource {
             Resource::Service(service) => match check_service(serving, &service).await {
-                Ok(traffic) => plans.push(Plan {
+                Ok(traffic) => plans.push(Plan::Service {
                     index: document.index,
                     service,
                     traffic,
@@ -82,16 +104,128 @@ pub async fn apply(serving: &Serving, documents: Vec<ApplyDocument>) -> Result<V
                 )),
                 Err(e) => return Err(e),
             },
+            resource => match check_eventing(eventing, &resource, &declared_brokers) {
+                Ok(()) => plans.push(Plan::Eventing {
+                    index: document.index,
+                    resource,
+                }),
+                Err(ControlError::Invalid(e)) => problems.push(ManifestError::invalid(document.index, &described, e)),
+                Err(e) => return Err(e),
+            },
         }
     }
     if !problems.is_empty() {
         return Err(ControlError::Manifest(problems));
     }
+    // Brokers before the triggers and sources that use them.
+    plans.sort_by_key(|plan| match plan {
+        Plan::Eventing {
+            resource: Resource::Broker(_),
+            ..
+        } => 0,
+        _ => 1,
+    });
     let mut applied = Vec::new();
     for plan in plans {
-        applied.push(apply_service(serving, plan)?);
+        applied.push(match plan {
+            Plan::Service {
+                index,
+                service,
+                traffic,
+            } => apply_service(serving, index, service, traffic)?,
+            Plan::Eventing { index, resource } => apply_eventing(eventing, index, resource).await?,
+        });
     }
+    applied.sort_by_key(|a| a.index);
     Ok(applied)
+}
+
+/// Checks an eventing resource: its own rules, and that a trigger's broker exists or is
+/// declared in the same file.
+fn check_eventing(eventing: &Eventing, resource: &Resource, brokers: &HashSet<String>) -> Result<(), ControlError> {
+    match resource {
+        Resource::Broker(broker) => broker.validate()?,
+        Resource::Trigger(trigger) => {
+            trigger.validate()?;
+            if !brokers.contains(&trigger.broker) && eventing.broker(&trigger.broker).is_err() {
+                return Err(ValidationError::new(
+                    "spec.broker",
+                    &trigger.broker,
+                    "no such broker; declare it in the file or create it with `rouse broker create`",
+                )
+                .into());
+            }
+        }
+        Resource::PingSource(source) => {
+            source.validate()?;
+            Schedule::of(source).map_err(|reason| ValidationError::new("spec.schedule", &source.schedule, reason))?;
+        }
+        Resource::Service(_) => {}
+    }
+    Ok(())
+}
+
+/// Creates or updates an eventing resource; unchanged when the record is the same.
+async fn apply_eventing(eventing: &Arc<Eventing>, index: usize, resource: Resource) -> Result<Applied, ControlError> {
+    let described = resource.describe();
+    let outcome = match resource {
+        Resource::Broker(broker) => {
+            let before = eventing.broker_record(&broker.name)?;
+            let same = before.as_ref().is_some_and(|b| {
+                Broker {
+                    created_at: b.created_at,
+                    ..broker.clone()
+                } == *b
+            });
+            let name = broker.name.clone();
+            let (_, created) = eventing.put_broker(&name, broker).await?;
+            outcome(created, same)
+        }
+        Resource::Trigger(trigger) => {
+            let before = eventing.trigger_record(&trigger.name)?;
+            let same = before.as_ref().is_some_and(|t| {
+                Trigger {
+                    created_at: t.created_at,
+                    ..trigger.clone()
+                } == *t
+            });
+            let name = trigger.name.clone();
+            let (_, created) = eventing.put_trigger(&name, trigger).await?;
+            outcome(created, same)
+        }
+        Resource::PingSource(source) => {
+            let before = eventing.ping_source_record(&source.name)?;
+            let same = before.as_ref().is_some_and(|p| {
+                PingSource {
+                    created_at: p.created_at,
+                    ..source.clone()
+                } == *p
+            });
+            let name = source.name.clone();
+            let (_, created) = if same {
+                // Leave its timer alone.
+                (eventing.ping_source(&name)?, false)
+            } else {
+                eventing.put_ping_source(&name, source)?
+            };
+            outcome(created, same)
+        }
+        Resource::Service(_) => unreachable!("services are applied by apply_service"),
+    };
+    Ok(Applied {
+        index,
+        resource: described,
+        outcome,
+        created_revision: None,
+    })
+}
+
+fn outcome(created: bool, same: bool) -> Outcome {
+    match (created, same) {
+        (true, _) => Outcome::Created,
+        (false, true) => Outcome::Unchanged,
+        (false, false) => Outcome::Configured,
+    }
 }
 
 /// Checks a declared service against what exists; returns the traffic to store.
@@ -144,22 +278,26 @@ async fn check_service(serving: &Serving, declared: &DeclaredService) -> Result<
     Ok(traffic)
 }
 
-fn apply_service(serving: &Serving, plan: Plan) -> Result<Applied, ControlError> {
-    let declared = plan.service;
+fn apply_service(
+    serving: &Serving,
+    index: usize,
+    declared: DeclaredService,
+    traffic: Vec<TrafficTarget>,
+) -> Result<Applied, ControlError> {
     let existed = serving.store().service(&declared.name)?.is_some();
     let (_, revision) = serving.deploy(
         &declared.name,
         declared.template.clone(),
         declared.revision_name.as_deref(),
     )?;
-    let metadata_changed = serving.declare(&declared.name, declared.labels, declared.annotations, plan.traffic)?;
+    let metadata_changed = serving.declare(&declared.name, declared.labels, declared.annotations, traffic)?;
     let outcome = match (existed, revision.is_some() || metadata_changed) {
         (false, _) => Outcome::Created,
         (true, true) => Outcome::Configured,
         (true, false) => Outcome::Unchanged,
     };
     Ok(Applied {
-        index: plan.index,
+        index,
         resource: format!("Service {}", declared.name),
         outcome,
         created_revision: revision.map(|r| r.name),

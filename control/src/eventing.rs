@@ -92,6 +92,18 @@ impl Eventing {
         self.dispatcher.shutdown().await;
     }
 
+    pub fn broker_record(&self, name: &str) -> Result<Option<Broker>, ControlError> {
+        self.store.record(Kind::Broker, name)
+    }
+
+    pub fn trigger_record(&self, name: &str) -> Result<Option<Trigger>, ControlError> {
+        self.store.record(Kind::Trigger, name)
+    }
+
+    pub fn ping_source_record(&self, name: &str) -> Result<Option<PingSource>, ControlError> {
+        self.store.record(Kind::PingSource, name)
+    }
+
     pub fn brokers(&self) -> Result<Vec<KBroker>, ControlError> {
         Ok(self
             .store

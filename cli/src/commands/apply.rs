@@ -18,7 +18,10 @@ pub(crate) async fn run(client: &Client, args: ApplyArgs) -> anyhow::Result<()> 
     // Which services had a ready revision before: they keep serving if a new one fails.
     let mut had_ready = Vec::new();
     for document in &file.documents {
-        let Resource::Service(service) = &document.resource;
+        let Resource::Service(service) = &document.resource else {
+            had_ready.push(false);
+            continue;
+        };
         let path = format!("/v1/services/{}", service.name);
         let before: Option<ServiceDescription> = client.get(&path).await.ok();
         had_ready.push(

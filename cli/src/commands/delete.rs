@@ -16,17 +16,26 @@ pub(crate) async fn run(client: &Client, args: DeleteArgs) -> anyhow::Result<()>
     };
     let file = ManifestFile::read(path)?;
     let mut missing = Vec::new();
-    for document in &file.documents {
-        let Resource::Service(service) = &document.resource;
+    // Brokers last: a broker is not deleted while triggers use it.
+    let mut resources: Vec<&Resource> = file.documents.iter().map(|d| &d.resource).collect();
+    resources.sort_by_key(|r| matches!(r, Resource::Broker(_)));
+    for resource in resources {
+        let collection = match resource {
+            Resource::Service(_) => "services",
+            Resource::Broker(_) => "brokers",
+            Resource::Trigger(_) => "triggers",
+            Resource::PingSource(_) => "pingsources",
+        };
+        let described = resource.describe();
         if client
-            .delete_if_found(&format!("/v1/services/{}", service.name))
+            .delete_if_found(&format!("/v1/{collection}/{}", resource.name()))
             .await?
         {
-            eprintln!("Service {} deleted", service.name);
+            eprintln!("{described} deleted");
         } else if args.ignore_not_found {
-            eprintln!("Service {} not found (ignored)", service.name);
+            eprintln!("{described} not found (ignored)");
         } else {
-            missing.push(format!("Service {}", service.name));
+            missing.push(described);
         }
     }
     if !missing.is_empty() {
