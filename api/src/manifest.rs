@@ -30,7 +30,7 @@ pub const NAMESPACE: &str = "default";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub enum Resource {
-    Service(DeclaredService),
+    Service(Box<DeclaredService>),
     Broker(Broker),
     Trigger(Trigger),
     PingSource(PingSource),
@@ -264,7 +264,7 @@ fn parse_document(index: usize, start: usize, doc: &str) -> Result<Resource, Man
             let now = Utc::now();
             match kind.as_str() {
                 "Service" => service(typed::<KService>(index, start, &described, doc)?)
-                    .map(Resource::Service)
+                    .map(|s| Resource::Service(Box::new(s)))
                     .map_err(invalid),
                 "Broker" => broker_from_object(&typed::<KBroker>(index, start, &described, doc)?, now)
                     .map(Resource::Broker)

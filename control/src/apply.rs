@@ -54,7 +54,7 @@ pub struct Applied {
 enum Plan {
     Service {
         index: usize,
-        service: DeclaredService,
+        service: Box<DeclaredService>,
         traffic: Vec<TrafficTarget>,
     },
     Eventing {
@@ -132,7 +132,7 @@ pub async fn apply(
                 index,
                 service,
                 traffic,
-            } => apply_service(serving, index, service, traffic)?,
+            } => apply_service(serving, index, *service, traffic)?,
             Plan::Eventing { index, resource } => apply_eventing(eventing, index, resource).await?,
         });
     }
