@@ -10,6 +10,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod subscriber;
+
+pub use subscriber::{Received, Subscriber};
+
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -113,6 +117,8 @@ pub struct Rouse {
     config: Option<PathBuf>,
     pub ingress: SocketAddr,
     pub api: SocketAddr,
+    /// The broker ingress.
+    pub events: SocketAddr,
     runtime: tokio::runtime::Runtime,
     http: Client<HttpConnector, Full<Bytes>>,
 }
@@ -150,6 +156,7 @@ impl Rouse {
             config,
             ingress: unbound,
             api: unbound,
+            events: unbound,
             runtime,
             http,
         };
@@ -217,6 +224,32 @@ impl Rouse {
             .as_str()
             .and_then(|a| a.parse().ok())
             .expect("api address");
+        self.events = addresses["events"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("events address");
+    }
+
+    /// The ingress URL of a broker.
+    pub fn broker_url(&self, broker: &str) -> String {
+        format!("http://{}/default/{broker}", self.events)
+    }
+
+    /// Sends events with the CloudEvents Python SDK (tests/python/send.py); returns its report.
+    pub fn send_events(&self, broker: &str, args: &[&str]) -> serde_json::Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/send.py");
+        let output = Command::new("python3")
+            .arg(script)
+            .arg(self.broker_url(broker))
+            .args(args)
+            .output()
+            .expect("run python3 tests/python/send.py");
+        assert!(
+            output.status.success(),
+            "send.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("send.py prints JSON")
     }
 
     /// The daemon's log so far.
@@ -333,9 +366,33 @@ impl Rouse {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
+        self.request_to(self.ingress, method, host, path, headers, body)
+    }
+
+    /// Sends a request to the broker ingress, e.g. `POST /default/default`.
+    pub fn events_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let host = self.events.to_string();
+        self.request_to(self.events, method, &host, path, headers, body)
+    }
+
+    fn request_to(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
         let mut request = Request::builder()
             .method(method)
-            .uri(format!("http://{}{path}", self.ingress))
+            .uri(format!("http://{addr}{path}"))
             .header("host", host);
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -354,6 +411,13 @@ impl Rouse {
                 body,
             }
         })
+    }
+
+    /// The Prometheus text of the admin API's `/metrics`.
+    pub fn request_to_api_metrics(&self) -> String {
+        let host = self.api.to_string();
+        self.request_to(self.api, Method::GET, &host, "/metrics", &[], Bytes::new())
+            .text()
     }
 
     /// GET `path` on a service.

@@ -12,6 +12,7 @@
 //! | `GET /stream?n=N&ms=M`        | N lines `tick i` (default 10), M ms apart (default 100) |
 //! | `GET /conns`                  | how many connections the server has accepted            |
 //! | `GET /healthz`                | 503 until `HEALTHY_AFTER_MS` after listening, then 200  |
+//! | `POST /emit?type=T`           | sends the body as a CloudEvent to `$K_SINK`; answers its status line, then its body |
 //! | `GET /upgrade` + `Upgrade: echo` | 101, then echoes every byte sent on the connection   |
 //! | `GET /upgrade` + a WebSocket handshake | 101, then echoes WebSocket frames             |
 
@@ -56,6 +57,17 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
         (&Method::GET, "/stream") => stream(request.uri()),
         (&Method::GET, "/upgrade") => upgrade(request),
         (&Method::GET, "/healthz") => healthz(),
+        (&Method::POST, "/emit") => match crate::emit::emit(request).await {
+            Ok((status, body)) => {
+                let mut response = text(format!("{}\n{body}", status.as_u16()));
+                *response.status_mut() = StatusCode::OK;
+                Ok(response)
+            }
+            Err(message) => Err(Refusal {
+                status: StatusCode::BAD_GATEWAY,
+                message,
+            }),
+        },
         (&Method::GET, "/conns") => Ok(text(format!(
             "{}\n",
             rouse_sample_hello::ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)

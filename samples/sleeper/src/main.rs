@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod emit;
 mod endpoints;
 mod in_flight;
 mod websocket;

@@ -1,0 +1,392 @@
+//! Eventing end to end: a sender that is not ours (the CloudEvents Python SDK) posts to the
+//! broker ingress of a real daemon; triggers deliver to real HTTP subscribers on the host and to
+//! services in containers, with filters, retries, backoff, dead letters and replies; ping sources
+//! fire; nothing acknowledged is lost across a kill -9.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use rouse_tests::{Received, Rouse, Subscriber, eventually};
+
+/// A trigger to `uri`, with `spec` lines (filters, delivery) indented under `spec:`.
+fn trigger(name: &str, uri: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\nspec:\n  broker: default\n  subscriber:\n    uri: {uri}\n{spec}---\n"
+    )
+}
+
+fn wait_for(sub: &Subscriber, path: &str, count: usize) -> Vec<Received> {
+    eventually(&format!("{count} events at {path}"), Duration::from_secs(20), || {
+        let got = sub.received(path);
+        (got.len() >= count).then_some(got)
+    })
+}
+
+fn post(rouse: &Rouse, broker: &str, headers: &[(&str, &str)], body: &str) -> rouse_tests::Reply {
+    rouse.events_request(
+        Method::POST,
+        &format!("/default/{broker}"),
+        headers,
+        Bytes::from(body.to_string()),
+    )
+}
+
+fn binary<'a>(id: &'a str, kind: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "/tests"),
+        ("ce-type", kind),
+    ]
+}
+
+#[test]
+fn every_content_mode_is_accepted_and_delivered() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    rouse.apply(&trigger("all", &sub.url("/all"), ""));
+    for mode in ["binary", "structured", "batch"] {
+        let report = rouse.send_events("default", &["--mode", mode, "--count", "5", "--concurrency", "5"]);
+        let expected = if mode == "batch" { 1 } else { 5 };
+        assert_eq!(report["statuses"]["202"], expected, "{mode}: {report}");
+    }
+    let got = wait_for(&sub, "/all", 15);
+    let first = &got[0];
+    assert_eq!(first.header("ce-type"), "dev.rouse.test");
+    assert_eq!(first.header("ce-source"), "/tests/python");
+    assert_eq!(first.header("ce-knativebrokerttl"), "255");
+    assert!(!first.header("ce-seq").is_empty(), "extensions are delivered");
+    let data: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
+    assert_eq!(data["note"], "sent by the Python SDK");
+
+    // Percent-encoded header values are decoded (the filter sees "café"), and the media type
+    // of structured mode is case-insensitive.
+    rouse.apply(&trigger(
+        "cafe",
+        &sub.url("/cafe"),
+        "  filter:\n    attributes:\n      subject: café\n",
+    ));
+    let mut headers = binary("pct-1", "t");
+    headers.push(("ce-subject", "caf%C3%A9"));
+    assert_eq!(post(&rouse, "default", &headers, "{}").status, 202);
+    let structured = r#"{"specversion":"1.0","id":"s-1","source":"/x","type":"t","subject":"café","data":{"a":1}}"#;
+    let reply = post(
+        &rouse,
+        "default",
+        &[("content-type", "Application/CloudEvents+JSON; charset=utf-8")],
+        structured,
+    );
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let cafe = wait_for(&sub, "/cafe", 2);
+    assert_eq!(cafe[0].header("ce-id"), "pct-1");
+}
+
+#[test]
+fn bad_events_get_the_right_status_and_reason() {
+    let rouse = Rouse::start_with_config("[eventing]\nmax-event-bytes = 1024\n");
+    let mut no_id = binary("x", "t");
+    no_id.remove(1);
+    let cases: Vec<(Vec<(&str, &str)>, String, u16, &str)> = vec![
+        (no_id, "{}".into(), 400, "id"),
+        (
+            vec![
+                ("ce-specversion", "0.3"),
+                ("ce-id", "1"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+            ],
+            "{}".into(),
+            400,
+            "specversion",
+        ),
+        (
+            [binary("1", "t"), vec![("ce-bad_ext", "v")]].concat(),
+            "{}".into(),
+            400,
+            "bad_ext",
+        ),
+        (
+            vec![("content-type", "application/cloudevents+json")],
+            "{\"specversion\": \"1.0\", ".into(),
+            400,
+            "JSON",
+        ),
+        (binary("1", "t"), "x".repeat(2000), 413, "1024"),
+    ];
+    for (headers, body, status, reason) in cases {
+        let reply = post(&rouse, "default", &headers, &body);
+        assert_eq!(reply.status, status, "{headers:?}: {}", reply.text());
+        assert!(
+            reply.text().contains(reason),
+            "{status}: wanted {reason:?} in {}",
+            reply.text()
+        );
+    }
+    let unknown = post(&rouse, "nope", &binary("1", "t"), "{}");
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    let get = rouse.events_request(Method::GET, "/default/default", &[], Bytes::new());
+    assert_eq!(get.status, 405);
+    assert_eq!(get.headers["allow"], "POST");
+
+    let metrics = rouse.request_to_api_metrics();
+    assert!(metrics.contains("rouse_broker_events_rejected"), "{metrics}");
+}
+
+#[test]
+fn filters_of_every_dialect() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    let filters = [
+        (
+            "legacy",
+            "  filter:\n    attributes:\n      type: order.created\n      source: /shop\n",
+        ),
+        ("exact", "  filters:\n    - exact:\n        type: order.created\n"),
+        ("prefix", "  filters:\n    - prefix:\n        type: order.\n"),
+        ("suffix", "  filters:\n    - suffix:\n        type: .created\n"),
+        (
+            "all",
+            "  filters:\n    - all:\n        - prefix:\n            type: order.\n        - exact:\n            source: /crm\n",
+        ),
+        (
+            "any",
+            "  filters:\n    - any:\n        - exact:\n            type: user.created\n        - exact:\n            type: order.shipped\n",
+        ),
+        (
+            "not",
+            "  filters:\n    - not:\n        prefix:\n          type: order.\n",
+        ),
+    ];
+    let yaml: String = filters
+        .iter()
+        .map(|(name, spec)| trigger(name, &sub.url(&format!("/{name}")), spec))
+        .collect();
+    rouse.apply(&yaml);
+    let events = [
+        ("1", "order.created", "/shop"),
+        ("2", "order.created", "/crm"),
+        ("3", "order.shipped", "/shop"),
+        ("4", "user.created", "/crm"),
+    ];
+    for (id, kind, source) in events {
+        let headers = [
+            ("ce-specversion", "1.0"),
+            ("ce-id", id),
+            ("ce-source", source),
+            ("ce-type", kind),
+        ];
+        assert_eq!(post(&rouse, "default", &headers, "{}").status, 202);
+    }
+    let expected: [(&str, &[&str]); 7] = [
+        ("legacy", &["1"]),
+        ("exact", &["1", "2"]),
+        ("prefix", &["1", "2", "3"]),
+        ("suffix", &["1", "2", "4"]),
+        ("all", &["2"]),
+        ("any", &["3", "4"]),
+        ("not", &["4"]),
+    ];
+    for (name, ids) in expected {
+        let got = wait_for(&sub, &format!("/{name}"), ids.len());
+        let mut got: Vec<String> = got.iter().map(|r| r.header("ce-id")).collect();
+        got.sort();
+        assert_eq!(got, ids, "trigger {name}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for (name, ids) in expected {
+        assert_eq!(
+            sub.received(&format!("/{name}")).len(),
+            ids.len(),
+            "trigger {name} got extra"
+        );
+    }
+}
+
+#[test]
+fn failed_deliveries_retry_with_backoff_then_go_to_the_dead_letter_sink() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    sub.answer("/fail", 503, "try later");
+    sub.answer("/exp", 500, "");
+    sub.answer("/bad", 400, "no such thing");
+    let dls = sub.url("/dls");
+    let delivery = |filter: &str, policy: &str, delay: &str, retry: u32| {
+        format!(
+            "  filter:\n    attributes:\n      type: {filter}\n  delivery:\n    retry: {retry}\n    backoffPolicy: {policy}\n    backoffDelay: {delay}\n    deadLetterSink:\n      uri: {dls}\n"
+        )
+    };
+    rouse.apply(&format!(
+        "{}{}{}",
+        trigger("linear", &sub.url("/fail"), &delivery("linear", "linear", "PT0.2S", 3)),
+        trigger("exp", &sub.url("/exp"), &delivery("exp", "exponential", "PT0.1S", 2)),
+        trigger("bad", &sub.url("/bad"), &delivery("bad", "linear", "PT0.1S", 3)),
+    ));
+    for kind in ["linear", "exp", "bad"] {
+        assert_eq!(post(&rouse, "default", &binary(kind, kind), "{}").status, 202);
+    }
+    let dead = wait_for(&sub, "/dls", 3);
+    let attempts = |path: &str| sub.received(path).iter().map(|r| r.at).collect::<Vec<_>>();
+    let gaps = |at: Vec<tokio::time::Instant>| at.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>();
+    // linear: delay × n = 0.2, 0.4, 0.6 s; exponential: delay × 2^n = 0.2, 0.4 s.
+    for (path, tries, expected) in [("/fail", 4, vec![200, 400, 600]), ("/exp", 3, vec![200, 400])] {
+        let at = attempts(path);
+        assert_eq!(at.len(), tries, "{path}: one attempt and {} retries", tries - 1);
+        for (gap, want) in gaps(at).into_iter().zip(expected) {
+            let want = Duration::from_millis(want);
+            assert!(
+                gap >= want - Duration::from_millis(20) && gap < want + Duration::from_millis(400),
+                "{path}: gap {gap:?}, wanted about {want:?}"
+            );
+        }
+    }
+    assert_eq!(attempts("/bad").len(), 1, "a 400 is not retried");
+    let letter = dead
+        .iter()
+        .find(|r| r.header("ce-id") == "linear")
+        .expect("dead letter");
+    assert_eq!(letter.header("ce-knativeerrordest"), sub.url("/fail"));
+    assert_eq!(letter.header("ce-knativeerrorcode"), "503");
+    assert_eq!(
+        letter.header("ce-knativeerrordata"),
+        "dHJ5IGxhdGVy",
+        "base64 of 'try later'"
+    );
+    let bad = dead.iter().find(|r| r.header("ce-id") == "bad").expect("dead letter");
+    assert_eq!(bad.header("ce-knativeerrorcode"), "400");
+
+    let metrics = rouse.request_to_api_metrics();
+    assert!(
+        metrics.contains("rouse_trigger_events_dead_lettered_total{trigger=\"linear\""),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn replies_come_back_into_the_broker_until_their_ttl_runs_out() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    let reply = |kind: &str| {
+        format!(r#"{{"specversion":"1.0","id":"r-{kind}","source":"/replier","type":"{kind}","data":"re"}}"#)
+    };
+    sub.answer("/replier", 200, &reply("answer"));
+    sub.answer("/looper", 200, &reply("loop"));
+    rouse.apply(&format!(
+        "{}{}{}",
+        trigger(
+            "ask",
+            &sub.url("/replier"),
+            "  filter:\n    attributes:\n      type: ask\n"
+        ),
+        trigger(
+            "answers",
+            &sub.url("/answers"),
+            "  filter:\n    attributes:\n      type: answer\n"
+        ),
+        trigger(
+            "loop",
+            &sub.url("/looper"),
+            "  filter:\n    attributes:\n      type: loop\n"
+        ),
+    ));
+    assert_eq!(post(&rouse, "default", &binary("q", "ask"), "{}").status, 202);
+    let answers = wait_for(&sub, "/answers", 1);
+    assert_eq!(answers[0].header("ce-source"), "/replier");
+    assert_eq!(answers[0].header("ce-knativebrokerttl"), "254", "one hop used");
+    assert_eq!(
+        sub.received("/replier")[0].header("prefer"),
+        "reply",
+        "the dispatcher asks for replies"
+    );
+
+    // A subscriber that always answers with an event it also takes: 255 hops, then dropped.
+    assert_eq!(post(&rouse, "default", &binary("l", "loop"), "{}").status, 202);
+    wait_for(&sub, "/looper", 255);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sub.received("/looper").len(), 255);
+    let metrics = rouse.request_to_api_metrics();
+    assert!(metrics.contains("rouse_trigger_replies_dropped_ttl"), "{metrics}");
+}
+
+#[test]
+fn ping_source_fires_on_schedule() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    let source = |name: &str, schedule: &str, path: &str| {
+        format!(
+            "apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata:\n  name: {name}\nspec:\n  schedule: \"{schedule}\"\n  contentType: text/plain\n  data: hello\n  sink:\n    uri: {}\n---\n",
+            sub.url(path)
+        )
+    };
+    let applied = rouse.apply(&format!(
+        "{}{}",
+        source("every-second", "* * * * * *", "/ping"),
+        source("hourly", "CRON_TZ=Europe/Berlin 0 * * * *", "/hourly")
+    ));
+    assert!(applied.contains("PingSource hourly created"), "{applied}");
+    let got = wait_for(&sub, "/ping", 3);
+    assert_eq!(got[0].header("ce-type"), "dev.knative.sources.ping");
+    assert_eq!(
+        got[0].header("ce-source"),
+        "/apis/v1/namespaces/default/pingsources/every-second"
+    );
+    assert_eq!(got[0].body, "hello");
+    assert_eq!(got[0].header("content-type"), "text/plain");
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap > Duration::from_millis(700) && gap < Duration::from_millis(1300),
+            "{gap:?} between pings"
+        );
+    }
+    let bad = rouse.cli_input(&["apply", "-f", "-"], &source("bad", "61 * * * *", "/bad"));
+    assert!(!bad.status.success());
+    assert!(bad.stderr.contains("spec.schedule"), "{}", bad.stderr);
+}
+
+#[test]
+fn no_acknowledged_event_is_lost_across_a_kill9_or_a_restart() {
+    let mut rouse = Rouse::start();
+    let sub = Subscriber::start();
+    rouse.apply(&trigger("all", &sub.url("/all"), ""));
+    let acked_file = rouse.home().join("acked.txt");
+    for stop in ["kill -9", "SIGTERM"] {
+        let _ = std::fs::remove_file(&acked_file);
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/send.py");
+        let mut sender = std::process::Command::new("python3")
+            .arg(script)
+            .arg(rouse.broker_url("default"))
+            .args(["--count", "4000", "--concurrency", "32", "--acked"])
+            .arg(&acked_file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run the sender");
+        eventually("500 events acknowledged", Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&acked_file).ok()?;
+            (text.lines().count() >= 500).then_some(())
+        });
+        match stop {
+            "kill -9" => rouse.kill9(),
+            _ => {
+                rouse.terminate();
+            }
+        }
+        sender.wait().expect("sender ends once the daemon is gone");
+        rouse.restart();
+        let acked: HashSet<String> = std::fs::read_to_string(&acked_file)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert!(acked.len() >= 500);
+        eventually(
+            &format!("all {} acknowledged events delivered after {stop}", acked.len()),
+            Duration::from_secs(60),
+            || {
+                let delivered: HashSet<String> = sub.received("/all").iter().map(|r| r.header("ce-id")).collect();
+                acked.is_subset(&delivered).then_some(())
+            },
+        );
+    }
+}
