@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Builds the sample apps into FROM-scratch images: rouse-samples/hello:latest and
-# rouse-samples/sleeper:latest. Needs only cargo and docker; works from any directory, and is
-# quick when nothing changed (cargo and docker's layer cache both see no change).
+# Builds the sample apps into FROM-scratch images: rouse-samples/hello:latest,
+# rouse-samples/sleeper:latest and rouse-samples/event-display:latest. Needs only cargo and
+# docker; works from any directory, and is quick when nothing changed (cargo and docker's layer
+# cache both see no change).
 set -euo pipefail
 
 samples=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$samples")
-apps=(hello sleeper)
+apps=(hello sleeper event-display)
 
 # FROM scratch has no libc, so the binaries link it statically. The host's own target is named
 # explicitly, which keeps the static build apart from the workspace's ordinary one. Symbols are
@@ -20,7 +21,7 @@ fi
 
 cd "$repo"
 CARGO_PROFILE_RELEASE_STRIP=symbols RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --target "$target" -p rouse-sample-hello -p rouse-sample-sleeper
+    cargo build --release --target "$target" -p rouse-sample-hello -p rouse-sample-sleeper -p rouse-sample-event-display
 # Where cargo put them: target/ unless CARGO_TARGET_DIR or a cargo config says otherwise.
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "rouse",
     version,
-    about = "Deploy a container image with one command, get an HTTP URL; scale from zero on request."
+    about = "Deploy a container image with one command, get an HTTP URL; scale from zero on request.\n\
+             Send CloudEvents to brokers; triggers route them to services, which wake to take them."
 )]
 pub(crate) struct Cli {
     /// Rouse's state directory [env: ROUSE_HOME] [default: ~/.rouse]
@@ -44,6 +45,206 @@ pub(crate) enum Command {
     Top(TopArgs),
     /// Split traffic between revisions, tag revisions with their own URLs, roll back.
     Traffic(TrafficArgs),
+    /// Create, list, describe and delete brokers: where events are sent and kept.
+    Broker(BrokerArgs),
+    /// Route a broker's events, filtered by their attributes, to a service, broker or URL.
+    Trigger(TriggerArgs),
+    /// Event sources: ping sources send an event on a cron schedule.
+    Source(SourceArgs),
+    /// Send a CloudEvent to a broker.
+    Event(EventArgs),
+}
+
+// === eventing ===
+
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    #[command(subcommand)]
+    pub(crate) command: BrokerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BrokerCommand {
+    /// Create a broker, or update its labels and delivery defaults.
+    Create(BrokerCreateArgs),
+    /// List brokers with their URLs.
+    #[command(alias = "ls")]
+    List(OutputArgs),
+    /// Show one broker: URL, labels, delivery defaults, conditions.
+    Describe(DescribeArgs),
+    /// Delete a broker and the events it holds.
+    #[command(alias = "rm")]
+    Delete(NameArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BrokerCreateArgs {
+    /// Broker name: a lowercase DNS label, e.g. default.
+    pub(crate) name: String,
+    /// Label, KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+    /// Delivery options for the broker's triggers that set none.
+    #[command(flatten)]
+    pub(crate) delivery: DeliveryArgs,
+}
+
+/// Delivery options (Knative's `spec.delivery`).
+#[derive(Debug, Default, Args)]
+pub(crate) struct DeliveryArgs {
+    /// Retries after the first failed attempt [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) retry: Option<u32>,
+    /// How the delay between attempts grows: exponential (delay × 2^n) or linear (delay × n).
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) backoff_policy: Option<String>,
+    /// Base delay between attempts, ISO-8601, e.g. PT0.2S.
+    #[arg(long, value_name = "ISO8601")]
+    pub(crate) backoff_delay: Option<String>,
+    /// Timeout of each attempt, ISO-8601, e.g. PT10S.
+    #[arg(long, value_name = "ISO8601")]
+    pub(crate) delivery_timeout: Option<String>,
+    /// Where an event goes after its last failed attempt: a sink, written as for --sink.
+    #[arg(long, alias = "dl-sink", value_name = "SINK")]
+    pub(crate) dead_letter_sink: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TriggerArgs {
+    #[command(subcommand)]
+    pub(crate) command: TriggerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TriggerCommand {
+    /// Create a trigger, or replace one of the same name.
+    Create(TriggerCreateArgs),
+    /// List triggers: broker, sink, filters, readiness.
+    #[command(alias = "ls")]
+    List(OutputArgs),
+    /// Show one trigger: broker, filters, sink, delivery options, conditions.
+    Describe(DescribeArgs),
+    /// Delete a trigger; its broker keeps its events.
+    #[command(alias = "rm")]
+    Delete(NameArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TriggerCreateArgs {
+    /// Trigger name: a lowercase DNS label, e.g. orders-to-billing.
+    pub(crate) name: String,
+    /// The broker whose events this trigger routes.
+    #[arg(long, short = 'b', default_value = rouse_api::eventing::DEFAULT_BROKER, value_name = "BROKER")]
+    pub(crate) broker: String,
+    /// Only events whose attribute equals VALUE, e.g. type=com.example.order (repeatable; all
+    /// must match). An empty VALUE matches any value the event has.
+    #[arg(long = "filter", value_name = "ATTR=VALUE")]
+    pub(crate) filters: Vec<String>,
+    /// Where events go: service:NAME (wakes it from zero), broker:NAME or an http:// URL.
+    #[arg(long, short = 's', value_name = "SINK")]
+    pub(crate) sink: String,
+    #[command(flatten)]
+    pub(crate) delivery: DeliveryArgs,
+    /// Label, KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SourceArgs {
+    #[command(subcommand)]
+    pub(crate) command: SourceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SourceCommand {
+    /// Ping sources: an event on a cron schedule.
+    Ping(PingArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PingArgs {
+    #[command(subcommand)]
+    pub(crate) command: PingCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PingCommand {
+    /// Create a ping source, or replace one of the same name.
+    Create(PingCreateArgs),
+    /// List ping sources: schedule, sink, readiness.
+    #[command(alias = "ls")]
+    List(OutputArgs),
+    /// Show one ping source: schedule, next firing, data, sink, conditions.
+    Describe(DescribeArgs),
+    /// Delete a ping source; it sends nothing more.
+    #[command(alias = "rm")]
+    Delete(NameArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PingCreateArgs {
+    /// Ping source name: a lowercase DNS label, e.g. heartbeat.
+    pub(crate) name: String,
+    /// Cron schedule: 5 fields (minute first), 6 (seconds first) or @hourly, @daily, ...
+    #[arg(long, default_value = rouse_api::eventing_knative::DEFAULT_PING_SCHEDULE, value_name = "CRON")]
+    pub(crate) schedule: String,
+    /// IANA time zone the schedule is read in, e.g. Europe/Berlin [default: UTC].
+    #[arg(long, value_name = "TZ")]
+    pub(crate) timezone: Option<String>,
+    /// The event's data, as text.
+    #[arg(long, short = 'd', value_name = "TEXT", conflicts_with = "data_base64")]
+    pub(crate) data: Option<String>,
+    /// The event's data, base64-encoded (for bytes that are not text).
+    #[arg(long, value_name = "BASE64")]
+    pub(crate) data_base64: Option<String>,
+    /// Media type of the data, e.g. application/json (then the data must be JSON).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) content_type: Option<String>,
+    /// Where events go: service:NAME (wakes it from zero), broker:NAME or an http:// URL.
+    #[arg(long, short = 's', value_name = "SINK")]
+    pub(crate) sink: String,
+    /// Label, KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventArgs {
+    #[command(subcommand)]
+    pub(crate) command: EventCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventCommand {
+    /// Send one CloudEvent (binary mode) to a broker; print its id.
+    Send(EventSendArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventSendArgs {
+    /// The broker to send to.
+    #[arg(long, short = 'b', default_value = rouse_api::eventing::DEFAULT_BROKER, value_name = "BROKER")]
+    pub(crate) broker: String,
+    /// The event's type, e.g. com.example.order.created.
+    #[arg(long = "type", short = 't', value_name = "TYPE")]
+    pub(crate) ty: String,
+    /// The event's source, e.g. /shop/orders.
+    #[arg(long, short = 's', value_name = "SOURCE")]
+    pub(crate) source: String,
+    /// The event's id [default: a new random UUID].
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// The data: JSON, or any text.
+    #[arg(long, short = 'd', value_name = "JSON_OR_TEXT")]
+    pub(crate) data: Option<String>,
+    /// Media type of the data [default with --data: application/json if it is JSON, else
+    /// text/plain].
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) content_type: Option<String>,
+    /// Extension attribute, NAME=VALUE (repeatable); names are lowercase a-z and 0-9.
+    #[arg(long = "ext", short = 'e', value_name = "NAME=VALUE")]
+    pub(crate) extensions: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +338,14 @@ pub(crate) struct DeployArgs {
     /// Name of the new revision (starts with NAME-) instead of NAME-0000N.
     #[arg(long, value_name = "NAME")]
     pub(crate) revision_name: Option<String>,
+    /// Where the container sends events, given to it as K_SINK: service:NAME, broker:NAME or an
+    /// http:// URL.
+    #[arg(long, value_name = "SINK")]
+    pub(crate) sink: Option<String>,
+    /// CloudEvent extension the container should set on the events it sends, given to it in
+    /// K_CE_OVERRIDES (repeatable).
+    #[arg(long = "ce-override", value_name = "KEY=VALUE")]
+    pub(crate) ce_overrides: Vec<String>,
     /// Traffic once deployed, as `rouse traffic --to`: REV=PCT,...; @latest is the newest ready.
     #[arg(long, value_name = "REV=PCT,...")]
     pub(crate) traffic: Option<String>,

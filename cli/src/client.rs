@@ -111,6 +111,19 @@ impl Client {
         self.send_json(Method::PUT, path, body).await
     }
 
+    /// A PUT that also says whether the daemon created the object (201) rather than updated it.
+    pub(crate) async fn put_created<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<(T, bool)> {
+        let response = self.send(Method::PUT, path, Some(serde_json::to_vec(body)?)).await?;
+        let created = response.status() == StatusCode::CREATED;
+        let body = Self::check(response).await?;
+        let answer = serde_json::from_slice(&body).context("the daemon's answer is not what this rouse expects")?;
+        Ok((answer, created))
+    }
+
     pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.send_json(Method::POST, path, body).await
     }

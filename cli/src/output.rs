@@ -1,7 +1,9 @@
-//! Printing services: tables for people, Knative-shaped JSON or YAML for tools.
+//! Printing resources: tables and descriptions for people, Knative-shaped JSON or YAML for tools.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
+use rouse_api::eventing::{Delivery, Filter, format_iso8601_duration};
 use rouse_api::knative::{Condition, KService};
 use rouse_api::status::ServiceDescription;
 use serde::Serialize;
@@ -40,6 +42,25 @@ impl<'a> ServiceList<'a> {
     }
 }
 
+/// A Knative list object of any kind (`BrokerList`, `TriggerList`, ...).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ObjectList<'a, T> {
+    api_version: &'static str,
+    kind: &'static str,
+    items: &'a [T],
+}
+
+impl<'a, T> ObjectList<'a, T> {
+    pub(crate) fn new(api_version: &'static str, kind: &'static str, items: &'a [T]) -> Self {
+        Self {
+            api_version,
+            kind,
+            items,
+        }
+    }
+}
+
 /// The Ready condition of a service.
 pub(crate) fn ready_condition(service: &KService) -> Option<&Condition> {
     service.status.as_ref()?.conditions.iter().find(|c| c.kind == "Ready")
@@ -59,6 +80,88 @@ pub(crate) fn instances(description: &ServiceDescription) -> String {
         format!("{ready}/{desired} ({frozen} frozen)")
     } else {
         format!("{ready}/{desired}")
+    }
+}
+
+/// The status of the Ready condition among `conditions`: `True`, `False` or `Unknown`.
+pub(crate) fn ready(conditions: &[Condition]) -> String {
+    conditions
+        .iter()
+        .find(|c| c.kind == "Ready")
+        .map_or("Unknown".to_string(), |c| c.status.clone())
+}
+
+/// Conditions as an indented table: `++` true, `!!` false, `??` unknown.
+pub(crate) fn conditions_table(conditions: &[Condition]) -> String {
+    let mut rows = vec![["OK", "TYPE", "REASON", "MESSAGE"].map(String::from).to_vec()];
+    for c in conditions {
+        let ok = match c.status.as_str() {
+            "True" => "++",
+            "False" => "!!",
+            _ => "??",
+        };
+        rows.push(vec![
+            ok.to_string(),
+            c.kind.clone(),
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default(),
+        ]);
+    }
+    indent(&table(&rows))
+}
+
+/// Each line of `text`, indented by two spaces.
+pub(crate) fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Labels as `k=v, k=v`.
+pub(crate) fn labels(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Delivery options in one line: `3 retries, exponential backoff from PT0.2S, timeout PT10S,
+/// dead letters to service:dlq`.
+pub(crate) fn delivery(delivery: &Delivery) -> String {
+    let mut parts = vec![match delivery.retry {
+        0 => "no retries".to_string(),
+        1 => "1 retry".to_string(),
+        n => format!("{n} retries"),
+    }];
+    if delivery.retry > 0 {
+        let policy = delivery.backoff_policy;
+        match delivery.backoff_delay {
+            Some(delay) => parts.push(format!("{policy} backoff from {}", format_iso8601_duration(delay))),
+            None => parts.push(format!("{policy} backoff")),
+        }
+    }
+    if let Some(timeout) = delivery.timeout {
+        parts.push(format!("timeout {}", format_iso8601_duration(timeout)));
+    }
+    if let Some(sink) = &delivery.dead_letter_sink {
+        parts.push(format!("dead letters to {sink}"));
+    }
+    parts.join(", ")
+}
+
+/// A trigger's filters in one line, as flags write them where they can: `type=a, source=b`;
+/// `prefix(type=com.)`, `any(...)`, `not(...)` otherwise. `-` when there are none.
+pub(crate) fn filters(filters: &[Filter]) -> String {
+    if filters.is_empty() {
+        return "-".to_string();
+    }
+    filters.iter().map(filter).collect::<Vec<_>>().join(", ")
+}
+
+fn filter(filter: &Filter) -> String {
+    let list = |filters: &[Filter]| filters.iter().map(self::filter).collect::<Vec<_>>().join(", ");
+    match filter {
+        Filter::Exact { attribute, value } => format!("{attribute}={value}"),
+        Filter::Prefix { attribute, value } => format!("prefix({attribute}={value})"),
+        Filter::Suffix { attribute, value } => format!("suffix({attribute}={value})"),
+        Filter::All(filters) => format!("all({})", list(filters)),
+        Filter::Any(filters) => format!("any({})", list(filters)),
+        Filter::Not(inner) => format!("not({})", self::filter(inner)),
     }
 }
 
@@ -101,5 +204,45 @@ mod tests {
             vec!["hello-world".to_string(), "http://x".to_string()],
         ];
         assert_eq!(table(&rows), "NAME          URL\nhello-world   http://x\n");
+    }
+
+    #[test]
+    fn filters_read_like_flags() {
+        let exact = |a: &str, v: &str| Filter::Exact {
+            attribute: a.to_string(),
+            value: v.to_string(),
+        };
+        assert_eq!(filters(&[]), "-");
+        assert_eq!(filters(&[exact("type", "t"), exact("region", "")]), "type=t, region=");
+        let nested = Filter::Any(vec![
+            Filter::Prefix {
+                attribute: "type".to_string(),
+                value: "com.".to_string(),
+            },
+            Filter::Not(Box::new(Filter::Suffix {
+                attribute: "source".to_string(),
+                value: "/x".to_string(),
+            })),
+            Filter::All(vec![exact("a", "1")]),
+        ]);
+        assert_eq!(filters(&[nested]), "any(prefix(type=com.), not(suffix(source=/x)), all(a=1))");
+    }
+
+    #[test]
+    fn delivery_reads_in_one_line() {
+        use rouse_api::eventing::BackoffPolicy;
+        use std::time::Duration;
+        assert_eq!(delivery(&Delivery::default()), "no retries");
+        let full = Delivery {
+            retry: 3,
+            backoff_policy: BackoffPolicy::Linear,
+            backoff_delay: Some(Duration::from_millis(200)),
+            timeout: Some(Duration::from_secs(10)),
+            dead_letter_sink: Some(rouse_api::eventing::Sink::Service("dlq".to_string())),
+        };
+        assert_eq!(
+            delivery(&full),
+            "3 retries, linear backoff from PT0.2S, timeout PT10S, dead letters to service:dlq"
+        );
     }
 }

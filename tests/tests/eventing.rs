@@ -88,7 +88,9 @@ fn bad_events_get_the_right_status_and_reason() {
     let rouse = Rouse::start_with_config("[eventing]\nmax-event-bytes = 1024\n");
     let mut no_id = binary("x", "t");
     no_id.remove(1);
-    let cases: Vec<(Vec<(&str, &str)>, String, u16, &str)> = vec![
+    // (headers, body, status, a word the reason must contain)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (no_id, "{}".into(), 400, "id"),
         (
             vec![

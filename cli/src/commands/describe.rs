@@ -6,7 +6,7 @@ use rouse_api::status::ServiceDescription;
 
 use crate::args::DescribeArgs;
 use crate::client::Client;
-use crate::output::{print_as, table};
+use crate::output::{conditions_table, labels, print_as};
 
 pub(crate) async fn run(client: &Client, args: DescribeArgs) -> anyhow::Result<()> {
     let service: ServiceDescription = client.get(&format!("/v1/services/{}", args.name)).await?;
@@ -30,8 +30,7 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
     let _ = writeln!(out, "URL:          {}", status.url);
     let _ = writeln!(out, "Image:        {}", container.map_or("", |c| c.image.as_str()));
     if !object.metadata.labels.is_empty() {
-        let labels: Vec<String> = object.metadata.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(out, "Labels:       {}", labels.join(", "));
+        let _ = writeln!(out, "Labels:       {}", labels(&object.metadata.labels));
     }
     if let Some(container) = container {
         if let Some(command) = &container.command {
@@ -79,21 +78,7 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
     let _ = writeln!(out, "Timeout:      {}s", spec.timeout_seconds);
     let _ = writeln!(out, "Generation:   {}", object.metadata.generation.unwrap_or(0));
     let _ = writeln!(out, "\nConditions:");
-    let mut rows = vec![["OK", "TYPE", "REASON", "MESSAGE"].map(String::from).to_vec()];
-    for c in &status.conditions {
-        let ok = match c.status.as_str() {
-            "True" => "++",
-            "False" => "!!",
-            _ => "??",
-        };
-        rows.push(vec![
-            ok.to_string(),
-            c.kind.clone(),
-            c.reason.clone().unwrap_or_default(),
-            c.message.clone().unwrap_or_default(),
-        ]);
-    }
-    out.push_str(&indent(&table(&rows)));
+    out.push_str(&conditions_table(&status.conditions));
     let _ = writeln!(out, "\nRevisions:");
     for revision in &service.revisions {
         let traffic = if revision.routed { "100% traffic" } else { "no traffic" };
@@ -140,8 +125,4 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
         }
     }
     out
-}
-
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}\n")).collect()
 }
