@@ -392,3 +392,34 @@ fn no_acknowledged_event_is_lost_across_a_kill9_or_a_restart() {
         );
     }
 }
+
+#[test]
+fn events_reach_a_service_through_the_activator_and_wake_it_from_zero() {
+    // Zero two seconds after the last request, and nothing kept frozen: a real cold start.
+    let rouse = Rouse::start_with_config(
+        "[autoscaler]\nstable-window = \"2s\"\nscale-to-zero-grace-period = \"0s\"\ntick-interval = \"200ms\"\nfrozen-retention = \"0s\"\n",
+    );
+    rouse.deploy("worker", rouse_tests::SLEEPER, &[]);
+    rouse.apply(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: to-worker\nspec:\n  broker: default\n  subscriber:\n    ref:\n      apiVersion: serving.knative.dev/v1\n      kind: Service\n      name: worker\n",
+    );
+    eventually("worker at zero", Duration::from_secs(30), || {
+        rouse
+            .containers()
+            .iter()
+            .all(|c| !c.name.starts_with("rouse-worker-"))
+            .then_some(())
+    });
+    assert_eq!(post(&rouse, "default", &binary("wake", "t"), "{}").status, 202);
+    eventually(
+        "the event delivered to the woken worker",
+        Duration::from_secs(30),
+        || {
+            let metrics = rouse.request_to_api_metrics();
+            metrics
+                .lines()
+                .any(|l| l.starts_with("rouse_trigger_events_delivered_total{trigger=\"to-worker\",code=\"200\"} 1"))
+                .then_some(())
+        },
+    );
+}
