@@ -16,6 +16,12 @@ pub const KPA_CLASS: &str = "kpa.autoscaling.knative.dev";
 /// Rouse's own annotation for `--frozen-retention`.
 pub const FROZEN_RETENTION: &str = "rouse.dev/frozen-retention";
 
+/// Rouse's annotation for a revision's sink binding (`--sink`): `service:NAME`, `broker:NAME` or
+/// a URL, given to the container as `K_SINK`.
+pub const SINK: &str = "rouse.dev/sink";
+/// Rouse's annotation for `--ce-override`: a JSON object of extension names to values.
+pub const CE_OVERRIDES: &str = "rouse.dev/ce-overrides";
+
 /// Whether `key` is a scale setting (read by [`apply_annotation`]) rather than a free-form note.
 pub fn is_scale_annotation(key: &str) -> bool {
     key.starts_with(AUTOSCALING) || key == FROZEN_RETENTION

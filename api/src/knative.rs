@@ -319,6 +319,13 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
 /// A revision's annotations: its scale settings as Knative writes them, then the user's own.
 fn template_annotations(template: &RevisionTemplate) -> BTreeMap<String, String> {
     let mut annotations = crate::annotations::scale_annotations(&template.scale);
+    if let Some(sink) = &template.sink {
+        annotations.insert(crate::annotations::SINK.to_string(), sink.to_string());
+    }
+    if !template.ce_overrides.is_empty() {
+        let overrides = serde_json::to_string(&template.ce_overrides).expect("a map of strings serializes");
+        annotations.insert(crate::annotations::CE_OVERRIDES.to_string(), overrides);
+    }
     annotations.extend(template.annotations.clone());
     annotations
 }

@@ -12,9 +12,9 @@ use std::fmt;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::annotations::{apply_annotation, is_scale_annotation};
+use crate::annotations::{CE_OVERRIDES, SINK, apply_annotation, is_scale_annotation};
 use crate::error::ValidationError;
-use crate::eventing::{Broker, PingSource, Trigger};
+use crate::eventing::{Broker, PingSource, Sink, Trigger};
 use crate::eventing_knative::{
     EVENTING_API_VERSION, KBroker, KPingSource, KTrigger, SOURCES_API_VERSION, broker_from_object,
     ping_source_from_object, trigger_from_object,
@@ -375,8 +375,22 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         }
     }
     let mut template_annotations = BTreeMap::new();
+    let mut sink = None;
+    let mut ce_overrides = BTreeMap::new();
     for (key, value) in &template_meta.annotations {
-        if is_scale_annotation(key) {
+        if key == SINK {
+            sink = Some(Sink::parse(value).map_err(|e| at("spec.template.metadata.annotations", key, e))?);
+        } else if key == CE_OVERRIDES {
+            ce_overrides = serde_json::from_str(value).map_err(|e| {
+                ValidationError::new(
+                    format!("spec.template.metadata.annotations[{key}]"),
+                    value,
+                    format!(
+                        "must be a JSON object of extension names to string values, e.g. {{\"team\": \"blue\"}}: {e}"
+                    ),
+                )
+            })?;
+        } else if is_scale_annotation(key) {
             apply_annotation(&mut scale, key, value).map_err(|e| at("spec.template.metadata.annotations", key, e))?;
         } else {
             template_annotations.insert(key.clone(), value.clone());
@@ -478,8 +492,8 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         readiness,
         labels: template_meta.labels,
         annotations: template_annotations,
-        sink: None,
-        ce_overrides: BTreeMap::new(),
+        sink,
+        ce_overrides,
     };
     template.validate().map_err(template_field)?;
     crate::traffic::from_spec(&object.spec.traffic, "spec.traffic")?;
@@ -534,6 +548,8 @@ spec:
       annotations:
         autoscaling.knative.dev/target: "10"
         note: kept
+        rouse.dev/sink: broker:default
+        rouse.dev/ce-overrides: '{"team": "blue"}'
     spec:
       containerConcurrency: 5
       timeoutSeconds: 30
@@ -591,7 +607,10 @@ spec:
         assert_eq!((t.port, t.protocol), (9000, PortProtocol::H2c));
         assert_eq!((t.container_concurrency, t.timeout_seconds), (5, 30));
         assert_eq!((t.scale.max, t.scale.target), (3, Some(10)));
+        assert_eq!(t.annotations.len(), 1, "only the free-form note is kept as is");
         assert_eq!(t.annotations["note"], "kept");
+        assert_eq!(t.sink, Some(Sink::Broker("default".into())));
+        assert_eq!(t.ce_overrides["team"], "blue");
         assert_eq!(
             t.args.as_deref(),
             Some(&["--greeting".to_string(), "hi".to_string()][..])
@@ -702,6 +721,21 @@ spec:
             let all = errors(&text);
             assert_eq!(all[0].field.as_deref(), Some(field), "{extra}: {}", all[0]);
         }
+    }
+
+    #[test]
+    fn a_described_service_parses_back_to_the_same_template() {
+        let Resource::Service(declared) = &parse(TWO).unwrap()[0].resource else {
+            panic!()
+        };
+        let (mut service, _) = crate::Service::create("hello", declared.template.clone(), Utc::now());
+        service.labels = declared.labels.clone();
+        let yaml = serde_norway::to_string(&crate::knative::service_object(&service, None)).unwrap();
+        let Resource::Service(back) = &parse(&yaml).unwrap()[0].resource else {
+            panic!()
+        };
+        assert_eq!(back.template, declared.template, "{yaml}");
+        assert_eq!(back.labels, declared.labels);
     }
 
     #[test]
