@@ -107,6 +107,17 @@ impl Client {
             .context("the daemon's answer is not what this rouse expects; are client and daemon the same version?")
     }
 
+    /// A GET; `Ok(None)` when there is no such object (404).
+    pub(crate) async fn get_if_found<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+        let response = self.send(Method::GET, path, None).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = Self::check(response).await?;
+        let answer = serde_json::from_slice(&body).context("the daemon's answer is not what this rouse expects")?;
+        Ok(Some(answer))
+    }
+
     pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.send_json(Method::PUT, path, body).await
     }

@@ -1,15 +1,19 @@
 //! One module per command.
 
 pub(crate) mod apply;
+pub(crate) mod broker;
 pub(crate) mod delete;
 pub(crate) mod deploy;
 pub(crate) mod describe;
+pub(crate) mod event;
 pub(crate) mod list;
 pub(crate) mod logs;
 pub(crate) mod revisions;
 pub(crate) mod serve;
+pub(crate) mod source;
 pub(crate) mod top;
 pub(crate) mod traffic;
+pub(crate) mod trigger;
 
 use rouse_control::Home;
 
@@ -29,6 +33,10 @@ pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Res
         Command::Revisions(args) => revisions::run(&client, args).await,
         Command::Top(args) => top::run(&client, args).await,
         Command::Traffic(args) => traffic::run(&client, args).await,
+        Command::Broker(args) => broker::run(&client, args).await,
+        Command::Trigger(args) => trigger::run(&client, args).await,
+        Command::Source(args) => source::run(&client, args).await,
+        Command::Event(args) => event::run(&client, args).await,
         Command::Serve(_) => unreachable!("serve runs the daemon, not a client"),
     }
 }

@@ -3,14 +3,17 @@
 //! `main` only calls [`run`], prints an error chain (`error: …`, `Caused by: …`, `hint: …`) to
 //! stderr and exits non-zero. Results go to stdout, progress and diagnostics to stderr.
 //!
-//! Layout: [`args`] (flags), [`client`] (admin API client), [`commands`] (one module per
-//! command), [`manifest`] (the YAML file of `apply -f`), [`output`] (tables, JSON, YAML), [`progress`] (what deploy shows while it waits).
+//! Layout: [`args`] (flags), [`flags`] (flag values into the api's records: labels, sinks,
+//! delivery options), [`client`] (admin API client), [`commands`] (one module per command),
+//! [`manifest`] (the YAML file of `apply -f`), [`output`] (tables, JSON, YAML), [`progress`]
+//! (what deploy shows while it waits).
 
 #![forbid(unsafe_code)]
 
 mod args;
 mod client;
 mod commands;
+mod flags;
 mod manifest;
 mod output;
 mod progress;

@@ -91,6 +91,15 @@ pub(crate) fn ready(conditions: &[Condition]) -> String {
         .map_or("Unknown".to_string(), |c| c.status.clone())
 }
 
+/// The reason of the Ready condition when it is not true, else nothing.
+pub(crate) fn not_ready_reason(conditions: &[Condition]) -> String {
+    conditions
+        .iter()
+        .find(|c| c.kind == "Ready" && c.status != "True")
+        .and_then(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
 /// Conditions as an indented table: `++` true, `!!` false, `??` unknown.
 pub(crate) fn conditions_table(conditions: &[Condition]) -> String {
     let mut rows = vec![["OK", "TYPE", "REASON", "MESSAGE"].map(String::from).to_vec()];
@@ -117,7 +126,11 @@ pub(crate) fn indent(text: &str) -> String {
 
 /// Labels as `k=v, k=v`.
 pub(crate) fn labels(labels: &BTreeMap<String, String>) -> String {
-    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Delivery options in one line: `3 retries, exponential backoff from PT0.2S, timeout PT10S,
@@ -225,7 +238,10 @@ mod tests {
             })),
             Filter::All(vec![exact("a", "1")]),
         ]);
-        assert_eq!(filters(&[nested]), "any(prefix(type=com.), not(suffix(source=/x)), all(a=1))");
+        assert_eq!(
+            filters(&[nested]),
+            "any(prefix(type=com.), not(suffix(source=/x)), all(a=1))"
+        );
     }
 
     #[test]

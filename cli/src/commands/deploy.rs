@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::args::DeployArgs;
 use crate::client::Client;
+use crate::flags;
 use crate::output::ready_condition;
 use crate::progress::Progress;
 
@@ -64,6 +65,10 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
             frozen_retention_ms,
             ..ScaleBounds::default()
         },
+        sink: args.sink.as_deref().map(|s| flags::sink("--sink", s)).transpose()?,
+        ce_overrides: flags::key_values("--ce-override", &args.ce_overrides)?
+            .into_iter()
+            .collect(),
         ..RevisionTemplate::new(&args.image)
     };
     for annotation in &args.annotations {
