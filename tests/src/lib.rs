@@ -30,6 +30,7 @@ use tempfile::TempDir;
 
 pub const HELLO: &str = "rouse-samples/hello:latest";
 pub const SLEEPER: &str = "rouse-samples/sleeper:latest";
+pub const EVENT_DISPLAY: &str = "rouse-samples/event-display:latest";
 
 /// The `rouse` binary built in this workspace's target directory.
 pub fn rouse_binary() -> PathBuf {

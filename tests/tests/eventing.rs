@@ -423,3 +423,145 @@ fn events_reach_a_service_through_the_activator_and_wake_it_from_zero() {
         },
     );
 }
+
+#[test]
+fn brokers_triggers_sources_and_sink_bindings_from_the_cli() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    let url = rouse.cli_ok(&["broker", "create", "orders", "--label", "team=shop"]);
+    assert_eq!(url.trim(), rouse.broker_url("orders"));
+    let brokers: serde_json::Value = serde_json::from_str(&rouse.cli_ok(&["broker", "list", "-o", "json"])).unwrap();
+    let names: Vec<&str> = brokers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "orders"]);
+
+    // A service subscriber, reached through the activator: Knative's event_display.
+    rouse.deploy("display", rouse_tests::EVENT_DISPLAY, &[]);
+    rouse.cli_ok(&[
+        "trigger",
+        "create",
+        "to-display",
+        "--broker",
+        "orders",
+        "--filter",
+        "type=order.created",
+        "--sink",
+        "service:display",
+    ]);
+    let id = rouse.cli_ok(&[
+        "event",
+        "send",
+        "--broker",
+        "orders",
+        "--type",
+        "order.created",
+        "--source",
+        "/cli",
+        "--data",
+        "{\"n\": 1}",
+        "--ext",
+        "team=shop",
+    ]);
+    rouse.cli_ok(&[
+        "event",
+        "send",
+        "--broker",
+        "orders",
+        "--type",
+        "order.deleted",
+        "--source",
+        "/cli",
+    ]);
+    let events = eventually("event-display to get the event", Duration::from_secs(30), || {
+        let events: serde_json::Value = serde_json::from_slice(&rouse.get("display", "/events").body).ok()?;
+        (!events.as_array()?.is_empty()).then_some(events)
+    });
+    assert_eq!(events[0]["id"], id.trim());
+    assert_eq!(events[0]["team"], "shop");
+    assert_eq!(events[0]["data"]["n"], 1);
+    let logs = rouse.cli_ok(&["logs", "display"]);
+    assert!(
+        logs.contains("order.created"),
+        "event-display prints what it gets:\n{logs}"
+    );
+    let listed = rouse.cli_ok(&["trigger", "list"]);
+    assert!(listed.contains("to-display") && listed.contains("orders"), "{listed}");
+
+    // A container given a sink sends to it, with its CloudEvent overrides.
+    rouse.deploy(
+        "emitter",
+        rouse_tests::SLEEPER,
+        &["--sink", "broker:orders", "--ce-override", "origin=emitter"],
+    );
+    let env = rouse.get("emitter", "/env").text();
+    let k_sink = format!(
+        "K_SINK=http://host.docker.internal:{}/default/orders",
+        rouse.events.port()
+    );
+    assert!(env.contains(&k_sink), "{env}");
+    assert!(
+        env.contains(r#"K_CE_OVERRIDES={"extensions":{"origin":"emitter"}}"#),
+        "{env}"
+    );
+    rouse.cli_ok(&[
+        "trigger",
+        "create",
+        "from-emitter",
+        "--broker",
+        "orders",
+        "--filter",
+        "type=from.container",
+        "--sink",
+        &sub.url("/emitted"),
+    ]);
+    let emitted = rouse.request(Method::POST, "emitter", "/emit?type=from.container", &[], "{\"hi\": 1}");
+    assert!(emitted.text().starts_with("202"), "{}", emitted.text());
+    let got = wait_for(&sub, "/emitted", 1);
+    assert_eq!(got[0].header("ce-origin"), "emitter");
+
+    // A ping source from the CLI, then deleted: it stops.
+    rouse.cli_ok(&[
+        "source",
+        "ping",
+        "create",
+        "tick",
+        "--schedule",
+        "* * * * * *",
+        "--data",
+        "hi",
+        "--sink",
+        &sub.url("/tick"),
+    ]);
+    wait_for(&sub, "/tick", 1);
+    rouse.cli_ok(&["source", "ping", "delete", "tick"]);
+    let after = sub.received("/tick").len();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(sub.received("/tick").len() <= after + 1, "the source stopped");
+
+    // Bad input: a clear error, nothing created.
+    let bad = rouse.cli(&["trigger", "create", "x", "--sink", "nowhere"]);
+    assert!(!bad.status.success());
+    assert!(bad.stderr.contains("--sink"), "{}", bad.stderr);
+    let bad = rouse.cli(&[
+        "trigger",
+        "create",
+        "x",
+        "--broker",
+        "nope",
+        "--sink",
+        "service:display",
+    ]);
+    assert!(bad.stderr.contains("nope"), "{}", bad.stderr);
+    let bad = rouse.cli(&["event", "send", "--broker", "nope", "--type", "t", "--source", "s"]);
+    assert!(!bad.status.success() && bad.stderr.contains("nope"), "{}", bad.stderr);
+    let busy = rouse.cli(&["broker", "delete", "orders"]);
+    assert!(busy.stderr.contains("still has triggers"), "{}", busy.stderr);
+    rouse.cli_ok(&["trigger", "delete", "to-display"]);
+    rouse.cli_ok(&["trigger", "delete", "from-emitter"]);
+    rouse.cli_ok(&["broker", "delete", "orders"]);
+    assert_eq!(post(&rouse, "orders", &binary("1", "t"), "{}").status, 404);
+}
