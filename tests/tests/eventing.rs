@@ -60,6 +60,15 @@ fn every_content_mode_is_accepted_and_delivered() {
     assert!(!first.header("ce-seq").is_empty(), "extensions are delivered");
     let data: serde_json::Value = serde_json::from_slice(&first.body).unwrap();
     assert_eq!(data["note"], "sent by the Python SDK");
+    let metrics = rouse.request_to_api_metrics();
+    for wanted in [
+        "rouse_broker_events_accepted_total{broker=\"default\"} 15",
+        "rouse_trigger_events_delivered_total{trigger=\"all\",code=\"202\"} 15",
+        "rouse_trigger_delivery_latency_seconds_count{trigger=\"all\"} 15",
+        "rouse_trigger_backlog_events{trigger=\"all\"}",
+    ] {
+        assert!(metrics.contains(wanted), "{wanted} not in\n{metrics}");
+    }
 
     // Percent-encoded header values are decoded (the filter sees "café"), and the media type
     // of structured mode is case-insensitive.
