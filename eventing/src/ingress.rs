@@ -129,10 +129,11 @@ impl Ingress {
             })
             .collect();
         let offsets = self.log.append(broker, records).await?;
+        // Counted before the triggers wake, so a scrape never sees more delivered than accepted.
+        entry.metrics.accepted.inc_by(offsets.len() as u64);
         if let Some(last) = offsets.last() {
             entry.advance(last + 1);
         }
-        entry.metrics.accepted.inc_by(offsets.len() as u64);
         Ok(offsets)
     }
 
