@@ -29,6 +29,8 @@ const HEADS: TableDefinition<&str, u64> = TableDefinition::new("heads");
 /// Next offset to handle, per subscriber.
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 
+/// Events deleted per transaction by a trim: a trim of a long backlog is many short writes.
+const TRIM_CHUNK: u64 = 8192;
 /// Most writes folded into one transaction: bounds the latency of the first one in a batch.
 const MAX_BATCH: usize = 4096;
 /// Writes waiting for the writer before callers wait for room.
@@ -51,9 +53,10 @@ enum Write {
         next: Option<u64>,
         done: oneshot::Sender<Result<(), EventLogError>>,
     },
-    /// Deletes a broker's events before `before` (`None`: all of them).
+    /// Deletes a broker's events from `from` up to `before` (`None`: all of them).
     Trim {
         broker: String,
+        from: u64,
         before: Option<u64>,
         done: oneshot::Sender<Result<(), EventLogError>>,
     },
@@ -217,10 +220,12 @@ fn commit_batch(
                     .map_err(store_error)?;
                     answers.push(Vec::new());
                 }
-                Write::Trim { broker, before, .. } => {
+                Write::Trim {
+                    broker, from, before, ..
+                } => {
                     let end = before.unwrap_or(u64::MAX);
                     events
-                        .retain_in((broker.as_str(), 0)..(broker.as_str(), end), |_, _| false)
+                        .retain_in((broker.as_str(), *from)..(broker.as_str(), end), |_, _| false)
                         .map_err(store_error)?;
                     answers.push(Vec::new());
                 }
@@ -229,6 +234,19 @@ fn commit_batch(
     }
     txn.commit().map_err(store_error)?;
     Ok(answers)
+}
+
+impl RedbLog {
+    /// The lowest offset `broker` still holds below `before`, if any.
+    fn first_offset(&self, broker: &str, before: u64) -> Result<Option<u64>, EventLogError> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let events = txn.open_table(EVENTS).map_err(store_error)?;
+        let mut range = events.range((broker, 0)..(broker, before)).map_err(store_error)?;
+        match range.next() {
+            Some(entry) => Ok(Some(entry.map_err(store_error)?.0.value().1)),
+            None => Ok(None),
+        }
+    }
 }
 
 #[async_trait]
@@ -313,20 +331,32 @@ impl EventLog for RedbLog {
         self.write(write, answer).await
     }
 
+    /// Deletes in chunks of [`TRIM_CHUNK`] events, each its own write: appends queued behind
+    /// a trim wait for one chunk, never for all of it.
     async fn trim(&self, broker: &str, before: u64) -> Result<(), EventLogError> {
-        let (done, answer) = oneshot::channel();
-        let write = Write::Trim {
-            broker: broker.to_string(),
-            before: Some(before),
-            done,
+        let Some(mut from) = self.first_offset(broker, before)? else {
+            return Ok(());
         };
-        self.write(write, answer).await
+        while from < before {
+            let end = before.min(from.saturating_add(TRIM_CHUNK));
+            let (done, answer) = oneshot::channel();
+            let write = Write::Trim {
+                broker: broker.to_string(),
+                from,
+                before: Some(end),
+                done,
+            };
+            self.write(write, answer).await?;
+            from = end;
+        }
+        Ok(())
     }
 
     async fn delete_broker(&self, broker: &str) -> Result<(), EventLogError> {
         let (done, answer) = oneshot::channel();
         let write = Write::Trim {
             broker: broker.to_string(),
+            from: 0,
             before: None,
             done,
         };
@@ -420,12 +450,23 @@ mod tests {
         log.trim("b", 3).await.unwrap();
         let offsets: Vec<u64> = log.read("b", 0, 10).await.unwrap().iter().map(|(o, _)| *o).collect();
         assert_eq!(offsets, [3, 4]);
+        // A long backlog goes in chunks, all of it.
+        log.append("b", (0..20_000).map(event).collect()).await.unwrap();
+        let commits = log.commits.load(Ordering::Relaxed);
+        log.trim("b", 20_000).await.unwrap();
+        let offsets: Vec<u64> = log.read("b", 0, 10).await.unwrap().iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, [20_000, 20_001, 20_002, 20_003, 20_004]);
+        assert_eq!(
+            log.commits.load(Ordering::Relaxed) - commits,
+            3,
+            "20,000 events in chunks of 8192"
+        );
         assert_eq!(
             log.read("c", 0, 10).await.unwrap().len(),
             5,
             "another broker is untouched"
         );
-        assert_eq!(log.head("b").await.unwrap(), 5);
+        assert_eq!(log.head("b").await.unwrap(), 20_005);
     }
 
     #[tokio::test]
