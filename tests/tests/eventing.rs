@@ -500,6 +500,36 @@ fn brokers_triggers_sources_and_sink_bindings_from_the_cli() {
     let listed = rouse.cli_ok(&["trigger", "list"]);
     assert!(listed.contains("to-display") && listed.contains("orders"), "{listed}");
 
+    // Delivery options from flags land in the Knative object as spec.delivery.
+    rouse.cli_ok(&[
+        "trigger",
+        "create",
+        "careful",
+        "--broker",
+        "orders",
+        "--sink",
+        &sub.url("/careful"),
+        "--retry",
+        "2",
+        "--backoff-policy",
+        "linear",
+        "--backoff-delay",
+        "PT0.1S",
+        "--delivery-timeout",
+        "PT2S",
+        "--dead-letter-sink",
+        &sub.url("/careful-dls"),
+    ]);
+    let careful: serde_json::Value =
+        serde_json::from_str(&rouse.cli_ok(&["trigger", "describe", "careful", "-o", "json"])).unwrap();
+    let delivery = &careful["spec"]["delivery"];
+    assert_eq!(delivery["retry"], 2, "{careful}");
+    assert_eq!(delivery["backoffPolicy"], "linear");
+    assert_eq!(delivery["backoffDelay"], "PT0.1S");
+    assert_eq!(delivery["timeout"], "PT2S");
+    assert_eq!(delivery["deadLetterSink"]["uri"], sub.url("/careful-dls"));
+    rouse.cli_ok(&["trigger", "delete", "careful"]);
+
     // A container given a sink sends to it, with its CloudEvent overrides.
     rouse.deploy(
         "emitter",
@@ -540,12 +570,15 @@ fn brokers_triggers_sources_and_sink_bindings_from_the_cli() {
         "tick",
         "--schedule",
         "* * * * * *",
-        "--data",
-        "hi",
+        "--timezone",
+        "Europe/Berlin",
+        "--data-base64",
+        "aGk=",
         "--sink",
         &sub.url("/tick"),
     ]);
-    wait_for(&sub, "/tick", 1);
+    let ticks = wait_for(&sub, "/tick", 1);
+    assert_eq!(ticks[0].body, "hi", "dataBase64 is sent decoded");
     rouse.cli_ok(&["source", "ping", "delete", "tick"]);
     let after = sub.received("/tick").len();
     std::thread::sleep(Duration::from_millis(2500));
