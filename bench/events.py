@@ -431,7 +431,7 @@ def report(args, ingest, latencies, with_trigger):
     for rate, l in latencies.items():
         h50, h99, h999 = l["hist"]
         a, k = l["arrival"], l["ack"]
-        print(f"| {rate} | daemon histogram: ingress → subscriber's 2xx (interpolated in its 1/2/4/8 ms buckets) | "
+        print(f"| {rate} | daemon histogram: ingress → subscriber's 2xx (interpolated within its buckets, 0.1 ms doubling) | "
               f"{l['hist_count']:.0f} | {h50 * 1000:.2f} | {h99 * 1000:.2f} | {h999 * 1000:.2f} | – |")
         print(f"| {rate} | at the subscriber: sender's `time` → arrival | {l['at_subscriber']} | {a[0]:.2f} | "
               f"{a[1]:.2f} | {a[2]:.2f} | {a[3]:.2f} |")
