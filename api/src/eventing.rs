@@ -304,6 +304,30 @@ pub fn parse_filter_flag(flag: &str) -> Result<Filter, ValidationError> {
 }
 
 impl Filter {
+    /// `{exact: {attribute: value}}`.
+    pub fn exact(attribute: &str, value: &str) -> Self {
+        Filter::Exact {
+            attribute: attribute.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    /// `{prefix: {attribute: value}}`.
+    pub fn prefix(attribute: &str, value: &str) -> Self {
+        Filter::Prefix {
+            attribute: attribute.to_string(),
+            value: value.to_string(),
+        }
+    }
+
+    /// `{suffix: {attribute: value}}`.
+    pub fn suffix(attribute: &str, value: &str) -> Self {
+        Filter::Suffix {
+            attribute: attribute.to_string(),
+            value: value.to_string(),
+        }
+    }
+
     /// Whether an event passes, given a lookup of its attributes (`None`: the event lacks it).
     ///
     /// Knative's semantics: exact, prefix and suffix need the attribute to be present; an
@@ -722,27 +746,6 @@ mod tests {
     /// Breaks one field of a valid record.
     type Break<T> = fn(&mut T);
 
-    fn exact(attribute: &str, value: &str) -> Filter {
-        Filter::Exact {
-            attribute: attribute.to_string(),
-            value: value.to_string(),
-        }
-    }
-
-    fn prefix(attribute: &str, value: &str) -> Filter {
-        Filter::Prefix {
-            attribute: attribute.to_string(),
-            value: value.to_string(),
-        }
-    }
-
-    fn suffix(attribute: &str, value: &str) -> Filter {
-        Filter::Suffix {
-            attribute: attribute.to_string(),
-            value: value.to_string(),
-        }
-    }
-
     /// An event's attributes, as the lookup `Filter::matches` takes.
     fn event(attrs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let attrs: HashMap<String, String> = attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -763,7 +766,7 @@ mod tests {
             broker: DEFAULT_BROKER.to_string(),
             created_at: DateTime::UNIX_EPOCH,
             labels: vec![],
-            filters: vec![exact("type", "com.example.order.created")],
+            filters: vec![Filter::exact("type", "com.example.order.created")],
             subscriber: Sink::Service("billing".to_string()),
             delivery: Delivery::default(),
         }
@@ -864,11 +867,14 @@ mod tests {
     fn filter_flags_parse_to_exact_matches() {
         assert_eq!(
             parse_filter_flag("type=com.example.order").unwrap(),
-            exact("type", "com.example.order")
+            Filter::exact("type", "com.example.order")
         );
         // Only the first '=' splits: values may contain more.
-        assert_eq!(parse_filter_flag("subject=a=b").unwrap(), exact("subject", "a=b"));
-        assert_eq!(parse_filter_flag("myext1=").unwrap(), exact("myext1", ""));
+        assert_eq!(
+            parse_filter_flag("subject=a=b").unwrap(),
+            Filter::exact("subject", "a=b")
+        );
+        assert_eq!(parse_filter_flag("myext1=").unwrap(), Filter::exact("myext1", ""));
     }
 
     #[test]
@@ -885,40 +891,40 @@ mod tests {
     #[test]
     fn exact_needs_the_attribute_present_and_equal() {
         let e = order_created();
-        assert!(exact("type", "com.example.order.created").matches(&e));
-        assert!(!exact("type", "com.example.order").matches(&e));
+        assert!(Filter::exact("type", "com.example.order.created").matches(&e));
+        assert!(!Filter::exact("type", "com.example.order").matches(&e));
         assert!(
-            !exact("type", "COM.EXAMPLE.ORDER.CREATED").matches(&e),
+            !Filter::exact("type", "COM.EXAMPLE.ORDER.CREATED").matches(&e),
             "case-sensitive"
         );
-        assert!(!exact("missing", "x").matches(&e));
+        assert!(!Filter::exact("missing", "x").matches(&e));
     }
 
     #[test]
     fn exact_with_an_empty_value_matches_any_value_present() {
         let e = order_created();
-        assert!(exact("region", "").matches(&e));
-        assert!(!exact("missing", "").matches(&e));
+        assert!(Filter::exact("region", "").matches(&e));
+        assert!(!Filter::exact("missing", "").matches(&e));
     }
 
     #[test]
     fn prefix_and_suffix_match_the_ends_of_present_attributes() {
         let e = order_created();
-        assert!(prefix("type", "com.example.").matches(&e));
-        assert!(prefix("type", "com.example.order.created").matches(&e));
-        assert!(!prefix("type", "example").matches(&e));
-        assert!(!prefix("missing", "x").matches(&e));
-        assert!(suffix("type", ".created").matches(&e));
-        assert!(!suffix("type", ".deleted").matches(&e));
-        assert!(!suffix("missing", "x").matches(&e));
+        assert!(Filter::prefix("type", "com.example.").matches(&e));
+        assert!(Filter::prefix("type", "com.example.order.created").matches(&e));
+        assert!(!Filter::prefix("type", "example").matches(&e));
+        assert!(!Filter::prefix("missing", "x").matches(&e));
+        assert!(Filter::suffix("type", ".created").matches(&e));
+        assert!(!Filter::suffix("type", ".deleted").matches(&e));
+        assert!(!Filter::suffix("missing", "x").matches(&e));
     }
 
     #[test]
     fn all_any_not_combine() {
         let e = order_created();
-        let yes = exact("region", "eu");
-        let no = exact("region", "us");
-        assert!(Filter::All(vec![yes.clone(), prefix("source", "/shop")]).matches(&e));
+        let yes = Filter::exact("region", "eu");
+        let no = Filter::exact("region", "us");
+        assert!(Filter::All(vec![yes.clone(), Filter::prefix("source", "/shop")]).matches(&e));
         assert!(!Filter::All(vec![yes.clone(), no.clone()]).matches(&e));
         assert!(Filter::All(vec![]).matches(&e), "all of nothing passes");
         assert!(Filter::Any(vec![no.clone(), yes.clone()]).matches(&e));
@@ -927,17 +933,17 @@ mod tests {
         assert!(Filter::Not(Box::new(no.clone())).matches(&e));
         assert!(!Filter::Not(Box::new(yes.clone())).matches(&e));
         // A missing attribute fails the inner filter, so `not` passes.
-        assert!(Filter::Not(Box::new(exact("missing", "x"))).matches(&e));
+        assert!(Filter::Not(Box::new(Filter::exact("missing", "x"))).matches(&e));
     }
 
     #[test]
     fn nested_filters_evaluate_inside_out() {
         // type starts with com.example. AND (region is us OR NOT source ends with /orders)
         let filter = Filter::All(vec![
-            prefix("type", "com.example."),
+            Filter::prefix("type", "com.example."),
             Filter::Any(vec![
-                exact("region", "us"),
-                Filter::Not(Box::new(suffix("source", "/orders"))),
+                Filter::exact("region", "us"),
+                Filter::Not(Box::new(Filter::suffix("source", "/orders"))),
             ]),
         ]);
         assert!(!filter.matches(&order_created()));
@@ -950,7 +956,7 @@ mod tests {
     fn a_trigger_needs_every_filter_to_pass() {
         let mut t = trigger();
         assert!(t.matches(&order_created()));
-        t.filters.push(exact("region", "us"));
+        t.filters.push(Filter::exact("region", "us"));
         assert!(!t.matches(&order_created()));
         t.filters.clear();
         assert!(t.matches(&event(&[])), "no filters pass every event");
@@ -958,22 +964,28 @@ mod tests {
 
     #[test]
     fn filters_validate_names_values_and_nesting() {
-        assert!(exact("type", "").validate().is_ok());
+        assert!(Filter::exact("type", "").validate().is_ok());
         assert!(Filter::All(vec![]).validate().is_ok());
-        let err = prefix("type", "").validate().unwrap_err();
+        let err = Filter::prefix("type", "").validate().unwrap_err();
         assert!(err.reason.contains("needs a value"), "{err}");
-        assert!(suffix("Type", "x").validate().is_err());
+        assert!(Filter::suffix("Type", "x").validate().is_err());
         let err = Filter::Any(vec![]).validate().unwrap_err();
         assert!(err.reason.contains("at least one"), "{err}");
-        let nested = Filter::All(vec![exact("type", "x"), Filter::Not(Box::new(exact("BAD", "x")))]);
+        let nested = Filter::All(vec![
+            Filter::exact("type", "x"),
+            Filter::Not(Box::new(Filter::exact("BAD", "x"))),
+        ]);
         assert_eq!(nested.validate().unwrap_err().field, "filter.all[1].not");
-        let nested = Filter::Any(vec![Filter::All(vec![exact("a", "1"), prefix("b", "")])]);
+        let nested = Filter::Any(vec![Filter::All(vec![
+            Filter::exact("a", "1"),
+            Filter::prefix("b", ""),
+        ])]);
         assert_eq!(nested.validate().unwrap_err().field, "filter.any[0].all[1]");
     }
 
     #[test]
     fn filters_nest_at_most_max_depth() {
-        let mut filter = exact("type", "x");
+        let mut filter = Filter::exact("type", "x");
         for _ in 1..MAX_FILTER_DEPTH {
             filter = Filter::Not(Box::new(filter));
         }
@@ -1029,7 +1041,7 @@ mod tests {
         let cases: Vec<(&str, Break<Trigger>)> = vec![
             ("name", |t| t.name = "-x".to_string()),
             ("broker", |t| t.broker = String::new()),
-            ("filters[1]", |t| t.filters.push(exact("Type", "x"))),
+            ("filters[1]", |t| t.filters.push(Filter::exact("Type", "x"))),
             ("subscriber", |t| t.subscriber = Sink::Url("ftp://x".to_string())),
             ("delivery.dead_letter_sink", |t| {
                 t.delivery.dead_letter_sink = Some(Sink::Service("A".to_string()))
@@ -1183,7 +1195,7 @@ mod tests {
 
         #[test]
         fn not_not_is_the_filter_itself(value in "[a-z.]{0,8}", present in any::<bool>()) {
-            let f = prefix("type", &value);
+            let f = Filter::prefix("type", &value);
             let attrs: Vec<(&str, &str)> = if present { vec![("type", "com.example")] } else { vec![] };
             let e = event(&attrs);
             prop_assert_eq!(Filter::Not(Box::new(Filter::Not(Box::new(f.clone())))).matches(&e), f.matches(&e));

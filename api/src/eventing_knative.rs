@@ -802,20 +802,6 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn exact(attribute: &str, value: &str) -> Filter {
-        Filter::Exact {
-            attribute: attribute.to_string(),
-            value: value.to_string(),
-        }
-    }
-
-    fn prefix(attribute: &str, value: &str) -> Filter {
-        Filter::Prefix {
-            attribute: attribute.to_string(),
-            value: value.to_string(),
-        }
-    }
-
     fn full_delivery() -> Delivery {
         Delivery {
             retry: 5,
@@ -901,9 +887,9 @@ mod tests {
     #[test]
     fn triggers_round_trip_through_json_and_yaml() {
         let nested = Filter::All(vec![
-            prefix("type", "com.example."),
+            Filter::prefix("type", "com.example."),
             Filter::Any(vec![
-                exact("region", "eu"),
+                Filter::exact("region", "eu"),
                 Filter::Not(Box::new(Filter::Suffix {
                     attribute: "source".to_string(),
                     value: "/test".to_string(),
@@ -912,12 +898,12 @@ mod tests {
         ]);
         let cases = [
             vec![],
-            vec![exact("source", "/shop"), exact("type", "order")],
+            vec![Filter::exact("source", "/shop"), Filter::exact("type", "order")],
             // Out of attribute order, or repeated: these print as spec.filters to keep the order.
-            vec![exact("type", "order"), exact("source", "/shop")],
-            vec![exact("type", "a"), exact("type", "b")],
-            vec![exact("type", "")],
-            vec![nested, exact("type", "x")],
+            vec![Filter::exact("type", "order"), Filter::exact("source", "/shop")],
+            vec![Filter::exact("type", "a"), Filter::exact("type", "b")],
+            vec![Filter::exact("type", "")],
+            vec![nested, Filter::exact("type", "x")],
             vec![Filter::All(vec![])],
         ];
         for filters in cases {
@@ -988,7 +974,7 @@ mod tests {
 
     #[test]
     fn a_trigger_prints_like_knative() {
-        let object = trigger_object(&trigger(vec![exact("type", "order")]), None);
+        let object = trigger_object(&trigger(vec![Filter::exact("type", "order")]), None);
         assert_eq!(
             serde_json::to_value(&object.spec).unwrap(),
             serde_json::json!({
@@ -999,7 +985,10 @@ mod tests {
         );
         assert_eq!(object.status, None);
         let object = trigger_object(
-            &trigger(vec![prefix("type", "com."), Filter::Not(Box::new(exact("x", "1")))]),
+            &trigger(vec![
+                Filter::prefix("type", "com."),
+                Filter::Not(Box::new(Filter::exact("x", "1"))),
+            ]),
             Some("http://billing.localhost:8080"),
         );
         assert_eq!(
@@ -1085,7 +1074,10 @@ status:
                     .with_timezone(&Utc),
                 labels: vec![("eventing.knative.dev/broker".to_string(), "default".to_string())],
                 // Attribute order: the map's.
-                filters: vec![exact("myextension", ""), exact("type", "dev.knative.foo.bar")],
+                filters: vec![
+                    Filter::exact("myextension", ""),
+                    Filter::exact("type", "dev.knative.foo.bar")
+                ],
                 subscriber: Sink::Service("my-service".to_string()),
                 delivery: Delivery::default(),
             }
@@ -1110,17 +1102,17 @@ status:
         assert_eq!(
             trigger.filters,
             vec![
-                exact("type", "com.example.order"),
-                prefix("source", "/shop"),
+                Filter::exact("type", "com.example.order"),
+                Filter::prefix("source", "/shop"),
                 Filter::Suffix {
                     attribute: "subject".to_string(),
                     value: ".png".to_string()
                 },
                 Filter::Any(vec![
-                    exact("region", "eu"),
-                    Filter::Not(Box::new(exact("region", "us")))
+                    Filter::exact("region", "eu"),
+                    Filter::Not(Box::new(Filter::exact("region", "us")))
                 ]),
-                Filter::All(vec![exact("a", "1")]),
+                Filter::All(vec![Filter::exact("a", "1")]),
                 Filter::All(vec![]),
             ]
         );
@@ -1135,8 +1127,8 @@ status:
         assert_eq!(
             trigger.filters,
             vec![
-                Filter::All(vec![exact("source", "s"), exact("type", "t")]),
-                Filter::All(vec![prefix("source", "/"), prefix("type", "com.")]),
+                Filter::All(vec![Filter::exact("source", "s"), Filter::exact("type", "t")]),
+                Filter::All(vec![Filter::prefix("source", "/"), Filter::prefix("type", "com.")]),
             ]
         );
     }
@@ -1147,7 +1139,7 @@ status:
         let trigger = trigger_ok(&format!(
             "  filter: {{}}\n  filters:\n    - exact: {{type: t}}\n{SUBSCRIBER}"
         ));
-        assert_eq!(trigger.filters, vec![exact("type", "t")]);
+        assert_eq!(trigger.filters, vec![Filter::exact("type", "t")]);
     }
 
     #[test]

@@ -125,6 +125,25 @@ pub(crate) fn indent(text: &str) -> String {
 }
 
 /// Labels as `k=v, k=v`.
+/// The lines a broker's, trigger's or ping source's description ends with: its labels, when it
+/// was created, and its conditions.
+pub(crate) fn eventing_footer(
+    out: &mut String,
+    object_labels: &BTreeMap<String, String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    conditions: &[Condition],
+) {
+    use std::fmt::Write as _;
+    if !object_labels.is_empty() {
+        let _ = writeln!(out, "Labels:       {}", labels(object_labels));
+    }
+    let _ = writeln!(out, "Created:      {}", created_at.to_rfc3339());
+    if !conditions.is_empty() {
+        let _ = writeln!(out, "\nConditions:");
+        out.push_str(&conditions_table(conditions));
+    }
+}
+
 pub(crate) fn labels(labels: &BTreeMap<String, String>) -> String {
     labels
         .iter()

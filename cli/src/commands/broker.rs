@@ -12,7 +12,7 @@ use rouse_api::name::validate_name;
 use crate::args::{BrokerArgs, BrokerCommand, BrokerCreateArgs, DescribeArgs, NameArgs, OutputArgs};
 use crate::client::Client;
 use crate::flags;
-use crate::output::{ObjectList, conditions_table, delivery, labels, not_ready_reason, print_as, ready, table};
+use crate::output::{ObjectList, delivery, eventing_footer, not_ready_reason, print_as, ready, table};
 
 pub(crate) async fn run(client: &Client, args: BrokerArgs) -> anyhow::Result<()> {
     match args.command {
@@ -115,10 +115,6 @@ fn render(object: &KBroker) -> anyhow::Result<String> {
     let mut out = String::new();
     let _ = writeln!(out, "Name:         {}", broker.name);
     let _ = writeln!(out, "URL:          {}", url(object));
-    if !object.metadata.labels.is_empty() {
-        let _ = writeln!(out, "Labels:       {}", labels(&object.metadata.labels));
-    }
-    let _ = writeln!(out, "Created:      {}", broker.created_at.to_rfc3339());
     if let Some(d) = &broker.delivery {
         let _ = writeln!(out, "Delivery:     {} (for triggers that set none)", delivery(d));
     }
@@ -127,10 +123,7 @@ fn render(object: &KBroker) -> anyhow::Result<String> {
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    if !conditions.is_empty() {
-        let _ = writeln!(out, "\nConditions:");
-        out.push_str(&conditions_table(conditions));
-    }
+    eventing_footer(&mut out, &object.metadata.labels, broker.created_at, conditions);
     Ok(out)
 }
 
@@ -192,9 +185,9 @@ mod tests {
             view,
             "Name:         orders\n\
              URL:          http://127.0.0.1:8082/default/orders\n\
+             Delivery:     2 retries, exponential backoff from PT0.5S, dead letters to service:dlq (for triggers that set none)\n\
              Labels:       team=shop\n\
-             Created:      1970-01-01T00:00:00+00:00\n\
-             Delivery:     2 retries, exponential backoff from PT0.5S, dead letters to service:dlq (for triggers that set none)\n"
+             Created:      1970-01-01T00:00:00+00:00\n"
         );
     }
 }

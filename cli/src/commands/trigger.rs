@@ -13,9 +13,7 @@ use rouse_api::name::validate_name;
 use crate::args::{DescribeArgs, NameArgs, OutputArgs, TriggerArgs, TriggerCommand, TriggerCreateArgs};
 use crate::client::Client;
 use crate::flags;
-use crate::output::{
-    ObjectList, conditions_table, delivery, filters, labels, not_ready_reason, print_as, ready, table,
-};
+use crate::output::{ObjectList, delivery, eventing_footer, filters, not_ready_reason, print_as, ready, table};
 
 pub(crate) async fn run(client: &Client, args: TriggerArgs) -> anyhow::Result<()> {
     match args.command {
@@ -153,14 +151,12 @@ fn render(object: &KTrigger) -> anyhow::Result<String> {
     if trigger.delivery != Delivery::default() {
         let _ = writeln!(out, "Delivery:     {}", delivery(&trigger.delivery));
     }
-    if !object.metadata.labels.is_empty() {
-        let _ = writeln!(out, "Labels:       {}", labels(&object.metadata.labels));
-    }
-    let _ = writeln!(out, "Created:      {}", trigger.created_at.to_rfc3339());
-    if !status.conditions.is_empty() {
-        let _ = writeln!(out, "\nConditions:");
-        out.push_str(&conditions_table(&status.conditions));
-    }
+    eventing_footer(
+        &mut out,
+        &object.metadata.labels,
+        trigger.created_at,
+        &status.conditions,
+    );
     Ok(out)
 }
 
@@ -190,13 +186,6 @@ mod tests {
         }
     }
 
-    fn exact(attribute: &str, value: &str) -> Filter {
-        Filter::Exact {
-            attribute: attribute.to_string(),
-            value: value.to_string(),
-        }
-    }
-
     #[test]
     fn flags_make_the_record() {
         let trigger = record(&args(), DateTime::UNIX_EPOCH).unwrap();
@@ -207,7 +196,7 @@ mod tests {
                 broker: "default".to_string(),
                 created_at: DateTime::UNIX_EPOCH,
                 labels: vec![("team".to_string(), "shop".to_string())],
-                filters: vec![exact("type", "com.example.order"), exact("region", "")],
+                filters: vec![Filter::exact("type", "com.example.order"), Filter::exact("region", "")],
                 subscriber: Sink::Service("billing".to_string()),
                 delivery: Delivery {
                     retry: 3,

@@ -13,7 +13,7 @@ use rouse_eventing::ping::Schedule;
 use crate::args::{DescribeArgs, NameArgs, OutputArgs, PingArgs, PingCommand, PingCreateArgs};
 use crate::client::Client;
 use crate::flags;
-use crate::output::{ObjectList, conditions_table, labels, not_ready_reason, print_as, ready, table};
+use crate::output::{ObjectList, eventing_footer, not_ready_reason, print_as, ready, table};
 
 pub(crate) async fn run(client: &Client, args: PingArgs) -> anyhow::Result<()> {
     match args.command {
@@ -165,14 +165,7 @@ fn render(object: &KPingSource, now: DateTime<Utc>) -> anyhow::Result<String> {
     if let Some(uri) = &status.sink_uri {
         let _ = writeln!(out, "Sink URI:     {uri}");
     }
-    if !object.metadata.labels.is_empty() {
-        let _ = writeln!(out, "Labels:       {}", labels(&object.metadata.labels));
-    }
-    let _ = writeln!(out, "Created:      {}", source.created_at.to_rfc3339());
-    if !status.conditions.is_empty() {
-        let _ = writeln!(out, "\nConditions:");
-        out.push_str(&conditions_table(&status.conditions));
-    }
+    eventing_footer(&mut out, &object.metadata.labels, source.created_at, &status.conditions);
     Ok(out)
 }
 
