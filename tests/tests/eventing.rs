@@ -528,6 +528,12 @@ fn brokers_triggers_sources_and_sink_bindings_from_the_cli() {
     assert_eq!(delivery["backoffDelay"], "PT0.1S");
     assert_eq!(delivery["timeout"], "PT2S");
     assert_eq!(delivery["deadLetterSink"]["uri"], sub.url("/careful-dls"));
+    // What describe prints applies back unchanged.
+    for (kind, name) in [("trigger", "careful"), ("broker", "orders")] {
+        let yaml = rouse.cli_ok(&[kind, "describe", name, "-o", "yaml"]);
+        let applied = rouse.apply(&yaml);
+        assert!(applied.contains(&format!("{name} unchanged")), "{applied}\n{yaml}");
+    }
     rouse.cli_ok(&["trigger", "delete", "careful"]);
 
     // A container given a sink sends to it, with its CloudEvent overrides.
