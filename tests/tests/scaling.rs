@@ -70,6 +70,7 @@ fn metrics_are_served_without_a_token() {
     }
     assert_eq!(rouse.get("nobody", "/").status, 404);
     let labels = "service=\"counted\",revision=\"counted-00001\"";
+    // Gauges are sampled every 100 ms: wait for a sample taken after the last request ended.
     let text = eventually("the gauges to be sampled", Duration::from_secs(10), || {
         let out = std::process::Command::new("curl")
             .arg("-s")
@@ -77,8 +78,9 @@ fn metrics_are_served_without_a_token() {
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.contains(&format!("rouse_revision_ready_instances{{{labels}}} 1"))
-            .then_some(text)
+        (text.contains(&format!("rouse_revision_ready_instances{{{labels}}} 1"))
+            && text.contains(&format!("rouse_revision_in_flight_requests{{{labels}}} 0")))
+        .then_some(text)
     });
     for expected in [
         format!("rouse_requests_total{{{labels},code=\"200\"}} 3"),
