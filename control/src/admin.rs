@@ -38,7 +38,7 @@ use rouse_api::traffic::TrafficChange;
 use rouse_runtime::{LogOptions, LogStream, RuntimeError};
 use serde::Deserialize;
 
-use crate::apply::{Applied, ApplyDocument};
+use crate::apply::{Applied, ApplyDocument, Outcome};
 use crate::describe::{describe, revision_objects, service_url};
 use crate::error::{ControlError, ErrorBody};
 use crate::eventing::Eventing;
@@ -241,9 +241,13 @@ async fn apply(
     ))
 }
 
-/// 201 for a new resource, 200 for an updated one.
-fn put_answer<T: serde::Serialize>((object, created): (T, bool)) -> Response {
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+/// 201 for a new resource, 200 for an updated or unchanged one.
+fn put_answer<T: serde::Serialize>((object, outcome): (T, Outcome)) -> Response {
+    let status = if outcome == Outcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (status, Json(object)).into_response()
 }
 

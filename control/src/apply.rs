@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use rouse_api::ValidationError;
-use rouse_api::eventing::{Broker, PingSource, Trigger};
 use rouse_api::knative::TrafficTarget;
 use rouse_api::manifest::{DeclaredService, ManifestError, Resource};
 use rouse_api::name::revision_name;
@@ -169,47 +168,9 @@ fn check_eventing(eventing: &Eventing, resource: &Resource, brokers: &HashSet<St
 async fn apply_eventing(eventing: &Arc<Eventing>, index: usize, resource: Resource) -> Result<Applied, ControlError> {
     let described = resource.describe();
     let outcome = match resource {
-        Resource::Broker(broker) => {
-            let before = eventing.broker_record(&broker.name)?;
-            let same = before.as_ref().is_some_and(|b| {
-                Broker {
-                    created_at: b.created_at,
-                    ..broker.clone()
-                } == *b
-            });
-            let name = broker.name.clone();
-            let (_, created) = eventing.put_broker(&name, broker).await?;
-            outcome(created, same)
-        }
-        Resource::Trigger(trigger) => {
-            let before = eventing.trigger_record(&trigger.name)?;
-            let same = before.as_ref().is_some_and(|t| {
-                Trigger {
-                    created_at: t.created_at,
-                    ..trigger.clone()
-                } == *t
-            });
-            let name = trigger.name.clone();
-            let (_, created) = eventing.put_trigger(&name, trigger).await?;
-            outcome(created, same)
-        }
-        Resource::PingSource(source) => {
-            let before = eventing.ping_source_record(&source.name)?;
-            let same = before.as_ref().is_some_and(|p| {
-                PingSource {
-                    created_at: p.created_at,
-                    ..source.clone()
-                } == *p
-            });
-            let name = source.name.clone();
-            let (_, created) = if same {
-                // Leave its timer alone.
-                (eventing.ping_source(&name)?, false)
-            } else {
-                eventing.put_ping_source(&name, source)?
-            };
-            outcome(created, same)
-        }
+        Resource::Broker(broker) => eventing.put_broker(&broker.name.clone(), broker).await?.1,
+        Resource::Trigger(trigger) => eventing.put_trigger(&trigger.name.clone(), trigger).await?.1,
+        Resource::PingSource(source) => eventing.put_ping_source(&source.name.clone(), source)?.1,
         Resource::Service(_) => unreachable!("services are applied by apply_service"),
     };
     Ok(Applied {
@@ -218,14 +179,6 @@ async fn apply_eventing(eventing: &Arc<Eventing>, index: usize, resource: Resour
         outcome,
         created_revision: None,
     })
-}
-
-fn outcome(created: bool, same: bool) -> Outcome {
-    match (created, same) {
-        (true, _) => Outcome::Created,
-        (false, true) => Outcome::Unchanged,
-        (false, false) => Outcome::Configured,
-    }
 }
 
 /// Checks a declared service against what exists; returns the traffic to store.

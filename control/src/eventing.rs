@@ -18,6 +18,7 @@ use rouse_eventing::ping::{Schedule, ping_event_parts};
 use rouse_eventing::{Dispatcher, Ingress};
 use tokio_util::sync::CancellationToken;
 
+use crate::apply::Outcome;
 use crate::error::ControlError;
 use crate::sinks::SinkAddresses;
 use crate::store::{Kind, Store};
@@ -92,18 +93,6 @@ impl Eventing {
         self.dispatcher.shutdown().await;
     }
 
-    pub fn broker_record(&self, name: &str) -> Result<Option<Broker>, ControlError> {
-        self.store.record(Kind::Broker, name)
-    }
-
-    pub fn trigger_record(&self, name: &str) -> Result<Option<Trigger>, ControlError> {
-        self.store.record(Kind::Trigger, name)
-    }
-
-    pub fn ping_source_record(&self, name: &str) -> Result<Option<PingSource>, ControlError> {
-        self.store.record(Kind::PingSource, name)
-    }
-
     pub fn brokers(&self) -> Result<Vec<KBroker>, ControlError> {
         Ok(self
             .store
@@ -129,14 +118,18 @@ impl Eventing {
         object
     }
 
-    /// Creates or updates a broker; returns its object and whether it is new.
-    pub async fn put_broker(&self, name: &str, mut broker: Broker) -> Result<(KBroker, bool), ControlError> {
+    /// Creates or updates a broker; returns its object and what changed.
+    pub async fn put_broker(&self, name: &str, mut broker: Broker) -> Result<(KBroker, Outcome), ControlError> {
         validate_name("broker name", name)?;
         broker.name = name.to_string();
         broker.validate()?;
         let existing: Option<Broker> = self.store.record(Kind::Broker, name)?;
         if let Some(existing) = &existing {
             broker.created_at = existing.created_at;
+        }
+        let outcome = outcome(existing.as_ref(), &broker);
+        if outcome == Outcome::Unchanged {
+            return Ok((self.broker_object(&broker), outcome));
         }
         self.store.save_record(Kind::Broker, name, &broker)?;
         self.ingress.add_broker(name).await.map_err(log_error)?;
@@ -146,7 +139,7 @@ impl Eventing {
                 self.run_trigger(trigger).await?;
             }
         }
-        Ok((self.broker_object(&broker), existing.is_none()))
+        Ok((self.broker_object(&broker), outcome))
     }
 
     /// Deletes a broker and its events. Refused while triggers use it.
@@ -193,8 +186,8 @@ impl Eventing {
         trigger_object(trigger, Some(&self.sinks.url(&trigger.subscriber)))
     }
 
-    /// Creates or updates a trigger; returns its object and whether it is new.
-    pub async fn put_trigger(&self, name: &str, mut trigger: Trigger) -> Result<(KTrigger, bool), ControlError> {
+    /// Creates or updates a trigger; returns its object and what changed.
+    pub async fn put_trigger(&self, name: &str, mut trigger: Trigger) -> Result<(KTrigger, Outcome), ControlError> {
         validate_name("trigger name", name)?;
         trigger.name = name.to_string();
         trigger.validate()?;
@@ -209,15 +202,19 @@ impl Eventing {
         let existing: Option<Trigger> = self.store.record(Kind::Trigger, name)?;
         if let Some(existing) = &existing {
             trigger.created_at = existing.created_at;
-            if existing.broker != trigger.broker {
-                // Its cursor belongs to the old broker.
-                self.dispatcher.remove(name).await.map_err(log_error)?;
-            }
+        }
+        let outcome = outcome(existing.as_ref(), &trigger);
+        if outcome == Outcome::Unchanged {
+            return Ok((self.trigger_object(&trigger), outcome));
+        }
+        if existing.as_ref().is_some_and(|e| e.broker != trigger.broker) {
+            // Its cursor belongs to the old broker.
+            self.dispatcher.remove(name).await.map_err(log_error)?;
         }
         self.store.save_record(Kind::Trigger, name, &trigger)?;
         let object = self.trigger_object(&trigger);
         self.run_trigger(trigger).await?;
-        Ok((object, existing.is_none()))
+        Ok((object, outcome))
     }
 
     /// Runs a trigger with its broker's delivery options when it has none of its own.
@@ -255,12 +252,12 @@ impl Eventing {
         Ok(ping_source_object(&source, Some(&self.sinks.url(&source.sink))))
     }
 
-    /// Creates or updates a ping source and (re)starts its timer.
+    /// Creates or updates a ping source and (re)starts its timer when it changed.
     pub fn put_ping_source(
         self: &Arc<Self>,
         name: &str,
         mut source: PingSource,
-    ) -> Result<(KPingSource, bool), ControlError> {
+    ) -> Result<(KPingSource, Outcome), ControlError> {
         validate_name("ping source name", name)?;
         source.name = name.to_string();
         source.validate()?;
@@ -270,10 +267,14 @@ impl Eventing {
         if let Some(existing) = &existing {
             source.created_at = existing.created_at;
         }
-        self.store.save_record(Kind::PingSource, name, &source)?;
         let object = ping_source_object(&source, Some(&self.sinks.url(&source.sink)));
-        self.run_ping(source, schedule);
-        Ok((object, existing.is_none()))
+        let outcome = outcome(existing.as_ref(), &source);
+        // An unchanged source keeps its timer: restarting it could skip or repeat a firing.
+        if outcome != Outcome::Unchanged {
+            self.store.save_record(Kind::PingSource, name, &source)?;
+            self.run_ping(source, schedule);
+        }
+        Ok((object, outcome))
     }
 
     pub fn delete_ping_source(&self, name: &str) -> Result<(), ControlError> {
@@ -340,6 +341,15 @@ impl Eventing {
         if let Err(reason) = sent {
             tracing::warn!(source = %source.name, %reason, "ping event not delivered");
         }
+    }
+}
+
+/// What a put does to a stored record (its creation time already carried over).
+fn outcome<T: PartialEq>(existing: Option<&T>, new: &T) -> Outcome {
+    match existing {
+        None => Outcome::Created,
+        Some(existing) if existing == new => Outcome::Unchanged,
+        Some(_) => Outcome::Configured,
     }
 }
 
