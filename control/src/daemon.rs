@@ -1,6 +1,6 @@
 //! `rouse serve`: wiring the store, runtime, serving loop, ingress and admin API together.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -72,25 +72,9 @@ pub async fn run(
         pid: std::process::id(),
     };
     // Containers reach the ingresses at the Docker bridge's gateway (`host.docker.internal`).
-    let gateway_listeners = match runtime.host_gateway().await {
-        Some(ip) if !addresses.ingress.ip().is_unspecified() => {
-            let mut listeners = Vec::new();
-            for (what, port) in [
-                ("ingress", addresses.ingress.port()),
-                ("events", addresses.events.port()),
-            ] {
-                let addr = SocketAddr::new(ip, port);
-                match TcpListener::bind(addr).await {
-                    Ok(listener) => listeners.push((what, listener)),
-                    Err(error) => {
-                        tracing::warn!(%addr, %error, "cannot listen for containers on the Docker bridge; K_SINK will not reach the {what}")
-                    }
-                }
-            }
-            listeners
-        }
-        _ => Vec::new(),
-    };
+    let gateway = runtime.host_gateway().await;
+    let ingress_for_containers = bind_for_containers(gateway, addresses.ingress, "ingress").await;
+    let events_for_containers = bind_for_containers(gateway, addresses.events, "broker ingress").await;
     let sinks = SinkAddresses {
         ingress: addresses.ingress,
         events: addresses.events,
@@ -151,21 +135,21 @@ pub async fn run(
     tasks.spawn(serving.clone().watch_exits(shutdown.child_token()));
     tasks.spawn(serving.clone().run_autoscaler(shutdown.child_token()));
     let events_app = ingress_router(broker_ingress);
-    for (what, listener) in gateway_listeners {
-        match what {
-            "ingress" => tasks.spawn(serve_ingress(
-                listener,
-                ingress.clone(),
-                DEFAULT_SHUTDOWN_GRACE,
-                shutdown.child_token(),
-            )),
-            _ => tasks.spawn(serve_router(
-                listener,
-                events_app.clone(),
-                api_limits,
-                shutdown.child_token(),
-            )),
-        };
+    if let Some(listener) = ingress_for_containers {
+        tasks.spawn(serve_ingress(
+            listener,
+            ingress.clone(),
+            DEFAULT_SHUTDOWN_GRACE,
+            shutdown.child_token(),
+        ));
+    }
+    if let Some(listener) = events_for_containers {
+        tasks.spawn(serve_router(
+            listener,
+            events_app.clone(),
+            api_limits,
+            shutdown.child_token(),
+        ));
     }
     tasks.spawn(serve_ingress(
         ingress_listener,
@@ -196,6 +180,21 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     home.remove_addresses();
     Ok(())
+}
+
+/// A second listener for a loopback address, on the Docker bridge's gateway at the same port, so
+/// containers reach it. `None` when there is no gateway, the address already covers it, or the
+/// port is taken there (logged: `K_SINK` will not reach that ingress).
+async fn bind_for_containers(gateway: Option<IpAddr>, bound: SocketAddr, what: &str) -> Option<TcpListener> {
+    let gateway = gateway.filter(|_| !bound.ip().is_unspecified())?;
+    let addr = SocketAddr::new(gateway, bound.port());
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%addr, %error, "cannot listen for containers on the Docker bridge; they will not reach the {what}");
+            None
+        }
+    }
 }
 
 /// Serves an axum router (the admin API, the broker ingress) on `listener`.
