@@ -20,7 +20,7 @@ use crate::eventing_knative::{
     ping_source_from_object, trigger_from_object,
 };
 use crate::knative::{KService, SERVING_API_VERSION, TrafficTarget};
-use crate::name::validate_name;
+use crate::name::{validate_name, validate_revision_name};
 use crate::template::{PortProtocol, Quantities, ReadinessProbe, Resources, RevisionTemplate, ScaleBounds};
 
 /// The only namespace there is, until there are namespaces.
@@ -355,14 +355,7 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
     check_namespace("spec.template.metadata.namespace", template_meta.namespace.as_deref())?;
     let revision_name = (!template_meta.name.is_empty()).then_some(template_meta.name);
     if let Some(wanted) = &revision_name {
-        validate_name("spec.template.metadata.name", wanted)?;
-        if !wanted.starts_with(&format!("{name}-")) {
-            return Err(ValidationError::new(
-                "spec.template.metadata.name",
-                wanted,
-                format!("a revision name starts with the service name: {name}-..."),
-            ));
-        }
+        validate_revision_name("spec.template.metadata.name", &name, wanted)?;
     }
     // Scale settings may sit on the service (applied first) or the template (which wins).
     let mut scale = ScaleBounds::default();

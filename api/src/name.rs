@@ -37,6 +37,19 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Checks a revision name a user chose for `service`: a valid name starting with `{service}-`.
+pub fn validate_revision_name(field: &str, service: &str, wanted: &str) -> Result<(), ValidationError> {
+    validate_name(field, wanted)?;
+    if !wanted.starts_with(&format!("{service}-")) {
+        return Err(ValidationError::new(
+            field,
+            wanted,
+            format!("a revision name starts with the service name: {service}-..."),
+        ));
+    }
+    Ok(())
+}
+
 /// The name of a service's `number`th revision: `{service}-00001`.
 pub fn revision_name(service: &str, number: u32) -> String {
     format!("{service}-{number:05}")

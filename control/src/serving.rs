@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use rouse_activator::{Endpoint, RevisionEndpoints, RouteTable, ServiceRoute};
 use rouse_api::ValidationError;
 use rouse_api::knative::{TrafficTarget, timestamp};
-use rouse_api::name::validate_name;
+use rouse_api::name::validate_revision_name;
 use rouse_api::status::{Crash, InstancePhase, Traffic};
 use rouse_api::traffic::{Resolved, TrafficChange, apply_change, resolve};
 use rouse_api::{PortProtocol, Revision, RevisionTemplate, ScaleMetric, Service};
@@ -326,15 +326,7 @@ impl Serving {
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let existing: Vec<String> = self.store.revisions_of(name)?.into_iter().map(|r| r.name).collect();
         if let Some(wanted) = revision_name {
-            validate_name("--revision-name", wanted)?;
-            if !wanted.starts_with(&format!("{name}-")) {
-                return Err(ValidationError::new(
-                    "--revision-name",
-                    wanted,
-                    format!("a revision name starts with the service name: {name}-..."),
-                )
-                .into());
-            }
+            validate_revision_name("--revision-name", name, wanted)?;
         }
         let (service, revision) = match self.store.service(name)? {
             None => {
