@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Rouse benchmarks, each side by side with its baseline in the same run.
 
-    bench/run.py [--reps N] [--only cold|proxy|burst]
+    bench/run.py [--reps N] [--pairs N] [--seconds S] [--only cold|proxy|burst]
 
 - cold:  time to first response byte for a service at zero (Rouse) versus `docker run` of
          the same image polled until its first answer (bare Docker), N repetitions each,
          interleaved so machine noise hits both alike.
-- proxy: wrk through the ingress versus wrk straight at the instance's published port.
+- proxy: wrk through the ingress versus wrk straight at the instance's published port, in
+         pairs of back-to-back runs; the throughput ratio is the median over the pairs.
 - burst: 200 concurrent clients hit a service at zero with containerConcurrency 10.
 
 Needs a built `target/release/rouse` (or --rouse PATH), the sample images (samples/build.sh),
@@ -184,28 +185,29 @@ def wrk(url, host, seconds, connections):
     return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "errors": int(errors.group(1)) if errors else 0}
 
 
-def bench_proxy(daemon, seconds, connections):
+def bench_proxy(daemon, seconds, connections, pairs):
     daemon.cli("deploy", "warm", "--image", HELLO, "--scale-min", "1")
     host = f"warm.localhost:{daemon.ingress_port}"
-    status = json.loads(daemon.cli("describe", "warm", "-o", "json"))
-    del status
     # The instance's published port, from Docker.
     cid = daemon.running("warm")[0]
     direct_port = int(subprocess.run(["docker", "port", cid, "8080/tcp"], capture_output=True, text=True,
                                      check=True).stdout.split(":")[-1])
     wrk(f"http://127.0.0.1:{daemon.ingress_port}/", host, 2, connections)  # warm-up
-    results = {"direct": [], "rouse": []}
-    for _ in range(3):  # alternate, so drift hits both
-        results["direct"].append(wrk(f"http://127.0.0.1:{direct_port}/", host, seconds, connections))
-        results["rouse"].append(wrk(f"http://127.0.0.1:{daemon.ingress_port}/", host, seconds, connections))
-    median = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in results.items()}
-    # One connection, one request at a time: the latency a hop adds, without queueing.
-    single = {"direct": [], "rouse": []}
-    for _ in range(3):
-        single["direct"].append(wrk(f"http://127.0.0.1:{direct_port}/", host, seconds, 1))
-        single["rouse"].append(wrk(f"http://127.0.0.1:{daemon.ingress_port}/", host, seconds, 1))
-    single = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in single.items()}
-    return median, single, results
+    direct_url, rouse_url = f"http://127.0.0.1:{direct_port}/", f"http://127.0.0.1:{daemon.ingress_port}/"
+    return {c: paired_runs(direct_url, rouse_url, host, seconds, c, pairs) for c in (connections, 1)}
+
+
+def paired_runs(direct_url, rouse_url, host, seconds, connections, pairs):
+    """`pairs` back-to-back runs of each side, the first side alternating, so that drift on a
+    noisy machine hits both; each pair gives one ratio, and the median pair is reported."""
+    runs = {"direct": [], "rouse": []}
+    for i in range(pairs):
+        order = (("direct", direct_url), ("rouse", rouse_url))
+        for side, url in order if i % 2 == 0 else reversed(order):
+            runs[side].append(wrk(url, host, seconds, connections))
+    ratios = [r["rps"] / d["rps"] for d, r in zip(runs["direct"], runs["rouse"])]
+    medians = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p50", "p99")} for k, v in runs.items()}
+    return {"medians": medians, "ratios": ratios, "runs": runs}
 
 
 def bench_burst(daemon, clients):
@@ -247,21 +249,26 @@ def bench_burst(daemon, clients):
     return {"clients": clients, "errors": len(errors), "seconds": elapsed, "peak_instances": peak[0]}
 
 
-def proxy_table(title, medians):
+def proxy_table(title, result):
+    medians, ratios = result["medians"], result["ratios"]
     print(f"\n## {title}")
     print("| side | req/s | p50 ms | p99 ms |\n|---|---|---|---|")
     for side in ("direct", "rouse"):
         m = medians[side]
         print(f"| {side} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} |")
     d, r = medians["direct"], medians["rouse"]
-    print(f"| ratio / added | {r['rps'] / d['rps']:.2f} | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
+    print(f"| ratio / added | **{statistics.median(ratios):.2f}** | {r['p50'] - d['p50']:+.3f} | {r['p99'] - d['p99']:+.3f} |")
+    spread = sorted(ratios)
+    print(f"\nthroughput ratio of each pair, sorted: {' '.join(f'{x:.2f}' for x in spread)} "
+          f"(median {statistics.median(ratios):.2f}, middle half {percentile(ratios, 25):.2f}-{percentile(ratios, 75):.2f})")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rouse", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "rouse"))
     parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per run")
+    parser.add_argument("--seconds", type=int, default=3, help="wrk duration per run")
+    parser.add_argument("--pairs", type=int, default=10, help="proxy: runs of each side, paired")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--only", choices=["cold", "proxy", "burst"])
     parser.add_argument("--dial", choices=["container-ip", "published-port"],
@@ -286,10 +293,11 @@ def main():
                 p50, p95 = percentile(values, 50), percentile(values, 95)
                 print(f"| {label} | {p50:.1f} | {p95:.1f} | {p50 / d50:.3f} ({d50 / p50:.1f}x faster) |")
         if args.only in (None, "proxy"):
-            median, single, runs = bench_proxy(daemon, args.seconds, args.connections)
-            proxy_table(f"warm proxy (wrk -t2 -c{args.connections} -d{args.seconds}s, 3 alternating runs each, medians)", median)
-            proxy_table(f"warm proxy, one connection (wrk -t1 -c1 -d{args.seconds}s, 3 alternating runs each, medians)", single)
-            errors = sum(x["errors"] for v in runs.values() for x in v)
+            results = bench_proxy(daemon, args.seconds, args.connections, args.pairs)
+            for c, result in results.items():
+                threads = min(2, c)
+                proxy_table(f"warm proxy (wrk -t{threads} -c{c} -d{args.seconds}s, {args.pairs} pairs, medians)", result)
+            errors = sum(x["errors"] for result in results.values() for v in result["runs"].values() for x in v)
             print(f"\nnon-2xx responses across all runs: {errors}")
         if args.only in (None, "burst"):
             burst = bench_burst(daemon, 200)

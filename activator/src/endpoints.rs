@@ -13,6 +13,7 @@ use http::uri::Authority;
 use tokio::sync::Notify;
 
 use crate::metrics::RevisionMetrics;
+use crate::upstream::Pool;
 use tokio::time::Instant;
 
 /// One instance the proxy may send requests to.
@@ -26,6 +27,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// `addr` as a URI authority, made once rather than per request.
     pub authority: Authority,
+    /// Idle HTTP/1.1 connections to it.
+    pub connections: Arc<Pool>,
     /// Requests sent to it whose responses have not finished.
     in_flight: AtomicUsize,
     /// Signalled when `in_flight` drops to zero.
@@ -39,6 +42,7 @@ impl Endpoint {
             name: name.into(),
             authority: Authority::try_from(addr.to_string()).expect("a socket address is a valid authority"),
             addr,
+            connections: Arc::default(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
         })
@@ -189,6 +193,13 @@ impl RevisionEndpoints {
 
     pub fn ready_count(&self) -> usize {
         self.ready.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Closes keep-alive connections to the ready instances that sat idle too long.
+    pub fn close_idle_connections(&self) {
+        for endpoint in self.ready.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            endpoint.connections.close_expired();
+        }
     }
 
     /// Requests waiting for capacity now.

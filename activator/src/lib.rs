@@ -12,6 +12,7 @@
 //! - [`route`]: the table from service name to the revision that serves it.
 //! - [`metrics`]: requests and latency, for Prometheus.
 //! - [`proxy`]: forwarding one request to one instance, streaming both bodies.
+//! - [`upstream`]: HTTP/1.1 connections to an instance, pooled and driven by the request's task.
 //! - [`respond`]: every error response a client can get, in one place.
 //! - [`server`]: the listener, connection limits and graceful shutdown.
 
@@ -25,6 +26,7 @@ pub mod proxy;
 pub mod respond;
 pub mod route;
 pub mod server;
+pub mod upstream;
 
 pub use config::IngressConfig;
 pub use endpoints::{Endpoint, RevisionEndpoints};

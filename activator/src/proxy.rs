@@ -1,10 +1,10 @@
 //! Forwarding one request to one instance.
 //!
 //! Both bodies stream: the request body goes to the instance as it arrives and the response
-//! body comes back as the instance writes it; nothing is buffered whole. Connections to
-//! instances are pooled (keep-alive), one pool for HTTP/1.1 and one for h2c.
+//! body comes back as the instance writes it; nothing is buffered whole. Plain HTTP/1.1 goes
+//! over each instance's own keep-alive pool ([`crate::upstream`]), whose connections the
+//! request's task drives itself; h2c and upgrades go through hyper-util's shared clients.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -25,18 +25,19 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::config::IngressConfig;
-use crate::endpoints::{AcquireError, InFlight, RevisionEndpoints};
+use crate::endpoints::{AcquireError, Endpoint, InFlight, RevisionEndpoints};
 use crate::host::service_for_host;
 use crate::metrics::IngressMetrics;
 use crate::respond;
 use crate::route::RouteTable;
+use crate::server::Peer;
+use crate::upstream::UpstreamBody;
 
 /// Errors carried by bodies that pass through the proxy.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the ingress sends.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
-type UpstreamBody = Limited<Incoming>;
 type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// Headers that describe one hop, not the message; never forwarded (RFC 9110 §7.6.1).
@@ -59,7 +60,9 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 pub struct Ingress {
     routes: Arc<RouteTable>,
     config: IngressConfig,
+    /// For upgrades (websockets), whose connections outlive the request.
     http1: UpstreamClient,
+    /// For instances that speak h2c: one multiplexed connection each.
     h2c: UpstreamClient,
     /// Upgraded connections (websockets) being relayed; owned here, awaited at shutdown.
     tunnels: TaskTracker,
@@ -70,9 +73,7 @@ impl Ingress {
     pub fn new(routes: Arc<RouteTable>, config: IngressConfig, metrics: IngressMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1024)
-            .build(connector.clone());
+        let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
         let h2c = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
         Self {
             routes,
@@ -89,7 +90,7 @@ impl Ingress {
     }
 
     /// Handles one client request end to end, and counts it.
-    pub async fn handle(&self, request: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(&self, request: Request<Incoming>, client: &Peer) -> Response<ProxyBody> {
         let start = Instant::now();
         let mut routed = None;
         let response = self.route(request, client, start, &mut routed).await;
@@ -105,7 +106,7 @@ impl Ingress {
     async fn route(
         &self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         start: Instant,
         routed: &mut Option<Arc<RevisionEndpoints>>,
     ) -> Response<ProxyBody> {
@@ -133,7 +134,13 @@ impl Ingress {
             return respond::body_too_large(self.config.max_body_bytes);
         }
         let deadline = start + revision.timeout;
-        let slot = match revision.acquire(deadline, self.config.max_waiting).await {
+        // A free slot is the common case: only a request that has to wait carries (boxed) the
+        // state of waiting, so the future of every other request stays small.
+        let acquired = match revision.try_acquire() {
+            Some(slot) => Ok(slot),
+            None => Box::pin(revision.acquire(deadline, self.config.max_waiting)).await,
+        };
+        let slot = match acquired {
             Ok(slot) => slot,
             Err(AcquireError::QueueFull) => return respond::queue_full(&revision.revision),
             Err(AcquireError::Timeout) => return respond::timeout(&revision.revision, revision.timeout, true),
@@ -145,7 +152,7 @@ impl Ingress {
     async fn forward(
         &self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         host: &HeaderValue,
         revision: &RevisionEndpoints,
         slot: InFlight,
@@ -158,55 +165,92 @@ impl Ingress {
         let upgrade = requested_upgrade(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(http::uri::Scheme::HTTP);
-        uri.authority = Some(endpoint.authority.clone());
-        uri.path_and_query = Some(
-            parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        parts.uri = match Uri::from_parts(uri) {
-            Ok(uri) => uri,
-            Err(e) => return respond::instance_failed(&revision.revision, &endpoint.name, &e.to_string()),
-        };
-        prepare_headers(&mut parts.headers, host, client);
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        prepare_headers(&mut parts.headers, host, &client.ip);
         if let Some(protocol) = &upgrade {
             parts.headers.insert(header::UPGRADE, protocol.clone());
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let upstream = if revision.h2c && upgrade.is_none() {
+        let body = Limited::new(body, usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX));
+        let timed_out = || respond::timeout(&revision.revision, revision.timeout, false);
+        if !revision.h2c && upgrade.is_none() {
+            // Plain HTTP/1.1: on a connection this task drives itself.
+            parts.version = Version::HTTP_11;
+            parts.uri = Uri::from(path);
+            let request = Request::from_parts(parts, body);
+            // Boxed: the exchange's state is large, and hyper moves the future of each request.
+            let exchange = Box::pin(tokio::time::timeout_at(
+                deadline,
+                endpoint.connections.send(endpoint.addr, request),
+            ));
+            return match exchange.await {
+                Err(_) => timed_out(),
+                Ok(Err(e)) => self.failed(revision, &endpoint, &e),
+                Ok(Ok(response)) => pass_back(response, slot),
+            };
+        }
+        // h2c and upgrades: on the shared clients, whose connections run in tasks of their own.
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(endpoint.authority.clone());
+        uri.path_and_query = Some(path);
+        parts.uri = match Uri::from_parts(uri) {
+            Ok(uri) => uri,
+            Err(e) => return respond::instance_failed(&revision.revision, &endpoint.name, &e.to_string()),
+        };
+        let upstream = if upgrade.is_none() {
             parts.version = Version::HTTP_2;
             &self.h2c
         } else {
             parts.version = Version::HTTP_11;
             &self.http1
         };
-        let body = Limited::new(body, usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX));
         let request = Request::from_parts(parts, body);
-        let response = match tokio::time::timeout_at(deadline, upstream.request(request)).await {
-            Err(_) => return respond::timeout(&revision.revision, revision.timeout, false),
-            Ok(Err(e)) if is_length_limit(&e) => return respond::body_too_large(self.config.max_body_bytes),
-            Ok(Err(e)) => return respond::instance_failed(&revision.revision, &endpoint.name, &error_chain(&e)),
-            Ok(Ok(response)) => response,
-        };
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client_upgrade) = client_upgrade
-        {
-            return self.tunnel(response, client_upgrade, slot);
+        match Box::pin(tokio::time::timeout_at(deadline, upstream.request(request))).await {
+            Err(_) => timed_out(),
+            Ok(Err(e)) => self.failed(revision, &endpoint, &e),
+            Ok(Ok(response)) => match client_upgrade {
+                Some(client_upgrade) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    self.tunnel(response, client_upgrade, slot)
+                }
+                _ => pass_back(response, slot),
+            },
         }
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        let body = InFlightBody {
-            inner: body,
-            _slot: slot,
-        };
-        Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
     }
+
+    /// The answer when the instance could not be asked or did not answer.
+    fn failed(
+        &self,
+        revision: &RevisionEndpoints,
+        endpoint: &Endpoint,
+        error: &(dyn std::error::Error + 'static),
+    ) -> Response<ProxyBody> {
+        if is_length_limit(error) {
+            return respond::body_too_large(self.config.max_body_bytes);
+        }
+        respond::instance_failed(&revision.revision, &endpoint.name, &error_chain(error))
+    }
+}
+
+/// The instance's response, on its way to the client: hop-by-hop headers dropped, and the
+/// request's slot on the instance held until the body has ended.
+fn pass_back<B>(response: Response<B>, slot: InFlight) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes, Error = hyper::Error> + Unpin + Send + 'static,
+{
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = HoldingBody {
+        inner: body,
+        _held: slot,
+    };
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
 }
 
 impl Ingress {
@@ -262,6 +306,10 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over their few names is cheaper than a lookup of each.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -276,17 +324,16 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Makes the client's headers fit to send on: hop-by-hop ones removed, `Host` kept (HTTP/2
 /// clients send it as the authority), and the X-Forwarded-* set.
-fn prepare_headers(headers: &mut HeaderMap, host: &HeaderValue, client: SocketAddr) {
+fn prepare_headers(headers: &mut HeaderMap, host: &HeaderValue, client_ip: &HeaderValue) {
     strip_hop_by_hop(headers);
     if !headers.contains_key(header::HOST) {
         headers.insert(header::HOST, host.clone());
     }
-    let client_ip = client.ip().to_string();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip,
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        Some(previous) => HeaderValue::from_bytes(&[previous.as_bytes(), b", ", client_ip.as_bytes()].concat()).ok(),
+        None => Some(client_ip.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -320,17 +367,18 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// A response body that holds the request's slot on its instance until the body ends.
-struct InFlightBody {
-    inner: Incoming,
-    _slot: InFlight,
+/// A body that keeps `G` (a request's slot on its instance, its place among a connection's
+/// open requests) alive for as long as the body is not done with.
+pub(crate) struct HoldingBody<B, G> {
+    pub(crate) inner: B,
+    pub(crate) _held: G,
 }
 
-impl Body for InFlightBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
+impl<B: Body + Unpin, G: Unpin> Body for HoldingBody<B, G> {
+    type Data = B::Data;
+    type Error = B::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -356,7 +404,7 @@ mod tests {
         headers.insert("x-custom", HeaderValue::from_static("kept"));
         headers.insert(X_FORWARDED_FOR.clone(), HeaderValue::from_static("10.0.0.1"));
         let host = HeaderValue::from_static("hello.localhost:8080");
-        prepare_headers(&mut headers, &host, "127.0.0.1:5555".parse().unwrap());
+        prepare_headers(&mut headers, &host, &HeaderValue::from_static("127.0.0.1"));
         assert!(headers.get(header::CONNECTION).is_none());
         assert!(headers.get("x-secret").is_none());
         assert!(headers.get("keep-alive").is_none());
@@ -365,6 +413,20 @@ mod tests {
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
         assert_eq!(headers[&X_FORWARDED_HOST], "hello.localhost:8080");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_even_without_a_connection_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/plain");
+        let mut plain = headers.clone();
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain, headers, "a message without hop-by-hop headers is left as it is");
     }
 
     #[test]

@@ -199,7 +199,7 @@ async fn bind_for_containers(gateway: Option<IpAddr>, bound: SocketAddr, what: &
 
 /// Serves an axum router (the admin API, the broker ingress) on `listener`.
 async fn serve_router(listener: TcpListener, app: axum::Router, limits: ConnectionLimits, shutdown: CancellationToken) {
-    serve(listener, limits, shutdown, move |request, _remote| {
+    serve(listener, limits, shutdown, move |request, _peer| {
         let app = app.clone();
         async move {
             match app.oneshot(request).await {

@@ -573,13 +573,23 @@ impl Serving {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = sample.tick() => self.sample(Instant::now()),
-                _ = tick.tick() => self.decide(Instant::now()),
+                _ = tick.tick() => {
+                    self.decide(Instant::now());
+                    self.close_idle_connections();
+                }
                 () = self.demand.notified() => {
                     let now = Instant::now();
                     self.sample(now);
                     self.decide(now);
                 }
             }
+        }
+    }
+
+    /// Closes proxy connections that instances have not used for a while.
+    fn close_idle_connections(&self) {
+        for revision in self.state().revisions.values() {
+            revision.endpoints.close_idle_connections();
         }
     }
 

@@ -154,6 +154,34 @@ fn oversized_headers_and_bodies_are_refused_and_idle_clients_cut() {
         "closed after {:?}",
         started.elapsed()
     );
+    // So is a keep-alive client that stops asking, and one that sends a head ever so slowly.
+    for (what, sent) in [
+        (
+            "a request, then nothing",
+            "GET / HTTP/1.1\r\nHost: small.localhost\r\n\r\n",
+        ),
+        ("half a head", "GET / HTTP/1.1\r\nHost: small.localhost\r\n"),
+    ] {
+        let mut client = TcpStream::connect(rouse.ingress).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        client.write_all(sent.as_bytes()).unwrap();
+        let started = tokio::time::Instant::now();
+        let mut answer = Vec::new();
+        client
+            .read_to_end(&mut answer)
+            .unwrap_or_else(|e| panic!("{what}: the connection must be closed, not left open: {e}"));
+        let answer = String::from_utf8_lossy(&answer);
+        if sent.ends_with("\r\n\r\n") {
+            assert!(answer.starts_with("HTTP/1.1 200"), "{what}: {answer:.80}");
+        } else {
+            assert!(answer.is_empty(), "{what}: {answer:.80}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: closed after {:?}",
+            started.elapsed()
+        );
+    }
     // The admin API applies the same idle timeout.
     let mut idle_api = TcpStream::connect(rouse.api).unwrap();
     idle_api.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
