@@ -4,9 +4,12 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -87,7 +91,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         connections.spawn(serve_connection(
-            stream,
+            Lingering::new(stream),
             Peer::new(remote),
             builder.clone(),
             limits.idle_timeout,
@@ -112,7 +116,7 @@ where
 /// it has not. That also cuts a client that connects and sends nothing, or sends a request
 /// head ever so slowly.
 async fn serve_connection<H, F, B>(
-    stream: TcpStream,
+    stream: Lingering,
     peer: Peer,
     builder: Arc<auto::Builder<TokioExecutor>>,
     idle_timeout: Duration,
@@ -178,6 +182,103 @@ async fn serve_connection<H, F, B>(
                 idle_check.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
             }
         }
+    }
+}
+
+/// How long a closed connection keeps reading what its client still sends (see [`Lingering`]).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A client connection that, once the server has closed its side, reads and discards what the
+/// client still sends before the socket is closed: a "lingering close", as nginx and Apache do.
+///
+/// A server that answers before reading the whole request body (413, or an early answer from
+/// an instance) closes the connection with the rest of the body unread. Closing a socket with
+/// unread data makes the kernel send a reset, and a client that is still uploading loses the
+/// answer it was sent. Draining until the client's own end of stream (or [`LINGER`]) lets it
+/// read that answer. A connection that already saw the client's end of stream closes at once.
+struct Lingering {
+    stream: Option<TcpStream>,
+    /// The server shut its side down (sent FIN).
+    shut: bool,
+    /// The client ended its side (a read returned end of stream).
+    client_ended: bool,
+}
+
+impl Lingering {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream: Some(stream),
+            shut: false,
+            client_ended: false,
+        }
+    }
+
+    fn stream(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.stream.as_mut().expect("the stream is only taken on drop"))
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let room = buf.remaining() > 0;
+        let polled = self.stream().poll_read(cx, buf);
+        if room && matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == before {
+            self.client_ended = true;
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.stream().poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.stream().poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.as_ref().is_some_and(TcpStream::is_write_vectored)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.stream().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let polled = self.stream().poll_shutdown(cx);
+        if matches!(polled, Poll::Ready(Ok(()))) {
+            self.shut = true;
+        }
+        polled
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        if !self.shut || self.client_ended {
+            return;
+        }
+        let (Some(mut stream), Ok(runtime)) = (self.stream.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut discard = [0u8; 8192];
+            let drain = async {
+                while let Ok(read) = stream.read(&mut discard).await {
+                    if read == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        });
     }
 }
 

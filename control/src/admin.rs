@@ -103,7 +103,34 @@ pub fn router(admin: Arc<Admin>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(reject_oversized))
         .with_state(admin)
+}
+
+/// Answers 413 to a request whose declared length is over the limit before reading any of
+/// it, so a client that sent `Expect: 100-continue` never uploads the body; a chunked body
+/// that grows past the limit is stopped by `DefaultBodyLimit`, and gets the same JSON error.
+async fn reject_oversized(request: Request, next: Next) -> Response {
+    let too_large = |size: String| {
+        let error = format!("the request body is {size} bytes; the admin API takes at most {MAX_BODY_BYTES} bytes");
+        (StatusCode::PAYLOAD_TOO_LARGE, Json(ErrorBody { error })).into_response()
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > MAX_BODY_BYTES as u64 => too_large(length.to_string()),
+        _ => {
+            let response = next.run(request).await;
+            if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large("over".to_string())
+            } else {
+                response
+            }
+        }
+    }
 }
 
 async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {

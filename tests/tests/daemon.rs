@@ -2,8 +2,11 @@
 //! security, and what client commands say when the daemon is not there.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
+use std::time::Duration;
 
 use rouse_tests::{Rouse, rouse_binary};
 
@@ -115,31 +118,75 @@ fn rouse_home_env_works_like_the_flag() {
     assert_eq!(list["kind"], "ServiceList");
 }
 
+/// 413 with a JSON error whether the body declares its length (curl then waits for
+/// `100 Continue` and never uploads it) or is chunked and sent at once (the daemon answers
+/// mid-upload, and must still let the client read that answer).
 #[test]
 fn admin_api_rejects_oversized_bodies() {
     let rouse = Rouse::start();
     let token = fs::read_to_string(rouse.home().join("token")).unwrap();
-    let big = "x".repeat(2 * 1024 * 1024);
+    let big = "x".repeat(8 * 1024 * 1024);
     let body_file = rouse.home().join("big.json");
     fs::write(&body_file, format!("{{\"template\":{{\"image\":\"{big}\"}}}}")).unwrap();
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "PUT",
-            "-H",
-            "content-type: application/json",
-            "-H",
-        ])
-        .arg(format!("Authorization: Bearer {}", token.trim()))
-        .arg("--data-binary")
-        .arg(format!("@{}", body_file.display()))
-        .arg(format!("http://{}/v1/services/big", rouse.api))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "413");
+    let answer_file = rouse.home().join("answer.json");
+    for extra in [[].as_slice(), &["-H", "transfer-encoding: chunked", "-H", "expect:"]] {
+        for _ in 0..3 {
+            let out = Command::new("curl")
+                .args(["-s", "-o"])
+                .arg(&answer_file)
+                .args([
+                    "-w",
+                    "%{http_code}",
+                    "-X",
+                    "PUT",
+                    "-H",
+                    "content-type: application/json",
+                ])
+                .args(extra)
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {}", token.trim()))
+                .arg("--data-binary")
+                .arg(format!("@{}", body_file.display()))
+                .arg(format!("http://{}/v1/services/big", rouse.api))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "413", "curl {extra:?}");
+            let answer = fs::read_to_string(&answer_file).unwrap();
+            let answer: serde_json::Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+            let error = answer["error"].as_str().unwrap();
+            assert!(error.contains("at most 1048576 bytes"), "{error}");
+        }
+    }
+    // A client that writes its whole request before it reads (as Python's http.client does):
+    // it gets its answer only if the daemon keeps reading after it answered, instead of
+    // closing on unread data (which resets the connection under the client's feet).
+    let body = fs::read(&body_file).unwrap();
+    for framing in [
+        format!("content-length: {}", body.len()),
+        "transfer-encoding: chunked".to_string(),
+    ] {
+        let mut request = format!(
+            "PUT /v1/services/big HTTP/1.1\r\nhost: rouse\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\n{framing}\r\n\r\n",
+            token.trim()
+        )
+        .into_bytes();
+        if framing.starts_with("transfer") {
+            request.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+            request.extend_from_slice(&body);
+            request.extend_from_slice(b"\r\n0\r\n\r\n");
+        } else {
+            request.extend_from_slice(&body);
+        }
+        let mut stream = TcpStream::connect(rouse.api).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .write_all(&request)
+            .unwrap_or_else(|e| panic!("{framing}: sending the request: {e}"));
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|e| panic!("{framing}: reading the answer: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 413"), "{framing}: {answer}");
+    }
 }
