@@ -128,9 +128,8 @@ impl Ingress {
             return respond::unknown_host(&host, &self.config.domain);
         };
         *routed = Some(revision.clone());
-        if let Some(length) = content_length(request.headers())
-            && length > self.config.max_body_bytes
-        {
+        // A declared length (hyper has checked the header) is the body's exact size hint.
+        if request.body().size_hint().lower() > self.config.max_body_bytes {
             return respond::body_too_large(self.config.max_body_bytes);
         }
         let deadline = start + revision.timeout;
@@ -298,10 +297,6 @@ fn request_host<B>(request: &Request<B>) -> Option<HeaderValue> {
         Some(host) => Some(host.clone()),
         None => HeaderValue::from_str(request.uri().authority()?.as_str()).ok(),
     }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.

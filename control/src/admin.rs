@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -111,25 +111,20 @@ pub fn router(admin: Arc<Admin>) -> Router {
 /// it, so a client that sent `Expect: 100-continue` never uploads the body; a chunked body
 /// that grows past the limit is stopped by `DefaultBodyLimit`, and gets the same JSON error.
 async fn reject_oversized(request: Request, next: Next) -> Response {
-    let too_large = |size: String| {
-        let error = format!("the request body is {size} bytes; the admin API takes at most {MAX_BODY_BYTES} bytes");
+    let too_large = |size: &str| {
+        let error = format!("the request body is {size}; the admin API takes at most {MAX_BODY_BYTES} bytes");
         (StatusCode::PAYLOAD_TOO_LARGE, Json(ErrorBody { error })).into_response()
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > MAX_BODY_BYTES as u64 => too_large(length.to_string()),
-        _ => {
-            let response = next.run(request).await;
-            if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large("over".to_string())
-            } else {
-                response
-            }
-        }
+    // A declared length is the body's exact size hint.
+    let declared = request.body().size_hint().lower();
+    if declared > MAX_BODY_BYTES as u64 {
+        return too_large(&format!("{declared} bytes"));
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large("over the limit")
+    } else {
+        response
     }
 }
 

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use axum::Router;
+use axum::body::HttpBody as _;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use dashmap::DashMap;
-use http::{Method, header};
+use http::Method;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::watch;
 
@@ -208,12 +209,8 @@ async fn receive(
         Mode::Batch => ("batch", config.max_batch_bytes),
         Mode::Binary | Mode::Structured => ("event", config.max_event_bytes),
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    // A declared length is the body's exact size hint: reject before reading any of it.
+    if request.body().size_hint().lower() > limit as u64 {
         return reject_large(what, limit);
     }
     let (parts, body) = request.into_parts();
