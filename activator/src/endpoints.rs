@@ -5,7 +5,7 @@
 //! drives the least-in-flight pick, the containerConcurrency limit and draining.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -117,6 +117,8 @@ pub enum AcquireError {
     QueueFull,
     /// No instance had capacity before the deadline.
     Timeout,
+    /// The revision was removed while the request waited: nothing will serve it here.
+    Closed,
 }
 
 /// The instances of one revision that may take requests.
@@ -138,6 +140,8 @@ pub struct RevisionEndpoints {
     changed: Notify,
     /// Requests currently waiting for capacity.
     waiting: AtomicUsize,
+    /// Set when the revision is gone: waiting requests leave at once instead of at timeout.
+    closed: AtomicBool,
     /// Rotates the starting point of the pick so ties spread over instances.
     next: AtomicUsize,
     /// Requests that got a slot, ever (for the requests-per-second metric).
@@ -160,6 +164,7 @@ impl RevisionEndpoints {
             ready: RwLock::new(Vec::new()),
             changed: Notify::new(),
             waiting: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             next: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             demand: OnceLock::new(),
@@ -200,6 +205,17 @@ impl RevisionEndpoints {
         for endpoint in self.ready.read().unwrap_or_else(|e| e.into_inner()).iter() {
             endpoint.connections.close_expired();
         }
+    }
+
+    /// Ends this revision's service: requests waiting now and later get [`AcquireError::Closed`].
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether [`RevisionEndpoints::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Requests waiting for capacity now.
@@ -258,6 +274,9 @@ impl RevisionEndpoints {
         if let Some(slot) = self.try_acquire() {
             return Ok(slot);
         }
+        if self.is_closed() {
+            return Err(AcquireError::Closed);
+        }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= max_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(AcquireError::QueueFull);
@@ -273,6 +292,9 @@ impl RevisionEndpoints {
             changed.as_mut().enable();
             if let Some(slot) = self.try_acquire() {
                 return Ok(slot);
+            }
+            if self.is_closed() {
+                return Err(AcquireError::Closed);
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return self.try_acquire().ok_or(AcquireError::Timeout);
@@ -380,6 +402,21 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(rev.acquire(deadline, 1).await.map(|_| ()), Err(AcquireError::QueueFull));
         assert_eq!(first.await.unwrap(), Err(AcquireError::Timeout));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_releases_waiting_requests_at_once() {
+        let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 0);
+        let began = Instant::now();
+        let waiter = {
+            let rev = rev.clone();
+            tokio::spawn(async move { rev.acquire(began + Duration::from_secs(300), 10).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        rev.close();
+        assert_eq!(waiter.await.unwrap(), Err(AcquireError::Closed));
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        assert_eq!(rev.acquire(began + Duration::from_secs(1), 10).await.map(|_| ()), Err(AcquireError::Closed));
     }
 
     #[tokio::test(start_paused = true)]

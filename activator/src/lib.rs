@@ -29,7 +29,7 @@ pub mod server;
 pub mod upstream;
 
 pub use config::IngressConfig;
-pub use endpoints::{Endpoint, RevisionEndpoints};
+pub use endpoints::{AcquireError, Endpoint, RevisionEndpoints};
 pub use metrics::IngressMetrics;
 pub use proxy::Ingress;
 pub use route::{RouteTable, ServiceRoute};

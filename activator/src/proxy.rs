@@ -143,6 +143,7 @@ impl Ingress {
             Ok(slot) => slot,
             Err(AcquireError::QueueFull) => return respond::queue_full(&revision.revision),
             Err(AcquireError::Timeout) => return respond::timeout(&revision.revision, revision.timeout, true),
+            Err(AcquireError::Closed) => return respond::revision_gone(&revision.revision),
         };
         self.forward(request, client, &host_value, &revision, slot, deadline)
             .await

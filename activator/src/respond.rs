@@ -46,6 +46,14 @@ pub fn queue_full(revision: &str) -> Response<ProxyBody> {
     )
 }
 
+/// 503: the revision was removed (its service deleted or redeployed) while the request waited.
+pub fn revision_gone(revision: &str) -> Response<ProxyBody> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("revision {revision} was removed while the request waited for it; retry"),
+    )
+}
+
 /// 504: no instance became available, or the instance did not answer, within the timeout.
 pub fn timeout(revision: &str, timeout: Duration, waiting: bool) -> Response<ProxyBody> {
     let what = if waiting {

@@ -50,6 +50,23 @@ impl ServiceRoute {
         self.tags.get(tag)
     }
 
+    /// Whether `other` sends every share and tag to the very same revision objects. Names are
+    /// not enough: a revision deleted and declared again under its old name has new endpoints,
+    /// and a route left on the old ones would queue requests nobody serves.
+    pub fn same_as(&self, other: &ServiceRoute) -> bool {
+        self.split.len() == other.split.len()
+            && self
+                .split
+                .iter()
+                .zip(&other.split)
+                .all(|((a, p), (b, q))| Arc::ptr_eq(a, b) && p == q)
+            && self.tags.len() == other.tags.len()
+            && self
+                .tags
+                .iter()
+                .all(|(tag, a)| other.tags.get(tag).is_some_and(|b| Arc::ptr_eq(a, b)))
+    }
+
     /// A summary that changes whenever the route does: (revision, share) and (tag, revision).
     pub fn shape(&self) -> RouteShape {
         let split = self.split.iter().map(|(r, p)| (r.revision.clone(), *p)).collect();
@@ -130,5 +147,17 @@ mod tests {
         assert!(table.lookup("svc", 50).is_none());
         table.remove("my-svc");
         assert!(table.lookup("canary-my-svc", 50).is_none());
+    }
+
+    #[test]
+    fn routes_are_the_same_only_over_the_same_endpoints() {
+        let a = revision("s-00001");
+        let route = ServiceRoute::single(a.clone());
+        assert!(route.same_as(&ServiceRoute::single(a.clone())));
+        let renewed = ServiceRoute::single(revision("s-00001"));
+        assert_eq!(route.shape(), renewed.shape());
+        assert!(!route.same_as(&renewed), "same names, other endpoints");
+        let tagged = ServiceRoute::new(vec![(a.clone(), 100)], HashMap::from([("t".to_string(), a)]));
+        assert!(!route.same_as(&tagged));
     }
 }

@@ -11,6 +11,7 @@
 //! - [`runtime`]: the trait every backend implements (Docker now, Kubernetes later).
 //! - [`probe`]: the HTTP readiness probe shared by backends.
 //! - [`docker`]: the Docker backend, via bollard.
+//! - [`memory`] (feature `test-util`): an in-memory backend with injectable faults, for tests.
 //! - `logs` (private): cutting a container's output chunks into lines.
 //! - [`error`]: the one error type of this crate.
 
@@ -20,6 +21,8 @@ pub mod docker;
 pub mod error;
 pub mod instance;
 mod logs;
+#[cfg(any(test, feature = "test-util"))]
+pub mod memory;
 pub mod probe;
 pub mod runtime;
 

@@ -97,6 +97,13 @@ struct State {
     stopping: HashSet<String>,
 }
 
+impl State {
+    /// The live state of `revision` if it is still the one of `generation`.
+    fn live(&mut self, revision: &str, generation: u64) -> Option<&mut RevisionState> {
+        self.revisions.get_mut(revision).filter(|r| r.generation == generation)
+    }
+}
+
 struct RevisionState {
     revision: Revision,
     endpoints: Arc<RevisionEndpoints>,
@@ -112,7 +119,16 @@ struct RevisionState {
     cancel: CancellationToken,
     /// The autoscaler's view of this revision.
     scaling: Scaling,
+    /// Made from the store at start, before the runtime was listed: the first pass sets the
+    /// autoscaler's starting point from what runs.
+    restored: bool,
+    /// Tells this live state from an earlier one of the same name (a service deleted and
+    /// declared again): a task started for the earlier one must not edit this one.
+    generation: u64,
 }
+
+/// Source of [`RevisionState::generation`].
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Autoscaling state of one revision.
 struct Scaling {
@@ -193,7 +209,15 @@ impl RevisionState {
             retry_at: None,
             last_crash: None,
             cancel: CancellationToken::new(),
+            restored: false,
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Ends the revision's live state: start tasks stop, waiting requests leave.
+    fn close(&self) {
+        self.cancel.cancel();
+        self.endpoints.close();
     }
 
     fn active(&self) -> usize {
@@ -265,7 +289,7 @@ impl Serving {
         settings: ServingSettings,
         metrics: ServingMetrics,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let serving = Arc::new(Self {
             runtime,
             store,
             routes,
@@ -279,7 +303,33 @@ impl Serving {
             frozen_budget: settings.frozen_budget,
             gc: settings.gc,
             sinks: settings.sinks,
-        })
+        });
+        if let Err(e) = serving.restore() {
+            tracing::warn!(error = %e, "cannot route stored services yet; the first pass will");
+        }
+        serving
+    }
+
+    /// Routes every stored service before the first pass, so that a restarted daemon's
+    /// ingress holds requests for instances about to be adopted instead of answering 404.
+    fn restore(&self) -> Result<(), ControlError> {
+        let services = self.store.services()?;
+        let revisions = self.store.revisions()?;
+        let mut state = self.state();
+        for revision in revisions {
+            if !services.iter().any(|s| s.name == revision.service) {
+                continue;
+            }
+            let mut live = RevisionState::new(revision, &self.autoscaler, &self.demand, None);
+            live.restored = true;
+            state.revisions.insert(live.revision.name.clone(), live);
+        }
+        for service in &services {
+            if let Some(route) = route_for(service, &state) {
+                self.routes.set(&service.name, route);
+            }
+        }
+        Ok(())
     }
 
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -467,7 +517,7 @@ impl Serving {
         let mut ids = Vec::new();
         for name in names {
             if let Some(revision) = state.revisions.remove(&name) {
-                revision.cancel.cancel();
+                revision.close();
                 self.metrics.forget(&revision.revision.service, &revision.revision.name);
                 for instance in revision.instances {
                     revision.endpoints.remove(&instance.id);
@@ -697,6 +747,10 @@ impl Serving {
 
     /// One pass: compare store and runtime, then act.
     async fn reconcile(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(), ControlError> {
+        // The runtime first: the store is read after the await, so a deploy that landed while
+        // the runtime answered is seen (a snapshot from before it would drop the new
+        // revision's live state, and the route a request already waits on with it).
+        let listed = self.runtime.list().await?;
         let services: HashMap<String, Service> = self
             .store
             .services()?
@@ -705,7 +759,6 @@ impl Serving {
             .collect();
         let mut revisions = self.store.revisions()?;
         self.collect_garbage(&services, &mut revisions)?;
-        let listed = self.runtime.list().await?;
         let now = Instant::now();
         let mut state = self.state();
 
@@ -714,18 +767,25 @@ impl Serving {
             let Some(service) = services.get(&revision.service) else {
                 continue;
             };
-            if !state.revisions.contains_key(&revision.name) {
-                // Found again after a restart: the autoscaler starts from what runs.
-                let was_ready = (service.latest_ready_revision.as_deref() == Some(revision.name.as_str())).then(|| {
+            // Found again after a restart: the autoscaler starts from what runs.
+            let was_ready = || {
+                (service.latest_ready_revision.as_deref() == Some(revision.name.as_str())).then(|| {
                     listed
                         .iter()
                         .filter(|i| i.revision == revision.name && i.state == InstanceState::Running)
                         .count() as u32
-                });
-                state.revisions.insert(
-                    revision.name.clone(),
-                    RevisionState::new(revision.clone(), &self.autoscaler, &self.demand, was_ready),
-                );
+                })
+            };
+            match state.revisions.get_mut(&revision.name) {
+                None => {
+                    let live = RevisionState::new(revision.clone(), &self.autoscaler, &self.demand, was_ready());
+                    state.revisions.insert(revision.name.clone(), live);
+                }
+                Some(live) if live.restored => {
+                    live.scaling.desired = was_ready();
+                    live.restored = false;
+                }
+                Some(_) => {}
             }
         }
         let stored: HashSet<&str> = revisions.iter().map(|r| r.name.as_str()).collect();
@@ -737,7 +797,7 @@ impl Serving {
             .collect();
         for name in forgotten {
             if let Some(revision) = state.revisions.remove(&name) {
-                revision.cancel.cancel();
+                revision.close();
                 self.metrics.forget(&revision.revision.service, &revision.revision.name);
             }
         }
@@ -779,16 +839,8 @@ impl Serving {
                     }
                     _ => self.spawn_stop(&mut state, tasks, instance.id.clone()),
                 },
-                // It died and the exit event was missed.
-                (Some(_), Some(record)) => {
-                    if let InstanceState::Exited { code } = instance.state
-                        && record.phase == InstancePhase::Ready
-                    {
-                        let serving = self.clone();
-                        let id = instance.id.clone();
-                        tasks.spawn(async move { serving.instance_exited(&id, Some(code)).await });
-                    }
-                }
+                // Known: what runs may have changed behind our back.
+                (Some(_), Some(record)) => self.repair_drift(&mut state, tasks, instance, &record),
             }
         }
 
@@ -870,6 +922,46 @@ impl Serving {
         }
         self.enforce_frozen_budget(&mut state, tasks);
         Ok(())
+    }
+
+    /// Brings a known instance back to its phase when the runtime shows it in another state:
+    /// someone paused, unpaused, stopped or killed it, or its exit event was lost.
+    fn repair_drift(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, seen: &Instance, record: &InstanceRecord) {
+        let revision = &seen.revision;
+        let id = seen.id.clone();
+        match (&seen.state, record.phase) {
+            // It died and the exit event was missed.
+            (InstanceState::Exited { code }, InstancePhase::Ready) => {
+                let (serving, code) = (self.clone(), *code);
+                tasks.spawn(async move { serving.instance_exited(&id, Some(code)).await });
+            }
+            // Frozen and then killed: nothing to keep.
+            (InstanceState::Exited { .. }, InstancePhase::Frozen) => {
+                tracing::info!(%revision, instance = %record.name, "frozen instance exited; removing it");
+                self.spawn_remove_frozen(state, tasks, revision, &id);
+            }
+            // Paused while serving: requests sent to it would hang.
+            (InstanceState::Paused, InstancePhase::Ready) => {
+                tracing::warn!(%revision, instance = %record.name, "instance paused behind our back; thawing it");
+                let serving = self.clone();
+                tasks.spawn(async move {
+                    if let Err(e) = serving.runtime.unpause(&id).await {
+                        tracing::warn!(instance = %id, error = %e, "cannot thaw instance");
+                    }
+                });
+            }
+            // Unpaused while frozen: it holds CPU nobody asked for, and the state says frozen.
+            (InstanceState::Running, InstancePhase::Frozen) => {
+                tracing::warn!(%revision, instance = %record.name, "frozen instance unpaused behind our back; freezing it again");
+                let serving = self.clone();
+                tasks.spawn(async move {
+                    if let Err(e) = serving.runtime.pause(&id).await {
+                        tracing::warn!(instance = %id, error = %e, "cannot freeze instance again");
+                    }
+                });
+            }
+            _ => {}
+        }
     }
 
     /// Over the memory budget for frozen instances, removes the least recently frozen first.
@@ -1042,7 +1134,7 @@ impl Serving {
         if self
             .routes
             .get(&service.name)
-            .is_some_and(|current| current.shape() == route.shape())
+            .is_some_and(|current| current.same_as(&route))
         {
             return;
         }
@@ -1204,12 +1296,13 @@ impl Serving {
         let spec = instance_spec(&rev.revision, &self.sinks);
         let ready = readiness(&rev.revision.template);
         let cancel = rev.cancel.clone();
+        let generation = rev.generation;
         *state.starting.entry(spec.service.clone()).or_default() += 1;
         let serving = self.clone();
         let revision = revision.to_string();
         tasks.spawn(async move {
             let service = spec.service.clone();
-            serving.start(&revision, spec, &ready, cancel).await;
+            serving.start(&revision, generation, spec, &ready, cancel).await;
             let mut state = serving.state();
             if let Some(n) = state.starting.get_mut(&service) {
                 *n = n.saturating_sub(1);
@@ -1218,7 +1311,14 @@ impl Serving {
     }
 
     /// Creates one instance, probes it until it answers, and makes it available.
-    async fn start(self: &Arc<Self>, revision: &str, spec: InstanceSpec, ready: &Readiness, cancel: CancellationToken) {
+    async fn start(
+        self: &Arc<Self>,
+        revision: &str,
+        generation: u64,
+        spec: InstanceSpec,
+        ready: &Readiness,
+        cancel: CancellationToken,
+    ) {
         tracing::info!(%revision, "starting instance");
         let began = Instant::now();
         let created = self.runtime.create(&spec).await;
@@ -1226,8 +1326,8 @@ impl Serving {
             Ok(instance) => instance,
             Err(e) => {
                 let mut state = self.state();
-                if let Some(rev) = state.revisions.get_mut(revision) {
-                    rev.creating -= 1;
+                if let Some(rev) = state.live(revision, generation) {
+                    rev.creating = rev.creating.saturating_sub(1);
                     let crash = Crash {
                         reason: "CreateFailed".to_string(),
                         message: format!("cannot create an instance: {e}"),
@@ -1243,9 +1343,9 @@ impl Serving {
         };
         let recorded = {
             let mut state = self.state();
-            match state.revisions.get_mut(revision) {
+            match state.live(revision, generation) {
                 Some(rev) => {
-                    rev.creating -= 1;
+                    rev.creating = rev.creating.saturating_sub(1);
                     rev.instances
                         .push(InstanceRecord::new(&created, created.endpoint, InstancePhase::Starting));
                     true
@@ -1613,3 +1713,8 @@ mod tests {
         assert_eq!(ids(over_budget(all, 0)), ["a", "b", "c"]);
     }
 }
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod scenarios;
