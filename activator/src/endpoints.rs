@@ -416,7 +416,10 @@ mod tests {
         rev.close();
         assert_eq!(waiter.await.unwrap(), Err(AcquireError::Closed));
         assert_eq!(began.elapsed(), Duration::ZERO);
-        assert_eq!(rev.acquire(began + Duration::from_secs(1), 10).await.map(|_| ()), Err(AcquireError::Closed));
+        assert_eq!(
+            rev.acquire(began + Duration::from_secs(1), 10).await.map(|_| ()),
+            Err(AcquireError::Closed)
+        );
     }
 
     #[tokio::test(start_paused = true)]

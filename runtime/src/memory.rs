@@ -511,7 +511,9 @@ mod tests {
         let i = rt.create(&spec()).await.unwrap();
         assert!(!rt.answers(&i.id));
         let began = Instant::now();
-        rt.wait_ready(&i, &Readiness::default(), Duration::from_secs(5)).await.unwrap();
+        rt.wait_ready(&i, &Readiness::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(began.elapsed(), Duration::from_millis(300));
         rt.stop(&i.id, Duration::from_secs(1)).await.unwrap();
         assert!(!rt.exists(&i.id));

@@ -172,7 +172,13 @@ impl Harness {
 
     /// Sends a request to `host` that takes `work` once an instance has it.
     pub(super) async fn request(&self, host: &str, work: Duration) -> Outcome {
-        request(self.daemon().routes.clone(), self.engine.clone(), host.to_string(), work).await
+        request(
+            self.daemon().routes.clone(),
+            self.engine.clone(),
+            host.to_string(),
+            work,
+        )
+        .await
     }
 
     /// The same request, in the background.
@@ -232,7 +238,12 @@ async fn request(routes: Arc<RouteTable>, engine: MemoryRuntime, host: String, w
     let answered = async {
         let mut worked = Duration::ZERO;
         loop {
-            if !engine.exists(&instance) || matches!(engine.instances().iter().find(|i| i.id == instance).map(|i| &i.state), Some(InstanceState::Exited { .. })) {
+            if !engine.exists(&instance)
+                || matches!(
+                    engine.instances().iter().find(|i| i.id == instance).map(|i| &i.state),
+                    Some(InstanceState::Exited { .. })
+                )
+            {
                 return false;
             }
             if engine.answers(&instance) {

@@ -19,7 +19,10 @@ async fn deployed(name: &str) -> Harness {
     let h = Harness::start();
     h.deploy(name, template(|_| {}));
     let revision = format!("{name}-00001");
-    assert!(h.eventually(SETTLE, |h| h.running(&revision).len() == 1).await, "first instance");
+    assert!(
+        h.eventually(SETTLE, |h| h.running(&revision).len() == 1).await,
+        "first instance"
+    );
     h
 }
 
@@ -231,11 +234,18 @@ async fn old_revisions_beyond_the_limit_are_collected_with_their_instances() {
                 .unwrap()
                 .latest_ready_revision
                 .is_some_and(|r| h.running(&r).len() == 1))
-            .await
+                .await
         );
     }
     tokio::time::sleep(SETTLE).await;
-    let names: Vec<_> = h.serving().store().revisions_of("web").unwrap().into_iter().map(|r| r.name).collect();
+    let names: Vec<_> = h
+        .serving()
+        .store()
+        .revisions_of("web")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(names, ["web-00003", "web-00004"]);
     let revisions: Vec<_> = h.engine.instances().into_iter().map(|i| i.revision).collect();
     assert_eq!(revisions, ["web-00004"], "old revisions' instances are gone");

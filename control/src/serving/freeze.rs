@@ -1,0 +1,301 @@
+//! Going to zero and back: draining, freezing, thawing, the frozen retention and the memory
+//! budget for frozen instances.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rouse_api::status::InstancePhase;
+use rouse_runtime::{Instance, InstanceState, Readiness};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::metrics::StartPath;
+
+use super::state::{InstanceRecord, State};
+use super::{Serving, THAW_PROBE_TIMEOUT};
+
+impl Serving {
+    /// Over the memory budget for frozen instances, removes the least recently frozen first.
+    pub(super) fn enforce_frozen_budget(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>) {
+        let frozen: Vec<FrozenInstance> = state
+            .revisions
+            .iter()
+            .flat_map(|(name, r)| {
+                r.instances.iter().filter_map(move |i| {
+                    Some(FrozenInstance {
+                        since: i.frozen_at?,
+                        memory: i.memory,
+                        revision: name.clone(),
+                        id: i.id.clone(),
+                    })
+                })
+            })
+            .collect();
+        for evicted in over_budget(frozen, self.frozen_budget) {
+            tracing::info!(
+                revision = %evicted.revision,
+                instance = %evicted.id,
+                memory = evicted.memory,
+                budget = self.frozen_budget,
+                "frozen memory over budget: removing the least recently used"
+            );
+            self.spawn_remove_frozen(state, tasks, &evicted.revision, &evicted.id);
+        }
+    }
+
+    /// Removes a frozen instance.
+    pub(super) fn spawn_remove_frozen(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        revision: &str,
+        id: &str,
+    ) {
+        let Some(record) = state.revisions.get_mut(revision).and_then(|r| {
+            r.instances
+                .iter_mut()
+                .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
+        }) else {
+            return;
+        };
+        record.phase = InstancePhase::Draining;
+        record.frozen_at = None;
+        state.stopping.insert(id.to_string());
+        let serving = self.clone();
+        let (revision, id) = (revision.to_string(), id.to_string());
+        tasks.spawn(async move {
+            serving.stop_all(vec![id.clone()]).await;
+            let mut state = serving.state();
+            if let Some(rev) = state.revisions.get_mut(&revision) {
+                rev.instances.retain(|i| i.id != id);
+            }
+        });
+    }
+
+    /// Thaws a frozen instance and makes it available once it answers; if it does not, it is
+    /// removed and the next pass starts a fresh one.
+    pub(super) fn spawn_thaw(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str, id: &str) {
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
+        let service = rev.revision.service.clone();
+        let Some(record) = rev
+            .instances
+            .iter_mut()
+            .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
+        else {
+            return;
+        };
+        record.phase = InstancePhase::Starting;
+        record.frozen_at = None;
+        record.memory = 0;
+        let record = record.clone();
+        let serving = self.clone();
+        let revision = revision.to_string();
+        tasks.spawn(async move {
+            let began = Instant::now();
+            let instance = Instance {
+                id: record.id.clone(),
+                name: record.name.clone(),
+                service: service.clone(),
+                revision: revision.clone(),
+                state: InstanceState::Running,
+                endpoint: record.endpoint,
+            };
+            let thawed = match serving.runtime.unpause(&record.id).await {
+                // It answered before it froze: any answer shows it runs again.
+                Ok(()) => serving.runtime.wait_ready(&instance, &Readiness::default(), THAW_PROBE_TIMEOUT).await,
+                Err(e) => Err(e),
+            };
+            match thawed {
+                Ok(()) => {
+                    let seconds = began.elapsed().as_secs_f64();
+                    serving.metrics.instance_started(&service, &revision, StartPath::Frozen, seconds);
+                    tracing::info!(%revision, instance = %record.name, ms = seconds * 1000.0, "instance thawed");
+                    serving.instance_ready(&revision, &instance);
+                }
+                Err(e) => {
+                    tracing::warn!(%revision, instance = %record.name, error = %e, "thawed instance is dead; starting a fresh one");
+                    serving.stop_all(vec![record.id.clone()]).await;
+                    let mut state = serving.state();
+                    if let Some(rev) = state.revisions.get_mut(&revision) {
+                        rev.instances.retain(|i| i.id != record.id);
+                    }
+                    drop(state);
+                    serving.wake();
+                }
+            }
+        });
+    }
+
+    /// Drains and stops `count` instances of a revision, starting ones first.
+    /// Drains `count` instances of a revision (starting ones first), then stops them, or
+    /// freezes them when `freeze` (the revision is going to zero and keeps frozen instances).
+    pub(super) fn spawn_scale_down(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        revision: &str,
+        count: usize,
+        freeze: bool,
+    ) {
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
+        let mut chosen = Vec::new();
+        for phase in [InstancePhase::Starting, InstancePhase::Ready] {
+            for instance in rev.instances.iter_mut().filter(|i| i.phase == phase) {
+                if chosen.len() < count {
+                    instance.phase = InstancePhase::Draining;
+                    // A starting instance has nothing worth keeping: only ready ones freeze.
+                    chosen.push((instance.id.clone(), freeze && phase == InstancePhase::Ready));
+                }
+            }
+        }
+        let endpoints = rev.endpoints.clone();
+        for (id, freeze) in chosen {
+            if !freeze {
+                state.stopping.insert(id.clone());
+            }
+            let serving = self.clone();
+            let endpoints = endpoints.clone();
+            let revision = revision.to_string();
+            tasks.spawn(async move {
+                tracing::info!(%revision, instance = %id, freeze, "draining instance");
+                if let Some(endpoint) = endpoints.remove(&id) {
+                    endpoint.drained(Instant::now() + endpoints.timeout).await;
+                }
+                if freeze && serving.freeze(&revision, &id).await {
+                    return;
+                }
+                serving.stop_all(vec![id.clone()]).await;
+                let mut state = serving.state();
+                if let Some(rev) = state.revisions.get_mut(&revision) {
+                    rev.instances.retain(|i| i.id != id);
+                }
+            });
+        }
+    }
+
+    /// Pauses a drained instance and records it as frozen; false when it could not be.
+    pub(super) async fn freeze(self: &Arc<Self>, revision: &str, id: &str) -> bool {
+        if let Err(e) = self.runtime.pause(id).await {
+            tracing::warn!(%revision, instance = %id, error = %e, "cannot freeze instance; removing it");
+            return false;
+        }
+        let recorded = {
+            let mut state = self.state();
+            match state
+                .revisions
+                .get_mut(revision)
+                .and_then(|r| r.instances.iter_mut().find(|i| i.id == id))
+            {
+                Some(record) => {
+                    record.phase = InstancePhase::Frozen;
+                    record.frozen_at = Some(Instant::now());
+                    true
+                }
+                None => false,
+            }
+        };
+        if !recorded {
+            // Its revision went away meanwhile.
+            self.stop_all(vec![id.to_string()]).await;
+            return true;
+        }
+        tracing::info!(%revision, instance = %id, "instance frozen");
+        self.measure_frozen(revision, id).await;
+        true
+    }
+
+    /// Records how much memory a frozen instance holds, then lets the budget be checked.
+    pub(super) async fn measure_frozen(&self, revision: &str, id: &str) {
+        let memory = match self.runtime.memory_usage(id).await {
+            Ok(memory) => memory,
+            Err(e) => {
+                tracing::debug!(instance = %id, error = %e, "cannot read memory use of a frozen instance");
+                return;
+            }
+        };
+        {
+            let mut state = self.state();
+            if let Some(record) = state.revisions.get_mut(revision).and_then(|r| {
+                r.instances
+                    .iter_mut()
+                    .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
+            }) {
+                record.memory = memory;
+            }
+        }
+        self.wake();
+    }
+
+    /// Re-admits an instance found frozen after a restart: it stays frozen, its retention
+    /// counting from now.
+    pub(super) fn adopt_frozen(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        instance: &Instance,
+        endpoint: SocketAddr,
+        now: Instant,
+    ) {
+        let Some(rev) = state.revisions.get_mut(&instance.revision) else {
+            return;
+        };
+        tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting frozen instance");
+        let mut record = InstanceRecord::new(instance, Some(endpoint), InstancePhase::Frozen);
+        record.frozen_at = Some(now);
+        rev.instances.push(record);
+        let serving = self.clone();
+        let (revision, id) = (instance.revision.clone(), instance.id.clone());
+        tasks.spawn(async move { serving.measure_frozen(&revision, &id).await });
+    }
+}
+
+/// A frozen instance, as the memory budget sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct FrozenInstance {
+    pub(super) since: Instant,
+    pub(super) memory: u64,
+    pub(super) revision: String,
+    pub(super) id: String,
+}
+
+/// The frozen instances to remove so the rest fit in `budget`: least recently frozen first.
+pub(super) fn over_budget(mut frozen: Vec<FrozenInstance>, budget: u64) -> Vec<FrozenInstance> {
+    let mut total: u64 = frozen.iter().map(|f| f.memory).sum();
+    frozen.sort_by_key(|f| f.since);
+    let mut evicted = Vec::new();
+    for instance in frozen {
+        if total <= budget {
+            break;
+        }
+        total = total.saturating_sub(instance.memory);
+        evicted.push(instance);
+    }
+    evicted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_least_recently_frozen_go_first_until_the_rest_fit() {
+        let t0 = Instant::now();
+        let frozen = |secs, memory, id: &str| FrozenInstance {
+            since: t0 + Duration::from_secs(secs),
+            memory,
+            revision: "r".to_string(),
+            id: id.to_string(),
+        };
+        let all = vec![frozen(2, 30, "b"), frozen(1, 30, "a"), frozen(3, 30, "c")];
+        let ids = |v: Vec<FrozenInstance>| v.into_iter().map(|f| f.id).collect::<Vec<_>>();
+        assert_eq!(ids(over_budget(all.clone(), 90)), Vec::<String>::new());
+        assert_eq!(ids(over_budget(all.clone(), 89)), ["a"]);
+        assert_eq!(ids(over_budget(all.clone(), 30)), ["a", "b"]);
+        assert_eq!(ids(over_budget(all, 0)), ["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,310 @@
+//! Starting instances, adopting the ones found after a restart, and what happens when one
+//! is ready, exits or fails.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use rouse_activator::Endpoint;
+use rouse_api::knative::timestamp;
+use rouse_api::status::{Crash, InstancePhase};
+use rouse_runtime::{Instance, InstanceSpec, LogOptions, Readiness, RuntimeError};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::restart_delay;
+use crate::metrics::StartPath;
+
+use super::contract::{instance_spec, readiness};
+use super::state::{InstanceRecord, RevisionState, State};
+use super::{ADOPT_PROBE_TIMEOUT, CRASH_LOG_LINES, Serving};
+
+impl Serving {
+    /// Follows the runtime's exit events until `shutdown`, handing each to the reconciler.
+    pub async fn watch_exits(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.runtime.exits().await {
+                Ok(mut exits) => loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        exit = exits.next() => match exit {
+                            Some(exit) => self.instance_exited(&exit.id, exit.code).await,
+                            None => break,
+                        },
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot follow instance exits; relying on resync"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    pub(super) fn spawn_start(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str) {
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
+        rev.creating += 1;
+        let spec = instance_spec(&rev.revision, &self.sinks);
+        let ready = readiness(&rev.revision.template);
+        let cancel = rev.cancel.clone();
+        let generation = rev.generation;
+        *state.starting.entry(spec.service.clone()).or_default() += 1;
+        let serving = self.clone();
+        let revision = revision.to_string();
+        tasks.spawn(async move {
+            let service = spec.service.clone();
+            serving.start(&revision, generation, spec, &ready, cancel).await;
+            let mut state = serving.state();
+            if let Some(n) = state.starting.get_mut(&service) {
+                *n = n.saturating_sub(1);
+            }
+        });
+    }
+
+    /// Creates one instance, probes it until it answers, and makes it available.
+    pub(super) async fn start(
+        self: &Arc<Self>,
+        revision: &str,
+        generation: u64,
+        spec: InstanceSpec,
+        ready: &Readiness,
+        cancel: CancellationToken,
+    ) {
+        tracing::info!(%revision, "starting instance");
+        let began = Instant::now();
+        let created = self.runtime.create(&spec).await;
+        let created = match created {
+            Ok(instance) => instance,
+            Err(e) => {
+                let mut state = self.state();
+                if let Some(rev) = state.live(revision, generation) {
+                    rev.creating = rev.creating.saturating_sub(1);
+                    let crash = Crash {
+                        reason: "CreateFailed".to_string(),
+                        message: format!("cannot create an instance: {e}"),
+                        exit_code: None,
+                        logs: Vec::new(),
+                        restarts: rev.failures + 1,
+                        at: timestamp(Utc::now()),
+                    };
+                    self.record_failure(rev, crash);
+                }
+                return;
+            }
+        };
+        let recorded = {
+            let mut state = self.state();
+            match state.live(revision, generation) {
+                Some(rev) => {
+                    rev.creating = rev.creating.saturating_sub(1);
+                    rev.instances
+                        .push(InstanceRecord::new(&created, created.endpoint, InstancePhase::Starting));
+                    true
+                }
+                None => false,
+            }
+        };
+        if !recorded {
+            // Deleted meanwhile: leave nothing behind.
+            self.stop_all(vec![created.id]).await;
+            return;
+        }
+        let instance = created;
+        let probed = tokio::select! {
+            result = self.runtime.wait_ready(&instance, ready, self.config.ready_timeout) => result,
+            () = cancel.cancelled() => return,
+        };
+        match probed {
+            Ok(()) => {
+                let seconds = began.elapsed().as_secs_f64();
+                self.metrics
+                    .instance_started(&instance.service, revision, StartPath::Fresh, seconds);
+                self.instance_ready(revision, &instance);
+            }
+            Err(e) => {
+                let (reason, code) = match &e {
+                    RuntimeError::Exited { code, .. } => ("ContainerExited", Some(*code)),
+                    RuntimeError::NotReady { .. } => ("NotReady", None),
+                    _ => ("ProbeFailed", None),
+                };
+                self.instance_failed(revision, &instance.id, reason, e.to_string(), code)
+                    .await;
+            }
+        }
+    }
+
+    /// Re-admits an instance found running after a restart, once it answers a probe.
+    pub(super) fn spawn_adopt(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        instance: Instance,
+        endpoint: SocketAddr,
+    ) {
+        let Some(rev) = state.revisions.get_mut(&instance.revision) else {
+            return;
+        };
+        tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting running instance");
+        rev.instances
+            .push(InstanceRecord::new(&instance, Some(endpoint), InstancePhase::Starting));
+        let ready = readiness(&rev.revision.template);
+        let serving = self.clone();
+        tasks.spawn(async move {
+            match serving.runtime.wait_ready(&instance, &ready, ADOPT_PROBE_TIMEOUT).await {
+                Ok(()) => serving.instance_ready(&instance.revision, &instance),
+                Err(e) => {
+                    serving
+                        .instance_failed(&instance.revision, &instance.id, "NotReady", e.to_string(), None)
+                        .await
+                }
+            }
+        });
+    }
+
+    pub(super) fn instance_ready(self: &Arc<Self>, revision: &str, instance: &Instance) {
+        let service = {
+            let mut state = self.state();
+            let Some(rev) = state.revisions.get_mut(revision) else {
+                return;
+            };
+            let Some(record) = rev.instances.iter_mut().find(|i| i.id == instance.id) else {
+                return;
+            };
+            if record.phase != InstancePhase::Starting {
+                return;
+            }
+            let Some(addr) = record.endpoint else { return };
+            record.phase = InstancePhase::Ready;
+            rev.failures = 0;
+            rev.retry_at = None;
+            rev.endpoints
+                .add(Endpoint::new(instance.id.clone(), instance.name.clone(), addr));
+            tracing::info!(%revision, instance = %instance.name, "instance ready");
+            // As in Knative, a revision is ready once it has reached its initial scale.
+            let ready = rev.instances.iter().filter(|i| i.phase == InstancePhase::Ready).count();
+            if ready < rev.revision.template.scale.initial_instances() as usize {
+                return;
+            }
+            if rev.scaling.desired.is_none() {
+                rev.scaling.desired = Some(ready as u32);
+            }
+            (rev.revision.service.clone(), rev.revision.number)
+        };
+        let (service, number) = service;
+        // A newer revision than the one serving became ready: it takes the traffic.
+        let result = self.update_service(&service, |svc| {
+            // Revisions are ordered by number (names may be chosen with --revision-name).
+            let newer = match svc.latest_ready_revision.as_deref() {
+                None => true,
+                Some(current) => self
+                    .state()
+                    .revisions
+                    .get(current)
+                    .is_none_or(|r| number > r.revision.number),
+            };
+            if newer {
+                svc.latest_ready_revision = Some(revision.to_string());
+                // Route before the record says so: whoever sees the revision ready (a
+                // waiting `rouse deploy`) must find it taking the traffic.
+                self.reroute(svc, &self.state());
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::debug!(%service, error = %e, "cannot record the ready revision");
+        }
+        self.wake();
+    }
+
+    /// An instance's process ended. Expected for draining instances; otherwise a crash.
+    pub async fn instance_exited(self: &Arc<Self>, id: &str, code: Option<i64>) {
+        let revision = {
+            let state = self.state();
+            state.revisions.iter().find_map(|(name, r)| {
+                r.instances
+                    .iter()
+                    .find(|i| i.id == id && i.phase == InstancePhase::Ready)
+                    .map(|i| (name.clone(), i.name.clone()))
+            })
+        };
+        let Some((revision, name)) = revision else { return };
+        let message = match code {
+            Some(code) => format!("instance {name} exited with code {code}"),
+            None => format!("instance {name} exited"),
+        };
+        self.instance_failed(&revision, id, "ContainerExited", message, code)
+            .await;
+    }
+
+    /// Takes a failed instance out, keeps its last logs for describe, removes it, and sets
+    /// the restart backoff.
+    pub(super) async fn instance_failed(
+        self: &Arc<Self>,
+        revision: &str,
+        id: &str,
+        reason: &str,
+        message: String,
+        code: Option<i64>,
+    ) {
+        let name = {
+            let mut state = self.state();
+            let Some(rev) = state.revisions.get_mut(revision) else {
+                return;
+            };
+            rev.endpoints.remove(id);
+            let Some(record) = rev.instances.iter_mut().find(|i| i.id == id) else {
+                return;
+            };
+            if record.phase == InstancePhase::Draining {
+                return;
+            }
+            record.phase = InstancePhase::Draining;
+            let name = record.name.clone();
+            state.stopping.insert(id.to_string());
+            name
+        };
+        tracing::warn!(%revision, instance = %name, %reason, %message, "instance failed");
+        let logs = self.last_logs(id).await;
+        self.stop_all(vec![id.to_string()]).await;
+        let mut state = self.state();
+        let Some(rev) = state.revisions.get_mut(revision) else {
+            return;
+        };
+        rev.instances.retain(|i| i.id != id);
+        let crash = Crash {
+            reason: reason.to_string(),
+            message,
+            exit_code: code,
+            logs,
+            restarts: rev.failures + 1,
+            at: timestamp(Utc::now()),
+        };
+        self.record_failure(rev, crash);
+    }
+
+    pub(super) fn record_failure(&self, rev: &mut RevisionState, crash: Crash) {
+        rev.failures += 1;
+        let delay = restart_delay(rev.failures, self.config.crash_backoff, self.config.crash_backoff_max);
+        rev.retry_at = Some(Instant::now() + delay);
+        rev.last_crash = Some(crash);
+        self.wake();
+    }
+
+    pub(super) async fn last_logs(&self, id: &str) -> Vec<String> {
+        let options = LogOptions {
+            follow: false,
+            tail: Some(CRASH_LOG_LINES),
+        };
+        let Ok(stream) = self.runtime.logs(id, options).await else {
+            return Vec::new();
+        };
+        let lines: Vec<_> = stream.take(CRASH_LOG_LINES).collect().await;
+        lines.into_iter().filter_map(Result::ok).map(|l| l.line).collect()
+    }
+}
