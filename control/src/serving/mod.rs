@@ -374,13 +374,19 @@ impl Serving {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
         loop {
-            if let Err(e) = self.reconcile(&mut tasks).await {
-                tracing::warn!(error = %e, "reconcile failed; retrying at the next pass");
-            }
+            let resync = Instant::now() + self.config.resync_interval;
+            let next = match self.reconcile(&mut tasks).await {
+                Ok(due) => due.map_or(resync, |due| due.min(resync)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile failed; retrying at the next pass");
+                    resync
+                }
+            };
+            // One timer: the resync, or sooner when a retention or a backoff ends.
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.config.resync_interval) => {}
+                () = tokio::time::sleep_until(next) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
             while tasks.try_join_next().is_some() {}

@@ -53,7 +53,9 @@ impl Serving {
     }
 
     /// One pass: compare store and runtime, then act.
-    pub(super) async fn reconcile(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<(), ControlError> {
+    /// One pass; returns when the next one is due at the latest because of a timer (a frozen
+    /// instance's retention, a crash backoff), if any.
+    pub(super) async fn reconcile(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<Option<Instant>, ControlError> {
         // The runtime first: the store is read after the await, so a deploy that landed while
         // the runtime answered is seen (a snapshot from before it would drop the new
         // revision's live state, and the route a request already waits on with it).
@@ -68,6 +70,7 @@ impl Serving {
         self.collect_garbage(&services, &mut revisions)?;
         let now = Instant::now();
         let mut state = self.state();
+        let mut next_wake: Option<Instant> = None;
 
         // Live state for every stored revision; none for revisions gone from the store.
         for revision in &revisions {
@@ -202,33 +205,20 @@ impl Serving {
                 tracing::info!(revision = %name, instance = %id, "frozen retention over: removing instance");
                 self.spawn_remove_frozen(&mut state, tasks, &name, &id);
             }
-            if let Some(at) = state
-                .revisions
-                .get(&name)
-                .and_then(|r| r.instances.iter().filter_map(|i| i.frozen_at).min())
-            {
-                // Come back when the oldest frozen instance expires.
-                let serving = self.clone();
-                let at = at + retention;
-                tasks.spawn(async move {
-                    tokio::time::sleep_until(at).await;
-                    serving.wake();
-                });
-            }
-
-            if let Some(at) = state.revisions.get(&name).and_then(|r| r.retry_at)
-                && at > now
-            {
-                // Come back when the backoff ends.
-                let serving = self.clone();
-                tasks.spawn(async move {
-                    tokio::time::sleep_until(at).await;
-                    serving.wake();
-                });
+            // Come back when the oldest frozen instance expires, or when the backoff ends.
+            if let Some(r) = state.revisions.get(&name) {
+                let expires = r
+                    .instances
+                    .iter()
+                    .filter_map(|i| i.frozen_at)
+                    .min()
+                    .map(|at| at + retention);
+                let retry = r.retry_at.filter(|at| *at > now);
+                next_wake = [next_wake, expires, retry].into_iter().flatten().min();
             }
         }
         self.enforce_frozen_budget(&mut state, tasks);
-        Ok(())
+        Ok(next_wake)
     }
 
     /// Brings a known instance back to its phase when the runtime shows it in another state:
