@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use rouse_api::ScaleMetric;
-use rouse_api::status::InstancePhase;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::RevisionSample;
 use rouse_autoscaler::Observation;
 
+use super::phase::Phase;
 use super::{SAMPLE_INTERVAL, Serving};
 
 impl Serving {
@@ -33,6 +33,9 @@ impl Serving {
                     let now = Instant::now();
                     self.sample(now);
                     self.decide(now);
+                    // A revision that takes no traffic gets no decision, yet a waiting
+                    // request needs an instance of it: the pass sees to that.
+                    self.wake();
                 }
             }
         }
@@ -68,16 +71,16 @@ impl Serving {
             };
             scaling.window.record(now, value);
             let count = |phase| revision.instances.iter().filter(|i| i.phase == phase).count() as u32;
-            let ready = count(InstancePhase::Ready);
+            let ready = count(Phase::Ready);
             let sample = RevisionSample {
                 desired: scaling
                     .desired
                     .unwrap_or(revision.revision.template.scale.initial_instances()),
-                actual: revision.creating as u32 + count(InstancePhase::Starting) + ready,
+                actual: revision.creating as u32 + count(Phase::Starting) + count(Phase::Thawing) + ready,
                 ready,
                 in_flight: revision.endpoints.in_flight() as u32,
                 queued: revision.endpoints.waiting() as u32,
-                frozen: count(InstancePhase::Frozen),
+                frozen: count(Phase::Frozen),
                 panicking: scaling.kpa.panicking(),
             };
             self.metrics

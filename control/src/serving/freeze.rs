@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rouse_api::status::InstancePhase;
 use rouse_runtime::{Instance, InstanceState, Readiness};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::metrics::StartPath;
 
+use super::phase::Phase;
 use super::state::{InstanceRecord, State};
 use super::{Serving, THAW_PROBE_TIMEOUT};
 
@@ -21,14 +21,17 @@ impl Serving {
             .revisions
             .iter()
             .flat_map(|(name, r)| {
-                r.instances.iter().filter_map(move |i| {
-                    Some(FrozenInstance {
-                        since: i.frozen_at?,
-                        memory: i.memory,
-                        revision: name.clone(),
-                        id: i.id.clone(),
+                r.instances
+                    .iter()
+                    .filter(|i| i.phase == Phase::Frozen)
+                    .filter_map(move |i| {
+                        Some(FrozenInstance {
+                            since: i.frozen_at?,
+                            memory: i.memory,
+                            revision: name.clone(),
+                            id: i.id.clone(),
+                        })
                     })
-                })
             })
             .collect();
         for evicted in over_budget(frozen, self.frozen_budget) {
@@ -43,7 +46,7 @@ impl Serving {
         }
     }
 
-    /// Removes a frozen instance.
+    /// Removes a frozen instance (at the end of its retention, over the budget, or dead).
     pub(super) fn spawn_remove_frozen(
         self: &Arc<Self>,
         state: &mut State,
@@ -51,45 +54,49 @@ impl Serving {
         revision: &str,
         id: &str,
     ) {
-        let Some(record) = state.revisions.get_mut(revision).and_then(|r| {
-            r.instances
-                .iter_mut()
-                .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
-        }) else {
+        if state.advance(revision, id, &[Phase::Frozen], Phase::Stopping).is_none() {
             return;
-        };
-        record.phase = InstancePhase::Draining;
-        record.frozen_at = None;
+        }
+        self.spawn_stop_record(state, tasks, revision, id);
+    }
+
+    /// Stops an instance already moved to [`Phase::Stopping`], then drops its record.
+    pub(super) fn spawn_stop_record(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        revision: &str,
+        id: &str,
+    ) {
         state.stopping.insert(id.to_string());
         let serving = self.clone();
         let (revision, id) = (revision.to_string(), id.to_string());
-        tasks.spawn(async move {
-            serving.stop_all(vec![id.clone()]).await;
-            let mut state = serving.state();
-            if let Some(rev) = state.revisions.get_mut(&revision) {
-                rev.instances.retain(|i| i.id != id);
-            }
-        });
+        tasks.spawn(async move { serving.stop_record(&revision, &id).await });
     }
 
-    /// Thaws a frozen instance and makes it available once it answers; if it does not, it is
-    /// removed and the next pass starts a fresh one.
-    pub(super) fn spawn_thaw(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, revision: &str, id: &str) {
-        let Some(rev) = state.revisions.get_mut(revision) else {
+    /// Thaws an instance and makes it available once it answers; if it does not, it is
+    /// removed and the next pass starts a fresh one. `from` is [`Phase::Frozen`] for one we
+    /// froze, or [`Phase::Ready`] for one found paused behind our back (taken out of the
+    /// endpoints first, since requests sent to it would hang).
+    pub(super) fn spawn_thaw(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        revision: &str,
+        id: &str,
+        from: Phase,
+    ) {
+        let Some(service) = state.revisions.get(revision).map(|r| r.revision.service.clone()) else {
             return;
         };
-        let service = rev.revision.service.clone();
-        let Some(record) = rev
-            .instances
-            .iter_mut()
-            .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
-        else {
+        let Some(record) = state.advance(revision, id, &[from], Phase::Thawing) else {
             return;
         };
-        record.phase = InstancePhase::Starting;
-        record.frozen_at = None;
         record.memory = 0;
         let record = record.clone();
+        if let Some(rev) = state.revisions.get(revision) {
+            rev.endpoints.remove(id);
+        }
         let serving = self.clone();
         let revision = revision.to_string();
         tasks.spawn(async move {
@@ -116,19 +123,43 @@ impl Serving {
                 }
                 Err(e) => {
                     tracing::warn!(%revision, instance = %record.name, error = %e, "thawed instance is dead; starting a fresh one");
-                    serving.stop_all(vec![record.id.clone()]).await;
                     let mut state = serving.state();
-                    if let Some(rev) = state.revisions.get_mut(&revision) {
-                        rev.instances.retain(|i| i.id != record.id);
+                    if state.advance(&revision, &record.id, &[Phase::Thawing], Phase::Stopping).is_some() {
+                        serving.stop_detached(&mut state, &revision, &record.id);
                     }
-                    drop(state);
-                    serving.wake();
                 }
             }
         });
     }
 
-    /// Drains and stops `count` instances of a revision, starting ones first.
+    /// Stops an instance already in [`Phase::Stopping`] from inside a task (no `JoinSet` at
+    /// hand): the stop runs on its own, and the loop is woken when it is gone.
+    pub(super) fn stop_detached(self: &Arc<Self>, state: &mut State, revision: &str, id: &str) {
+        state.stopping.insert(id.to_string());
+        let serving = self.clone();
+        let (revision, id) = (revision.to_string(), id.to_string());
+        tokio::spawn(async move { serving.stop_record(&revision, &id).await });
+    }
+
+    /// Freezes again an instance someone unpaused behind our back.
+    pub(super) fn spawn_refreeze(
+        self: &Arc<Self>,
+        state: &mut State,
+        tasks: &mut JoinSet<()>,
+        revision: &str,
+        id: &str,
+    ) {
+        let Some(record) = state.advance(revision, id, &[Phase::Frozen], Phase::Freezing) else {
+            return;
+        };
+        let frozen_at = record.frozen_at;
+        let serving = self.clone();
+        let (revision, id) = (revision.to_string(), id.to_string());
+        tasks.spawn(async move {
+            let _ = serving.freeze(&revision, &id, frozen_at).await;
+        });
+    }
+
     /// Drains `count` instances of a revision (starting ones first), then stops them, or
     /// freezes them when `freeze` (the revision is going to zero and keeps frozen instances).
     pub(super) fn spawn_scale_down(
@@ -143,65 +174,78 @@ impl Serving {
             return;
         };
         let mut chosen = Vec::new();
-        for phase in [InstancePhase::Starting, InstancePhase::Ready] {
+        for phase in [Phase::Starting, Phase::Ready] {
             for instance in rev.instances.iter_mut().filter(|i| i.phase == phase) {
                 if chosen.len() < count {
-                    instance.phase = InstancePhase::Draining;
+                    instance.phase = Phase::Draining;
                     // A starting instance has nothing worth keeping: only ready ones freeze.
-                    chosen.push((instance.id.clone(), freeze && phase == InstancePhase::Ready));
+                    let keep = freeze && phase == Phase::Ready;
+                    chosen.push((instance.id.clone(), keep, instance.slot.clone()));
                 }
             }
         }
         let endpoints = rev.endpoints.clone();
-        for (id, freeze) in chosen {
-            if !freeze {
-                state.stopping.insert(id.clone());
-            }
+        for (id, freeze, slot) in chosen {
             let serving = self.clone();
             let endpoints = endpoints.clone();
             let revision = revision.to_string();
             tasks.spawn(async move {
                 tracing::info!(%revision, instance = %id, freeze, "draining instance");
-                if let Some(endpoint) = endpoints.remove(&id) {
-                    endpoint.drained(Instant::now() + endpoints.timeout).await;
+                endpoints.remove(&id);
+                if let Some(slot) = slot {
+                    slot.drained(Instant::now() + endpoints.timeout).await;
                 }
-                if freeze && serving.freeze(&revision, &id).await {
+                let next = if freeze { Phase::Freezing } else { Phase::Stopping };
+                let moved = serving
+                    .state()
+                    .advance(&revision, &id, &[Phase::Draining], next)
+                    .is_some();
+                if !moved {
+                    // It failed meanwhile, or its revision went away: someone else stops it.
                     return;
                 }
-                serving.stop_all(vec![id.clone()]).await;
-                let mut state = serving.state();
-                if let Some(rev) = state.revisions.get_mut(&revision) {
-                    rev.instances.retain(|i| i.id != id);
+                if freeze {
+                    let _ = serving.freeze(&revision, &id, None).await;
+                    return;
                 }
+                let mut state = serving.state();
+                serving.stop_detached(&mut state, &revision, &id);
             });
         }
     }
 
-    /// Pauses a drained instance and records it as frozen; false when it could not be.
-    pub(super) async fn freeze(self: &Arc<Self>, revision: &str, id: &str) -> bool {
-        if let Err(e) = self.runtime.pause(id).await {
-            tracing::warn!(%revision, instance = %id, error = %e, "cannot freeze instance; removing it");
-            return false;
-        }
-        let recorded = {
+    /// Pauses an instance in [`Phase::Freezing`] and records it frozen (since `since`, or
+    /// now); when it cannot be paused, stops it. Returns whether it is frozen.
+    pub(super) async fn freeze(self: &Arc<Self>, revision: &str, id: &str, since: Option<Instant>) -> bool {
+        let paused = self.runtime.pause(id).await;
+        let (frozen, orphaned) = {
             let mut state = self.state();
-            match state
-                .revisions
-                .get_mut(revision)
-                .and_then(|r| r.instances.iter_mut().find(|i| i.id == id))
-            {
+            if let Err(e) = paused {
+                tracing::warn!(%revision, instance = %id, error = %e, "cannot freeze instance; removing it");
+                if state
+                    .advance(revision, id, &[Phase::Freezing], Phase::Stopping)
+                    .is_some()
+                {
+                    self.stop_detached(&mut state, revision, id);
+                }
+                return false;
+            }
+            let frozen = match state.advance(revision, id, &[Phase::Freezing], Phase::Frozen) {
                 Some(record) => {
-                    record.phase = InstancePhase::Frozen;
-                    record.frozen_at = Some(Instant::now());
+                    record.frozen_at = Some(since.unwrap_or_else(Instant::now));
                     true
                 }
                 None => false,
-            }
+            };
+            // Its revision went away meanwhile: nothing keeps it. (If it failed instead, the
+            // failure stops it.)
+            (frozen, !frozen && !state.revisions.contains_key(revision))
         };
-        if !recorded {
-            // Its revision went away meanwhile.
-            self.stop_all(vec![id.to_string()]).await;
-            return true;
+        if !frozen {
+            if orphaned {
+                self.stop_all(vec![id.to_string()]).await;
+            }
+            return false;
         }
         tracing::info!(%revision, instance = %id, "instance frozen");
         self.measure_frozen(revision, id).await;
@@ -219,11 +263,11 @@ impl Serving {
         };
         {
             let mut state = self.state();
-            if let Some(record) = state.revisions.get_mut(revision).and_then(|r| {
-                r.instances
-                    .iter_mut()
-                    .find(|i| i.id == id && i.phase == InstancePhase::Frozen)
-            }) {
+            if let Some(record) = state
+                .revisions
+                .get_mut(revision)
+                .and_then(|r| r.instances.iter_mut().find(|i| i.id == id && i.phase == Phase::Frozen))
+            {
                 record.memory = memory;
             }
         }
@@ -244,7 +288,7 @@ impl Serving {
             return;
         };
         tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting frozen instance");
-        let mut record = InstanceRecord::new(instance, Some(endpoint), InstancePhase::Frozen);
+        let mut record = InstanceRecord::new(instance, Some(endpoint), Phase::Frozen);
         record.frozen_at = Some(now);
         rev.instances.push(record);
         let serving = self.clone();

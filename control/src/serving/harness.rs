@@ -40,6 +40,8 @@ pub(super) enum Outcome {
     QueueFull,
     /// The revision went away while the request waited: 503 at once.
     Gone,
+    /// The daemon stopped under it: the connection closed.
+    Cut,
     /// The instance it was sent to went away before answering: 502.
     Lost,
     /// No instance took it before the revision's timeout: 504 after the whole wait.
@@ -184,7 +186,14 @@ impl Harness {
     /// The same request, in the background.
     pub(super) fn spawn_request(&self, host: &str, work: Duration) -> tokio::task::JoinHandle<Outcome> {
         let (routes, engine) = (self.daemon().routes.clone(), self.engine.clone());
-        tokio::spawn(request(routes, engine, host.to_string(), work))
+        let cut = self.daemon().shutdown.clone();
+        let request = request(routes, engine, host.to_string(), work);
+        tokio::spawn(async move {
+            tokio::select! {
+                outcome = request => outcome,
+                () = cut.cancelled() => Outcome::Cut,
+            }
+        })
     }
 
     /// Instances of `revision` in the engine that are in `state`.

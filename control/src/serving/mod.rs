@@ -40,6 +40,7 @@ mod autoscale;
 mod contract;
 mod freeze;
 mod gc;
+mod phase;
 mod reconcile;
 mod start;
 mod state;
@@ -329,8 +330,10 @@ impl Serving {
     /// Live state of a revision, for status and describe.
     pub fn revision_live(&self, service: &Service, revision: &Revision) -> RevisionLive {
         let state = self.state();
-        let autoscaled = state.revisions.get(&revision.name).and_then(|r| r.scaling.desired);
-        let desired = desired_instances(service, revision, autoscaled);
+        let live = state.revisions.get(&revision.name);
+        let autoscaled = live.and_then(|r| r.scaling.desired);
+        let waiting = live.map_or(0, |r| r.endpoints.waiting());
+        let desired = desired_instances(service, revision, autoscaled, waiting);
         match state.revisions.get(&revision.name) {
             None => RevisionLive {
                 desired,
@@ -344,7 +347,7 @@ impl Serving {
                 instances: r
                     .instances
                     .iter()
-                    .map(|i| (i.name.clone(), i.phase, i.endpoint))
+                    .map(|i| (i.name.clone(), i.phase.public(), i.endpoint))
                     .collect(),
                 failures: r.failures,
                 last_crash: r.last_crash.clone(),
@@ -393,6 +396,10 @@ impl Serving {
         }
         // Instances keep running while the daemon is down; a restarted daemon adopts them.
         tasks.shutdown().await;
+        // Requests still waiting for an instance will not get one from this daemon.
+        for revision in self.state().revisions.values() {
+            revision.endpoints.close();
+        }
     }
 
     /// Sets what a manifest declares beside the template: labels, annotations and the whole
@@ -433,5 +440,7 @@ impl Serving {
 
 #[cfg(test)]
 mod harness;
+#[cfg(test)]
+mod invariant;
 #[cfg(test)]
 mod scenarios;

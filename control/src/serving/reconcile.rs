@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rouse_api::Service;
-use rouse_api::status::InstancePhase;
 use rouse_runtime::{Instance, InstanceState};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -13,6 +12,7 @@ use tokio::time::Instant;
 use crate::error::ControlError;
 
 use super::Serving;
+use super::phase::Phase;
 use super::state::{InstanceRecord, RevisionState, State, desired_instances, route_for};
 
 impl Serving {
@@ -38,18 +38,38 @@ impl Serving {
     }
 
     /// Stops instances concurrently and waits for all of them.
-    pub(super) async fn stop_all(&self, ids: Vec<String>) {
+    pub(super) async fn stop_all(&self, ids: Vec<String>) -> Vec<String> {
         let grace = self.config.stop_grace_period;
         let stops = ids.iter().map(|id| async move {
-            if let Err(e) = self.runtime.stop(id, grace).await {
-                tracing::warn!(instance = %id, error = %e, "stopping instance failed");
+            match self.runtime.stop(id, grace).await {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "stopping instance failed; retrying at the next pass");
+                    Some(id.clone())
+                }
             }
         });
-        futures_util::future::join_all(stops).await;
+        let failed: Vec<String> = futures_util::future::join_all(stops)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         let mut state = self.state();
         for id in &ids {
             state.stopping.remove(id);
         }
+        failed
+    }
+
+    /// Stops an instance in [`Phase::Stopping`] and drops its record; when the stop fails
+    /// (a process frozen through its cgroup ignores even SIGKILL), the record stays, so the
+    /// instance is neither forgotten nor adopted again, and a later pass retries.
+    pub(super) async fn stop_record(&self, revision: &str, id: &str) {
+        let failed = self.stop_all(vec![id.to_string()]).await;
+        if failed.is_empty() {
+            self.state().gone(revision, id);
+        }
+        self.wake();
     }
 
     /// One pass: compare store and runtime, then act.
@@ -166,7 +186,12 @@ impl Serving {
             let Some(service) = services.get(&revision.revision.service) else {
                 continue;
             };
-            let desired = desired_instances(service, &revision.revision, revision.scaling.desired) as usize;
+            let desired = desired_instances(
+                service,
+                &revision.revision,
+                revision.scaling.desired,
+                revision.endpoints.waiting(),
+            ) as usize;
             let active = revision.active();
             let retention = revision.scaling.spec.frozen_retention;
             if active < desired && revision.retry_at.is_none_or(|at| at <= now) {
@@ -174,12 +199,13 @@ impl Serving {
                 let mut frozen: Vec<(Instant, String)> = revision
                     .instances
                     .iter()
+                    .filter(|i| i.phase == Phase::Frozen)
                     .filter_map(|i| Some((i.frozen_at?, i.id.clone())))
                     .collect();
                 frozen.sort_by_key(|f| std::cmp::Reverse(f.0));
                 let mut thawed = 0;
                 for (_, id) in frozen.into_iter().take(desired - active) {
-                    self.spawn_thaw(&mut state, tasks, &name, &id);
+                    self.spawn_thaw(&mut state, tasks, &name, &id, Phase::Frozen);
                     thawed += 1;
                 }
                 for _ in active + thawed..desired {
@@ -194,6 +220,7 @@ impl Serving {
             let expired: Vec<String> = state.revisions.get(&name).map_or_else(Vec::new, |r| {
                 r.instances
                     .iter()
+                    .filter(|i| i.phase == Phase::Frozen)
                     .filter(|i| {
                         i.frozen_at
                             .is_some_and(|at| now.saturating_duration_since(at) >= retention)
@@ -204,6 +231,19 @@ impl Serving {
             for id in expired {
                 tracing::info!(revision = %name, instance = %id, "frozen retention over: removing instance");
                 self.spawn_remove_frozen(&mut state, tasks, &name, &id);
+            }
+            // Stops that failed: again.
+            let stuck: Vec<String> = state.revisions.get(&name).map_or_else(Vec::new, |r| {
+                r.instances
+                    .iter()
+                    .filter(|i| i.phase == Phase::Stopping)
+                    .map(|i| i.id.clone())
+                    .collect()
+            });
+            for id in stuck {
+                if !state.stopping.contains(&id) {
+                    self.spawn_stop_record(&mut state, tasks, &name, &id);
+                }
             }
             // Come back when the oldest frozen instance expires, or when the backoff ends.
             if let Some(r) = state.revisions.get(&name) {
@@ -234,34 +274,25 @@ impl Serving {
         let id = seen.id.clone();
         match (&seen.state, record.phase) {
             // It died and the exit event was missed.
-            (InstanceState::Exited { code }, InstancePhase::Ready) => {
+            (InstanceState::Exited { code }, Phase::Ready) => {
                 let (serving, code) = (self.clone(), *code);
                 tasks.spawn(async move { serving.instance_exited(&id, Some(code)).await });
             }
             // Frozen and then killed: nothing to keep.
-            (InstanceState::Exited { .. }, InstancePhase::Frozen) => {
+            (InstanceState::Exited { .. }, Phase::Frozen) => {
                 tracing::info!(%revision, instance = %record.name, "frozen instance exited; removing it");
                 self.spawn_remove_frozen(state, tasks, revision, &id);
             }
-            // Paused while serving: requests sent to it would hang.
-            (InstanceState::Paused, InstancePhase::Ready) => {
+            // Paused while serving: requests sent to it would hang. Out of the endpoints,
+            // thawed and probed, as a frozen one.
+            (InstanceState::Paused, Phase::Ready) => {
                 tracing::warn!(%revision, instance = %record.name, "instance paused behind our back; thawing it");
-                let serving = self.clone();
-                tasks.spawn(async move {
-                    if let Err(e) = serving.runtime.unpause(&id).await {
-                        tracing::warn!(instance = %id, error = %e, "cannot thaw instance");
-                    }
-                });
+                self.spawn_thaw(state, tasks, revision, &id, Phase::Ready);
             }
             // Unpaused while frozen: it holds CPU nobody asked for, and the state says frozen.
-            (InstanceState::Running, InstancePhase::Frozen) => {
+            (InstanceState::Running, Phase::Frozen) => {
                 tracing::warn!(%revision, instance = %record.name, "frozen instance unpaused behind our back; freezing it again");
-                let serving = self.clone();
-                tasks.spawn(async move {
-                    if let Err(e) = serving.runtime.pause(&id).await {
-                        tracing::warn!(instance = %id, error = %e, "cannot freeze instance again");
-                    }
-                });
+                self.spawn_refreeze(state, tasks, revision, &id);
             }
             _ => {}
         }
@@ -287,6 +318,8 @@ impl Serving {
         }
         tracing::info!(instance = %id, "removing instance nobody declared");
         let serving = self.clone();
-        tasks.spawn(async move { serving.stop_all(vec![id]).await });
+        tasks.spawn(async move {
+            serving.stop_all(vec![id]).await;
+        });
     }
 }

@@ -338,3 +338,40 @@ async fn the_engine_down_for_a_while_then_back() {
     served_within(&h.request("web", SEC / 10).await, SETTLE);
     assert!(h.in_state("web-00001", &InstanceState::Exited { code: 1 }).is_empty());
 }
+
+/// Found by the randomized test: a request routed to a service's first revision just before
+/// a redeploy moved the route to the second waited for the first, which nothing started.
+#[tokio::test(start_paused = true)]
+async fn a_request_routed_just_before_the_route_moved_is_served() {
+    let h = Harness::start();
+    // The engine is down, so no pass gets to reroute before the request is routed.
+    h.engine.faults(|f| f.unavailable = true);
+    h.deploy("api", template(|_| {}));
+    h.deploy("api", template(|t| t.image = "hello:2".into()));
+    let early = h.spawn_request("api", Duration::ZERO);
+    tokio::time::sleep(SEC).await;
+    h.engine.faults(|f| f.unavailable = false);
+    served_within(&early.await.unwrap(), SETTLE);
+    served_within(&h.request("api", Duration::ZERO).await, SETTLE);
+}
+
+/// Found by the randomized test: a request in flight on an instance paused behind our back
+/// was left out of the count when the instance was thawed and taken back into the endpoints,
+/// so the drain that followed froze the instance under it.
+#[tokio::test(start_paused = true)]
+async fn a_request_on_an_instance_paused_behind_our_back_is_drained_before_it_freezes() {
+    let h = deployed("web").await;
+    // The engine is down while the revision goes to zero: the decision waits to be applied.
+    h.engine.faults(|f| f.unavailable = true);
+    tokio::time::sleep(TO_ZERO).await;
+    let id = h.running("web-00001")[0].id.clone();
+    h.engine.pause_behind(&id);
+    let request = h.spawn_request("web", SEC * 2);
+    tokio::time::sleep(SEC / 10).await;
+    h.engine.faults(|f| f.unavailable = false);
+    assert!(served(&request.await.unwrap()));
+    assert!(
+        h.eventually(TO_ZERO, |h| h.paused("web-00001").len() == 1).await,
+        "frozen once idle"
+    );
+}

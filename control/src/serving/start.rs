@@ -9,7 +9,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use rouse_activator::Endpoint;
 use rouse_api::knative::timestamp;
-use rouse_api::status::{Crash, InstancePhase};
+use rouse_api::status::Crash;
 use rouse_runtime::{Instance, InstanceSpec, LogOptions, Readiness, RuntimeError};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -19,6 +19,7 @@ use crate::backoff::restart_delay;
 use crate::metrics::StartPath;
 
 use super::contract::{instance_spec, readiness};
+use super::phase::Phase;
 use super::state::{InstanceRecord, RevisionState, State};
 use super::{ADOPT_PROBE_TIMEOUT, CRASH_LOG_LINES, Serving};
 
@@ -104,7 +105,7 @@ impl Serving {
                 Some(rev) => {
                     rev.creating = rev.creating.saturating_sub(1);
                     rev.instances
-                        .push(InstanceRecord::new(&created, created.endpoint, InstancePhase::Starting));
+                        .push(InstanceRecord::new(&created, created.endpoint, Phase::Starting));
                     true
                 }
                 None => false,
@@ -152,7 +153,7 @@ impl Serving {
         };
         tracing::info!(revision = %instance.revision, instance = %instance.name, "adopting running instance");
         rev.instances
-            .push(InstanceRecord::new(&instance, Some(endpoint), InstancePhase::Starting));
+            .push(InstanceRecord::new(&instance, Some(endpoint), Phase::Starting));
         let ready = readiness(&rev.revision.template);
         let serving = self.clone();
         tasks.spawn(async move {
@@ -170,24 +171,32 @@ impl Serving {
     pub(super) fn instance_ready(self: &Arc<Self>, revision: &str, instance: &Instance) {
         let service = {
             let mut state = self.state();
+            if state
+                .revisions
+                .get(revision)
+                .and_then(|r| r.instances.iter().find(|i| i.id == instance.id))
+                .is_none_or(|i| i.endpoint.is_none())
+            {
+                return;
+            }
+            let Some(record) = state.advance(revision, &instance.id, &[Phase::Starting, Phase::Thawing], Phase::Ready)
+            else {
+                return;
+            };
+            let Some(addr) = record.endpoint else { return };
+            let slot = record
+                .slot
+                .get_or_insert_with(|| Endpoint::new(instance.id.clone(), instance.name.clone(), addr))
+                .clone();
             let Some(rev) = state.revisions.get_mut(revision) else {
                 return;
             };
-            let Some(record) = rev.instances.iter_mut().find(|i| i.id == instance.id) else {
-                return;
-            };
-            if record.phase != InstancePhase::Starting {
-                return;
-            }
-            let Some(addr) = record.endpoint else { return };
-            record.phase = InstancePhase::Ready;
             rev.failures = 0;
             rev.retry_at = None;
-            rev.endpoints
-                .add(Endpoint::new(instance.id.clone(), instance.name.clone(), addr));
+            rev.endpoints.add(slot);
             tracing::info!(%revision, instance = %instance.name, "instance ready");
             // As in Knative, a revision is ready once it has reached its initial scale.
-            let ready = rev.instances.iter().filter(|i| i.phase == InstancePhase::Ready).count();
+            let ready = rev.instances.iter().filter(|i| i.phase == Phase::Ready).count();
             if ready < rev.revision.template.scale.initial_instances() as usize {
                 return;
             }
@@ -229,7 +238,7 @@ impl Serving {
             state.revisions.iter().find_map(|(name, r)| {
                 r.instances
                     .iter()
-                    .find(|i| i.id == id && i.phase == InstancePhase::Ready)
+                    .find(|i| i.id == id && i.phase == Phase::Ready)
                     .map(|i| (name.clone(), i.name.clone()))
             })
         };
@@ -254,29 +263,25 @@ impl Serving {
     ) {
         let name = {
             let mut state = self.state();
-            let Some(rev) = state.revisions.get_mut(revision) else {
+            // Draining, freezing or frozen instances are on their way out already.
+            let from = [Phase::Starting, Phase::Ready, Phase::Thawing];
+            let Some(record) = state.advance(revision, id, &from, Phase::Stopping) else {
                 return;
             };
-            rev.endpoints.remove(id);
-            let Some(record) = rev.instances.iter_mut().find(|i| i.id == id) else {
-                return;
-            };
-            if record.phase == InstancePhase::Draining {
-                return;
-            }
-            record.phase = InstancePhase::Draining;
             let name = record.name.clone();
+            if let Some(rev) = state.revisions.get(revision) {
+                rev.endpoints.remove(id);
+            }
             state.stopping.insert(id.to_string());
             name
         };
         tracing::warn!(%revision, instance = %name, %reason, %message, "instance failed");
         let logs = self.last_logs(id).await;
-        self.stop_all(vec![id.to_string()]).await;
+        self.stop_record(revision, id).await;
         let mut state = self.state();
         let Some(rev) = state.revisions.get_mut(revision) else {
             return;
         };
-        rev.instances.retain(|i| i.id != id);
         let crash = Crash {
             reason: reason.to_string(),
             message,

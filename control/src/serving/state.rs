@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rouse_activator::{RevisionEndpoints, ServiceRoute};
+use rouse_activator::{Endpoint, RevisionEndpoints, ServiceRoute};
 use rouse_api::status::{Crash, InstancePhase, Traffic};
+
+use super::phase::Phase;
 use rouse_api::traffic::{Resolved, resolve};
 use rouse_api::{PortProtocol, Revision, Service};
 use rouse_runtime::Instance;
@@ -78,15 +80,19 @@ pub(super) struct InstanceRecord {
     pub(super) id: String,
     pub(super) name: String,
     pub(super) endpoint: Option<SocketAddr>,
-    pub(super) phase: InstancePhase,
+    pub(super) phase: Phase,
     /// When it was frozen, while it is.
     pub(super) frozen_at: Option<Instant>,
     /// Memory it holds while frozen, in bytes (measured after freezing).
     pub(super) memory: u64,
+    /// Its place in the revision's endpoints, made when it first got ready and kept while it
+    /// is out of them (draining, frozen, thawing), so requests still in flight on it count
+    /// when it is drained again.
+    pub(super) slot: Option<Arc<Endpoint>>,
 }
 
 impl InstanceRecord {
-    pub(super) fn new(instance: &Instance, endpoint: Option<SocketAddr>, phase: InstancePhase) -> Self {
+    pub(super) fn new(instance: &Instance, endpoint: Option<SocketAddr>, phase: Phase) -> Self {
         Self {
             id: instance.id.clone(),
             name: instance.name.clone(),
@@ -94,6 +100,7 @@ impl InstanceRecord {
             phase,
             frozen_at: None,
             memory: 0,
+            slot: None,
         }
     }
 }
@@ -156,12 +163,7 @@ impl RevisionState {
     }
 
     pub(super) fn active(&self) -> usize {
-        self.creating
-            + self
-                .instances
-                .iter()
-                .filter(|i| !matches!(i.phase, InstancePhase::Draining | InstancePhase::Frozen))
-                .count()
+        self.creating + self.instances.iter().filter(|i| i.phase.is_active()).count()
     }
 }
 
@@ -181,11 +183,18 @@ pub(crate) fn service_traffic(service: &Service) -> Resolved {
 
 /// Instances a revision should have now: a revision that takes traffic (a share or a tag) has
 /// what the autoscaler decided (its initial scale until it first got there); the latest
-/// revision, until it is ready, has its initial scale; every other revision none.
-pub(super) fn desired_instances(service: &Service, revision: &Revision, autoscaled: Option<u32>) -> u32 {
+/// revision, until it is ready, has its initial scale; every other revision none. Whatever
+/// that says, a revision with requests waiting gets at least one: they were routed to it
+/// (perhaps just before the route moved on), and nothing else will ever serve them.
+pub(super) fn desired_instances(
+    service: &Service,
+    revision: &Revision,
+    autoscaled: Option<u32>,
+    waiting: usize,
+) -> u32 {
     let initial = revision.template.scale.initial_instances();
     let traffic = service_traffic(service);
-    if traffic.routes_to(&revision.name) {
+    let wanted = if traffic.routes_to(&revision.name) {
         autoscaled.unwrap_or(initial)
     } else if revision.name == service.latest_revision
         && service.latest_ready_revision.as_deref() != Some(revision.name.as_str())
@@ -193,7 +202,8 @@ pub(super) fn desired_instances(service: &Service, revision: &Revision, autoscal
         initial
     } else {
         0
-    }
+    };
+    if waiting > 0 { wanted.max(1) } else { wanted }
 }
 
 /// The route of `service` from its traffic, over the revisions live in `state`.
@@ -227,21 +237,26 @@ mod tests {
         let now = Utc::now();
         let (mut svc, first) = Service::create("hello", RevisionTemplate::new("a"), now);
         assert_eq!(routed_revision(&svc), "hello-00001");
-        assert_eq!(desired_instances(&svc, &first, None), 1);
+        assert_eq!(desired_instances(&svc, &first, None, 0), 1);
         let second = svc.update(RevisionTemplate::new("b"), now).unwrap();
         svc.latest_ready_revision = Some(first.name.clone());
         // While the new revision starts, the old one keeps serving.
         assert_eq!(routed_revision(&svc), "hello-00001");
-        assert_eq!(desired_instances(&svc, &first, Some(3)), 3);
+        assert_eq!(desired_instances(&svc, &first, Some(3), 0), 3);
         assert_eq!(
-            desired_instances(&svc, &second, Some(5)),
+            desired_instances(&svc, &second, Some(5), 0),
             1,
             "initial scale while rolling out"
         );
         svc.latest_ready_revision = Some(second.name.clone());
-        assert_eq!(desired_instances(&svc, &first, Some(3)), 0);
+        assert_eq!(desired_instances(&svc, &first, Some(3), 0), 0);
         assert_eq!(
-            desired_instances(&svc, &second, Some(0)),
+            desired_instances(&svc, &first, Some(3), 2),
+            1,
+            "requests still wait for it"
+        );
+        assert_eq!(
+            desired_instances(&svc, &second, Some(0), 0),
             0,
             "the autoscaler may take it to zero"
         );
