@@ -137,7 +137,141 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().replace('\n', " "))?;
         config.autoscaler.validate().map_err(|e| e.to_string())?;
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Refuses zero, negative and absurd values, naming the table, the key and the range,
+    /// so a bad value stops `rouse serve` at start instead of panicking a task later (a zero
+    /// interval reaching `tokio::time::interval`, say).
+    fn validate(&self) -> Result<(), String> {
+        const MS: Duration = Duration::from_millis(1);
+        const SEC: Duration = Duration::from_secs(1);
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(86_400);
+        const KIB: u64 = 1024;
+        const MIB: u64 = 1024 * KIB;
+        const GIB: u64 = 1024 * MIB;
+        let i = &self.ingress;
+        size("ingress", "max-header-bytes", i.max_header_bytes as u64, KIB, MIB)?;
+        size("ingress", "max-body-bytes", i.max_body_bytes, 1, 64 * GIB)?;
+        duration("ingress", "idle-timeout", i.idle_timeout, 100 * MS, HOUR)?;
+        count("ingress", "max-waiting", i.max_waiting as u64, 1, 1_000_000)?;
+        if i.domain.is_empty() || i.domain.starts_with('.') || i.domain.contains(char::is_whitespace) {
+            return Err(format!(
+                "[ingress] domain = {:?}: must be a DNS name such as \"localhost\" or \"example.test\"",
+                i.domain
+            ));
+        }
+        let n = &self.instances;
+        duration(
+            "instances",
+            "stop-grace-period",
+            n.stop_grace_period,
+            Duration::ZERO,
+            HOUR,
+        )?;
+        duration("instances", "ready-timeout", n.ready_timeout, SEC, 2 * HOUR)?;
+        duration("instances", "crash-backoff", n.crash_backoff, 10 * MS, HOUR)?;
+        duration(
+            "instances",
+            "crash-backoff-max",
+            n.crash_backoff_max,
+            n.crash_backoff,
+            HOUR,
+        )?;
+        duration(
+            "instances",
+            "resync-interval",
+            n.resync_interval,
+            100 * MS,
+            10 * 60 * SEC,
+        )?;
+        let a = &self.autoscaler;
+        duration(
+            "autoscaler",
+            "scale-to-zero-grace-period",
+            a.scale_to_zero_grace_period,
+            Duration::ZERO,
+            HOUR,
+        )?;
+        duration("autoscaler", "tick-interval", a.tick_interval, 100 * MS, 10 * 60 * SEC)?;
+        duration(
+            "autoscaler",
+            "frozen-retention",
+            a.frozen_retention,
+            Duration::ZERO,
+            7 * DAY,
+        )?;
+        count(
+            "gc",
+            "max-non-active-revisions",
+            self.gc.max_non_active_revisions as u64,
+            0,
+            10_000,
+        )?;
+        let e = &self.eventing;
+        size("eventing", "max-event-bytes", e.max_event_bytes as u64, KIB, 64 * MIB)?;
+        size(
+            "eventing",
+            "max-batch-bytes",
+            e.max_batch_bytes as u64,
+            e.max_event_bytes as u64,
+            GIB,
+        )?;
+        count("eventing", "max-in-flight", e.max_in_flight as u64, 1, 100_000)?;
+        duration("eventing", "cursor-interval", e.cursor_interval, 10 * MS, 60 * SEC)?;
+        duration("eventing", "trim-interval", e.trim_interval, 100 * MS, DAY)?;
+        duration(
+            "eventing",
+            "drain-timeout",
+            e.drain_timeout,
+            Duration::ZERO,
+            10 * 60 * SEC,
+        )?;
+        Ok(())
+    }
+}
+
+/// `[table] key = value: must be between min and max`, for a duration.
+fn duration(table: &str, key: &str, value: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "[{table}] {key} = \"{}\": must be between {} and {}",
+        show_duration(value),
+        show_duration(min),
+        show_duration(max)
+    ))
+}
+
+fn count(table: &str, key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(format!("[{table}] {key} = {value}: must be between {min} and {max}"))
+}
+
+fn size(table: &str, key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "[{table}] {key} = {value}: must be between {} and {} bytes",
+        min, max
+    ))
+}
+
+/// A duration as it is written in `rouse.toml`: `0s`, `250ms`, `10s`, `2h`.
+fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_string(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
     }
 }
 
@@ -163,6 +297,35 @@ mod tests {
         assert_eq!(config.instances.crash_backoff, Duration::from_millis(100));
         let published = Config::parse("[runtime]\ndial = \"published-port\"\n").unwrap();
         assert_eq!(published.runtime.dial(), Dial::PublishedPort);
+    }
+
+    #[test]
+    fn zero_and_absurd_values_are_refused_with_table_key_and_range() {
+        let err = Config::parse("[eventing]\ntrim-interval = \"0s\"\n").unwrap_err();
+        assert_eq!(err, "[eventing] trim-interval = \"0s\": must be between 100ms and 24h");
+        let err = Config::parse("[instances]\nresync-interval = \"0s\"\n").unwrap_err();
+        assert!(err.starts_with("[instances] resync-interval"), "{err}");
+        let err = Config::parse("[instances]\ncrash-backoff = \"10s\"\ncrash-backoff-max = \"1s\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "[instances] crash-backoff-max = \"1s\": must be between 10s and 1h"
+        );
+        let err = Config::parse("[ingress]\nmax-waiting = 0\n").unwrap_err();
+        assert_eq!(err, "[ingress] max-waiting = 0: must be between 1 and 1000000");
+        let err = Config::parse("[eventing]\nmax-batch-bytes = 10\n").unwrap_err();
+        assert!(err.contains("max-batch-bytes = 10"), "{err}");
+        assert!(
+            Config::parse("[ingress]\ndomain = \"\"\n")
+                .unwrap_err()
+                .contains("domain")
+        );
+        let err = Config::parse("[eventing]\ncursor-interval = \"2h\"\n").unwrap_err();
+        assert_eq!(err, "[eventing] cursor-interval = \"2h\": must be between 10ms and 1m");
+    }
+
+    #[test]
+    fn the_defaults_are_in_range() {
+        Config::default().validate().unwrap();
     }
 
     #[test]
