@@ -15,37 +15,6 @@ use super::state::{InstanceRecord, State};
 use super::{Serving, THAW_PROBE_TIMEOUT};
 
 impl Serving {
-    /// Over the memory budget for frozen instances, removes the least recently frozen first.
-    pub(super) fn enforce_frozen_budget(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>) {
-        let frozen: Vec<FrozenInstance> = state
-            .revisions
-            .iter()
-            .flat_map(|(name, r)| {
-                r.instances
-                    .iter()
-                    .filter(|i| i.phase == Phase::Frozen)
-                    .filter_map(move |i| {
-                        Some(FrozenInstance {
-                            since: i.frozen_at?,
-                            memory: i.memory,
-                            revision: name.clone(),
-                            id: i.id.clone(),
-                        })
-                    })
-            })
-            .collect();
-        for evicted in over_budget(frozen, self.frozen_budget) {
-            tracing::info!(
-                revision = %evicted.revision,
-                instance = %evicted.id,
-                memory = evicted.memory,
-                budget = self.frozen_budget,
-                "frozen memory over budget: removing the least recently used"
-            );
-            self.spawn_remove_frozen(state, tasks, &evicted.revision, &evicted.id);
-        }
-    }
-
     /// Removes a frozen instance (at the end of its retention, over the budget, or dead).
     pub(super) fn spawn_remove_frozen(
         self: &Arc<Self>,
@@ -125,20 +94,11 @@ impl Serving {
                     tracing::warn!(%revision, instance = %record.name, error = %e, "thawed instance is dead; starting a fresh one");
                     let mut state = serving.state();
                     if state.advance(&revision, &record.id, &[Phase::Thawing], Phase::Stopping).is_some() {
-                        serving.stop_detached(&mut state, &revision, &record.id);
+                        serving.wake();
                     }
                 }
             }
         });
-    }
-
-    /// Stops an instance already in [`Phase::Stopping`] from inside a task (no `JoinSet` at
-    /// hand): the stop runs on its own, and the loop is woken when it is gone.
-    pub(super) fn stop_detached(self: &Arc<Self>, state: &mut State, revision: &str, id: &str) {
-        state.stopping.insert(id.to_string());
-        let serving = self.clone();
-        let (revision, id) = (revision.to_string(), id.to_string());
-        tokio::spawn(async move { serving.stop_record(&revision, &id).await });
     }
 
     /// Freezes again an instance someone unpaused behind our back.
@@ -208,8 +168,8 @@ impl Serving {
                     let _ = serving.freeze(&revision, &id, None).await;
                     return;
                 }
-                let mut state = serving.state();
-                serving.stop_detached(&mut state, &revision, &id);
+                // Stopped by the next pass.
+                serving.wake();
             });
         }
     }
@@ -226,7 +186,7 @@ impl Serving {
                     .advance(revision, id, &[Phase::Freezing], Phase::Stopping)
                     .is_some()
                 {
-                    self.stop_detached(&mut state, revision, id);
+                    self.wake();
                 }
                 return false;
             }

@@ -41,6 +41,7 @@ mod contract;
 mod freeze;
 mod gc;
 mod phase;
+mod plan;
 mod reconcile;
 mod start;
 mod state;

@@ -13,7 +13,8 @@ use crate::error::ControlError;
 
 use super::Serving;
 use super::phase::Phase;
-use super::state::{InstanceRecord, RevisionState, State, desired_instances, route_for};
+use super::plan::{Action, Facts, Removal, plan};
+use super::state::{RevisionState, State, route_for};
 
 impl Serving {
     /// Drops the live state of revisions matching `doomed`; returns the ids of their instances.
@@ -37,7 +38,7 @@ impl Serving {
         ids
     }
 
-    /// Stops instances concurrently and waits for all of them.
+    /// Stops instances concurrently and waits for all of them; returns those that failed.
     pub(super) async fn stop_all(&self, ids: Vec<String>) -> Vec<String> {
         let grace = self.config.stop_grace_period;
         let stops = ids.iter().map(|id| async move {
@@ -55,8 +56,12 @@ impl Serving {
             .flatten()
             .collect();
         let mut state = self.state();
+        let now = Instant::now();
         for id in &ids {
             state.stopping.remove(id);
+            if !failed.contains(id) {
+                state.stopped.insert(id.clone(), now);
+            }
         }
         failed
     }
@@ -72,13 +77,14 @@ impl Serving {
         self.wake();
     }
 
-    /// One pass: compare store and runtime, then act.
-    /// One pass; returns when the next one is due at the latest because of a timer (a frozen
-    /// instance's retention, a crash backoff), if any.
+    /// One pass: observe (the runtime's listing, then the store, into the live state), plan
+    /// ([`plan`], pure), apply. Returns when the next pass is due at the latest because of a
+    /// timer (a frozen instance's retention, a crash backoff), if any.
     pub(super) async fn reconcile(self: &Arc<Self>, tasks: &mut JoinSet<()>) -> Result<Option<Instant>, ControlError> {
         // The runtime first: the store is read after the await, so a deploy that landed while
         // the runtime answered is seen (a snapshot from before it would drop the new
         // revision's live state, and the route a request already waits on with it).
+        let listed_at = Instant::now();
         let listed = self.runtime.list().await?;
         let services: HashMap<String, Service> = self
             .store
@@ -90,7 +96,6 @@ impl Serving {
         self.collect_garbage(&services, &mut revisions)?;
         let now = Instant::now();
         let mut state = self.state();
-        let mut next_wake: Option<Instant> = None;
 
         // Live state for every stored revision; none for revisions gone from the store.
         for revision in &revisions {
@@ -132,169 +137,84 @@ impl Serving {
             }
         }
 
-        // What runs versus what we know.
+        // What runs versus what we know: records of instances the runtime no longer lists
+        // are dropped (they were removed, behind our back or by us).
         let listed_ids: HashSet<&str> = listed.iter().map(|i| i.id.as_str()).collect();
         for revision in state.revisions.values_mut() {
             let endpoints = revision.endpoints.clone();
             revision.instances.retain(|i| {
-                let present = listed_ids.contains(i.id.as_str());
+                let present = listed_ids.contains(i.id.as_str()) || i.since >= listed_at;
                 if !present {
                     endpoints.remove(&i.id);
                 }
                 present
             });
         }
-        for instance in &listed {
-            if state.stopping.contains(&instance.id) {
-                continue;
-            }
-            let known = state
-                .revisions
-                .get(&instance.revision)
-                .and_then(|r| r.instances.iter().find(|i| i.id == instance.id).cloned());
-            let creating = state.revisions.get(&instance.revision).map(|r| r.creating);
-            match (creating, known) {
-                // Nobody declared it (deleted service or abandoned revision): remove it.
-                (None, _) => self.spawn_stop(&mut state, tasks, instance.id.clone()),
-                // A start task may have just created it and not recorded it yet: look again
-                // at the next pass.
-                (Some(creating), None) if creating > 0 => {}
-                // Found after a restart: adopt it if it runs, else clear it away.
-                (Some(_), None) => match (&instance.state, instance.endpoint) {
-                    (InstanceState::Running, Some(endpoint)) => {
-                        self.spawn_adopt(&mut state, tasks, instance.clone(), endpoint)
-                    }
-                    (InstanceState::Paused, Some(endpoint)) => {
-                        self.adopt_frozen(&mut state, tasks, instance, endpoint, now)
-                    }
-                    _ => self.spawn_stop(&mut state, tasks, instance.id.clone()),
-                },
-                // Known: what runs may have changed behind our back.
-                (Some(_), Some(record)) => self.repair_drift(&mut state, tasks, instance, &record),
-            }
-        }
-
-        // Routes, then instance counts.
+        // Instances stopped since the listing began are in it still: not to be adopted.
+        state.stopped.retain(|_, at| *at >= listed_at);
+        let listed: Vec<Instance> = listed
+            .into_iter()
+            .filter(|i| !state.stopped.contains_key(&i.id))
+            .collect();
         for service in services.values() {
             self.reroute(service, &state);
         }
-        let names: Vec<String> = state.revisions.keys().cloned().collect();
-        for name in names {
-            let Some(revision) = state.revisions.get(&name) else {
-                continue;
-            };
-            let Some(service) = services.get(&revision.revision.service) else {
-                continue;
-            };
-            let desired = desired_instances(
-                service,
-                &revision.revision,
-                revision.scaling.desired,
-                revision.endpoints.waiting(),
-            ) as usize;
-            let active = revision.active();
-            let retention = revision.scaling.spec.frozen_retention;
-            if active < desired && revision.retry_at.is_none_or(|at| at <= now) {
-                // Thaw frozen instances first (the most recently frozen), then start fresh ones.
-                let mut frozen: Vec<(Instant, String)> = revision
-                    .instances
-                    .iter()
-                    .filter(|i| i.phase == Phase::Frozen)
-                    .filter_map(|i| Some((i.frozen_at?, i.id.clone())))
-                    .collect();
-                frozen.sort_by_key(|f| std::cmp::Reverse(f.0));
-                let mut thawed = 0;
-                for (_, id) in frozen.into_iter().take(desired - active) {
-                    self.spawn_thaw(&mut state, tasks, &name, &id, Phase::Frozen);
-                    thawed += 1;
-                }
-                for _ in active + thawed..desired {
-                    self.spawn_start(&mut state, tasks, &name);
-                }
-            } else if active > desired {
-                // Going to zero: freeze rather than remove, unless freezing is off.
-                let freeze = desired == 0 && !retention.is_zero();
-                self.spawn_scale_down(&mut state, tasks, &name, active - desired, freeze);
-            }
-            // Frozen past the retention: removed (thawed first, so it gets its SIGTERM).
-            let expired: Vec<String> = state.revisions.get(&name).map_or_else(Vec::new, |r| {
-                r.instances
-                    .iter()
-                    .filter(|i| i.phase == Phase::Frozen)
-                    .filter(|i| {
-                        i.frozen_at
-                            .is_some_and(|at| now.saturating_duration_since(at) >= retention)
-                    })
-                    .map(|i| i.id.clone())
-                    .collect()
-            });
-            for id in expired {
-                tracing::info!(revision = %name, instance = %id, "frozen retention over: removing instance");
-                self.spawn_remove_frozen(&mut state, tasks, &name, &id);
-            }
-            // Stops that failed: again.
-            let stuck: Vec<String> = state.revisions.get(&name).map_or_else(Vec::new, |r| {
-                r.instances
-                    .iter()
-                    .filter(|i| i.phase == Phase::Stopping)
-                    .map(|i| i.id.clone())
-                    .collect()
-            });
-            for id in stuck {
-                if !state.stopping.contains(&id) {
-                    self.spawn_stop_record(&mut state, tasks, &name, &id);
-                }
-            }
-            // Come back when the oldest frozen instance expires, or when the backoff ends.
-            if let Some(r) = state.revisions.get(&name) {
-                let expires = r
-                    .instances
-                    .iter()
-                    .filter_map(|i| i.frozen_at)
-                    .min()
-                    .map(|at| at + retention);
-                let retry = r.retry_at.filter(|at| *at > now);
-                next_wake = [next_wake, expires, retry].into_iter().flatten().min();
-            }
+        let facts = Facts {
+            services: &services,
+            listed: &listed,
+            now,
+            frozen_budget: self.frozen_budget,
+        };
+        let plan = plan(&state, &facts);
+        for action in plan.actions {
+            self.apply(&mut state, tasks, action, now);
         }
-        self.enforce_frozen_budget(&mut state, tasks);
-        Ok(next_wake)
+        Ok(plan.next_wake)
     }
 
-    /// Brings a known instance back to its phase when the runtime shows it in another state:
-    /// someone paused, unpaused, stopped or killed it, or its exit event was lost.
-    pub(super) fn repair_drift(
-        self: &Arc<Self>,
-        state: &mut State,
-        tasks: &mut JoinSet<()>,
-        seen: &Instance,
-        record: &InstanceRecord,
-    ) {
-        let revision = &seen.revision;
-        let id = seen.id.clone();
-        match (&seen.state, record.phase) {
-            // It died and the exit event was missed.
-            (InstanceState::Exited { code }, Phase::Ready) => {
-                let (serving, code) = (self.clone(), *code);
+    /// Carries out one action of a plan: the slow part in a task of the loop's `JoinSet`,
+    /// every change of phase through [`State::advance`].
+    fn apply(self: &Arc<Self>, state: &mut State, tasks: &mut JoinSet<()>, action: Action, now: Instant) {
+        match action {
+            Action::StopUndeclared { id } => self.spawn_stop(state, tasks, id),
+            Action::Adopt { instance, endpoint } => self.spawn_adopt(state, tasks, instance, endpoint),
+            Action::AdoptFrozen { instance, endpoint } => self.adopt_frozen(state, tasks, &instance, endpoint, now),
+            Action::Exited { id, code } => {
+                let serving = self.clone();
                 tasks.spawn(async move { serving.instance_exited(&id, Some(code)).await });
             }
-            // Frozen and then killed: nothing to keep.
-            (InstanceState::Exited { .. }, Phase::Frozen) => {
-                tracing::info!(%revision, instance = %record.name, "frozen instance exited; removing it");
-                self.spawn_remove_frozen(state, tasks, revision, &id);
+            Action::RemoveFrozen { revision, id, why } => {
+                match why {
+                    Removal::Retention => {
+                        tracing::info!(%revision, instance = %id, "frozen retention over: removing instance")
+                    }
+                    Removal::Budget => tracing::info!(
+                        %revision,
+                        instance = %id,
+                        budget = self.frozen_budget,
+                        "frozen memory over budget: removing the least recently used"
+                    ),
+                    Removal::Exited => tracing::info!(%revision, instance = %id, "frozen instance exited; removing it"),
+                }
+                self.spawn_remove_frozen(state, tasks, &revision, &id);
             }
-            // Paused while serving: requests sent to it would hang. Out of the endpoints,
-            // thawed and probed, as a frozen one.
-            (InstanceState::Paused, Phase::Ready) => {
-                tracing::warn!(%revision, instance = %record.name, "instance paused behind our back; thawing it");
-                self.spawn_thaw(state, tasks, revision, &id, Phase::Ready);
+            Action::Thaw { revision, id, from } => {
+                if from == Phase::Ready {
+                    tracing::warn!(%revision, instance = %id, "instance paused behind our back; thawing it");
+                }
+                self.spawn_thaw(state, tasks, &revision, &id, from);
             }
-            // Unpaused while frozen: it holds CPU nobody asked for, and the state says frozen.
-            (InstanceState::Running, Phase::Frozen) => {
-                tracing::warn!(%revision, instance = %record.name, "frozen instance unpaused behind our back; freezing it again");
-                self.spawn_refreeze(state, tasks, revision, &id);
+            Action::Refreeze { revision, id } => {
+                tracing::warn!(%revision, instance = %id, "frozen instance unpaused behind our back; freezing it again");
+                self.spawn_refreeze(state, tasks, &revision, &id);
             }
-            _ => {}
+            Action::Start { revision } => self.spawn_start(state, tasks, &revision),
+            Action::ScaleDown {
+                revision,
+                count,
+                freeze,
+            } => self.spawn_scale_down(state, tasks, &revision, count, freeze),
+            Action::Stop { revision, id } => self.spawn_stop_record(state, tasks, &revision, &id),
         }
     }
 

@@ -27,6 +27,9 @@ pub(super) struct State {
     pub(super) starting: HashMap<String, usize>,
     /// Instances being stopped, by id, so that no pass stops them twice.
     pub(super) stopping: HashSet<String>,
+    /// Instances stopped, by id, with when: a listing that began before the stop still shows
+    /// them, and must not make a pass adopt them again.
+    pub(super) stopped: HashMap<String, Instant>,
 }
 
 impl State {
@@ -89,6 +92,8 @@ pub(super) struct InstanceRecord {
     /// is out of them (draining, frozen, thawing), so requests still in flight on it count
     /// when it is drained again.
     pub(super) slot: Option<Arc<Endpoint>>,
+    /// When the record was made: a listing that began before it may not show the instance.
+    pub(super) since: Instant,
 }
 
 impl InstanceRecord {
@@ -101,6 +106,7 @@ impl InstanceRecord {
             frozen_at: None,
             memory: 0,
             slot: None,
+            since: Instant::now(),
         }
     }
 }
