@@ -28,10 +28,11 @@ use crate::config::IngressConfig;
 use crate::endpoints::{AcquireError, Endpoint, InFlight, RevisionEndpoints};
 use crate::host::service_for_host;
 use crate::metrics::IngressMetrics;
-use crate::respond;
+use crate::respond::Refusal;
 use crate::route::RouteTable;
 use crate::server::Peer;
 use crate::upstream::UpstreamBody;
+use rouse_api::error_chain;
 
 /// Errors carried by bodies that pass through the proxy.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -93,7 +94,10 @@ impl Ingress {
     pub async fn handle(&self, request: Request<Incoming>, client: &Peer) -> Response<ProxyBody> {
         let start = Instant::now();
         let mut routed = None;
-        let response = self.route(request, client, start, &mut routed).await;
+        let response = match self.route(request, client, start, &mut routed).await {
+            Ok(response) => response,
+            Err(refusal) => refusal.into_response(),
+        };
         let seconds = start.elapsed().as_secs_f64();
         match routed {
             Some(revision) => self.metrics.observe(&revision, response.status().as_u16(), seconds),
@@ -109,12 +113,12 @@ impl Ingress {
         client: &Peer,
         start: Instant,
         routed: &mut Option<Arc<RevisionEndpoints>>,
-    ) -> Response<ProxyBody> {
+    ) -> Result<Response<ProxyBody>, Refusal> {
         let Some(host_value) = request_host(&request) else {
-            return respond::missing_host();
+            return Err(Refusal::MissingHost);
         };
         let Ok(host) = host_value.to_str() else {
-            return respond::missing_host();
+            return Err(Refusal::MissingHost);
         };
         // Hosts are case-insensitive; allocate only when there is something to lower.
         let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -125,12 +129,15 @@ impl Ingress {
         let roll = rand::random_range(0..100);
         let Some(revision) = service_for_host(&host, &self.config.domain).and_then(|s| self.routes.lookup(s, roll))
         else {
-            return respond::unknown_host(&host, &self.config.domain);
+            return Err(Refusal::UnknownHost {
+                host: host.into_owned(),
+                domain: self.config.domain.clone(),
+            });
         };
         *routed = Some(revision.clone());
         // A declared length (hyper has checked the header) is the body's exact size hint.
         if request.body().size_hint().lower() > self.config.max_body_bytes {
-            return respond::body_too_large(self.config.max_body_bytes);
+            return Err(self.too_large());
         }
         let deadline = start + revision.timeout;
         // A free slot is the common case: only a request that has to wait carries (boxed) the
@@ -139,12 +146,15 @@ impl Ingress {
             Some(slot) => Ok(slot),
             None => Box::pin(revision.acquire(deadline, self.config.max_waiting)).await,
         };
-        let slot = match acquired {
-            Ok(slot) => slot,
-            Err(AcquireError::QueueFull) => return respond::queue_full(&revision.revision),
-            Err(AcquireError::Timeout) => return respond::timeout(&revision.revision, revision.timeout, true),
-            Err(AcquireError::Closed) => return respond::revision_gone(&revision.revision),
-        };
+        let name = || revision.revision.clone();
+        let slot = acquired.map_err(|e| match e {
+            AcquireError::QueueFull => Refusal::QueueFull { revision: name() },
+            AcquireError::Timeout => Refusal::NoInstance {
+                revision: name(),
+                timeout: revision.timeout,
+            },
+            AcquireError::Closed => Refusal::RevisionGone { revision: name() },
+        })?;
         self.forward(request, client, &host_value, &revision, slot, deadline)
             .await
     }
@@ -157,7 +167,7 @@ impl Ingress {
         revision: &RevisionEndpoints,
         slot: InFlight,
         deadline: Instant,
-    ) -> Response<ProxyBody> {
+    ) -> Result<Response<ProxyBody>, Refusal> {
         let endpoint = slot.endpoint().clone();
         let mut request = request;
         // An upgrade (websocket and the like) passes through: the same protocol is asked of the
@@ -178,7 +188,10 @@ impl Ingress {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
         let body = Limited::new(body, usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX));
-        let timed_out = || respond::timeout(&revision.revision, revision.timeout, false);
+        let timed_out = || Refusal::NoAnswer {
+            revision: revision.revision.clone(),
+            timeout: revision.timeout,
+        };
         if !revision.h2c && upgrade.is_none() {
             // Plain HTTP/1.1: on a connection this task drives itself.
             parts.version = Version::HTTP_11;
@@ -190,9 +203,9 @@ impl Ingress {
                 endpoint.connections.send(endpoint.addr, request),
             ));
             return match exchange.await {
-                Err(_) => timed_out(),
-                Ok(Err(e)) => self.failed(revision, &endpoint, &e),
-                Ok(Ok(response)) => pass_back(response, slot),
+                Err(_) => Err(timed_out()),
+                Ok(Err(e)) => Err(self.failed(revision, &endpoint, &e)),
+                Ok(Ok(response)) => Ok(pass_back(response, slot)),
             };
         }
         // h2c and upgrades: on the shared clients, whose connections run in tasks of their own.
@@ -202,7 +215,7 @@ impl Ingress {
         uri.path_and_query = Some(path);
         parts.uri = match Uri::from_parts(uri) {
             Ok(uri) => uri,
-            Err(e) => return respond::instance_failed(&revision.revision, &endpoint.name, &e.to_string()),
+            Err(e) => return Err(self.failed(revision, &endpoint, &e)),
         };
         let upstream = if upgrade.is_none() {
             parts.version = Version::HTTP_2;
@@ -213,28 +226,38 @@ impl Ingress {
         };
         let request = Request::from_parts(parts, body);
         match Box::pin(tokio::time::timeout_at(deadline, upstream.request(request))).await {
-            Err(_) => timed_out(),
-            Ok(Err(e)) => self.failed(revision, &endpoint, &e),
-            Ok(Ok(response)) => match client_upgrade {
+            Err(_) => Err(timed_out()),
+            Ok(Err(e)) => Err(self.failed(revision, &endpoint, &e)),
+            Ok(Ok(response)) => Ok(match client_upgrade {
                 Some(client_upgrade) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     self.tunnel(response, client_upgrade, slot)
                 }
                 _ => pass_back(response, slot),
-            },
+            }),
         }
     }
 
-    /// The answer when the instance could not be asked or did not answer.
+    /// Why the instance could not be asked or did not answer.
     fn failed(
         &self,
         revision: &RevisionEndpoints,
         endpoint: &Endpoint,
         error: &(dyn std::error::Error + 'static),
-    ) -> Response<ProxyBody> {
+    ) -> Refusal {
         if is_length_limit(error) {
-            return respond::body_too_large(self.config.max_body_bytes);
+            return self.too_large();
         }
-        respond::instance_failed(&revision.revision, &endpoint.name, &error_chain(error))
+        Refusal::InstanceFailed {
+            revision: revision.revision.clone(),
+            instance: endpoint.name.clone(),
+            cause: error_chain(error),
+        }
+    }
+
+    fn too_large(&self) -> Refusal {
+        Refusal::BodyTooLarge {
+            limit: self.config.max_body_bytes,
+        }
     }
 }
 
@@ -349,18 +372,6 @@ fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
-}
-
-/// `error: cause: cause`, because hyper's top-level messages alone say little.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(e) = current {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        current = e.source();
-    }
-    text
 }
 
 /// A body that keeps `G` (a request's slot on its instance, its place among a connection's

@@ -1,5 +1,6 @@
-//! Every error response the ingress gives a client, with its status and a one-line body
-//! that says what happened.
+//! Every error response the ingress gives a client: one [`Refusal`] per reason, its status
+//! chosen in one table ([`Refusal::status`]), and a one-line body that says what happened and
+//! what to do.
 
 use std::time::Duration;
 
@@ -22,66 +23,128 @@ fn error(status: StatusCode, message: String) -> Response<ProxyBody> {
     response
 }
 
-/// 404: the host names no service.
-pub fn unknown_host(host: &str, domain: &str) -> Response<ProxyBody> {
-    error(
-        StatusCode::NOT_FOUND,
-        format!("no service answers at host '{host}'; services answer at http://NAME.{domain} (see `rouse list`)"),
-    )
+/// Why the ingress answers a request itself instead of passing on an instance's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request carries no (readable) host at all.
+    MissingHost,
+    /// The host names no service.
+    UnknownHost { host: String, domain: String },
+    /// The request body is larger than the ingress accepts.
+    BodyTooLarge { limit: u64 },
+    /// Too many requests are already waiting for the revision.
+    QueueFull { revision: String },
+    /// The revision was removed (its service deleted or redeployed) while the request waited.
+    RevisionGone { revision: String },
+    /// No instance became available within the request timeout.
+    NoInstance { revision: String, timeout: Duration },
+    /// The instance did not answer within the request timeout.
+    NoAnswer { revision: String, timeout: Duration },
+    /// The instance failed while handling the request.
+    InstanceFailed {
+        revision: String,
+        instance: String,
+        cause: String,
+    },
 }
 
-/// 400: the request carries no host at all.
-pub fn missing_host() -> Response<ProxyBody> {
-    error(
-        StatusCode::BAD_REQUEST,
-        "request has no Host header; send Host: NAME.localhost".to_string(),
-    )
+impl Refusal {
+    /// The one table of statuses.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::MissingHost => StatusCode::BAD_REQUEST,
+            Refusal::UnknownHost { .. } => StatusCode::NOT_FOUND,
+            Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::QueueFull { .. } | Refusal::RevisionGone { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::NoInstance { .. } | Refusal::NoAnswer { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::InstanceFailed { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// What the client reads.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::MissingHost => "request has no Host header; send Host: NAME.localhost".to_string(),
+            Refusal::UnknownHost { host, domain } => {
+                format!(
+                    "no service answers at host '{host}'; services answer at http://NAME.{domain} (see `rouse list`)"
+                )
+            }
+            Refusal::BodyTooLarge { limit } => format!("request body exceeds the ingress limit of {limit} bytes"),
+            Refusal::QueueFull { revision } => {
+                format!("revision {revision} is overloaded: its request queue is full; retry later")
+            }
+            Refusal::RevisionGone { revision } => {
+                format!("revision {revision} was removed while the request waited for it; retry")
+            }
+            Refusal::NoInstance { revision, timeout } => format!(
+                "revision {revision}: no instance became ready within the request timeout of {}s",
+                timeout.as_secs()
+            ),
+            Refusal::NoAnswer { revision, timeout } => format!(
+                "revision {revision}: the instance did not answer within the request timeout of {}s",
+                timeout.as_secs()
+            ),
+            Refusal::InstanceFailed {
+                revision,
+                instance,
+                cause,
+            } => format!("revision {revision}: instance {instance} failed during the request: {cause}"),
+        }
+    }
+
+    /// The response: the status, and the message as plain text.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        error(self.status(), self.message())
+    }
 }
 
-/// 503: too many requests are already waiting for the revision.
-pub fn queue_full(revision: &str) -> Response<ProxyBody> {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("revision {revision} is overloaded: its request queue is full; retry later"),
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// 503: the revision was removed (its service deleted or redeployed) while the request waited.
-pub fn revision_gone(revision: &str) -> Response<ProxyBody> {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("revision {revision} was removed while the request waited for it; retry"),
-    )
-}
-
-/// 504: no instance became available, or the instance did not answer, within the timeout.
-pub fn timeout(revision: &str, timeout: Duration, waiting: bool) -> Response<ProxyBody> {
-    let what = if waiting {
-        "no instance became ready"
-    } else {
-        "the instance did not answer"
-    };
-    error(
-        StatusCode::GATEWAY_TIMEOUT,
-        format!(
-            "revision {revision}: {what} within the request timeout of {}s",
-            timeout.as_secs()
-        ),
-    )
-}
-
-/// 502: the instance failed while handling the request.
-pub fn instance_failed(revision: &str, instance: &str, cause: &str) -> Response<ProxyBody> {
-    error(
-        StatusCode::BAD_GATEWAY,
-        format!("revision {revision}: instance {instance} failed during the request: {cause}"),
-    )
-}
-
-/// 413: the request body is larger than the ingress accepts.
-pub fn body_too_large(limit: u64) -> Response<ProxyBody> {
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body exceeds the ingress limit of {limit} bytes"),
-    )
+    #[test]
+    fn each_refusal_has_its_status() {
+        let revision = || "web-00001".to_string();
+        let timeout = Duration::from_secs(300);
+        let table = [
+            (Refusal::MissingHost, 400),
+            (
+                Refusal::UnknownHost {
+                    host: "x".into(),
+                    domain: "localhost".into(),
+                },
+                404,
+            ),
+            (Refusal::BodyTooLarge { limit: 1 }, 413),
+            (Refusal::QueueFull { revision: revision() }, 503),
+            (Refusal::RevisionGone { revision: revision() }, 503),
+            (
+                Refusal::NoInstance {
+                    revision: revision(),
+                    timeout,
+                },
+                504,
+            ),
+            (
+                Refusal::NoAnswer {
+                    revision: revision(),
+                    timeout,
+                },
+                504,
+            ),
+            (
+                Refusal::InstanceFailed {
+                    revision: revision(),
+                    instance: "i".into(),
+                    cause: "reset".into(),
+                },
+                502,
+            ),
+        ];
+        for (refusal, status) in table {
+            assert_eq!(refusal.status().as_u16(), status, "{refusal:?}");
+            assert!(refusal.message().len() > 10);
+        }
+    }
 }

@@ -21,3 +21,16 @@ impl ValidationError {
         }
     }
 }
+
+/// An error and its causes on one line, `error: cause: cause`: the top-level messages of
+/// hyper and friends alone say little ("client error (Connect)").
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(cause) = current {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        current = cause.source();
+    }
+    text
+}

@@ -20,13 +20,11 @@ use crate::eventing::{
     validate_http_url,
 };
 use crate::knative::{Condition, ObjectMeta, SERVING_API_VERSION, timestamp};
+use crate::manifest::{NAMESPACE, check_namespace};
 use crate::name::validate_name;
 
 pub const EVENTING_API_VERSION: &str = "eventing.knative.dev/v1";
 pub const SOURCES_API_VERSION: &str = "sources.knative.dev/v1";
-
-/// The one namespace Rouse has.
-pub const NAMESPACE: &str = "default";
 
 /// Knative's schedule when a PingSource gives none: every minute.
 pub const DEFAULT_PING_SCHEDULE: &str = "* * * * *";
@@ -545,17 +543,6 @@ fn check_type(api_version: &str, kind: &str, want_api_version: &str, want_kind: 
         ));
     }
     Ok(())
-}
-
-fn check_namespace(field: &str, namespace: Option<&str>) -> Result<(), ValidationError> {
-    match namespace {
-        None | Some(NAMESPACE) => Ok(()),
-        Some(other) => Err(ValidationError::new(
-            field,
-            other,
-            "namespaces other than default are not supported yet; remove the namespace or set it to default",
-        )),
-    }
 }
 
 /// What a record keeps of an object's metadata.
@@ -1384,7 +1371,7 @@ status:
             ("metadata.name", "required", |b| b.metadata.name = String::new()),
             (
                 "metadata.namespace",
-                "namespaces other than default are not supported yet",
+                "namespaces other than 'default' are not supported yet",
                 |b| b.metadata.namespace = Some("prod".to_string()),
             ),
             ("metadata.creationTimestamp", "RFC 3339", |b| {

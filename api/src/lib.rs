@@ -35,6 +35,6 @@ pub mod status;
 pub mod template;
 pub mod traffic;
 
-pub use error::ValidationError;
+pub use error::{ValidationError, error_chain};
 pub use service::{Revision, Service};
 pub use template::{EnvVar, PortProtocol, RevisionTemplate, ScaleBounds, ScaleMetric};

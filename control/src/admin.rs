@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use crate::apply::{Applied, ApplyDocument, Outcome};
 use crate::describe::{describe, revision_objects, service_url};
-use crate::error::{ControlError, ErrorBody};
+use crate::error::{ControlError, ErrorBody, ObjectKind};
 use crate::eventing::Eventing;
 use crate::serving::Serving;
 
@@ -156,7 +156,7 @@ impl Admin {
         let store = self.serving.store();
         let service = store
             .service(name)?
-            .ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
+            .ok_or_else(|| ControlError::not_found(ObjectKind::Service, name.to_string()))?;
         let revisions = store.revisions_of(name)?;
         Ok(describe(
             &self.serving,
@@ -211,7 +211,7 @@ async fn list_revisions(
     let store = admin.serving.store();
     let service = store
         .service(&name)?
-        .ok_or_else(|| ControlError::ServiceNotFound { name: name.clone() })?;
+        .ok_or_else(|| ControlError::not_found(ObjectKind::Service, name.clone()))?;
     Ok(Json(revision_objects(
         &admin.serving,
         &service,
@@ -349,7 +349,7 @@ async fn delete_service(State(admin): State<Arc<Admin>>, Path(name): Path<String
     if admin.serving.delete_service(&name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ControlError::ServiceNotFound { name })
+        Err(ControlError::not_found(ObjectKind::Service, name))
     }
 }
 
@@ -374,7 +374,7 @@ async fn logs(
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ControlError> {
     if admin.serving.store().service(&name)?.is_none() {
-        return Err(ControlError::ServiceNotFound { name });
+        return Err(ControlError::not_found(ObjectKind::Service, name));
     }
     let options = LogOptions {
         follow: query.follow,

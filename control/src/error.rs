@@ -36,16 +36,57 @@ pub enum ControlError {
     Invalid(#[from] ValidationError),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Manifest(Vec<ManifestError>),
-    #[error("service '{name}' not found; `rouse list` shows the services")]
-    ServiceNotFound { name: String },
-    #[error("revision '{name}' not found")]
-    RevisionNotFound { name: String },
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{kind} '{name}' not found; `{}` shows them", kind.listing())]
+    NotFound { kind: ObjectKind, name: String },
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+}
+
+/// What kind of object an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Service,
+    Revision,
+    Broker,
+    Trigger,
+    PingSource,
+}
+
+impl ObjectKind {
+    /// The command that lists objects of this kind.
+    pub fn listing(self) -> &'static str {
+        match self {
+            ObjectKind::Service => "rouse list",
+            ObjectKind::Revision => "rouse revisions SERVICE",
+            ObjectKind::Broker => "rouse broker list",
+            ObjectKind::Trigger => "rouse trigger list",
+            ObjectKind::PingSource => "rouse source ping list",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Service => "service",
+            ObjectKind::Revision => "revision",
+            ObjectKind::Broker => "broker",
+            ObjectKind::Trigger => "trigger",
+            ObjectKind::PingSource => "ping source",
+        })
+    }
+}
+
+impl ControlError {
+    /// No `kind` named `name`.
+    pub fn not_found(kind: ObjectKind, name: impl Into<String>) -> Self {
+        ControlError::NotFound {
+            kind,
+            name: name.into(),
+        }
+    }
 }
 
 /// The JSON body of every admin API error.
@@ -60,9 +101,7 @@ impl ControlError {
             ControlError::Invalid(_)
             | ControlError::Manifest(_)
             | ControlError::Runtime(RuntimeError::ImageNotFound { .. }) => StatusCode::BAD_REQUEST,
-            ControlError::ServiceNotFound { .. }
-            | ControlError::RevisionNotFound { .. }
-            | ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) | ControlError::AlreadyRunning { .. } => StatusCode::CONFLICT,
             ControlError::Runtime(RuntimeError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Runtime(_) => StatusCode::BAD_GATEWAY,

@@ -19,7 +19,7 @@ use rouse_eventing::{Dispatcher, Ingress};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::Outcome;
-use crate::error::ControlError;
+use crate::error::{ControlError, ObjectKind};
 use crate::sinks::SinkAddresses;
 use crate::store::{Kind, Store};
 
@@ -35,10 +35,6 @@ pub struct Eventing {
     /// A running timer per ping source.
     pings: Mutex<HashMap<String, CancellationToken>>,
     cancel: CancellationToken,
-}
-
-fn not_found(kind: &str, name: &str, list: &str) -> ControlError {
-    ControlError::NotFound(format!("{kind} '{name}' not found; `rouse {list} list` shows them"))
 }
 
 fn log_error(e: impl std::fmt::Display) -> ControlError {
@@ -106,7 +102,7 @@ impl Eventing {
         let broker: Broker = self
             .store
             .record(Kind::Broker, name)?
-            .ok_or_else(|| not_found("broker", name, "broker"))?;
+            .ok_or_else(|| ControlError::not_found(ObjectKind::Broker, name))?;
         Ok(self.broker_object(&broker))
     }
 
@@ -145,7 +141,7 @@ impl Eventing {
     /// Deletes a broker and its events. Refused while triggers use it.
     pub async fn delete_broker(&self, name: &str) -> Result<(), ControlError> {
         if self.store.record::<Broker>(Kind::Broker, name)?.is_none() {
-            return Err(not_found("broker", name, "broker"));
+            return Err(ControlError::not_found(ObjectKind::Broker, name));
         }
         let users: Vec<String> = self
             .store
@@ -178,7 +174,7 @@ impl Eventing {
         let trigger: Trigger = self
             .store
             .record(Kind::Trigger, name)?
-            .ok_or_else(|| not_found("trigger", name, "trigger"))?;
+            .ok_or_else(|| ControlError::not_found(ObjectKind::Trigger, name))?;
         Ok(self.trigger_object(&trigger))
     }
 
@@ -230,7 +226,7 @@ impl Eventing {
 
     pub async fn delete_trigger(&self, name: &str) -> Result<(), ControlError> {
         if !self.store.delete_record(Kind::Trigger, name)? {
-            return Err(not_found("trigger", name, "trigger"));
+            return Err(ControlError::not_found(ObjectKind::Trigger, name));
         }
         self.dispatcher.remove(name).await.map_err(log_error)
     }
@@ -248,7 +244,7 @@ impl Eventing {
         let source: PingSource = self
             .store
             .record(Kind::PingSource, name)?
-            .ok_or_else(|| not_found("ping source", name, "source ping"))?;
+            .ok_or_else(|| ControlError::not_found(ObjectKind::PingSource, name))?;
         Ok(ping_source_object(&source, Some(&self.sinks.url(&source.sink))))
     }
 
@@ -279,7 +275,7 @@ impl Eventing {
 
     pub fn delete_ping_source(&self, name: &str) -> Result<(), ControlError> {
         if !self.store.delete_record(Kind::PingSource, name)? {
-            return Err(not_found("ping source", name, "source ping"));
+            return Err(ControlError::not_found(ObjectKind::PingSource, name));
         }
         if let Some(timer) = self.pings.lock().unwrap_or_else(|e| e.into_inner()).remove(name) {
             timer.cancel();

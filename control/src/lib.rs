@@ -10,7 +10,8 @@
 //! - [`config`]: the `rouse.toml` file.
 //! - [`store`]: services and revisions on disk.
 //! - [`metrics`]: revision gauges and start times, for Prometheus.
-//! - [`serving`]: the reconcile loop and live state of revisions and instances.
+//! - [`serving`]: the serving loop (observe, a pure plan, apply) and the live state of
+//!   revisions and instances, one concept per file under `serving/`.
 //! - [`sinks`]: where sinks are, for the daemon and for containers (`K_SINK`).
 //! - [`backoff`]: restart delays for crashing instances.
 //! - [`apply`]: `rouse apply`: a manifest's resources, checked all, then applied all.

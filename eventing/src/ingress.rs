@@ -25,8 +25,8 @@ use crate::log::EventLog;
 use crate::metrics::{BrokerMetrics, EventingMetrics};
 use crate::respond;
 
-/// The only namespace (Knative's URL shape keeps it in the path).
-pub const NAMESPACE: &str = "default";
+// The only namespace (Knative's URL shape keeps it in the path).
+use rouse_api::manifest::NAMESPACE;
 
 /// The brokers of this daemon and the way into their logs.
 pub struct Ingress {

@@ -12,7 +12,7 @@ use crate::metrics::StartPath;
 
 use super::phase::Phase;
 use super::state::{InstanceRecord, State};
-use super::{Serving, THAW_PROBE_TIMEOUT};
+use super::{Serving, THAW_PROBE_TIMEOUT, spawn_in};
 
 impl Serving {
     /// Removes a frozen instance (at the end of its retention, over the budget, or dead).
@@ -40,7 +40,8 @@ impl Serving {
         state.stopping.insert(id.to_string());
         let serving = self.clone();
         let (revision, id) = (revision.to_string(), id.to_string());
-        tasks.spawn(async move { serving.stop_record(&revision, &id).await });
+        let span = tracing::info_span!("stop", %revision, instance = %id);
+        spawn_in(tasks, span, async move { serving.stop_record(&revision, &id).await });
     }
 
     /// Thaws an instance and makes it available once it answers; if it does not, it is
@@ -68,7 +69,8 @@ impl Serving {
         }
         let serving = self.clone();
         let revision = revision.to_string();
-        tasks.spawn(async move {
+        let span = tracing::info_span!("thaw", %revision, instance = %record.name);
+        spawn_in(tasks, span, async move {
             let began = Instant::now();
             let instance = Instance {
                 id: record.id.clone(),
@@ -80,20 +82,30 @@ impl Serving {
             };
             let thawed = match serving.runtime.unpause(&record.id).await {
                 // It answered before it froze: any answer shows it runs again.
-                Ok(()) => serving.runtime.wait_ready(&instance, &Readiness::default(), THAW_PROBE_TIMEOUT).await,
+                Ok(()) => {
+                    serving
+                        .runtime
+                        .wait_ready(&instance, &Readiness::default(), THAW_PROBE_TIMEOUT)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match thawed {
                 Ok(()) => {
                     let seconds = began.elapsed().as_secs_f64();
-                    serving.metrics.instance_started(&service, &revision, StartPath::Frozen, seconds);
+                    serving
+                        .metrics
+                        .instance_started(&service, &revision, StartPath::Frozen, seconds);
                     tracing::info!(%revision, instance = %record.name, ms = seconds * 1000.0, "instance thawed");
                     serving.instance_ready(&revision, &instance);
                 }
                 Err(e) => {
                     tracing::warn!(%revision, instance = %record.name, error = %e, "thawed instance is dead; starting a fresh one");
                     let mut state = serving.state();
-                    if state.advance(&revision, &record.id, &[Phase::Thawing], Phase::Stopping).is_some() {
+                    if state
+                        .advance(&revision, &record.id, &[Phase::Thawing], Phase::Stopping)
+                        .is_some()
+                    {
                         serving.wake();
                     }
                 }
@@ -115,7 +127,8 @@ impl Serving {
         let frozen_at = record.frozen_at;
         let serving = self.clone();
         let (revision, id) = (revision.to_string(), id.to_string());
-        tasks.spawn(async move {
+        let span = tracing::info_span!("refreeze", %revision, instance = %id);
+        spawn_in(tasks, span, async move {
             let _ = serving.freeze(&revision, &id, frozen_at).await;
         });
     }
@@ -149,8 +162,9 @@ impl Serving {
             let serving = self.clone();
             let endpoints = endpoints.clone();
             let revision = revision.to_string();
-            tasks.spawn(async move {
-                tracing::info!(%revision, instance = %id, freeze, "draining instance");
+            let span = tracing::info_span!("drain", %revision, instance = %id);
+            spawn_in(tasks, span, async move {
+                tracing::info!(freeze, "draining instance");
                 endpoints.remove(&id);
                 if let Some(slot) = slot {
                     slot.drained(Instant::now() + endpoints.timeout).await;

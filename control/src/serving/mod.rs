@@ -1,15 +1,33 @@
 //! Serving: keeping each revision's instances as desired, and each service routed to the
 //! revision that should take its traffic.
 //!
-//! The store says what users declared; the runtime says what runs. [`Serving::reconcile`]
-//! compares the two and acts: it starts missing instances, drains and stops extra ones,
-//! adopts instances found after a restart, removes ones nobody declared, and switches a
-//! service's route to a new revision once that revision has a ready instance. It runs on every
-//! change (deploy, delete, an instance ready or dead) and periodically, so any missed event
-//! is corrected on the next pass.
+//! The store says what users declared; the runtime says what runs. Each reconcile pass
+//! observes both (the runtime's listing first, then the store), lets [`plan`] decide, a pure
+//! function returning actions and the time of the next pass, and applies the actions through
+//! the [`Runtime`] trait. Passes run on every change (deploy, delete, an instance ready or
+//! dead, a request waiting) and at the resync interval, sleeping on one timer in between; as
+//! each derives everything from what it observes, an instance changed behind Rouse's back
+//! (paused, unpaused, stopped, killed, removed) is repaired by the next pass.
 //!
-//! Slow work (create + readiness probe, drain + stop) runs in tasks owned by the reconcile
-//! loop's `JoinSet`; they report back by editing the shared state and waking the loop.
+//! Slow work (create + probe, drain + freeze, thaw + probe, stop) runs in tasks owned by the
+//! loop's `JoinSet`; they report back by moving their instance along the phase machine
+//! ([`phase`]) and waking the loop. A report that finds its instance in another phase than
+//! it left it in changes nothing.
+//!
+//! Files, in reading order:
+//! - `state`: the live state (revisions, instance records, autoscaling) and routes.
+//! - `phase`: the instance phases and their transitions.
+//! - `plan`: one pass's decisions, pure.
+//! - `reconcile`: observe and apply; stops; routes.
+//! - `start`: starting, adopting, ready, exited, failed.
+//! - `freeze`: draining, freezing, thawing, removing frozen instances.
+//! - `gc`: deleting old revisions.
+//! - `autoscale`: sampling demand and asking the KPA.
+//! - `contract`: what a container is given (`$PORT`, `K_*`) and how it is probed.
+//!
+//! Tests: `plan` and `phase` have unit tests; `scenarios` and `invariant` (a proptest of
+//! random requests, drift, faults and restarts) run the whole loop against the in-memory
+//! runtime (`rouse_runtime::memory`) in paused time, with no Docker engine.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,9 +46,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{GcConfig, InstanceConfig};
-use crate::error::ControlError;
+use crate::error::{ControlError, ObjectKind};
 use crate::metrics::ServingMetrics;
 use crate::sinks::SinkAddresses;
 use crate::store::Store;
@@ -50,6 +69,12 @@ pub use contract::{instance_spec, readiness};
 pub use state::RevisionLive;
 use state::{RevisionState, State, desired_instances, route_for};
 pub(crate) use state::{routed_revision, service_traffic};
+
+/// Spawns `task` on the loop's set inside `span`, which names its revision and instance, so
+/// the task's log lines carry them.
+fn spawn_in(tasks: &mut JoinSet<()>, span: tracing::Span, task: impl Future<Output = ()> + Send + 'static) {
+    tasks.spawn(task.instrument(span));
+}
 
 /// How often the autoscaler samples each revision's demand.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -177,7 +202,7 @@ impl Serving {
         let mut service = self
             .store
             .service(name)?
-            .ok_or_else(|| ControlError::ServiceNotFound { name: name.to_string() })?;
+            .ok_or_else(|| ControlError::not_found(ObjectKind::Service, name.to_string()))?;
         let out = edit(&mut service)?;
         self.store.save(&service, None)?;
         Ok((service, out))
@@ -250,16 +275,12 @@ impl Serving {
     pub async fn abandon_revision(&self, service: &str, revision: &str) -> Result<(), ControlError> {
         let revisions = self.store.revisions_of(service)?;
         let Some(doomed) = revisions.iter().find(|r| r.name == revision) else {
-            return Err(ControlError::RevisionNotFound {
-                name: revision.to_string(),
-            });
+            return Err(ControlError::not_found(ObjectKind::Revision, revision.to_string()));
         };
         let current = self
             .store
             .service(service)?
-            .ok_or_else(|| ControlError::ServiceNotFound {
-                name: service.to_string(),
-            })?;
+            .ok_or_else(|| ControlError::not_found(ObjectKind::Service, service.to_string()))?;
         if current.latest_ready_revision.as_deref() == Some(revision) {
             return Err(ControlError::Conflict(format!(
                 "revision {revision} is ready and serves {service}; deploy a new revision instead"
@@ -276,9 +297,7 @@ impl Serving {
                 let mut service_record = self
                     .store
                     .service(service)?
-                    .ok_or_else(|| ControlError::ServiceNotFound {
-                        name: service.to_string(),
-                    })?;
+                    .ok_or_else(|| ControlError::not_found(ObjectKind::Service, service.to_string()))?;
                 if service_record.latest_revision == doomed.name {
                     service_record.revert_to(previous);
                 }
@@ -377,9 +396,12 @@ impl Serving {
     /// Reconciles until `shutdown`, on every wake and at least every resync interval.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
+        let mut passes: u64 = 0;
         loop {
             let resync = Instant::now() + self.config.resync_interval;
-            let next = match self.reconcile(&mut tasks).await {
+            passes += 1;
+            let span = tracing::debug_span!("pass", n = passes);
+            let next = match self.reconcile(&mut tasks).instrument(span).await {
                 Ok(due) => due.map_or(resync, |due| due.min(resync)),
                 Err(e) => {
                     tracing::warn!(error = %e, "reconcile failed; retrying at the next pass");

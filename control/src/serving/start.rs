@@ -21,7 +21,7 @@ use crate::metrics::StartPath;
 use super::contract::{instance_spec, readiness};
 use super::phase::Phase;
 use super::state::{InstanceRecord, RevisionState, State};
-use super::{ADOPT_PROBE_TIMEOUT, CRASH_LOG_LINES, Serving};
+use super::{ADOPT_PROBE_TIMEOUT, CRASH_LOG_LINES, Serving, spawn_in};
 
 impl Serving {
     /// Follows the runtime's exit events until `shutdown`, handing each to the reconciler.
@@ -58,7 +58,8 @@ impl Serving {
         *state.starting.entry(spec.service.clone()).or_default() += 1;
         let serving = self.clone();
         let revision = revision.to_string();
-        tasks.spawn(async move {
+        let span = tracing::info_span!("start", service = %spec.service, %revision);
+        spawn_in(tasks, span, async move {
             let service = spec.service.clone();
             serving.start(&revision, generation, spec, &ready, cancel).await;
             let mut state = serving.state();
@@ -156,7 +157,8 @@ impl Serving {
             .push(InstanceRecord::new(&instance, Some(endpoint), Phase::Starting));
         let ready = readiness(&rev.revision.template);
         let serving = self.clone();
-        tasks.spawn(async move {
+        let span = tracing::info_span!("adopt", revision = %instance.revision, instance = %instance.name);
+        spawn_in(tasks, span, async move {
             match serving.runtime.wait_ready(&instance, &ready, ADOPT_PROBE_TIMEOUT).await {
                 Ok(()) => serving.instance_ready(&instance.revision, &instance),
                 Err(e) => {

@@ -1,6 +1,5 @@
 //! Delivering one event: attempts with backoff, then the dead-letter sink, and the reply.
 
-use std::error::Error as _;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -9,6 +8,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rouse_api::error_chain;
 use rouse_api::eventing::Sink;
 use tokio_util::sync::CancellationToken;
 
@@ -157,7 +157,7 @@ async fn send(shared: &Shared, target: &Target, event: &Event, timeout: Duration
             .client
             .request(request)
             .await
-            .map_err(|e| format!("dispatch error: {}", chain(&e)))?;
+            .map_err(|e| format!("dispatch error: {}", error_chain(&e)))?;
         let (parts, body) = response.into_parts();
         let (body, truncated) = match Limited::new(body, max_body).collect().await {
             Ok(collected) => (collected.to_bytes(), false),
@@ -247,16 +247,4 @@ fn sink_name(sink: &Sink) -> String {
         Sink::Broker(name) => format!("broker:{name}"),
         Sink::Url(url) => url.clone(),
     }
-}
-
-/// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
-fn chain(error: &hyper_util::client::legacy::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
