@@ -48,6 +48,9 @@ pub struct Faults {
     pub exit_on_start: Option<i64>,
     /// Exit events are dropped, as a broken event feed drops them.
     pub lose_exits: bool,
+    /// Exit events arrive this late, so they may come after what followed the exit (a
+    /// replacement, a removal) and out of order with other instances' exits.
+    pub delay_exits: std::time::Duration,
     /// Every call fails as if the engine were down.
     pub unavailable: bool,
     /// Every call takes this long first: a slow engine, so work interleaves.
@@ -202,9 +205,22 @@ impl MemoryRuntime {
 
     fn report(&self, exit: Option<InstanceExit>) {
         let Some(exit) = exit else { return };
-        if !self.engine().faults.lose_exits {
-            let _ = self.inner.exits.send(exit);
+        let (lose, delay) = {
+            let faults = &self.engine().faults;
+            (faults.lose_exits, faults.delay_exits)
+        };
+        if lose {
+            return;
         }
+        if delay.is_zero() {
+            let _ = self.inner.exits.send(exit);
+            return;
+        }
+        let exits = self.inner.exits.clone();
+        tokio::spawn(async move {
+            sleep(delay).await;
+            let _ = exits.send(exit);
+        });
     }
 
     /// The delay and the outage every call suffers.

@@ -375,3 +375,29 @@ async fn a_request_on_an_instance_paused_behind_our_back_is_drained_before_it_fr
         "frozen once idle"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn exit_events_that_come_late_and_out_of_order_change_nothing_they_should_not() {
+    let h = deployed("web").await;
+    h.deploy("api", template(|_| {}));
+    assert!(h.eventually(SETTLE, |h| h.running("api-00001").len() == 1).await);
+    h.engine.faults(|f| f.delay_exits = Duration::from_secs(8));
+    let web = h.running("web-00001")[0].id.clone();
+    let api = h.running("api-00001")[0].id.clone();
+    h.engine.kill(&web, 1);
+    tokio::time::sleep(SEC).await;
+    h.engine.kill(&api, 2);
+    // The resync finds both before their events arrive, and replaces them.
+    assert!(
+        h.eventually(SETTLE, |h| h.running("web-00001").len() == 1
+            && h.running("api-00001").len() == 1)
+            .await
+    );
+    let replacements: Vec<String> = h.engine.instances().into_iter().map(|i| i.id).collect();
+    // The late events (api's before web's would be out of order too) hit nobody alive.
+    tokio::time::sleep(SEC * 10).await;
+    let now: Vec<String> = h.engine.instances().into_iter().map(|i| i.id).collect();
+    assert_eq!(now, replacements, "no replacement was taken for the dead one");
+    served_within(&h.request("web", SEC / 10).await, SEC);
+    served_within(&h.request("api", SEC / 10).await, SEC);
+}
