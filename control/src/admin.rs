@@ -38,7 +38,7 @@ use rouse_api::traffic::TrafficChange;
 use rouse_runtime::{LogOptions, LogStream, RuntimeError};
 use serde::Deserialize;
 
-use crate::apply::{Applied, ApplyDocument, Outcome};
+use crate::apply::{Applied, ApplyDocument, ApplyOutcome};
 use crate::describe::{describe, revision_objects, service_url};
 use crate::error::{ControlError, ErrorBody, ObjectKind};
 use crate::eventing::Eventing;
@@ -48,7 +48,7 @@ use crate::serving::Serving;
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the admin API handlers share.
-pub struct Admin {
+pub(crate) struct Admin {
     pub serving: Arc<Serving>,
     /// The bearer token every request must carry.
     pub token: String,
@@ -62,7 +62,7 @@ pub struct Admin {
 }
 
 /// The admin API router.
-pub fn router(admin: Arc<Admin>) -> Router {
+pub(crate) fn router(admin: Arc<Admin>) -> Router {
     let v1 = Router::new()
         .route("/v1/services", get(list_services))
         .route(
@@ -264,8 +264,8 @@ async fn apply(
 }
 
 /// 201 for a new resource, 200 for an updated or unchanged one.
-fn put_answer<T: serde::Serialize>((object, outcome): (T, Outcome)) -> Response {
-    let status = if outcome == Outcome::Created {
+fn put_answer<T: serde::Serialize>((object, outcome): (T, ApplyOutcome)) -> Response {
+    let status = if outcome == ApplyOutcome::Created {
         StatusCode::CREATED
     } else {
         StatusCode::OK

@@ -31,7 +31,7 @@ pub struct ApplyDocument {
 /// What an apply did to one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub enum ApplyOutcome {
     Created,
     Configured,
     Unchanged,
@@ -43,7 +43,7 @@ pub struct Applied {
     pub index: usize,
     /// `Service hello`.
     pub resource: String,
-    pub outcome: Outcome,
+    pub outcome: ApplyOutcome,
     /// A revision this apply made, which the CLI waits for.
     #[serde(default)]
     pub created_revision: Option<String>,
@@ -63,7 +63,7 @@ enum Plan {
 }
 
 /// Applies `documents`: checks all, then changes all.
-pub async fn apply(
+pub(crate) async fn apply(
     serving: &Serving,
     eventing: &Arc<Eventing>,
     documents: Vec<ApplyDocument>,
@@ -245,9 +245,9 @@ fn apply_service(
     )?;
     let metadata_changed = serving.declare(&declared.name, declared.labels, declared.annotations, traffic)?;
     let outcome = match (existed, revision.is_some() || metadata_changed) {
-        (false, _) => Outcome::Created,
-        (true, true) => Outcome::Configured,
-        (true, false) => Outcome::Unchanged,
+        (false, _) => ApplyOutcome::Created,
+        (true, true) => ApplyOutcome::Configured,
+        (true, false) => ApplyOutcome::Unchanged,
     };
     Ok(Applied {
         index,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Delay before the next start after `failures` failures in a row: `base × 2^(failures-1)`,
 /// at most `max`; no delay before the first start.
-pub fn restart_delay(failures: u32, base: Duration, max: Duration) -> Duration {
+pub(crate) fn restart_delay(failures: u32, base: Duration, max: Duration) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }

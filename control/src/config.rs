@@ -12,16 +12,16 @@ use serde::Deserialize;
 use crate::error::ControlError;
 
 /// How long an instance gets between SIGTERM and SIGKILL.
-pub const DEFAULT_STOP_GRACE_PERIOD: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_STOP_GRACE_PERIOD: Duration = Duration::from_secs(10);
 /// How long a new instance may take to answer HTTP before it counts as failed (Knative's
 /// progress deadline).
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// First delay before restarting a crashed instance; doubles per failure in a row.
-pub const DEFAULT_CRASH_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_CRASH_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest delay between restarts of a crashing instance.
-pub const DEFAULT_CRASH_BACKOFF_MAX: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_CRASH_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How often the reconciler compares desired and actual state even when nothing changed.
-pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Everything `rouse.toml` can set.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -43,7 +43,7 @@ pub struct Config {
 
 /// Revisions kept that take no traffic, per service, when none is given (Knative's
 /// `max-non-active-revisions` is 1000; 20 keeps `rouse revisions` readable).
-pub const DEFAULT_MAX_NON_ACTIVE_REVISIONS: usize = 20;
+pub(crate) const DEFAULT_MAX_NON_ACTIVE_REVISIONS: usize = 20;
 
 /// `[gc]`: garbage collection of old revisions.
 #[derive(Clone, Debug, Deserialize)]

@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use rouse_activator::config::DEFAULT_SHUTDOWN_GRACE;
 use rouse_activator::server::{ConnectionLimits, serve, serve_ingress};
 use rouse_activator::{Ingress, IngressMetrics, RouteTable};
-use rouse_eventing::{Dispatcher, EventLog, EventingMetrics, Ingress as BrokerIngress, RedbLog, ingress_router};
+use rouse_eventing::{BrokerIngress, Dispatcher, EventLog, EventingMetrics, RedbLog, ingress_router};
 use rouse_runtime::{DockerRuntime, Runtime};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;

@@ -12,7 +12,7 @@ use rouse_api::{Revision, Service};
 use crate::serving::{Serving, routed_revision, service_traffic};
 
 /// The URL of a service: `http://{name}.{domain}:{port}`.
-pub fn service_url(name: &str, domain: &str, port: u16) -> String {
+pub(crate) fn service_url(name: &str, domain: &str, port: u16) -> String {
     if port == 80 {
         format!("http://{name}.{domain}")
     } else {
@@ -22,7 +22,7 @@ pub fn service_url(name: &str, domain: &str, port: u16) -> String {
 
 /// Describes `service`, whose revisions (any order) are given.
 /// `tag_url` gives the URL of a tag's host label (`{tag}-{service}`).
-pub fn describe(
+pub(crate) fn describe(
     serving: &Serving,
     service: &Service,
     mut revisions: Vec<Revision>,
@@ -86,7 +86,7 @@ pub fn describe(
 }
 
 /// The Knative Revision objects of a service, newest first, with their replica counts.
-pub fn revision_objects(serving: &Serving, service: &Service, mut revisions: Vec<Revision>) -> Vec<KRevision> {
+pub(crate) fn revision_objects(serving: &Serving, service: &Service, mut revisions: Vec<Revision>) -> Vec<KRevision> {
     revisions.sort_by_key(|r| std::cmp::Reverse(r.number));
     let ready_number = revisions
         .iter()

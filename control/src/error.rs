@@ -91,7 +91,7 @@ impl ControlError {
 
 /// The JSON body of every admin API error.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: String,
 }
 

@@ -15,10 +15,10 @@ use rouse_api::knative::{Condition, ConditionStatus};
 use rouse_api::name::validate_name;
 use rouse_eventing::cloudevent::Event;
 use rouse_eventing::ping::{Schedule, ping_event_parts};
-use rouse_eventing::{Dispatcher, Ingress};
+use rouse_eventing::{BrokerIngress, Dispatcher};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::Outcome;
+use crate::apply::ApplyOutcome;
 use crate::error::{ControlError, ObjectKind};
 use crate::sinks::SinkAddresses;
 use crate::store::{Kind, Store};
@@ -27,9 +27,9 @@ use crate::store::{Kind, Store};
 const PING_RETRIES: u32 = 3;
 
 /// The eventing side of the daemon.
-pub struct Eventing {
+pub(crate) struct Eventing {
     store: Arc<Store>,
-    ingress: Arc<Ingress>,
+    ingress: Arc<BrokerIngress>,
     dispatcher: Arc<Dispatcher>,
     sinks: SinkAddresses,
     /// A running timer per ping source.
@@ -44,9 +44,9 @@ fn log_error(e: impl std::fmt::Display) -> ControlError {
 impl Eventing {
     /// Starts every broker, trigger and ping source the store holds (and the `default` broker,
     /// which always exists).
-    pub async fn start(
+    pub(crate) async fn start(
         store: Arc<Store>,
-        ingress: Arc<Ingress>,
+        ingress: Arc<BrokerIngress>,
         dispatcher: Arc<Dispatcher>,
         sinks: SinkAddresses,
         cancel: CancellationToken,
@@ -84,12 +84,12 @@ impl Eventing {
     }
 
     /// Stops triggers (each writes its cursor) and ping sources.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         self.cancel.cancel();
         self.dispatcher.shutdown().await;
     }
 
-    pub fn brokers(&self) -> Result<Vec<KBroker>, ControlError> {
+    pub(crate) fn brokers(&self) -> Result<Vec<KBroker>, ControlError> {
         Ok(self
             .store
             .records::<Broker>(Kind::Broker)?
@@ -98,7 +98,7 @@ impl Eventing {
             .collect())
     }
 
-    pub fn broker(&self, name: &str) -> Result<KBroker, ControlError> {
+    pub(crate) fn broker(&self, name: &str) -> Result<KBroker, ControlError> {
         let broker: Broker = self
             .store
             .record(Kind::Broker, name)?
@@ -115,7 +115,11 @@ impl Eventing {
     }
 
     /// Creates or updates a broker; returns its object and what changed.
-    pub async fn put_broker(&self, name: &str, mut broker: Broker) -> Result<(KBroker, Outcome), ControlError> {
+    pub(crate) async fn put_broker(
+        &self,
+        name: &str,
+        mut broker: Broker,
+    ) -> Result<(KBroker, ApplyOutcome), ControlError> {
         validate_name("broker name", name)?;
         broker.name = name.to_string();
         broker.validate()?;
@@ -124,7 +128,7 @@ impl Eventing {
             broker.created_at = existing.created_at;
         }
         let outcome = outcome(existing.as_ref(), &broker);
-        if outcome == Outcome::Unchanged {
+        if outcome == ApplyOutcome::Unchanged {
             return Ok((self.broker_object(&broker), outcome));
         }
         self.store.save_record(Kind::Broker, name, &broker)?;
@@ -139,7 +143,7 @@ impl Eventing {
     }
 
     /// Deletes a broker and its events. Refused while triggers use it.
-    pub async fn delete_broker(&self, name: &str) -> Result<(), ControlError> {
+    pub(crate) async fn delete_broker(&self, name: &str) -> Result<(), ControlError> {
         if self.store.record::<Broker>(Kind::Broker, name)?.is_none() {
             return Err(ControlError::not_found(ObjectKind::Broker, name));
         }
@@ -161,7 +165,7 @@ impl Eventing {
         Ok(())
     }
 
-    pub fn triggers(&self) -> Result<Vec<KTrigger>, ControlError> {
+    pub(crate) fn triggers(&self) -> Result<Vec<KTrigger>, ControlError> {
         Ok(self
             .store
             .records::<Trigger>(Kind::Trigger)?
@@ -170,7 +174,7 @@ impl Eventing {
             .collect())
     }
 
-    pub fn trigger(&self, name: &str) -> Result<KTrigger, ControlError> {
+    pub(crate) fn trigger(&self, name: &str) -> Result<KTrigger, ControlError> {
         let trigger: Trigger = self
             .store
             .record(Kind::Trigger, name)?
@@ -183,7 +187,11 @@ impl Eventing {
     }
 
     /// Creates or updates a trigger; returns its object and what changed.
-    pub async fn put_trigger(&self, name: &str, mut trigger: Trigger) -> Result<(KTrigger, Outcome), ControlError> {
+    pub(crate) async fn put_trigger(
+        &self,
+        name: &str,
+        mut trigger: Trigger,
+    ) -> Result<(KTrigger, ApplyOutcome), ControlError> {
         validate_name("trigger name", name)?;
         trigger.name = name.to_string();
         trigger.validate()?;
@@ -200,7 +208,7 @@ impl Eventing {
             trigger.created_at = existing.created_at;
         }
         let outcome = outcome(existing.as_ref(), &trigger);
-        if outcome == Outcome::Unchanged {
+        if outcome == ApplyOutcome::Unchanged {
             return Ok((self.trigger_object(&trigger), outcome));
         }
         if existing.as_ref().is_some_and(|e| e.broker != trigger.broker) {
@@ -224,14 +232,14 @@ impl Eventing {
         self.dispatcher.upsert(trigger).await.map_err(log_error)
     }
 
-    pub async fn delete_trigger(&self, name: &str) -> Result<(), ControlError> {
+    pub(crate) async fn delete_trigger(&self, name: &str) -> Result<(), ControlError> {
         if !self.store.delete_record(Kind::Trigger, name)? {
             return Err(ControlError::not_found(ObjectKind::Trigger, name));
         }
         self.dispatcher.remove(name).await.map_err(log_error)
     }
 
-    pub fn ping_sources(&self) -> Result<Vec<KPingSource>, ControlError> {
+    pub(crate) fn ping_sources(&self) -> Result<Vec<KPingSource>, ControlError> {
         Ok(self
             .store
             .records::<PingSource>(Kind::PingSource)?
@@ -240,7 +248,7 @@ impl Eventing {
             .collect())
     }
 
-    pub fn ping_source(&self, name: &str) -> Result<KPingSource, ControlError> {
+    pub(crate) fn ping_source(&self, name: &str) -> Result<KPingSource, ControlError> {
         let source: PingSource = self
             .store
             .record(Kind::PingSource, name)?
@@ -249,11 +257,11 @@ impl Eventing {
     }
 
     /// Creates or updates a ping source and (re)starts its timer when it changed.
-    pub fn put_ping_source(
+    pub(crate) fn put_ping_source(
         self: &Arc<Self>,
         name: &str,
         mut source: PingSource,
-    ) -> Result<(KPingSource, Outcome), ControlError> {
+    ) -> Result<(KPingSource, ApplyOutcome), ControlError> {
         validate_name("ping source name", name)?;
         source.name = name.to_string();
         source.validate()?;
@@ -266,14 +274,14 @@ impl Eventing {
         let object = ping_source_object(&source, Some(&self.sinks.url(&source.sink)));
         let outcome = outcome(existing.as_ref(), &source);
         // An unchanged source keeps its timer: restarting it could skip or repeat a firing.
-        if outcome != Outcome::Unchanged {
+        if outcome != ApplyOutcome::Unchanged {
             self.store.save_record(Kind::PingSource, name, &source)?;
             self.run_ping(source, schedule);
         }
         Ok((object, outcome))
     }
 
-    pub fn delete_ping_source(&self, name: &str) -> Result<(), ControlError> {
+    pub(crate) fn delete_ping_source(&self, name: &str) -> Result<(), ControlError> {
         if !self.store.delete_record(Kind::PingSource, name)? {
             return Err(ControlError::not_found(ObjectKind::PingSource, name));
         }
@@ -341,11 +349,11 @@ impl Eventing {
 }
 
 /// What a put does to a stored record (its creation time already carried over).
-fn outcome<T: PartialEq>(existing: Option<&T>, new: &T) -> Outcome {
+fn outcome<T: PartialEq>(existing: Option<&T>, new: &T) -> ApplyOutcome {
     match existing {
-        None => Outcome::Created,
-        Some(existing) if existing == new => Outcome::Unchanged,
-        Some(_) => Outcome::Configured,
+        None => ApplyOutcome::Created,
+        Some(existing) if existing == new => ApplyOutcome::Unchanged,
+        Some(_) => ApplyOutcome::Configured,
     }
 }
 

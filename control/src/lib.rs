@@ -23,20 +23,21 @@
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod apply;
-pub mod backoff;
-pub mod config;
-pub mod daemon;
-pub mod describe;
-pub mod error;
-pub mod eventing;
-pub mod home;
-pub mod metrics;
-pub mod serving;
-pub mod sinks;
-pub mod store;
+mod admin;
+mod apply;
+mod backoff;
+mod config;
+mod daemon;
+mod describe;
+mod error;
+mod eventing;
+mod home;
+mod metrics;
+mod serving;
+mod sinks;
+mod store;
 
+pub use apply::{Applied, ApplyDocument, ApplyOutcome};
 pub use config::Config;
 pub use daemon::{DaemonOptions, run};
 pub use error::ControlError;

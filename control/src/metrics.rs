@@ -12,7 +12,7 @@ use rouse_activator::metrics::RevisionLabels;
 
 /// How an instance came to serve: started fresh, or thawed from frozen.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum StartPath {
+pub(crate) enum StartPath {
     Fresh,
     Frozen,
 }
@@ -41,7 +41,7 @@ fn start_histogram() -> Histogram {
 
 /// Per-revision gauges and the instance start histogram.
 #[derive(Clone, Debug)]
-pub struct ServingMetrics {
+pub(crate) struct ServingMetrics {
     desired: Family<RevisionLabels, Gauge>,
     actual: Family<RevisionLabels, Gauge>,
     ready: Family<RevisionLabels, Gauge>,
@@ -54,7 +54,7 @@ pub struct ServingMetrics {
 
 /// One revision's numbers at a sampling instant.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RevisionSample {
+pub(crate) struct RevisionSample {
     pub desired: u32,
     pub actual: u32,
     pub ready: u32,
@@ -66,7 +66,7 @@ pub struct RevisionSample {
 
 impl ServingMetrics {
     /// Creates the metrics and registers them in `registry`.
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             desired: Family::default(),
             actual: Family::default(),
@@ -133,7 +133,7 @@ impl ServingMetrics {
     }
 
     /// Sets a revision's gauges.
-    pub fn record(&self, service: &str, revision: &str, sample: RevisionSample) {
+    pub(crate) fn record(&self, service: &str, revision: &str, sample: RevisionSample) {
         let labels = Self::labels(service, revision);
         self.desired.get_or_create(&labels).set(i64::from(sample.desired));
         self.actual.get_or_create(&labels).set(i64::from(sample.actual));
@@ -145,7 +145,7 @@ impl ServingMetrics {
     }
 
     /// Forgets a deleted revision.
-    pub fn forget(&self, service: &str, revision: &str) {
+    pub(crate) fn forget(&self, service: &str, revision: &str) {
         let labels = Self::labels(service, revision);
         for family in [
             &self.desired,
@@ -168,7 +168,7 @@ impl ServingMetrics {
     }
 
     /// Records how long an instance took to answer, from create or from thaw.
-    pub fn instance_started(&self, service: &str, revision: &str, path: StartPath, seconds: f64) {
+    pub(crate) fn instance_started(&self, service: &str, revision: &str, path: StartPath, seconds: f64) {
         let labels = StartLabels {
             service: service.to_string(),
             revision: revision.to_string(),

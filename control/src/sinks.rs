@@ -15,11 +15,11 @@ use rouse_api::eventing::Sink;
 use rouse_eventing::{Resolve, Target};
 
 /// The name containers reach the host by.
-pub const HOST_ALIAS: &str = "host.docker.internal";
+pub(crate) const HOST_ALIAS: &str = "host.docker.internal";
 
 /// The addresses sinks resolve to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SinkAddresses {
+pub(crate) struct SinkAddresses {
     /// The activator's ingress, as bound.
     pub ingress: SocketAddr,
     /// The broker ingress, as bound.
@@ -48,22 +48,22 @@ fn dial(addr: SocketAddr) -> SocketAddr {
 
 impl SinkAddresses {
     /// The broker ingress, for clients on the host: `http://127.0.0.1:8082`.
-    pub fn events_base(&self) -> String {
+    pub(crate) fn events_base(&self) -> String {
         format!("http://{}", dial(self.events))
     }
 
     /// The URL of a broker's ingress, for clients on the host.
-    pub fn broker_url(&self, broker: &str) -> String {
+    pub(crate) fn broker_url(&self, broker: &str) -> String {
         rouse_api::eventing_knative::broker_url(&self.events_base(), broker)
     }
 
     /// A service's URL as users know it.
-    pub fn service_url(&self, service: &str) -> String {
+    pub(crate) fn service_url(&self, service: &str) -> String {
         format!("http://{service}.{}:{}", self.domain, self.ingress.port())
     }
 
     /// The URL of a sink, for status and dead letters.
-    pub fn url(&self, sink: &Sink) -> String {
+    pub(crate) fn url(&self, sink: &Sink) -> String {
         match sink {
             Sink::Service(name) => self.service_url(name),
             Sink::Broker(name) => self.broker_url(name),
@@ -72,7 +72,7 @@ impl SinkAddresses {
     }
 
     /// `K_SINK` for a container, and the host name it must resolve to the host, if any.
-    pub fn for_container(&self, sink: &Sink) -> (String, Option<String>) {
+    pub(crate) fn for_container(&self, sink: &Sink) -> (String, Option<String>) {
         match sink {
             Sink::Service(name) => {
                 let host = format!("{name}.{}", self.domain);

@@ -19,7 +19,7 @@ const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions"
 
 /// Eventing resources, each in its own table, keyed by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Broker,
     Trigger,
     PingSource,
@@ -37,7 +37,7 @@ impl Kind {
 
 /// The state store.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     db: Database,
 }
 
@@ -55,7 +55,7 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlErro
 
 impl Store {
     /// Opens (or creates) the store at `path`.
-    pub fn open(path: &Path) -> Result<Self, ControlError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, ControlError> {
         let db =
             Database::create(path).map_err(|e| ControlError::Store(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(store_error)?;
@@ -69,7 +69,7 @@ impl Store {
     }
 
     /// One eventing resource by name.
-    pub fn record<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<T>, ControlError> {
+    pub(crate) fn record<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<T>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(kind.table()).map_err(store_error)?;
         match table.get(name).map_err(store_error)? {
@@ -79,7 +79,7 @@ impl Store {
     }
 
     /// Every eventing resource of a kind, by name.
-    pub fn records<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, ControlError> {
+    pub(crate) fn records<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(kind.table()).map_err(store_error)?;
         let mut out = Vec::new();
@@ -91,7 +91,7 @@ impl Store {
     }
 
     /// Writes an eventing resource.
-    pub fn save_record<T: Serialize>(&self, kind: Kind, name: &str, value: &T) -> Result<(), ControlError> {
+    pub(crate) fn save_record<T: Serialize>(&self, kind: Kind, name: &str, value: &T) -> Result<(), ControlError> {
         let txn = self.db.begin_write().map_err(store_error)?;
         {
             let mut table = txn.open_table(kind.table()).map_err(store_error)?;
@@ -101,7 +101,7 @@ impl Store {
     }
 
     /// Removes an eventing resource; returns whether it existed.
-    pub fn delete_record(&self, kind: Kind, name: &str) -> Result<bool, ControlError> {
+    pub(crate) fn delete_record(&self, kind: Kind, name: &str) -> Result<bool, ControlError> {
         let txn = self.db.begin_write().map_err(store_error)?;
         let existed = {
             let mut table = txn.open_table(kind.table()).map_err(store_error)?;
@@ -112,7 +112,7 @@ impl Store {
     }
 
     /// Writes a service and, optionally, a new revision of it, in one transaction.
-    pub fn save(&self, service: &Service, revision: Option<&Revision>) -> Result<(), ControlError> {
+    pub(crate) fn save(&self, service: &Service, revision: Option<&Revision>) -> Result<(), ControlError> {
         let txn = self.db.begin_write().map_err(store_error)?;
         {
             let mut services = txn.open_table(SERVICES).map_err(store_error)?;
@@ -130,7 +130,7 @@ impl Store {
     }
 
     /// Writes a service and removes one of its revisions, in one transaction.
-    pub fn save_without(&self, service: &Service, revision: &str) -> Result<(), ControlError> {
+    pub(crate) fn save_without(&self, service: &Service, revision: &str) -> Result<(), ControlError> {
         let txn = self.db.begin_write().map_err(store_error)?;
         {
             let mut services = txn.open_table(SERVICES).map_err(store_error)?;
@@ -143,7 +143,7 @@ impl Store {
         txn.commit().map_err(store_error)
     }
 
-    pub fn service(&self, name: &str) -> Result<Option<Service>, ControlError> {
+    pub(crate) fn service(&self, name: &str) -> Result<Option<Service>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(SERVICES).map_err(store_error)?;
         match table.get(name).map_err(store_error)? {
@@ -153,7 +153,7 @@ impl Store {
     }
 
     /// All services, by name.
-    pub fn services(&self) -> Result<Vec<Service>, ControlError> {
+    pub(crate) fn services(&self) -> Result<Vec<Service>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(SERVICES).map_err(store_error)?;
         let mut services = Vec::new();
@@ -165,7 +165,7 @@ impl Store {
     }
 
     /// All revisions of all services.
-    pub fn revisions(&self) -> Result<Vec<Revision>, ControlError> {
+    pub(crate) fn revisions(&self) -> Result<Vec<Revision>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(REVISIONS).map_err(store_error)?;
         let mut revisions = Vec::new();
@@ -177,14 +177,14 @@ impl Store {
     }
 
     /// Revisions of one service, oldest first.
-    pub fn revisions_of(&self, service: &str) -> Result<Vec<Revision>, ControlError> {
+    pub(crate) fn revisions_of(&self, service: &str) -> Result<Vec<Revision>, ControlError> {
         let mut revisions: Vec<Revision> = self.revisions()?.into_iter().filter(|r| r.service == service).collect();
         revisions.sort_by_key(|r| r.number);
         Ok(revisions)
     }
 
     /// Removes one revision record.
-    pub fn delete_revision(&self, name: &str) -> Result<(), ControlError> {
+    pub(crate) fn delete_revision(&self, name: &str) -> Result<(), ControlError> {
         let txn = self.db.begin_write().map_err(store_error)?;
         {
             let mut revisions = txn.open_table(REVISIONS).map_err(store_error)?;
@@ -194,7 +194,7 @@ impl Store {
     }
 
     /// Removes a service and all its revisions; returns whether it existed.
-    pub fn delete_service(&self, name: &str) -> Result<bool, ControlError> {
+    pub(crate) fn delete_service(&self, name: &str) -> Result<bool, ControlError> {
         let doomed: Vec<String> = self.revisions_of(name)?.into_iter().map(|r| r.name).collect();
         let txn = self.db.begin_write().map_err(store_error)?;
         let existed;

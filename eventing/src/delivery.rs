@@ -35,7 +35,7 @@ pub const ERROR_DATA_EXTENSION: &str = "knativeerrordata";
 
 /// How one delivery attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DeliveryOutcome {
     /// The subscriber answered with this HTTP status.
     Status(u16),
     /// No complete answer within the attempt's timeout.
@@ -46,10 +46,10 @@ pub enum Outcome {
     Unresolvable,
 }
 
-impl Outcome {
+impl DeliveryOutcome {
     /// 2xx: delivered.
     pub fn is_success(&self) -> bool {
-        matches!(self, Outcome::Status(code) if (200..300).contains(code))
+        matches!(self, DeliveryOutcome::Status(code) if (200..300).contains(code))
     }
 
     /// Whether another attempt may succeed where this one failed: 5xx, 404 (a service still
@@ -57,8 +57,8 @@ impl Outcome {
     /// event itself is refused, so retrying would only repeat the answer.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Outcome::Status(code) => *code >= 500 || matches!(code, 404 | 408 | 409 | 429),
-            Outcome::Timeout | Outcome::Connection | Outcome::Unresolvable => true,
+            DeliveryOutcome::Status(code) => *code >= 500 || matches!(code, 404 | 408 | 409 | 429),
+            DeliveryOutcome::Timeout | DeliveryOutcome::Connection | DeliveryOutcome::Unresolvable => true,
         }
     }
 
@@ -66,8 +66,8 @@ impl Outcome {
     /// dispatcher does, with the reason in `knativeerrordata`.
     pub fn error_code(&self) -> u16 {
         match self {
-            Outcome::Status(code) => *code,
-            Outcome::Timeout | Outcome::Connection | Outcome::Unresolvable => 500,
+            DeliveryOutcome::Status(code) => *code,
+            DeliveryOutcome::Timeout | DeliveryOutcome::Connection | DeliveryOutcome::Unresolvable => 500,
         }
     }
 
@@ -75,14 +75,14 @@ impl Outcome {
     /// allocation (this runs once per delivery).
     pub fn label(&self) -> Cow<'static, str> {
         match self {
-            Outcome::Status(200) => "200".into(),
-            Outcome::Status(201) => "201".into(),
-            Outcome::Status(202) => "202".into(),
-            Outcome::Status(204) => "204".into(),
-            Outcome::Status(code) => code.to_string().into(),
-            Outcome::Timeout => "timeout".into(),
-            Outcome::Connection => "connection".into(),
-            Outcome::Unresolvable => "unresolvable".into(),
+            DeliveryOutcome::Status(200) => "200".into(),
+            DeliveryOutcome::Status(201) => "201".into(),
+            DeliveryOutcome::Status(202) => "202".into(),
+            DeliveryOutcome::Status(204) => "204".into(),
+            DeliveryOutcome::Status(code) => code.to_string().into(),
+            DeliveryOutcome::Timeout => "timeout".into(),
+            DeliveryOutcome::Connection => "connection".into(),
+            DeliveryOutcome::Unresolvable => "unresolvable".into(),
         }
     }
 }
@@ -136,7 +136,7 @@ impl RetryPolicy {
     }
 
     /// What follows attempt number `attempt` (1 for the first) that ended with `outcome`.
-    pub fn next(&self, attempt: u32, outcome: &Outcome) -> Next {
+    pub fn next(&self, attempt: u32, outcome: &DeliveryOutcome) -> Next {
         if outcome.is_success() {
             Next::Delivered
         } else if outcome.is_retryable() && attempt <= self.retries {
@@ -150,7 +150,7 @@ impl RetryPolicy {
 /// `event` as sent to a dead-letter sink: the original, plus where it failed (`destination`,
 /// the subscriber's URL), the last status and the start of the last response body (or the
 /// reason, when there was no response).
-pub fn dead_letter(event: &Event, destination: &str, outcome: &Outcome, body: &[u8]) -> Event {
+pub fn dead_letter(event: &Event, destination: &str, outcome: &DeliveryOutcome, body: &[u8]) -> Event {
     // 3 bytes per 4 characters: the longest prefix whose encoding fits, still valid base64.
     let kept = &body[..body.len().min(ERROR_DATA_MAX_CHARS / 4 * 3)];
     let mut letter = event.clone();
@@ -177,14 +177,14 @@ mod tests {
     #[test]
     fn retried_outcomes_are_knatives() {
         for code in [500, 502, 503, 504, 404, 408, 409, 429] {
-            assert!(Outcome::Status(code).is_retryable(), "{code}");
+            assert!(DeliveryOutcome::Status(code).is_retryable(), "{code}");
         }
         for code in [200, 202, 301, 400, 401, 403, 405, 410, 413, 422] {
-            assert!(!Outcome::Status(code).is_retryable(), "{code}");
+            assert!(!DeliveryOutcome::Status(code).is_retryable(), "{code}");
         }
-        assert!(Outcome::Timeout.is_retryable());
-        assert!(Outcome::Connection.is_retryable());
-        assert!(Outcome::Unresolvable.is_retryable());
+        assert!(DeliveryOutcome::Timeout.is_retryable());
+        assert!(DeliveryOutcome::Connection.is_retryable());
+        assert!(DeliveryOutcome::Unresolvable.is_retryable());
     }
 
     #[test]
@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(policy.delay, DEFAULT_BACKOFF_DELAY);
         assert_eq!(policy.timeout, DEFAULT_ATTEMPT_TIMEOUT);
         assert_eq!(
-            policy.next(1, &Outcome::Status(503)),
+            policy.next(1, &DeliveryOutcome::Status(503)),
             Next::GiveUp,
             "retry 0 means one attempt"
         );
@@ -214,28 +214,33 @@ mod tests {
     #[test]
     fn next_retries_until_the_last_attempt_and_never_on_final_failures() {
         let p = policy(2, BackoffPolicy::Linear, 10);
-        assert_eq!(p.next(1, &Outcome::Status(202)), Next::Delivered);
+        assert_eq!(p.next(1, &DeliveryOutcome::Status(202)), Next::Delivered);
         assert_eq!(
-            p.next(1, &Outcome::Status(503)),
+            p.next(1, &DeliveryOutcome::Status(503)),
             Next::RetryAfter(Duration::from_millis(10))
         );
         assert_eq!(
-            p.next(2, &Outcome::Timeout),
+            p.next(2, &DeliveryOutcome::Timeout),
             Next::RetryAfter(Duration::from_millis(20))
         );
-        assert_eq!(p.next(3, &Outcome::Status(503)), Next::GiveUp);
-        assert_eq!(p.next(1, &Outcome::Status(400)), Next::GiveUp);
+        assert_eq!(p.next(3, &DeliveryOutcome::Status(503)), Next::GiveUp);
+        assert_eq!(p.next(1, &DeliveryOutcome::Status(400)), Next::GiveUp);
     }
 
     #[test]
     fn dead_letters_carry_destination_code_and_bounded_base64_body() {
         let event = Event::new("1", "/s", "t");
-        let letter = dead_letter(&event, "http://sub.localhost/", &Outcome::Status(503), b"overloaded");
+        let letter = dead_letter(
+            &event,
+            "http://sub.localhost/",
+            &DeliveryOutcome::Status(503),
+            b"overloaded",
+        );
         assert_eq!(letter.extension(ERROR_DEST_EXTENSION), Some("http://sub.localhost/"));
         assert_eq!(letter.extension(ERROR_CODE_EXTENSION), Some("503"));
         assert_eq!(letter.extension(ERROR_DATA_EXTENSION), Some("b3ZlcmxvYWRlZA=="));
         let big = vec![b'x'; 5000];
-        let letter = dead_letter(&event, "u", &Outcome::Timeout, &big);
+        let letter = dead_letter(&event, "u", &DeliveryOutcome::Timeout, &big);
         let data = letter.extension(ERROR_DATA_EXTENSION).unwrap();
         assert_eq!(data.len(), ERROR_DATA_MAX_CHARS);
         assert_eq!(BASE64.decode(data).unwrap(), vec![b'x'; 768]);

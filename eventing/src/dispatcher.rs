@@ -25,13 +25,13 @@ use tokio_util::task::TaskTracker;
 use crate::cloudevent::Event;
 use crate::delivery::RetryPolicy;
 use crate::error::EventLogError;
-use crate::ingress::Ingress;
+use crate::ingress::BrokerIngress;
 use crate::metrics::{EventingMetrics, TriggerMetrics};
 use crate::sink::Resolve;
 
 /// What every trigger task shares.
 struct Shared {
-    ingress: Arc<Ingress>,
+    ingress: Arc<BrokerIngress>,
     resolver: Arc<dyn Resolve>,
     client: send::HttpClient,
     metrics: EventingMetrics,
@@ -69,7 +69,7 @@ impl Running {
 
 /// A trigger's progress through its broker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
+pub struct TriggerProgress {
     /// Everything before this offset is handled (as last written to the log).
     pub cursor: u64,
     /// The offset the broker's next event gets.
@@ -90,7 +90,7 @@ impl Dispatcher {
     /// Creates the dispatcher and starts its log trimming; it stops when `cancel` is cancelled
     /// (then await [`Dispatcher::shutdown`]). Must be called inside a Tokio runtime.
     pub fn new(
-        ingress: Arc<Ingress>,
+        ingress: Arc<BrokerIngress>,
         resolver: Arc<dyn Resolve>,
         metrics: EventingMetrics,
         cancel: CancellationToken,
@@ -201,10 +201,10 @@ impl Dispatcher {
     }
 
     /// How far trigger `name` is through its broker.
-    pub async fn progress(&self, name: &str) -> Option<Progress> {
+    pub async fn progress(&self, name: &str) -> Option<TriggerProgress> {
         let triggers = self.triggers.lock().await;
         let run = &triggers.get(name)?.run;
-        Some(Progress {
+        Some(TriggerProgress {
             cursor: run.persisted.load(Ordering::Relaxed),
             head: self.shared.ingress.head(&run.trigger.broker).unwrap_or(0),
         })

@@ -29,7 +29,7 @@ use crate::respond;
 use rouse_api::manifest::NAMESPACE;
 
 /// The brokers of this daemon and the way into their logs.
-pub struct Ingress {
+pub struct BrokerIngress {
     log: Arc<dyn EventLog>,
     config: EventingConfig,
     /// Every broker anyone asked about: registered ones, and ones a trigger waits for.
@@ -59,7 +59,7 @@ impl BrokerEntry {
     }
 }
 
-impl Ingress {
+impl BrokerIngress {
     pub fn new(log: Arc<dyn EventLog>, config: EventingConfig, metrics: EventingMetrics) -> Self {
         Self {
             log,
@@ -170,7 +170,7 @@ impl Ingress {
 }
 
 /// The broker ingress's HTTP routes: `/{namespace}/{broker}`, everything else 404.
-pub fn ingress_router(ingress: Arc<Ingress>) -> Router {
+pub fn ingress_router(ingress: Arc<BrokerIngress>) -> Router {
     Router::new()
         .route("/{namespace}/{broker}", any(receive))
         .fallback(|request: Request| async move { respond::unknown_path(request.uri().path()) })
@@ -179,7 +179,7 @@ pub fn ingress_router(ingress: Arc<Ingress>) -> Router {
 
 /// One request to a broker, from method check to 202.
 async fn receive(
-    State(ingress): State<Arc<Ingress>>,
+    State(ingress): State<Arc<BrokerIngress>>,
     Path((namespace, broker)): Path<(String, String)>,
     request: Request,
 ) -> Response {

@@ -6,7 +6,7 @@
 //! each trigger reads the log at its own durable cursor. It must not reach services around the
 //! activator: sinks are resolved by the daemon through [`Resolve`].
 //!
-//! Start with [`Ingress`] and [`ingress_router`] (events in), then [`Dispatcher`] (events out).
+//! Start with [`BrokerIngress`] and [`ingress_router`] (events in), then [`Dispatcher`] (events out).
 //!
 //! Layout, in reading order:
 //! - [`config`]: size limits and the pace of dispatch (`[eventing]`).
@@ -39,9 +39,9 @@ pub mod sink;
 
 pub use cloudevent::Event;
 pub use config::EventingConfig;
-pub use dispatcher::{Dispatcher, Progress};
+pub use dispatcher::{Dispatcher, TriggerProgress};
 pub use error::{EventError, EventLogError, IngestError};
-pub use ingress::{Ingress, ingress_router};
+pub use ingress::{BrokerIngress, ingress_router};
 pub use log::EventLog;
 pub use metrics::EventingMetrics;
 pub use redb_log::RedbLog;

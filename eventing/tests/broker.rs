@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use rouse_api::eventing::{BackoffPolicy, Delivery, Filter, Sink, Trigger};
 use rouse_eventing::cloudevent::Event;
 use rouse_eventing::{
-    Dispatcher, EventLog, EventingConfig, EventingMetrics, Ingress, RedbLog, Resolve, Target, ingress_router,
+    BrokerIngress, Dispatcher, EventLog, EventingConfig, EventingMetrics, RedbLog, Resolve, Target, ingress_router,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -71,7 +71,7 @@ impl Resolve for Sinks {
 
 /// The daemon's eventing half: log, ingress (HTTP) and dispatcher.
 struct Harness {
-    ingress: Arc<Ingress>,
+    ingress: Arc<BrokerIngress>,
     dispatcher: Dispatcher,
     sinks: Arc<Sinks>,
     registry: Registry,
@@ -98,7 +98,7 @@ impl Harness {
         let log: Arc<dyn EventLog> = Arc::new(RedbLog::open(&dir.join("events.redb")).unwrap());
         let mut registry = Registry::default();
         let metrics = EventingMetrics::register(&mut registry);
-        let ingress = Arc::new(Ingress::new(log, config, metrics.clone()));
+        let ingress = Arc::new(BrokerIngress::new(log, config, metrics.clone()));
         ingress.add_broker("default").await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -3,7 +3,7 @@
 
 use rouse_api::manifest::Resource;
 use rouse_api::status::ServiceDescription;
-use rouse_control::apply::{Applied, ApplyDocument, Outcome};
+use rouse_control::{Applied, ApplyDocument, ApplyOutcome};
 use tokio::time::Instant;
 
 use crate::args::ApplyArgs;
@@ -41,9 +41,9 @@ pub(crate) async fn run(client: &Client, args: ApplyArgs) -> anyhow::Result<()> 
     let applied: Vec<Applied> = client.post("/v1/apply", &documents).await.map_err(|e| file.blame(e))?;
     for result in &applied {
         let outcome = match result.outcome {
-            Outcome::Created => "created",
-            Outcome::Configured => "configured",
-            Outcome::Unchanged => "unchanged",
+            ApplyOutcome::Created => "created",
+            ApplyOutcome::Configured => "configured",
+            ApplyOutcome::Unchanged => "unchanged",
         };
         let revision = result
             .created_revision

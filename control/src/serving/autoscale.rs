@@ -16,7 +16,7 @@ impl Serving {
     /// Samples every revision's demand and lets the KPA decide, until `shutdown`: every
     /// sampling interval, a decision every tick, and a decision at once when a request has to
     /// wait (so a revision at zero starts an instance without waiting for a tick).
-    pub async fn run_autoscaler(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn run_autoscaler(self: Arc<Self>, shutdown: CancellationToken) {
         let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
         sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut tick = tokio::time::interval(self.autoscaler.tick_interval);

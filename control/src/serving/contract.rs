@@ -10,7 +10,7 @@ use crate::sinks::SinkAddresses;
 
 /// The container contract: `$PORT` and the `K_*` variables (with `K_SINK` and
 /// `K_CE_OVERRIDES` when the revision has a sink), then the user's environment.
-pub fn instance_spec(revision: &Revision, sinks: &SinkAddresses) -> InstanceSpec {
+pub(crate) fn instance_spec(revision: &Revision, sinks: &SinkAddresses) -> InstanceSpec {
     let t = &revision.template;
     let mut env = vec![
         ("PORT".to_string(), t.port.to_string()),
@@ -49,7 +49,7 @@ pub fn instance_spec(revision: &Revision, sinks: &SinkAddresses) -> InstanceSpec
 }
 
 /// How an instance of `template` is known to be ready: the user's probe, or any HTTP answer.
-pub fn readiness(template: &RevisionTemplate) -> Readiness {
+pub(crate) fn readiness(template: &RevisionTemplate) -> Readiness {
     match &template.readiness {
         None => Readiness::default(),
         Some(probe) => Readiness {

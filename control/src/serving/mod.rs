@@ -65,8 +65,7 @@ mod reconcile;
 mod start;
 mod state;
 
-pub use contract::{instance_spec, readiness};
-pub use state::RevisionLive;
+pub(crate) use state::RevisionLive;
 use state::{RevisionState, State, desired_instances, route_for};
 pub(crate) use state::{routed_revision, service_traffic};
 
@@ -88,7 +87,7 @@ const ADOPT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const DELETE_WAIT: Duration = Duration::from_secs(30);
 
 /// The serving control loop and the live state it keeps.
-pub struct Serving {
+pub(crate) struct Serving {
     runtime: Arc<dyn Runtime>,
     store: Arc<Store>,
     routes: Arc<RouteTable>,
@@ -114,7 +113,7 @@ pub struct Serving {
 
 /// What [`Serving`] is configured with.
 #[derive(Clone, Debug)]
-pub struct ServingSettings {
+pub(crate) struct ServingSettings {
     pub instances: InstanceConfig,
     pub autoscaler: AutoscalerConfig,
     pub gc: GcConfig,
@@ -125,7 +124,7 @@ pub struct ServingSettings {
 }
 
 impl Serving {
-    pub fn new(
+    pub(crate) fn new(
         runtime: Arc<dyn Runtime>,
         store: Arc<Store>,
         routes: Arc<RouteTable>,
@@ -175,11 +174,11 @@ impl Serving {
         Ok(())
     }
 
-    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+    pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.runtime
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -188,12 +187,12 @@ impl Serving {
     }
 
     /// Asks the reconcile loop for a pass now.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 
     /// Runs `edit` on the stored service `name` and saves it, serialised with other writers.
-    pub fn update_service<T>(
+    pub(crate) fn update_service<T>(
         &self,
         name: &str,
         edit: impl FnOnce(&mut Service) -> Result<T, ControlError>,
@@ -210,7 +209,7 @@ impl Serving {
 
     /// Creates or updates a service from a deploy; returns the service and the new revision, if
     /// the template changed.
-    pub fn deploy(
+    pub(crate) fn deploy(
         &self,
         name: &str,
         template: rouse_api::RevisionTemplate,
@@ -272,7 +271,7 @@ impl Serving {
 
     /// Abandons a revision that never became ready: the service goes back to the revision that
     /// serves it, or is deleted when it has no other. Used when a deploy fails to get ready.
-    pub async fn abandon_revision(&self, service: &str, revision: &str) -> Result<(), ControlError> {
+    pub(crate) async fn abandon_revision(&self, service: &str, revision: &str) -> Result<(), ControlError> {
         let revisions = self.store.revisions_of(service)?;
         let Some(doomed) = revisions.iter().find(|r| r.name == revision) else {
             return Err(ControlError::not_found(ObjectKind::Revision, revision.to_string()));
@@ -312,7 +311,7 @@ impl Serving {
 
     /// Deletes a service: it stops answering at once, and this returns only once all its
     /// instances are gone.
-    pub async fn delete_service(&self, name: &str) -> Result<bool, ControlError> {
+    pub(crate) async fn delete_service(&self, name: &str) -> Result<bool, ControlError> {
         let existed = {
             let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
             self.store.delete_service(name)?
@@ -348,7 +347,7 @@ impl Serving {
     }
 
     /// Live state of a revision, for status and describe.
-    pub fn revision_live(&self, service: &Service, revision: &Revision) -> RevisionLive {
+    pub(crate) fn revision_live(&self, service: &Service, revision: &Revision) -> RevisionLive {
         let state = self.state();
         let live = state.revisions.get(&revision.name);
         let autoscaled = live.and_then(|r| r.scaling.desired);
@@ -381,7 +380,7 @@ impl Serving {
     }
 
     /// Names of instances of `service` the runtime knows, by id, for `logs`.
-    pub async fn instances_of(&self, service: &str) -> Result<Vec<Instance>, ControlError> {
+    pub(crate) async fn instances_of(&self, service: &str) -> Result<Vec<Instance>, ControlError> {
         let mut instances: Vec<Instance> = self
             .runtime
             .list()
@@ -394,7 +393,7 @@ impl Serving {
     }
 
     /// Reconciles until `shutdown`, on every wake and at least every resync interval.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
         let mut passes: u64 = 0;
         loop {
@@ -427,7 +426,7 @@ impl Serving {
 
     /// Sets what a manifest declares beside the template: labels, annotations and the whole
     /// traffic. Returns whether anything changed; new requests follow the traffic at once.
-    pub fn declare(
+    pub(crate) fn declare(
         &self,
         name: &str,
         labels: BTreeMap<String, String>,
@@ -449,7 +448,7 @@ impl Serving {
     }
 
     /// Changes a service's traffic; new requests follow it at once.
-    pub fn change_traffic(&self, name: &str, change: &TrafficChange) -> Result<Service, ControlError> {
+    pub(crate) fn change_traffic(&self, name: &str, change: &TrafficChange) -> Result<Service, ControlError> {
         let revisions: Vec<String> = self.store.revisions_of(name)?.into_iter().map(|r| r.name).collect();
         let (service, ()) = self.update_service(name, |svc| {
             svc.traffic = apply_change(&svc.traffic, change, &revisions)?;

@@ -25,7 +25,7 @@ use super::{ADOPT_PROBE_TIMEOUT, CRASH_LOG_LINES, Serving, spawn_in};
 
 impl Serving {
     /// Follows the runtime's exit events until `shutdown`, handing each to the reconciler.
-    pub async fn watch_exits(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn watch_exits(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             match self.runtime.exits().await {
                 Ok(mut exits) => loop {
@@ -234,7 +234,7 @@ impl Serving {
     }
 
     /// An instance's process ended. Expected for draining instances; otherwise a crash.
-    pub async fn instance_exited(self: &Arc<Self>, id: &str, code: Option<i64>) {
+    pub(crate) async fn instance_exited(self: &Arc<Self>, id: &str, code: Option<i64>) {
         let revision = {
             let state = self.state();
             state.revisions.iter().find_map(|(name, r)| {

@@ -112,7 +112,7 @@ impl InstanceRecord {
 }
 
 /// What a caller may read about a revision's live state.
-pub struct RevisionLive {
+pub(crate) struct RevisionLive {
     pub desired: u32,
     pub instances: Vec<(String, InstancePhase, Option<SocketAddr>)>,
     pub failures: u32,

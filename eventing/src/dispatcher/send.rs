@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Shared, TriggerRun};
 use crate::cloudevent::record::Record;
 use crate::cloudevent::{self, DEFAULT_TTL, Event, TTL_EXTENSION, binary};
-use crate::delivery::{self, Next, Outcome, RetryPolicy};
+use crate::delivery::{self, DeliveryOutcome, Next, RetryPolicy};
 use crate::metrics::OutcomeCounters;
 use crate::sink::Target;
 
@@ -34,7 +34,7 @@ pub(super) fn http_client(max_idle_per_host: usize) -> HttpClient {
 
 /// How one attempt ended, with what a reply or a dead letter needs.
 pub(super) struct Answer {
-    pub(super) outcome: Outcome,
+    pub(super) outcome: DeliveryOutcome,
     headers: HeaderMap,
     /// The response body, or the reason there was none ("dispatch error: ...").
     body: Bytes,
@@ -43,7 +43,7 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    fn failed(outcome: Outcome, reason: String) -> Self {
+    fn failed(outcome: DeliveryOutcome, reason: String) -> Self {
         Self {
             outcome,
             headers: HeaderMap::new(),
@@ -108,7 +108,7 @@ pub(super) async fn attempts(
                 (answer, target.url())
             }
             Err(reason) => (
-                Answer::failed(Outcome::Unresolvable, format!("dispatch error: {reason}")),
+                Answer::failed(DeliveryOutcome::Unresolvable, format!("dispatch error: {reason}")),
                 sink_name(sink),
             ),
         };
@@ -165,7 +165,7 @@ async fn send(shared: &Shared, target: &Target, event: &Event, timeout: Duration
             Err(e) => return Err(format!("dispatch error: response body failed: {e}")),
         };
         Ok(Answer {
-            outcome: Outcome::Status(parts.status.as_u16()),
+            outcome: DeliveryOutcome::Status(parts.status.as_u16()),
             headers: parts.headers,
             body,
             truncated,
@@ -173,9 +173,9 @@ async fn send(shared: &Shared, target: &Target, event: &Event, timeout: Duration
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(reason)) => Answer::failed(Outcome::Connection, reason),
+        Ok(Err(reason)) => Answer::failed(DeliveryOutcome::Connection, reason),
         Err(_) => Answer::failed(
-            Outcome::Timeout,
+            DeliveryOutcome::Timeout,
             format!("dispatch error: no response within {} ms", timeout.as_millis()),
         ),
     }
