@@ -33,6 +33,7 @@ use crate::route::RouteTable;
 use crate::server::Peer;
 use crate::upstream::UpstreamBody;
 use rouse_api::error_chain;
+use tracing::Instrument;
 
 /// Errors carried by bodies that pass through the proxy.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -155,7 +156,16 @@ impl Ingress {
             },
             AcquireError::Closed => Refusal::RevisionGone { revision: name() },
         })?;
+        // Disabled unless debug logging is on: then the forward's lines name the request's
+        // service, revision and instance.
+        let span = tracing::debug_span!(
+            "request",
+            service = %revision.service,
+            revision = %revision.revision,
+            instance = %slot.endpoint().name
+        );
         self.forward(request, client, &host_value, &revision, slot, deadline)
+            .instrument(span)
             .await
     }
 
