@@ -266,7 +266,7 @@ impl Eventing {
         source.name = name.to_string();
         source.validate()?;
         let schedule =
-            Schedule::of(&source).map_err(|reason| ValidationError::new("--schedule", &source.schedule, reason))?;
+            Schedule::of(&source).map_err(|reason| ValidationError::new("spec.schedule", &source.schedule, reason))?;
         let existing: Option<PingSource> = self.store.record(Kind::PingSource, name)?;
         if let Some(existing) = &existing {
             source.created_at = existing.created_at;

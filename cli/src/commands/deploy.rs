@@ -81,6 +81,9 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
 
 pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
     validate_name("service name", &args.name)?;
+    if let Some(wanted) = &args.revision_name {
+        rouse_api::name::validate_revision_name("--revision-name", &args.name, wanted)?;
+    }
     let template = template(&args)?;
     let traffic = args.traffic.as_deref().map(parse_split).transpose()?;
     let started = Instant::now();

@@ -75,6 +75,10 @@ fn spawn_in(tasks: &mut JoinSet<()>, span: tracing::Span, task: impl Future<Outp
     tasks.spawn(task.instrument(span));
 }
 
+/// Where a revision's chosen name is in a Knative Service (the CLI's `--revision-name`):
+/// the daemon's messages name the YAML field, the CLI checks its flag itself first.
+const REVISION_NAME: &str = "spec.template.metadata.name";
+
 /// How often the autoscaler samples each revision's demand.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 /// Log lines kept from a failed instance.
@@ -218,7 +222,7 @@ impl Serving {
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let existing: Vec<String> = self.store.revisions_of(name)?.into_iter().map(|r| r.name).collect();
         if let Some(wanted) = revision_name {
-            validate_revision_name("--revision-name", name, wanted)?;
+            validate_revision_name(REVISION_NAME, name, wanted)?;
         }
         let (service, revision) = match self.store.service(name)? {
             None => {
@@ -238,7 +242,7 @@ impl Serving {
                 let revision = match revision_name {
                     Some(wanted) if existing.iter().any(|r| r == wanted) => {
                         return Err(ValidationError::new(
-                            "--revision-name",
+                            REVISION_NAME,
                             wanted,
                             "already names an older revision; revisions are immutable, pick a new name",
                         )
