@@ -85,8 +85,10 @@ pub async fn run(
     let ingress_metrics = IngressMetrics::register(&mut registry);
     let serving_metrics = ServingMetrics::register(&mut registry);
     let eventing_metrics = EventingMetrics::register(&mut registry);
-    let event_log: Arc<dyn EventLog> =
-        Arc::new(RedbLog::open(&home.dir().join("events.redb")).map_err(|e| ControlError::Store(e.to_string()))?);
+    let event_log: Arc<dyn EventLog> = Arc::new(
+        RedbLog::open(&home.dir().join("events.redb"))
+            .map_err(|e| ControlError::store("cannot open the event log", e))?,
+    );
     let broker_ingress = Arc::new(BrokerIngress::new(
         event_log,
         config.eventing.clone(),

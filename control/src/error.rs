@@ -20,8 +20,12 @@ pub enum ControlError {
     },
     #[error("another rouse daemon{} already uses home {home}; stop it first or pick another --home", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     AlreadyRunning { home: String, pid: Option<u32> },
-    #[error("state store: {0}")]
-    Store(String),
+    #[error("state store: {context}: {source}")]
+    Store {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("config {path}: {reason}")]
     Config { path: String, reason: String },
     #[error(
@@ -80,6 +84,17 @@ impl std::fmt::Display for ObjectKind {
 }
 
 impl ControlError {
+    /// The store (or the event log) failed at `context`.
+    pub(crate) fn store(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ControlError::Store {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
     /// No `kind` named `name`.
     pub fn not_found(kind: ObjectKind, name: impl Into<String>) -> Self {
         ControlError::NotFound {
@@ -106,7 +121,7 @@ impl ControlError {
             ControlError::Runtime(RuntimeError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Runtime(_) => StatusCode::BAD_GATEWAY,
             ControlError::Home { .. }
-            | ControlError::Store(_)
+            | ControlError::Store { .. }
             | ControlError::Config { .. }
             | ControlError::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

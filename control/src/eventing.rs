@@ -37,8 +37,8 @@ pub(crate) struct Eventing {
     cancel: CancellationToken,
 }
 
-fn log_error(e: impl std::fmt::Display) -> ControlError {
-    ControlError::Store(format!("event log: {e}"))
+fn log_error(e: impl std::error::Error + Send + Sync + 'static) -> ControlError {
+    ControlError::store("event log", e)
 }
 
 impl Eventing {

@@ -41,8 +41,8 @@ pub(crate) struct Store {
     db: Database,
 }
 
-fn store_error(e: impl std::fmt::Display) -> ControlError {
-    ControlError::Store(e.to_string())
+fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> ControlError {
+    ControlError::store("the database failed", e)
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -50,14 +50,14 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(bytes).map_err(|e| ControlError::Store(format!("record '{key}' is unreadable: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ControlError::store(format!("record '{key}' is unreadable"), e))
 }
 
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self, ControlError> {
         let db =
-            Database::create(path).map_err(|e| ControlError::Store(format!("cannot open {}: {e}", path.display())))?;
+            Database::create(path).map_err(|e| ControlError::store(format!("cannot open {}", path.display()), e))?;
         let txn = db.begin_write().map_err(store_error)?;
         txn.open_table(SERVICES).map_err(store_error)?;
         txn.open_table(REVISIONS).map_err(store_error)?;
