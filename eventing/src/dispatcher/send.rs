@@ -43,12 +43,41 @@ pub(super) struct Answer {
 }
 
 impl Answer {
-    fn failed(outcome: DeliveryOutcome, reason: String) -> Self {
+    /// No answer: the error, as the body a dead letter carries.
+    fn failed(error: &SendError) -> Self {
         Self {
-            outcome,
+            outcome: error.outcome(),
             headers: HeaderMap::new(),
-            body: Bytes::from(reason),
+            body: Bytes::from(error.to_string()),
             truncated: false,
+        }
+    }
+}
+
+/// Why a delivery attempt got no answer.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendError {
+    /// The sink names nothing that can be reached now (a service or broker that is gone).
+    #[error("dispatch error: {0}")]
+    Unresolvable(String),
+    /// The request could not be sent, or the connection failed before the response.
+    #[error("dispatch error: {}", error_chain(.0))]
+    Request(#[source] hyper_util::client::legacy::Error),
+    /// The response's body failed midway.
+    #[error("dispatch error: response body failed: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No complete response within the delivery timeout.
+    #[error("dispatch error: no response within {} ms", .0.as_millis())]
+    Timeout(Duration),
+}
+
+impl SendError {
+    /// How the retry policy and the metrics see it.
+    fn outcome(&self) -> DeliveryOutcome {
+        match self {
+            SendError::Unresolvable(_) => DeliveryOutcome::Unresolvable,
+            SendError::Request(_) | SendError::Body(_) => DeliveryOutcome::Connection,
+            SendError::Timeout(_) => DeliveryOutcome::Timeout,
         }
     }
 }
@@ -108,7 +137,7 @@ pub(super) async fn attempts(
                 (answer, target.url())
             }
             Err(reason) => (
-                Answer::failed(DeliveryOutcome::Unresolvable, format!("dispatch error: {reason}")),
+                Answer::failed(&SendError::Unresolvable(reason.to_string())),
                 sink_name(sink),
             ),
         };
@@ -153,16 +182,12 @@ async fn send(shared: &Shared, target: &Target, event: &Event, timeout: Duration
     }
     let max_body = shared.max_body_bytes;
     let exchange = async {
-        let response = shared
-            .client
-            .request(request)
-            .await
-            .map_err(|e| format!("dispatch error: {}", error_chain(&e)))?;
+        let response = shared.client.request(request).await.map_err(SendError::Request)?;
         let (parts, body) = response.into_parts();
         let (body, truncated) = match Limited::new(body, max_body).collect().await {
             Ok(collected) => (collected.to_bytes(), false),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => (Bytes::new(), true),
-            Err(e) => return Err(format!("dispatch error: response body failed: {e}")),
+            Err(e) => return Err(SendError::Body(e)),
         };
         Ok(Answer {
             outcome: DeliveryOutcome::Status(parts.status.as_u16()),
@@ -173,11 +198,8 @@ async fn send(shared: &Shared, target: &Target, event: &Event, timeout: Duration
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(reason)) => Answer::failed(DeliveryOutcome::Connection, reason),
-        Err(_) => Answer::failed(
-            DeliveryOutcome::Timeout,
-            format!("dispatch error: no response within {} ms", timeout.as_millis()),
-        ),
+        Ok(Err(error)) => Answer::failed(&error),
+        Err(_) => Answer::failed(&SendError::Timeout(timeout)),
     }
 }
 
