@@ -5,15 +5,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Largest request head (request line and headers) accepted, in bytes; larger gets 431.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Largest request body accepted, in bytes; larger gets 413. Generous because uploads stream.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
 /// How long a connection may sit without sending a request head before it is closed.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests may take to finish when the daemon shuts down.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Most requests that may wait for a revision's instances at once; more get 503.
-pub const DEFAULT_MAX_WAITING: usize = 10_000;
+pub(crate) const DEFAULT_MAX_WAITING: usize = 10_000;
 
 /// Ingress settings (`[ingress]` in `rouse.toml`).
 #[derive(Clone, Debug, Deserialize)]

@@ -314,7 +314,11 @@ impl Drop for WaitingGuard<'_> {
 /// Index of the instance with the fewest requests in flight among those under `limit`
 /// (0 = no limit). Ties go to the first one at or after `start` (mod len), so equal instances
 /// take turns.
-pub fn pick_least_loaded(loads: impl ExactSizeIterator<Item = usize>, limit: usize, start: usize) -> Option<usize> {
+pub(crate) fn pick_least_loaded(
+    loads: impl ExactSizeIterator<Item = usize>,
+    limit: usize,
+    start: usize,
+) -> Option<usize> {
     let len = loads.len();
     if len == 0 {
         return None;

@@ -2,7 +2,7 @@
 
 /// The service named by `host` (a `Host` header or URI authority) under `domain`:
 /// `hello.localhost:8080` → `hello`. `None` when the host is not `{name}.{domain}`.
-pub fn service_for_host<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
+pub(crate) fn service_for_host<'a>(host: &'a str, domain: &str) -> Option<&'a str> {
     let host = strip_port(host);
     let host = host.strip_suffix('.').unwrap_or(host);
     let name = host.strip_suffix(domain)?.strip_suffix('.')?;

@@ -18,18 +18,19 @@
 
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod endpoints;
-pub mod host;
-pub mod metrics;
-pub mod proxy;
-pub mod respond;
-pub mod route;
-pub mod server;
-pub mod upstream;
+mod config;
+mod endpoints;
+mod host;
+mod metrics;
+mod proxy;
+mod respond;
+mod route;
+mod server;
+mod upstream;
 
-pub use config::IngressConfig;
+pub use config::{DEFAULT_SHUTDOWN_GRACE, IngressConfig};
 pub use endpoints::{AcquireError, Endpoint, RevisionEndpoints};
-pub use metrics::IngressMetrics;
+pub use metrics::{IngressMetrics, RevisionLabels};
 pub use proxy::Ingress;
 pub use route::{RouteTable, ServiceRoute};
+pub use server::{ConnectionLimits, serve, serve_ingress};

@@ -10,7 +10,7 @@ use crate::endpoints::RevisionEndpoints;
 
 /// Labels of a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// Service name; empty when the host named none.
     pub service: String,
     /// Revision that served it; empty when none did.

@@ -36,9 +36,9 @@ use rouse_api::error_chain;
 use tracing::Instrument;
 
 /// Errors carried by bodies that pass through the proxy.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the ingress sends.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 

@@ -25,7 +25,7 @@ fn error(status: StatusCode, message: String) -> Response<ProxyBody> {
 
 /// Why the ingress answers a request itself instead of passing on an instance's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The request carries no (readable) host at all.
     MissingHost,
     /// The host names no service.
@@ -50,7 +50,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The one table of statuses.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Refusal::MissingHost => StatusCode::BAD_REQUEST,
             Refusal::UnknownHost { .. } => StatusCode::NOT_FOUND,
@@ -62,7 +62,7 @@ impl Refusal {
     }
 
     /// What the client reads.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Refusal::MissingHost => "request has no Host header; send Host: NAME.localhost".to_string(),
             Refusal::UnknownHost { host, domain } => {
@@ -94,7 +94,7 @@ impl Refusal {
     }
 
     /// The response: the status, and the message as plain text.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
         error(self.status(), self.message())
     }
 }

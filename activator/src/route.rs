@@ -8,7 +8,7 @@ use dashmap::DashMap;
 use crate::endpoints::RevisionEndpoints;
 
 /// What a route looks like, by names: (revision, share) and (tag, revision), for comparing.
-pub type RouteShape = (Vec<(String, u32)>, Vec<(String, String)>);
+pub(crate) type RouteShape = (Vec<(String, u32)>, Vec<(String, String)>);
 
 /// How one service's requests are spread over its revisions.
 #[derive(Debug, Default)]

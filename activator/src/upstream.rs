@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// What the proxy sends upstream: the client's body, under the ingress's size limit.
-pub type UpstreamBody = http_body_util::Limited<Incoming>;
+pub(crate) type UpstreamBody = http_body_util::Limited<Incoming>;
 
 /// Idle connections kept per instance; more than this many idle at once are closed.
 const MAX_IDLE: usize = 1024;

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use rouse_activator::config::DEFAULT_SHUTDOWN_GRACE;
-use rouse_activator::server::{ConnectionLimits, serve, serve_ingress};
+use rouse_activator::{ConnectionLimits, DEFAULT_SHUTDOWN_GRACE, serve, serve_ingress};
 use rouse_activator::{Ingress, IngressMetrics, RouteTable};
 use rouse_eventing::{BrokerIngress, Dispatcher, EventLog, EventingMetrics, RedbLog, ingress_router};
 use rouse_runtime::{DockerRuntime, Runtime};

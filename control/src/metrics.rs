@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use rouse_activator::metrics::RevisionLabels;
+use rouse_activator::RevisionLabels;
 
 /// How an instance came to serve: started fresh, or thawed from frozen.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
