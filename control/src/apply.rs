@@ -14,7 +14,7 @@ use rouse_api::name::revision_name;
 use rouse_api::traffic::{apply_change, from_spec};
 use serde::{Deserialize, Serialize};
 
-use rouse_eventing::ping::Schedule;
+use rouse_eventing::Schedule;
 
 use crate::error::ControlError;
 use crate::eventing::Eventing;

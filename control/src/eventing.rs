@@ -13,9 +13,9 @@ use rouse_api::eventing::{Broker, DEFAULT_BROKER, Delivery, PingSource, Sink, Tr
 use rouse_api::eventing_knative::{KBroker, KPingSource, KTrigger, broker_object, ping_source_object, trigger_object};
 use rouse_api::knative::{Condition, ConditionStatus};
 use rouse_api::name::validate_name;
-use rouse_eventing::cloudevent::Event;
-use rouse_eventing::ping::{Schedule, ping_event_parts};
+use rouse_eventing::Event;
 use rouse_eventing::{BrokerIngress, Dispatcher};
+use rouse_eventing::{Schedule, ping_event_parts};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::ApplyOutcome;

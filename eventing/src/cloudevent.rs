@@ -11,8 +11,8 @@
 //! - [`record`]: the compact form an event has in the event log.
 
 pub mod binary;
-pub mod record;
-pub mod structured;
+pub(crate) mod record;
+pub(crate) mod structured;
 
 use std::collections::BTreeMap;
 
@@ -22,16 +22,16 @@ use http::{HeaderMap, header};
 use crate::error::EventError;
 
 /// The only CloudEvents version accepted and sent.
-pub const SPEC_VERSION: &str = "1.0";
+pub(crate) const SPEC_VERSION: &str = "1.0";
 /// Knative's hop counter: set by the ingress when absent, decremented on every reply.
-pub const TTL_EXTENSION: &str = "knativebrokerttl";
+pub(crate) const TTL_EXTENSION: &str = "knativebrokerttl";
 /// Hops an event may take when its sender gave no TTL (Knative's default).
-pub const DEFAULT_TTL: u32 = 255;
+pub(crate) const DEFAULT_TTL: u32 = 255;
 
 /// Media type of one structured event.
-pub const STRUCTURED: &str = "application/cloudevents+json";
+pub(crate) const STRUCTURED: &str = "application/cloudevents+json";
 /// Media type of a batch of structured events.
-pub const BATCH: &str = "application/cloudevents-batch+json";
+pub(crate) const BATCH: &str = "application/cloudevents-batch+json";
 
 /// One CloudEvent (specversion 1.0), validated: required attributes present, names valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ fn is_reserved(name: &str) -> bool {
 
 /// How a request carries its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Attributes in `ce-` headers, the body is the data.
     Binary,
     /// One event as `application/cloudevents+json`.
@@ -140,7 +140,7 @@ pub enum Mode {
 }
 
 /// The mode of a request, from its headers alone (so the body limit can depend on it).
-pub fn mode(headers: &HeaderMap) -> Result<Mode, EventError> {
+pub(crate) fn mode(headers: &HeaderMap) -> Result<Mode, EventError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()));
@@ -165,7 +165,7 @@ pub fn mode(headers: &HeaderMap) -> Result<Mode, EventError> {
 }
 
 /// The events of a request (body already read and size-limited), in any mode.
-pub fn from_request(mode: Mode, headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, EventError> {
+pub(crate) fn from_request(mode: Mode, headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, EventError> {
     match mode {
         Mode::Binary => Ok(vec![binary::parse(headers, body)?]),
         Mode::Structured => Ok(vec![structured::parse(&body)?]),
@@ -175,7 +175,7 @@ pub fn from_request(mode: Mode, headers: &HeaderMap, body: Bytes) -> Result<Vec<
 
 /// The event a subscriber replied with, if any: a 2xx response in binary or structured mode.
 /// A response with neither `ce-specversion` nor a CloudEvents Content-Type carries none.
-pub fn from_response(headers: &HeaderMap, body: Bytes) -> Result<Option<Event>, EventError> {
+pub(crate) fn from_response(headers: &HeaderMap, body: Bytes) -> Result<Option<Event>, EventError> {
     match mode(headers) {
         Ok(Mode::Binary) => binary::parse(headers, body).map(Some),
         Ok(Mode::Structured) => structured::parse(&body).map(Some),

@@ -14,28 +14,28 @@ use crate::cloudevent::Event;
 /// Base backoff delay when a trigger sets none. Knative then retries at once, which hammers a
 /// subscriber that is failing because it is overloaded; 200 ms is the delay Knative's own
 /// examples use (`PT0.2S`).
-pub const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_millis(200);
+pub(crate) const DEFAULT_BACKOFF_DELAY: Duration = Duration::from_millis(200);
 /// Per-attempt timeout when a trigger sets none. Knative sets none at all, so a subscriber that
 /// never answers holds a delivery forever; 30 s leaves room for a cold start through the
 /// activator (milliseconds to seconds) and a slow handler.
-pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts, whatever the policy (Knative's alpha `backoffMax`):
 /// exponential backoff with many retries would otherwise wait for days.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Longest `knativeerrordata` value, in base64 characters (Knative's
 /// `KnativeErrorDataExtensionMaxLength`).
-pub const ERROR_DATA_MAX_CHARS: usize = 1024;
+pub(crate) const ERROR_DATA_MAX_CHARS: usize = 1024;
 
 /// Subscriber URL of a failed delivery, on a dead letter.
-pub const ERROR_DEST_EXTENSION: &str = "knativeerrordest";
+pub(crate) const ERROR_DEST_EXTENSION: &str = "knativeerrordest";
 /// Last HTTP status of a failed delivery, on a dead letter.
-pub const ERROR_CODE_EXTENSION: &str = "knativeerrorcode";
+pub(crate) const ERROR_CODE_EXTENSION: &str = "knativeerrorcode";
 /// Base64 of the start of the last response body of a failed delivery, on a dead letter.
-pub const ERROR_DATA_EXTENSION: &str = "knativeerrordata";
+pub(crate) const ERROR_DATA_EXTENSION: &str = "knativeerrordata";
 
 /// How one delivery attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeliveryOutcome {
+pub(crate) enum DeliveryOutcome {
     /// The subscriber answered with this HTTP status.
     Status(u16),
     /// No complete answer within the attempt's timeout.
@@ -48,14 +48,14 @@ pub enum DeliveryOutcome {
 
 impl DeliveryOutcome {
     /// 2xx: delivered.
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         matches!(self, DeliveryOutcome::Status(code) if (200..300).contains(code))
     }
 
     /// Whether another attempt may succeed where this one failed: 5xx, 404 (a service still
     /// starting), 408, 409, 429, and failures without a status. Other 4xx and 3xx say the
     /// event itself is refused, so retrying would only repeat the answer.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             DeliveryOutcome::Status(code) => *code >= 500 || matches!(code, 404 | 408 | 409 | 429),
             DeliveryOutcome::Timeout | DeliveryOutcome::Connection | DeliveryOutcome::Unresolvable => true,
@@ -64,7 +64,7 @@ impl DeliveryOutcome {
 
     /// The status a dead letter reports. Failures without a response report 500, as Knative's
     /// dispatcher does, with the reason in `knativeerrordata`.
-    pub fn error_code(&self) -> u16 {
+    pub(crate) fn error_code(&self) -> u16 {
         match self {
             DeliveryOutcome::Status(code) => *code,
             DeliveryOutcome::Timeout | DeliveryOutcome::Connection | DeliveryOutcome::Unresolvable => 500,
@@ -73,7 +73,7 @@ impl DeliveryOutcome {
 
     /// The metric label: the status, or what happened instead. Common statuses need no
     /// allocation (this runs once per delivery).
-    pub fn label(&self) -> Cow<'static, str> {
+    pub(crate) fn label(&self) -> Cow<'static, str> {
         match self {
             DeliveryOutcome::Status(200) => "200".into(),
             DeliveryOutcome::Status(201) => "201".into(),
@@ -89,7 +89,7 @@ impl DeliveryOutcome {
 
 /// What to do after an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Delivered; nothing more to do.
     Delivered,
     /// Try again after this long.
@@ -100,7 +100,7 @@ pub enum Next {
 
 /// The retry schedule of one trigger, from its delivery options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first attempt.
     pub retries: u32,
     pub backoff: BackoffPolicy,
@@ -111,7 +111,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn from_delivery(delivery: &Delivery) -> Self {
+    pub(crate) fn from_delivery(delivery: &Delivery) -> Self {
         Self {
             retries: delivery.retry,
             backoff: delivery.backoff_policy,
@@ -126,7 +126,7 @@ impl RetryPolicy {
     /// This is Knative's documented formula (and what its unit tests check). Its dispatcher
     /// actually passes go-retryablehttp's 0-based counter, so there the first linear retry is
     /// immediate and the first exponential one waits `delay`; we follow the documentation.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let factor: u128 = match self.backoff {
             BackoffPolicy::Exponential => 1u128.checked_shl(retry).unwrap_or(u128::MAX),
             BackoffPolicy::Linear => u128::from(retry),
@@ -136,7 +136,7 @@ impl RetryPolicy {
     }
 
     /// What follows attempt number `attempt` (1 for the first) that ended with `outcome`.
-    pub fn next(&self, attempt: u32, outcome: &DeliveryOutcome) -> Next {
+    pub(crate) fn next(&self, attempt: u32, outcome: &DeliveryOutcome) -> Next {
         if outcome.is_success() {
             Next::Delivered
         } else if outcome.is_retryable() && attempt <= self.retries {
@@ -150,7 +150,7 @@ impl RetryPolicy {
 /// `event` as sent to a dead-letter sink: the original, plus where it failed (`destination`,
 /// the subscriber's URL), the last status and the start of the last response body (or the
 /// reason, when there was no response).
-pub fn dead_letter(event: &Event, destination: &str, outcome: &DeliveryOutcome, body: &[u8]) -> Event {
+pub(crate) fn dead_letter(event: &Event, destination: &str, outcome: &DeliveryOutcome, body: &[u8]) -> Event {
     // 3 bytes per 4 characters: the longest prefix whose encoding fits, still valid base64.
     let kept = &body[..body.len().min(ERROR_DATA_MAX_CHARS / 4 * 3)];
     let mut letter = event.clone();

@@ -24,25 +24,26 @@
 
 #![forbid(unsafe_code)]
 
-pub mod cloudevent;
-pub mod config;
-pub mod delivery;
-pub mod dispatcher;
-pub mod error;
-pub mod ingress;
-pub mod log;
-pub mod metrics;
-pub mod ping;
-pub mod redb_log;
-pub mod respond;
-pub mod sink;
+mod cloudevent;
+mod config;
+mod delivery;
+mod dispatcher;
+mod error;
+mod ingress;
+mod log;
+mod metrics;
+mod ping;
+mod redb_log;
+mod respond;
+mod sink;
 
-pub use cloudevent::Event;
+pub use cloudevent::{Event, binary, is_extension_name};
 pub use config::EventingConfig;
 pub use dispatcher::{Dispatcher, TriggerProgress};
 pub use error::{EventError, EventLogError, IngestError};
 pub use ingress::{BrokerIngress, ingress_router};
 pub use log::EventLog;
 pub use metrics::EventingMetrics;
+pub use ping::{Schedule, ping_event_parts};
 pub use redb_log::RedbLog;
 pub use sink::{Resolve, Target};

@@ -15,13 +15,13 @@ use prometheus_client::registry::Registry;
 
 /// Labels of a broker's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BrokerLabels {
+pub(crate) struct BrokerLabels {
     pub broker: String,
 }
 
 /// Labels of a refused request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RejectedLabels {
+pub(crate) struct RejectedLabels {
     /// The broker named; empty when it does not exist (so unknown names add no series).
     pub broker: String,
     /// HTTP status answered.
@@ -32,13 +32,13 @@ pub struct RejectedLabels {
 
 /// Labels of a trigger's series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TriggerLabels {
+pub(crate) struct TriggerLabels {
     pub trigger: String,
 }
 
 /// Labels of a delivery attempt's outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
+pub(crate) struct OutcomeLabels {
     pub trigger: String,
     /// HTTP status, or `timeout`, `connection`, `unresolvable`.
     pub code: String,

@@ -13,7 +13,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use rouse_api::eventing::PingSource;
 
 /// The CloudEvents type of every ping event (Knative's).
-pub const PING_EVENT_TYPE: &str = "dev.knative.sources.ping";
+pub(crate) const PING_EVENT_TYPE: &str = "dev.knative.sources.ping";
 
 const SCHEDULE_EXAMPLES: &str = "e.g. \"*/5 * * * *\" (every five minutes), \"0 9 * * 1-5\" (09:00 on weekdays), \
                                  \"*/10 * * * * *\" (every ten seconds) or \"@hourly\"";
@@ -154,7 +154,7 @@ pub struct PingEvent {
 }
 
 /// The CloudEvents source of a ping source's events (Knative's form).
-pub fn ping_source_uri(name: &str) -> String {
+pub(crate) fn ping_source_uri(name: &str) -> String {
     format!("/apis/v1/namespaces/default/pingsources/{name}")
 }
 

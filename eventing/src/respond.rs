@@ -18,14 +18,14 @@ fn message(status: StatusCode, message: String) -> Response {
 }
 
 /// 202: the events are stored (on disk) and will be delivered.
-pub fn accepted() -> Response {
+pub(crate) fn accepted() -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::ACCEPTED;
     response
 }
 
 /// 405: brokers take events by POST only.
-pub fn method_not_allowed(method: &http::Method) -> Response {
+pub(crate) fn method_not_allowed(method: &http::Method) -> Response {
     let mut response = message(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method {method} is not allowed: send events to a broker with POST"),
@@ -37,7 +37,7 @@ pub fn method_not_allowed(method: &http::Method) -> Response {
 }
 
 /// 404: no broker of that name (or a namespace other than `default`).
-pub fn unknown_broker(namespace: &str, broker: &str) -> Response {
+pub(crate) fn unknown_broker(namespace: &str, broker: &str) -> Response {
     let hint = if namespace == "default" {
         "check the name, or create the broker first".to_string()
     } else {
@@ -50,7 +50,7 @@ pub fn unknown_broker(namespace: &str, broker: &str) -> Response {
 }
 
 /// 404: a path that is not `/{namespace}/{broker}`.
-pub fn unknown_path(path: &str) -> Response {
+pub(crate) fn unknown_path(path: &str) -> Response {
     message(
         StatusCode::NOT_FOUND,
         format!("no broker at '{path}': the broker ingress answers at /default/BROKER"),
@@ -58,12 +58,12 @@ pub fn unknown_path(path: &str) -> Response {
 }
 
 /// 400: the request carries no valid CloudEvent.
-pub fn invalid_event(error: &EventError) -> Response {
+pub(crate) fn invalid_event(error: &EventError) -> Response {
     message(StatusCode::BAD_REQUEST, format!("invalid CloudEvent: {error}"))
 }
 
 /// 400: the body could not be read whole.
-pub fn unreadable_body(cause: &str) -> Response {
+pub(crate) fn unreadable_body(cause: &str) -> Response {
     message(
         StatusCode::BAD_REQUEST,
         format!("could not read the request body: {cause}"),
@@ -71,7 +71,7 @@ pub fn unreadable_body(cause: &str) -> Response {
 }
 
 /// 413: the request, or one event in it, is over the limit.
-pub fn too_large(what: &str, limit: usize) -> Response {
+pub(crate) fn too_large(what: &str, limit: usize) -> Response {
     message(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("{what} exceeds the limit of {limit} bytes; send smaller events (or raise [eventing] in rouse.toml)"),
@@ -80,7 +80,7 @@ pub fn too_large(what: &str, limit: usize) -> Response {
 
 /// 500 (or 503 while shutting down): the event log could not store the events; nothing was
 /// stored, so the sender may retry.
-pub fn store_failed(error: &EventLogError) -> Response {
+pub(crate) fn store_failed(error: &EventLogError) -> Response {
     let status = match error {
         EventLogError::Closed => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

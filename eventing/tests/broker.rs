@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prometheus_client::registry::Registry;
 use rouse_api::eventing::{BackoffPolicy, Delivery, Filter, Sink, Trigger};
-use rouse_eventing::cloudevent::Event;
+use rouse_eventing::Event;
 use rouse_eventing::{
     BrokerIngress, Dispatcher, EventLog, EventingConfig, EventingMetrics, RedbLog, Resolve, Target, ingress_router,
 };
@@ -153,8 +153,7 @@ impl Harness {
 
     /// POSTs to the broker `default` in binary mode.
     async fn send(&self, event: &Event) -> StatusCode {
-        let request =
-            rouse_eventing::cloudevent::binary::to_request(event, self.url("/default/default").parse().unwrap());
+        let request = rouse_eventing::binary::to_request(event, self.url("/default/default").parse().unwrap());
         let (parts, body) = request.into_parts();
         post(&self.url("/default/default"), parts.headers, body).await.0
     }

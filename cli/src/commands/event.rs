@@ -14,7 +14,7 @@ use rouse_api::ValidationError;
 use rouse_api::eventing::validate_attribute_name;
 use rouse_api::eventing_knative::KBroker;
 use rouse_eventing::Event;
-use rouse_eventing::cloudevent::{binary, is_extension_name};
+use rouse_eventing::{binary, is_extension_name};
 
 use crate::args::{EventArgs, EventCommand, EventSendArgs};
 use crate::client::Client;

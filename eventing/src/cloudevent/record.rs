@@ -29,14 +29,14 @@ const HAS_DATA: u8 = 1 << 4;
 
 /// An event read back from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+pub(crate) struct Record {
     pub event: Event,
     /// When the broker accepted it (for delivery latency).
     pub accepted_at: SystemTime,
 }
 
 /// Encodes `event`, accepted at `accepted_at`, for the log.
-pub fn encode(event: &Event, accepted_at: SystemTime) -> Bytes {
+pub(crate) fn encode(event: &Event, accepted_at: SystemTime) -> Bytes {
     let mut out = BytesMut::with_capacity(event.size() + 16 + 2 * (8 + event.extensions.len()));
     out.put_u8(VERSION);
     let micros = accepted_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
@@ -75,7 +75,7 @@ pub fn encode(event: &Event, accepted_at: SystemTime) -> Bytes {
 }
 
 /// Decodes a record written by [`encode`]; the data is a slice of `stored`, not a copy.
-pub fn decode(stored: Bytes) -> Result<Record, EventLogError> {
+pub(crate) fn decode(stored: Bytes) -> Result<Record, EventLogError> {
     let mut buf = stored.clone();
     if buf.remaining() < 10 {
         return Err(corrupt("shorter than its header"));

@@ -24,14 +24,14 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// One event from an `application/cloudevents+json` body.
-pub fn parse(body: &Bytes) -> Result<Event, EventError> {
+pub(crate) fn parse(body: &Bytes) -> Result<Event, EventError> {
     let wire: Wire<'_> = serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
     wire.into_event(body)
 }
 
 /// The events of an `application/cloudevents-batch+json` body; any invalid event refuses the
 /// whole batch (it is stored in one append, all or nothing).
-pub fn parse_batch(body: &Bytes) -> Result<Vec<Event>, EventError> {
+pub(crate) fn parse_batch(body: &Bytes) -> Result<Vec<Event>, EventError> {
     let wires: Vec<Wire<'_>> = serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
     if wires.is_empty() {
         return Err(EventError::EmptyBatch);

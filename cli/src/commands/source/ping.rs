@@ -8,7 +8,7 @@ use rouse_api::ValidationError;
 use rouse_api::eventing::{PingData, PingSource};
 use rouse_api::eventing_knative::{KPingSource, SOURCES_API_VERSION, ping_source_from_object};
 use rouse_api::name::validate_name;
-use rouse_eventing::ping::Schedule;
+use rouse_eventing::Schedule;
 
 use crate::args::{DescribeArgs, NameArgs, OutputArgs, PingArgs, PingCommand, PingCreateArgs};
 use crate::client::Client;
