@@ -6,15 +6,15 @@
 //! sees and is told which instances exist.
 //!
 //! Layout, in reading order:
-//! - [`config`]: limits and timeouts of the ingress.
-//! - [`host`]: which service a `Host` header names.
-//! - [`endpoints`]: the ready instances of one revision, their in-flight counts and the pick.
-//! - [`route`]: the table from service name to the revision that serves it.
-//! - [`metrics`]: requests and latency, for Prometheus.
-//! - [`proxy`]: forwarding one request to one instance, streaming both bodies.
-//! - [`upstream`]: HTTP/1.1 connections to an instance, pooled and driven by the request's task.
-//! - [`respond`]: every error response a client can get, in one place.
-//! - [`server`]: the listener, connection limits and graceful shutdown.
+//! - `config`: limits and timeouts of the ingress.
+//! - `host`: which service a `Host` header names.
+//! - `endpoints`: the ready instances of one revision, their in-flight counts and the pick.
+//! - `route`: the table from service name to the revision that serves it.
+//! - `metrics`: requests and latency, for Prometheus.
+//! - `proxy`: forwarding one request to one instance, streaming both bodies.
+//! - `upstream`: HTTP/1.1 connections to an instance, pooled and driven by the request's task.
+//! - `respond`: every error response a client can get, in one place.
+//! - `server`: the listener, connection limits and graceful shutdown.
 
 #![forbid(unsafe_code)]
 

@@ -8,27 +8,27 @@ use rouse_api::{ScaleBounds, ScaleMetric};
 use serde::{Deserialize, Deserializer};
 
 /// Concurrent requests per instance the autoscaler aims at (before utilization).
-pub const DEFAULT_CONCURRENCY_TARGET: f64 = 100.0;
+pub(crate) const DEFAULT_CONCURRENCY_TARGET: f64 = 100.0;
 /// Percent of the target actually aimed at, leaving headroom for bursts.
-pub const DEFAULT_TARGET_PERCENTAGE: f64 = 70.0;
+pub(crate) const DEFAULT_TARGET_PERCENTAGE: f64 = 70.0;
 /// Requests per second per instance aimed at with the `rps` metric.
-pub const DEFAULT_RPS_TARGET: f64 = 200.0;
+pub(crate) const DEFAULT_RPS_TARGET: f64 = 200.0;
 /// Window over which the stable decision averages.
-pub const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(60);
 /// Panic window, as a percent of the stable window.
-pub const DEFAULT_PANIC_WINDOW_PERCENTAGE: f64 = 10.0;
+pub(crate) const DEFAULT_PANIC_WINDOW_PERCENTAGE: f64 = 10.0;
 /// Panic starts when demand over the panic window reaches this percent of ready capacity.
-pub const DEFAULT_PANIC_THRESHOLD_PERCENTAGE: f64 = 200.0;
+pub(crate) const DEFAULT_PANIC_THRESHOLD_PERCENTAGE: f64 = 200.0;
 /// Most growth per tick, as a multiple of ready instances.
-pub const DEFAULT_MAX_SCALE_UP_RATE: f64 = 1000.0;
+pub(crate) const DEFAULT_MAX_SCALE_UP_RATE: f64 = 1000.0;
 /// Most shrinkage per tick, as a divisor of ready instances.
-pub const DEFAULT_MAX_SCALE_DOWN_RATE: f64 = 2.0;
+pub(crate) const DEFAULT_MAX_SCALE_DOWN_RATE: f64 = 2.0;
 /// How long the last instance stays once the decision is zero.
-pub const DEFAULT_SCALE_TO_ZERO_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_SCALE_TO_ZERO_GRACE: Duration = Duration::from_secs(30);
 /// How long instances stay frozen once their revision is at zero.
-pub const DEFAULT_FROZEN_RETENTION: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_FROZEN_RETENTION: Duration = Duration::from_secs(600);
 /// How often the autoscaler decides (Knative's tick).
-pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// `[autoscaler]` in `rouse.toml`.
 #[derive(Clone, Debug, Deserialize)]
@@ -82,7 +82,7 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 }
 
 /// Parses a size: `"512MiB"`, `"2GiB"`, `"64KiB"`, `"1000000"` (bytes); also KB/MB/GB (powers of 10).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);

@@ -7,16 +7,16 @@
 //! touches Docker or sockets: the control plane gathers samples and applies decisions.
 //!
 //! Layout, in reading order:
-//! - [`config`]: the `[autoscaler]` table (Knative's config-autoscaler keys) and per-revision
+//! - `config`: the `[autoscaler]` table (Knative's config-autoscaler keys) and per-revision
 //!   settings resolved from it.
-//! - [`window`]: per-second buckets and their window averages.
-//! - [`kpa`]: the decision itself.
+//! - `window`: per-second buckets and their window averages.
+//! - `kpa`: the decision itself.
 
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod kpa;
-pub mod window;
+mod config;
+mod kpa;
+mod window;
 
 pub use config::{AutoscalerConfig, ScalingSpec};
 pub use kpa::{Decision, Kpa, Observation};

@@ -6,20 +6,20 @@
 //! terminal output: that is the CLI's job.
 //!
 //! Layout, in reading order:
-//! - [`home`]: `$ROUSE_HOME`, its token, id, lock and address file.
-//! - [`config`]: the `rouse.toml` file.
-//! - [`store`]: services and revisions on disk.
-//! - [`metrics`]: revision gauges and start times, for Prometheus.
-//! - [`serving`]: the serving loop (observe, a pure plan, apply) and the live state of
+//! - `home`: `$ROUSE_HOME`, its token, id, lock and address file.
+//! - `config`: the `rouse.toml` file.
+//! - `store`: services and revisions on disk.
+//! - `metrics`: revision gauges and start times, for Prometheus.
+//! - `serving`: the serving loop (observe, a pure plan, apply) and the live state of
 //!   revisions and instances, one concept per file under `serving/`.
-//! - [`sinks`]: where sinks are, for the daemon and for containers (`K_SINK`).
-//! - [`backoff`]: restart delays for crashing instances.
-//! - [`apply`]: `rouse apply`: a manifest's resources, checked all, then applied all.
-//! - [`eventing`]: brokers, triggers and ping sources, declared and kept running.
-//! - [`describe`]: status conditions and descriptions users read.
-//! - [`admin`]: the admin API router.
-//! - [`daemon`]: `rouse serve`, wiring it all.
-//! - [`error`]: the one error type, and its HTTP form.
+//! - `sinks`: where sinks are, for the daemon and for containers (`K_SINK`).
+//! - `backoff`: restart delays for crashing instances.
+//! - `apply`: `rouse apply`: a manifest's resources, checked all, then applied all.
+//! - `eventing`: brokers, triggers and ping sources, declared and kept running.
+//! - `describe`: status conditions and descriptions users read.
+//! - `admin`: the admin API router.
+//! - `daemon`: `rouse serve`, wiring it all.
+//! - `error`: the one error type, and its HTTP form.
 
 #![forbid(unsafe_code)]
 

@@ -9,18 +9,18 @@
 //! Start with [`BrokerIngress`] and [`ingress_router`] (events in), then [`Dispatcher`] (events out).
 //!
 //! Layout, in reading order:
-//! - [`config`]: size limits and the pace of dispatch (`[eventing]`).
-//! - [`cloudevent`]: the event, its validation, its HTTP binding and its log record.
-//! - [`log`]: the [`EventLog`] trait, the seam for NATS JetStream or Kafka later.
-//! - [`redb_log`]: the embedded implementation, with group commit.
-//! - [`ingress`]: brokers, and the HTTP endpoint that stores events in them.
-//! - [`respond`]: every response a sender can get from the ingress.
-//! - [`sink`]: the [`Resolve`] seam through which the daemon addresses sinks.
-//! - [`delivery`]: pure decisions: what is retried, backoff, dead-letter extensions.
-//! - [`dispatcher`]: one task per trigger: filter, deliver, reply, move the cursor.
-//! - [`ping`]: ping source schedules (cron, time zones) and the events they send.
-//! - [`metrics`]: what eventing counts, for Prometheus.
-//! - [`error`]: the log's errors, and the reasons a sender's event is refused.
+//! - `config`: size limits and the pace of dispatch (`[eventing]`).
+//! - `cloudevent`: the event, its validation, its HTTP binding and its log record.
+//! - `log`: the [`EventLog`] trait, the seam for NATS JetStream or Kafka later.
+//! - `redb_log`: the embedded implementation, with group commit.
+//! - `ingress`: brokers, and the HTTP endpoint that stores events in them.
+//! - `respond`: every response a sender can get from the ingress.
+//! - `sink`: the [`Resolve`] seam through which the daemon addresses sinks.
+//! - `delivery`: pure decisions: what is retried, backoff, dead-letter extensions.
+//! - `dispatcher`: one task per trigger: filter, deliver, reply, move the cursor.
+//! - `ping`: ping source schedules (cron, time zones) and the events they send.
+//! - `metrics`: what eventing counts, for Prometheus.
+//! - `error`: the log's errors, and the reasons a sender's event is refused.
 
 #![forbid(unsafe_code)]
 

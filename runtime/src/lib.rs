@@ -7,28 +7,29 @@
 //! `rouse.revision`) so that a restarted daemon finds exactly its own instances again.
 //!
 //! Layout, in reading order:
-//! - [`instance`]: the value types (spec, instance, state, log line, exit event).
-//! - [`runtime`]: the trait every backend implements (Docker now, Kubernetes later).
-//! - [`probe`]: the HTTP readiness probe shared by backends.
-//! - [`docker`]: the Docker backend, via bollard.
+//! - `instance`: the value types (spec, instance, state, log line, exit event).
+//! - `runtime`: the trait every backend implements (Docker now, Kubernetes later).
+//! - `probe`: the HTTP readiness probe shared by backends.
+//! - `docker`: the Docker backend, via bollard.
 //! - [`memory`] (feature `test-util`): an in-memory backend with injectable faults, for tests.
 //! - `logs` (private): cutting a container's output chunks into lines.
-//! - [`error`]: the one error type of this crate.
+//! - `error`: the one error type of this crate.
 
 #![forbid(unsafe_code)]
 
-pub mod docker;
-pub mod error;
-pub mod instance;
+mod docker;
+mod error;
+mod instance;
 mod logs;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
-pub mod probe;
-pub mod runtime;
+mod probe;
+mod runtime;
 
 pub use docker::{Dial, DockerRuntime};
 pub use error::RuntimeError;
 pub use instance::{
-    Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream, Readiness, Resources,
+    Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
+    LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream, Readiness, Resources,
 };
 pub use runtime::{Logs, Runtime};

@@ -26,26 +26,26 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::instance::Readiness;
 
 /// Shortest gap between the starts of two attempts.
-pub const MIN_DELAY: Duration = Duration::from_millis(1);
+pub(crate) const MIN_DELAY: Duration = Duration::from_millis(1);
 
 /// Longest gap between the starts of two attempts, reached after [`MAX_DELAY`] × 10 of probing.
-pub const MAX_DELAY: Duration = Duration::from_millis(10);
+pub(crate) const MAX_DELAY: Duration = Duration::from_millis(10);
 
 /// How long one attempt may take, like Knative's default probe `timeoutSeconds: 1`.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Attempts allowed to be in flight at once; more would only load an app that is busy starting.
-pub const MAX_IN_FLIGHT: usize = 4;
+pub(crate) const MAX_IN_FLIGHT: usize = 4;
 
 /// The user agent of probe requests, so apps can tell them apart in their logs.
-pub const USER_AGENT: &str = "rouse-probe";
+pub(crate) const USER_AGENT: &str = "rouse-probe";
 
 /// Gap before the next attempt, given how long probing has gone on: a tenth of `elapsed`,
 /// kept within [`MIN_DELAY`]..=[`MAX_DELAY`].
 ///
 /// An app that takes 50 ms to listen is found at most ~5 ms late, one that takes 2 s at most
 /// 10 ms late, and a slow app costs at most 100 attempts a second.
-pub fn next_delay(elapsed: Duration) -> Duration {
+pub(crate) fn next_delay(elapsed: Duration) -> Duration {
     (elapsed / 10).clamp(MIN_DELAY, MAX_DELAY)
 }
 
@@ -53,7 +53,7 @@ pub fn next_delay(elapsed: Duration) -> Duration {
 /// `None` if no complete status line came back (refused, closed, malformed).
 ///
 /// `uri` is a path with an optional query, e.g. `/healthz`. Has no timeout of its own.
-pub async fn probe_once(addr: SocketAddr, uri: &Uri) -> Option<StatusCode> {
+pub(crate) async fn probe_once(addr: SocketAddr, uri: &Uri) -> Option<StatusCode> {
     let stream = TcpStream::connect(addr).await.ok()?;
     // One small write then a read: Nagle could only add delay here.
     stream.set_nodelay(true).ok()?;
@@ -83,7 +83,7 @@ pub async fn probe_once(addr: SocketAddr, uri: &Uri) -> Option<StatusCode> {
 /// Never gives up by itself: callers race it against a deadline and against the instance
 /// exiting. Uses the schedule of [`next_delay`]; each attempt is bounded by
 /// [`ATTEMPT_TIMEOUT`], at most [`MAX_IN_FLIGHT`] at once.
-pub async fn until_ready(addr: SocketAddr, uri: &Uri, readiness: &Readiness) -> StatusCode {
+pub(crate) async fn until_ready(addr: SocketAddr, uri: &Uri, readiness: &Readiness) -> StatusCode {
     let started = Instant::now();
     let accepts = |status: StatusCode| !readiness.success_only || status.is_success() || status.is_redirection();
     let mut next_start = started;

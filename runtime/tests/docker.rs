@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use rand::Rng;
-use rouse_runtime::instance::LABEL_HOME;
+use rouse_runtime::LABEL_HOME;
 use rouse_runtime::{
     Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream, Readiness,
     Runtime, RuntimeError,

@@ -41,7 +41,7 @@ use values::{
 };
 
 /// Prefix of container names, so `docker ps` shows which containers are Rouse's.
-pub const CONTAINER_PREFIX: &str = "rouse-";
+pub(crate) const CONTAINER_PREFIX: &str = "rouse-";
 
 /// Length of the random suffix of instance names.
 const SUFFIX_LEN: usize = 5;
