@@ -246,20 +246,22 @@ fn duration(table: &str, key: &str, value: Duration, min: Duration, max: Duratio
     ))
 }
 
+/// `[table] key = value: must be between min and max`, for a count.
 fn count(table: &str, key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
-    if (min..=max).contains(&value) {
-        return Ok(());
-    }
-    Err(format!("[{table}] {key} = {value}: must be between {min} and {max}"))
+    within(table, key, value, min, max, "")
 }
 
+/// The same for a size in bytes.
 fn size(table: &str, key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+    within(table, key, value, min, max, " bytes")
+}
+
+fn within(table: &str, key: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<(), String> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
     Err(format!(
-        "[{table}] {key} = {value}: must be between {} and {} bytes",
-        min, max
+        "[{table}] {key} = {value}: must be between {min} and {max}{unit}"
     ))
 }
 

@@ -121,10 +121,8 @@ impl MemoryRuntime {
 
     /// Every instance, in any state, oldest first.
     pub fn instances(&self) -> Vec<Instance> {
-        let engine = self.engine();
-        let mut all: Vec<_> = engine.containers.values().map(|c| c.instance.clone()).collect();
-        all.sort_by_key(|i| i.id.clone());
-        all
+        // Ids are numbered in creation order, and the map keeps them sorted.
+        self.engine().containers.values().map(|c| c.instance.clone()).collect()
     }
 
     /// Instances created so far, including removed ones.
@@ -140,6 +138,11 @@ impl MemoryRuntime {
     /// Whether a request sent to `id` now would be answered.
     pub fn answers(&self, id: &str) -> bool {
         self.engine().containers.get(id).is_some_and(answers)
+    }
+
+    /// The state of `id`, if it still exists.
+    pub fn state_of(&self, id: &str) -> Option<InstanceState> {
+        self.engine().containers.get(id).map(|c| c.instance.state.clone())
     }
 
     /// Whether `id` still exists (in any state).

@@ -56,7 +56,11 @@ impl Serving {
         id: &str,
         from: Phase,
     ) {
-        let Some(service) = state.revisions.get(revision).map(|r| r.revision.service.clone()) else {
+        let Some((service, endpoints)) = state
+            .revisions
+            .get(revision)
+            .map(|r| (r.revision.service.clone(), r.endpoints.clone()))
+        else {
             return;
         };
         let Some(record) = state.advance(revision, id, &[from], Phase::Thawing) else {
@@ -64,9 +68,7 @@ impl Serving {
         };
         record.memory = 0;
         let record = record.clone();
-        if let Some(rev) = state.revisions.get(revision) {
-            rev.endpoints.remove(id);
-        }
+        endpoints.remove(id);
         let serving = self.clone();
         let revision = revision.to_string();
         let span = tracing::info_span!("thaw", %revision, instance = %record.name);
@@ -101,13 +103,7 @@ impl Serving {
                 }
                 Err(e) => {
                     tracing::warn!(%revision, instance = %record.name, error = %e, "thawed instance is dead; starting a fresh one");
-                    let mut state = serving.state();
-                    if state
-                        .advance(&revision, &record.id, &[Phase::Thawing], Phase::Stopping)
-                        .is_some()
-                    {
-                        serving.wake();
-                    }
+                    serving.stop_at_next_pass(&revision, &record.id, Phase::Thawing);
                 }
             }
         });
@@ -129,7 +125,7 @@ impl Serving {
         let (revision, id) = (revision.to_string(), id.to_string());
         let span = tracing::info_span!("refreeze", %revision, instance = %id);
         spawn_in(tasks, span, async move {
-            let _ = serving.freeze(&revision, &id, frozen_at).await;
+            serving.freeze(&revision, &id, frozen_at).await;
         });
     }
 
@@ -179,7 +175,7 @@ impl Serving {
                     return;
                 }
                 if freeze {
-                    let _ = serving.freeze(&revision, &id, None).await;
+                    serving.freeze(&revision, &id, None).await;
                     return;
                 }
                 // Stopped by the next pass.
@@ -188,22 +184,24 @@ impl Serving {
         }
     }
 
+    /// Moves an instance from `from` to [`Phase::Stopping`], for the next pass to stop (in the
+    /// loop's tasks); nothing if it is no longer in `from`.
+    fn stop_at_next_pass(&self, revision: &str, id: &str, from: Phase) {
+        if self.state().advance(revision, id, &[from], Phase::Stopping).is_some() {
+            self.wake();
+        }
+    }
+
     /// Pauses an instance in [`Phase::Freezing`] and records it frozen (since `since`, or
-    /// now); when it cannot be paused, stops it. Returns whether it is frozen.
-    pub(super) async fn freeze(self: &Arc<Self>, revision: &str, id: &str, since: Option<Instant>) -> bool {
-        let paused = self.runtime.pause(id).await;
+    /// now); when it cannot be paused, stops it.
+    pub(super) async fn freeze(self: &Arc<Self>, revision: &str, id: &str, since: Option<Instant>) {
+        if let Err(e) = self.runtime.pause(id).await {
+            tracing::warn!(%revision, instance = %id, error = %e, "cannot freeze instance; removing it");
+            self.stop_at_next_pass(revision, id, Phase::Freezing);
+            return;
+        }
         let (frozen, orphaned) = {
             let mut state = self.state();
-            if let Err(e) = paused {
-                tracing::warn!(%revision, instance = %id, error = %e, "cannot freeze instance; removing it");
-                if state
-                    .advance(revision, id, &[Phase::Freezing], Phase::Stopping)
-                    .is_some()
-                {
-                    self.wake();
-                }
-                return false;
-            }
             let frozen = match state.advance(revision, id, &[Phase::Freezing], Phase::Frozen) {
                 Some(record) => {
                     record.frozen_at = Some(since.unwrap_or_else(Instant::now));
@@ -219,11 +217,10 @@ impl Serving {
             if orphaned {
                 self.stop_all(vec![id.to_string()]).await;
             }
-            return false;
+            return;
         }
         tracing::info!(%revision, instance = %id, "instance frozen");
         self.measure_frozen(revision, id).await;
-        true
     }
 
     /// Records how much memory a frozen instance holds, then lets the budget be checked.

@@ -247,12 +247,8 @@ async fn request(routes: Arc<RouteTable>, engine: MemoryRuntime, host: String, w
     let answered = async {
         let mut worked = Duration::ZERO;
         loop {
-            if !engine.exists(&instance)
-                || matches!(
-                    engine.instances().iter().find(|i| i.id == instance).map(|i| &i.state),
-                    Some(InstanceState::Exited { .. })
-                )
-            {
+            // Gone or dead: the connection fails.
+            if matches!(engine.state_of(&instance), None | Some(InstanceState::Exited { .. })) {
                 return false;
             }
             if engine.answers(&instance) {

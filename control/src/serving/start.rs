@@ -173,19 +173,19 @@ impl Serving {
     pub(super) fn instance_ready(self: &Arc<Self>, revision: &str, instance: &Instance) {
         let service = {
             let mut state = self.state();
-            if state
+            // Without an address it cannot take requests: it stays where it is.
+            let Some(addr) = state
                 .revisions
                 .get(revision)
                 .and_then(|r| r.instances.iter().find(|i| i.id == instance.id))
-                .is_none_or(|i| i.endpoint.is_none())
-            {
+                .and_then(|i| i.endpoint)
+            else {
                 return;
-            }
+            };
             let Some(record) = state.advance(revision, &instance.id, &[Phase::Starting, Phase::Thawing], Phase::Ready)
             else {
                 return;
             };
-            let Some(addr) = record.endpoint else { return };
             let slot = record
                 .slot
                 .get_or_insert_with(|| Endpoint::new(instance.id.clone(), instance.name.clone(), addr))
