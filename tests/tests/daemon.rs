@@ -190,3 +190,33 @@ fn admin_api_rejects_oversized_bodies() {
         assert!(answer.starts_with("HTTP/1.1 413"), "{framing}: {answer}");
     }
 }
+
+#[test]
+fn a_config_value_out_of_range_stops_serve_at_start_naming_file_table_and_key() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("rouse.toml");
+    fs::write(&config, "[eventing]\ntrim-interval = \"0s\"\n").unwrap();
+    let out = Command::new(rouse_binary())
+        .args([
+            "serve",
+            "--ingress",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+            "--events",
+            "127.0.0.1:0",
+        ])
+        .arg("--home")
+        .arg(home.path())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve must refuse the config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&config.display().to_string())
+            && stderr.contains("[eventing] trim-interval = \"0s\": must be between 100ms and 24h"),
+        "{stderr}"
+    );
+}
