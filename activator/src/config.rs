@@ -4,15 +4,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Largest request head (request line and headers) accepted, in bytes; larger gets 431.
+/// Default of [`IngressConfig::max_header_bytes`].
 pub(crate) const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
-/// Largest request body accepted, in bytes; larger gets 413. Generous because uploads stream.
+/// Default of [`IngressConfig::max_body_bytes`].
 pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
-/// How long a connection may sit without sending a request head before it is closed.
+/// Default of [`IngressConfig::idle_timeout`].
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests may take to finish when the daemon shuts down.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Most requests that may wait for a revision's instances at once; more get 503.
+/// Default of [`IngressConfig::max_waiting`].
 pub(crate) const DEFAULT_MAX_WAITING: usize = 10_000;
 
 /// Ingress settings (`[ingress]` in `rouse.toml`).
@@ -21,14 +21,14 @@ pub(crate) const DEFAULT_MAX_WAITING: usize = 10_000;
 pub struct IngressConfig {
     /// Domain under which services answer: `{name}.{domain}`.
     pub domain: String,
-    /// See [`DEFAULT_MAX_HEADER_BYTES`].
+    /// Largest request head (request line and headers) accepted, in bytes; larger gets 431.
     pub max_header_bytes: usize,
-    /// See [`DEFAULT_MAX_BODY_BYTES`].
+    /// Largest request body accepted, in bytes; larger gets 413. Generous because uploads stream.
     pub max_body_bytes: u64,
-    /// See [`DEFAULT_IDLE_TIMEOUT`].
+    /// How long a connection may sit without sending a request head before it is closed.
     #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
     pub idle_timeout: Duration,
-    /// See [`DEFAULT_MAX_WAITING`].
+    /// Most requests that may wait for a revision's instances at once; more get 503.
     pub max_waiting: usize,
 }
 

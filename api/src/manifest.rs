@@ -21,7 +21,7 @@ use crate::eventing_knative::{
 };
 use crate::knative::{KService, SERVING_API_VERSION, TrafficTarget};
 use crate::name::{validate_name, validate_revision_name};
-use crate::template::{PortProtocol, Quantities, ReadinessProbe, Resources, RevisionTemplate, ScaleBounds};
+use crate::template::{CONTAINER, PortProtocol, Quantities, ReadinessProbe, Resources, RevisionTemplate, ScaleBounds};
 
 /// The only namespace there is, until there are namespaces.
 pub const NAMESPACE: &str = "default";
@@ -343,9 +343,6 @@ pub fn check_namespace(field: &str, namespace: Option<&str>) -> Result<(), Valid
     }
 }
 
-const TEMPLATE: &str = "spec.template";
-const CONTAINER: &str = "spec.template.spec.containers[0]";
-
 /// A Knative Service object as the service it declares.
 pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
     let name = object.metadata.name;
@@ -488,7 +485,7 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         sink,
         ce_overrides,
     };
-    template.validate().map_err(template_field)?;
+    template.validate()?;
     crate::traffic::from_spec(&object.spec.traffic, "spec.traffic")?;
     Ok(DeclaredService {
         name,
@@ -502,21 +499,6 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
 
 fn at(field: &str, key: &str, e: ValidationError) -> ValidationError {
     ValidationError::new(format!("{field}[{key}]"), e.value, e.reason)
-}
-
-/// Names a template error by its place in the YAML rather than by its deploy flag.
-fn template_field(e: ValidationError) -> ValidationError {
-    let field = match e.field.as_str() {
-        "--image" => format!("{CONTAINER}.image"),
-        "--env" => format!("{CONTAINER}.env"),
-        "--port" => format!("{CONTAINER}.ports[0].containerPort"),
-        "--concurrency-limit" => format!("{TEMPLATE}.spec.containerConcurrency"),
-        "--timeout" => format!("{TEMPLATE}.spec.timeoutSeconds"),
-        f if f.starts_with("--scale") || f.starts_with("autoscaling") => format!("{TEMPLATE}.metadata.annotations"),
-        f if f.starts_with("resources") || f.starts_with("readinessProbe") => format!("{CONTAINER}.{f}"),
-        f => f.to_string(),
-    };
-    ValidationError { field, ..e }
 }
 
 #[cfg(test)]

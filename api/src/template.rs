@@ -19,6 +19,17 @@ pub const MAX_CONTAINER_CONCURRENCY: u32 = 1000;
 /// Instances a revision starts with when none is given.
 pub const DEFAULT_INITIAL_SCALE: u32 = 1;
 
+/// Where a revision template sits in a Knative Service. The daemon's errors name fields by
+/// these YAML paths; the CLI renames them to the flags that set them.
+pub const TEMPLATE: &str = "spec.template";
+/// The template's one container.
+pub const CONTAINER: &str = "spec.template.spec.containers[0]";
+
+/// The YAML path of a template annotation, e.g. `autoscaling.knative.dev/min-scale`.
+pub fn annotation_field(key: &str) -> String {
+    format!("{TEMPLATE}.metadata.annotations[{key}]")
+}
+
 /// Environment variables the platform sets itself; users may not override them.
 pub const RESERVED_ENV: [&str; 4] = ["PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"];
 
@@ -177,48 +188,60 @@ impl RevisionTemplate {
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_image(&self.image)?;
         for (i, var) in self.env.iter().enumerate() {
-            var.validate()?;
+            let field = format!("{CONTAINER}.env[{i}].name");
+            var.validate().map_err(|e| ValidationError {
+                field: field.clone(),
+                ..e
+            })?;
             if self.env[..i].iter().any(|v| v.name == var.name) {
                 return Err(ValidationError::new(
-                    "--env",
+                    field,
                     &var.name,
                     "is given twice; give each variable once",
                 ));
             }
         }
         if self.port == 0 {
-            return Err(ValidationError::new("--port", self.port, "must be between 1 and 65535"));
+            return Err(ValidationError::new(
+                format!("{CONTAINER}.ports[0].containerPort"),
+                self.port,
+                "must be between 1 and 65535",
+            ));
         }
         if self.container_concurrency > MAX_CONTAINER_CONCURRENCY {
             return Err(ValidationError::new(
-                "--concurrency-limit",
+                format!("{TEMPLATE}.spec.containerConcurrency"),
                 self.container_concurrency,
                 format!("must be between 0 (unlimited) and {MAX_CONTAINER_CONCURRENCY}"),
             ));
         }
         if self.timeout_seconds == 0 || self.timeout_seconds > MAX_TIMEOUT_SECONDS {
             return Err(ValidationError::new(
-                "--timeout",
+                format!("{TEMPLATE}.spec.timeoutSeconds"),
                 self.timeout_seconds,
                 format!("must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"),
             ));
         }
         if let Some(sink) = &self.sink {
             sink.validate().map_err(|e| ValidationError {
-                field: "--sink".to_string(),
+                field: annotation_field(crate::annotations::SINK),
                 ..e
             })?;
         }
         for key in self.ce_overrides.keys() {
-            crate::eventing::validate_attribute_name("--ce-override", key)?;
+            crate::eventing::validate_attribute_name(&annotation_field(crate::annotations::CE_OVERRIDES), key)?;
         }
-        self.resources.limits.validate("resources.limits")?;
-        self.resources.requests.validate("resources.requests")?;
+        self.resources
+            .limits
+            .validate(&format!("{CONTAINER}.resources.limits"))?;
+        self.resources
+            .requests
+            .validate(&format!("{CONTAINER}.resources.requests"))?;
         if let Some(probe) = &self.readiness
             && !probe.path.starts_with('/')
         {
             return Err(ValidationError::new(
-                "readinessProbe.httpGet.path",
+                format!("{CONTAINER}.readinessProbe.httpGet.path"),
                 &probe.path,
                 "must be a request path starting with '/', e.g. /healthz",
             ));
@@ -232,14 +255,14 @@ impl RevisionTemplate {
 pub fn validate_image(image: &str) -> Result<(), ValidationError> {
     if image.is_empty() {
         return Err(ValidationError::new(
-            "--image",
+            format!("{CONTAINER}.image"),
             image,
-            "an image is required, e.g. --image rouse-samples/hello",
+            "an image is required, e.g. rouse-samples/hello",
         ));
     }
     if image.chars().any(|c| c.is_whitespace() || c.is_control()) || image.starts_with(['-', ':', '/']) {
         return Err(ValidationError::new(
-            "--image",
+            format!("{CONTAINER}.image"),
             image,
             "is not an image reference like 'name', 'repo/name:tag' or 'name@sha256:...'",
         ));
@@ -267,16 +290,16 @@ impl EnvVar {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !valid {
             return Err(ValidationError::new(
-                "--env",
+                "env",
                 name,
                 "a variable name uses letters, digits, '_', '-' or '.', and does not start with a digit",
             ));
         }
         if RESERVED_ENV.contains(&name.as_str()) {
             return Err(ValidationError::new(
-                "--env",
+                "env",
                 name,
-                "is set by Rouse for every container; use --port to change PORT",
+                "is set by Rouse for every container (PORT from the container's port)",
             ));
         }
         Ok(())
@@ -299,7 +322,10 @@ impl FromStr for EnvVar {
             name: name.to_string(),
             value: value.to_string(),
         };
-        var.validate()?;
+        var.validate().map_err(|e| ValidationError {
+            field: "--env".to_string(),
+            ..e
+        })?;
         Ok(var)
     }
 }
@@ -412,7 +438,7 @@ impl FromStr for ScaleMetric {
             "concurrency" => Ok(ScaleMetric::Concurrency),
             "rps" => Ok(ScaleMetric::Rps),
             _ => Err(ValidationError::new(
-                "--scale-metric",
+                annotation_field("autoscaling.knative.dev/metric"),
                 s,
                 "must be 'concurrency' or 'rps'",
             )),
@@ -455,26 +481,30 @@ impl ScaleBounds {
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.max != 0 && self.min > self.max {
             return Err(ValidationError::new(
-                "--scale-min",
+                annotation_field("autoscaling.knative.dev/min-scale"),
                 self.min,
-                format!("must not exceed --scale-max ({})", self.max),
+                format!("must not exceed max-scale ({})", self.max),
             ));
         }
         if self.max != 0 && self.initial > self.max {
             return Err(ValidationError::new(
-                "--scale-init",
+                annotation_field("autoscaling.knative.dev/initial-scale"),
                 self.initial,
-                format!("must not exceed --scale-max ({})", self.max),
+                format!("must not exceed max-scale ({})", self.max),
             ));
         }
         if self.target == Some(0) {
-            return Err(ValidationError::new("--scale-target", 0, "must be at least 1"));
+            return Err(ValidationError::new(
+                annotation_field("autoscaling.knative.dev/target"),
+                0,
+                "must be at least 1",
+            ));
         }
         if let Some(u) = self.utilization
             && !(1..=100).contains(&u)
         {
             return Err(ValidationError::new(
-                "--scale-utilization",
+                annotation_field("autoscaling.knative.dev/target-utilization-percentage"),
                 u,
                 "must be a percentage between 1 and 100",
             ));
@@ -483,7 +513,7 @@ impl ScaleBounds {
             && !(1..=100).contains(&p)
         {
             return Err(ValidationError::new(
-                "autoscaling.knative.dev/panic-window-percentage",
+                annotation_field("autoscaling.knative.dev/panic-window-percentage"),
                 p,
                 "must be between 1 and 100",
             ));
@@ -492,7 +522,7 @@ impl ScaleBounds {
             && !(110..=1000).contains(&p)
         {
             return Err(ValidationError::new(
-                "autoscaling.knative.dev/panic-threshold-percentage",
+                annotation_field("autoscaling.knative.dev/panic-threshold-percentage"),
                 p,
                 "must be between 110 and 1000",
             ));
@@ -501,7 +531,7 @@ impl ScaleBounds {
             && !(MIN_STABLE_WINDOW_MS..=MAX_STABLE_WINDOW_MS).contains(&w)
         {
             return Err(ValidationError::new(
-                "--scale-window",
+                annotation_field("autoscaling.knative.dev/window"),
                 format!("{}s", w as f64 / 1000.0),
                 "must be between 6s and 1h",
             ));
@@ -540,7 +570,13 @@ mod tests {
         assert!("=x".parse::<EnvVar>().is_err());
         assert!("1A=x".parse::<EnvVar>().is_err());
         assert!("A B=x".parse::<EnvVar>().is_err());
-        assert!("PORT=1".parse::<EnvVar>().unwrap_err().reason.contains("--port"));
+        assert!(
+            "PORT=1"
+                .parse::<EnvVar>()
+                .unwrap_err()
+                .reason
+                .contains("container's port")
+        );
         assert!("K_REVISION=1".parse::<EnvVar>().is_err());
     }
 
@@ -555,14 +591,17 @@ mod tests {
     }
 
     #[test]
-    fn template_validation_names_the_flag() {
+    fn template_validation_names_the_yaml_field() {
         let mut t = RevisionTemplate::new("img");
         assert!(t.validate().is_ok());
         t.timeout_seconds = 601;
-        assert_eq!(t.validate().unwrap_err().field, "--timeout");
+        assert_eq!(t.validate().unwrap_err().field, "spec.template.spec.timeoutSeconds");
         t.timeout_seconds = 10;
         t.container_concurrency = 1001;
-        assert_eq!(t.validate().unwrap_err().field, "--concurrency-limit");
+        assert_eq!(
+            t.validate().unwrap_err().field,
+            "spec.template.spec.containerConcurrency"
+        );
         t.container_concurrency = 0;
         t.scale = ScaleBounds {
             min: 3,
@@ -570,10 +609,15 @@ mod tests {
             initial: 1,
             ..ScaleBounds::default()
         };
-        assert_eq!(t.validate().unwrap_err().field, "--scale-min");
+        assert_eq!(
+            t.validate().unwrap_err().field,
+            "spec.template.metadata.annotations[autoscaling.knative.dev/min-scale]"
+        );
         t.scale = ScaleBounds::default();
         t.env = vec!["A=1".parse().unwrap(), "A=2".parse().unwrap()];
-        assert!(t.validate().unwrap_err().reason.contains("twice"));
+        let twice = t.validate().unwrap_err();
+        assert!(twice.reason.contains("twice"));
+        assert_eq!(twice.field, "spec.template.spec.containers[0].env[1].name");
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub fn apply_change(
         for (revision, percent) in to {
             if shares.insert(revision.clone(), *percent).is_some() {
                 return Err(ValidationError::new(
-                    "--to",
+                    "spec.traffic",
                     describe(revision),
                     "is named twice; give each revision once",
                 ));
@@ -190,16 +190,20 @@ pub fn apply_change(
     }
     for tag in &change.untag {
         if tags.remove(tag).is_none() {
-            return Err(ValidationError::new("--untag", tag, "no such tag on this service"));
+            return Err(ValidationError::new(
+                "spec.traffic[].tag",
+                tag,
+                "no such tag on this service",
+            ));
         }
     }
     for (revision, tag) in &change.tag {
-        validate_name("--tag", tag)?;
+        validate_name("spec.traffic[].tag", tag)?;
         if let Some(other) = tags.get(tag).filter(|other| *other != revision) {
             return Err(ValidationError::new(
-                "--tag",
+                "spec.traffic[].tag",
                 tag,
-                format!("is already on {}; untag it first with --untag {tag}", describe(other)),
+                format!("is already on {}; take it off that revision first", describe(other)),
             ));
         }
         tags.insert(tag.clone(), revision.clone());
@@ -207,7 +211,7 @@ pub fn apply_change(
     let total: u32 = shares.values().sum();
     if total != 100 {
         return Err(ValidationError::new(
-            "--to",
+            "spec.traffic",
             shares
                 .iter()
                 .map(|(r, p)| format!("{}={p}", describe(r)))
@@ -221,7 +225,7 @@ pub fn apply_change(
             && !revisions.contains(name)
         {
             return Err(ValidationError::new(
-                "traffic",
+                "spec.traffic[].revisionName",
                 name,
                 "is not a revision of this service; `rouse revisions NAME` lists them",
             ));

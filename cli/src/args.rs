@@ -253,7 +253,7 @@ pub(crate) struct TrafficArgs {
     /// Shares, adding up to 100: REV=PCT[,REV=PCT...]; @latest is the latest ready revision.
     #[arg(long, value_name = "REV=PCT,...")]
     pub(crate) to: Option<String>,
-    /// Give a revision its own URL, http://TAG-NAME.localhost:PORT (repeatable).
+    /// Give a revision its own URL, `http://TAG-NAME.localhost:PORT` (repeatable).
     #[arg(long, value_name = "REV=TAG")]
     pub(crate) tag: Vec<String>,
     /// Remove a tag (repeatable).

@@ -42,10 +42,25 @@ pub enum ControlError {
     Manifest(Vec<ManifestError>),
     #[error("{kind} '{name}' not found; `{}` shows them", kind.listing())]
     NotFound { kind: ObjectKind, name: String },
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{kind} '{name}' {reason}")]
+    Conflict {
+        kind: ObjectKind,
+        name: String,
+        reason: ConflictReason,
+    },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+}
+
+/// Why an object cannot be changed or deleted as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConflictReason {
+    /// A broker that triggers still name.
+    #[error("still has triggers ({}); delete them first with `rouse trigger delete`", .0.join(", "))]
+    HasTriggers(Vec<String>),
+    /// The revision a service's traffic falls back to.
+    #[error("is ready and serves {service}; deploy a new revision instead")]
+    Serving { service: String },
 }
 
 /// What kind of object an error is about.
@@ -117,7 +132,7 @@ impl ControlError {
             | ControlError::Manifest(_)
             | ControlError::Runtime(RuntimeError::ImageNotFound { .. }) => StatusCode::BAD_REQUEST,
             ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ControlError::Conflict(_) | ControlError::AlreadyRunning { .. } => StatusCode::CONFLICT,
+            ControlError::Conflict { .. } | ControlError::AlreadyRunning { .. } => StatusCode::CONFLICT,
             ControlError::Runtime(RuntimeError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Runtime(_) => StatusCode::BAD_GATEWAY,
             ControlError::Home { .. }

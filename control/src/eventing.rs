@@ -19,7 +19,7 @@ use rouse_eventing::{Schedule, ping_event_parts};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::ApplyOutcome;
-use crate::error::{ControlError, ObjectKind};
+use crate::error::{ConflictReason, ControlError, ObjectKind};
 use crate::sinks::SinkAddresses;
 use crate::store::{Kind, Store};
 
@@ -155,10 +155,11 @@ impl Eventing {
             .map(|t| t.name)
             .collect();
         if !users.is_empty() {
-            return Err(ControlError::Conflict(format!(
-                "broker '{name}' still has triggers ({}); delete them first with `rouse trigger delete`",
-                users.join(", ")
-            )));
+            return Err(ControlError::Conflict {
+                kind: ObjectKind::Broker,
+                name: name.to_owned(),
+                reason: ConflictReason::HasTriggers(users),
+            });
         }
         self.store.delete_record(Kind::Broker, name)?;
         self.ingress.remove_broker(name).await.map_err(log_error)?;
@@ -197,7 +198,7 @@ impl Eventing {
         trigger.validate()?;
         if self.store.record::<Broker>(Kind::Broker, &trigger.broker)?.is_none() {
             return Err(ValidationError::new(
-                "--broker",
+                "spec.broker",
                 &trigger.broker,
                 "no such broker; create it with `rouse broker create` or use 'default'",
             )

@@ -40,5 +40,5 @@ mod store;
 pub use apply::{Applied, ApplyDocument, ApplyOutcome};
 pub use config::Config;
 pub use daemon::{DaemonOptions, run};
-pub use error::ControlError;
+pub use error::{ConflictReason, ControlError, ObjectKind};
 pub use home::{DaemonAddresses, Home};

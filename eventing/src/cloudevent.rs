@@ -83,7 +83,7 @@ impl Event {
     }
 
     /// Sets an extension. `name` must be a valid extension name (see [`is_extension_name`]);
-    /// callers pass constants such as [`TTL_EXTENSION`].
+    /// callers pass the crate's own constants (the broker TTL, ...).
     pub fn set_extension(&mut self, name: &str, value: impl Into<String>) {
         debug_assert!(is_extension_name(name), "invalid extension name {name}");
         self.extensions.insert(name.to_string(), value.into());

@@ -1,11 +1,22 @@
 //! Errors of the eventing crate: the log's, and the ones a sender of a bad event hears.
 
+/// The storage engine's own error. Shared, because one failed write transaction answers every
+/// append folded into it.
+pub type StoreError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
 /// What went wrong with the event log, naming the broker or subscriber concerned.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EventLogError {
+    /// The log's file cannot be opened.
+    #[error("event log: cannot open {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
     /// The store failed (disk full, corrupt file, ...).
     #[error("event log: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
     /// A stored event could not be decoded (written by an incompatible version, or damaged).
     #[error("event log: stored event is unreadable: {0}")]
     Corrupt(String),

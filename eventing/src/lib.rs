@@ -40,7 +40,7 @@ mod sink;
 pub use cloudevent::{Event, binary, is_extension_name};
 pub use config::EventingConfig;
 pub use dispatcher::{Dispatcher, TriggerProgress};
-pub use error::{EventError, EventLogError, IngestError};
+pub use error::{EventError, EventLogError, IngestError, StoreError};
 pub use ingress::{BrokerIngress, ingress_router};
 pub use log::EventLog;
 pub use metrics::EventingMetrics;

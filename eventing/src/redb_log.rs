@@ -36,8 +36,8 @@ const MAX_BATCH: usize = 4096;
 /// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 16 * 1024;
 
-fn store_error(e: impl std::fmt::Display) -> EventLogError {
-    EventLogError::Store(e.to_string())
+fn store_error(e: impl Into<redb::Error>) -> EventLogError {
+    EventLogError::Store(std::sync::Arc::new(e.into()))
 }
 
 /// One write waiting for the writer thread.
@@ -90,8 +90,10 @@ pub struct RedbLog {
 impl RedbLog {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, EventLogError> {
-        let db =
-            Database::create(path).map_err(|e| EventLogError::Store(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|e| EventLogError::Open {
+            path: path.display().to_string(),
+            source: std::sync::Arc::new(redb::Error::from(e)),
+        })?;
         let txn = db.begin_write().map_err(store_error)?;
         txn.open_table(EVENTS).map_err(store_error)?;
         txn.open_table(HEADS).map_err(store_error)?;
@@ -282,7 +284,7 @@ impl EventLog for RedbLog {
             Ok(out)
         })
         .await
-        .map_err(store_error)?
+        .map_err(|e| EventLogError::Store(std::sync::Arc::new(e)))?
     }
 
     async fn head(&self, broker: &str) -> Result<u64, EventLogError> {
@@ -331,7 +333,7 @@ impl EventLog for RedbLog {
         self.write(write, answer).await
     }
 
-    /// Deletes in chunks of [`TRIM_CHUNK`] events, each its own write: appends queued behind
+    /// Deletes in chunks of `TRIM_CHUNK` events, each its own write: appends queued behind
     /// a trim wait for one chunk, never for all of it.
     async fn trim(&self, broker: &str, before: u64) -> Result<(), EventLogError> {
         let Some(mut from) = self.first_offset(broker, before)? else {

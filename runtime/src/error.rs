@@ -1,11 +1,19 @@
 //! Errors of the runtime crate.
 
+/// The engine's own error under a [`RuntimeError`], kept as a source for callers that look
+/// deeper than the message.
+pub type EngineError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What went wrong talking to the backend, naming the instance or image concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The backend (Docker) cannot be reached.
-    #[error("cannot reach Docker: {reason}; is the Docker daemon running? (`docker info` checks)")]
-    Unavailable { reason: String },
+    #[error("cannot reach Docker ({context}): {source}; is the Docker daemon running? (`docker info` checks)")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: EngineError,
+    },
     /// The image is not in the local image store.
     #[error(
         "image '{image}' is not in the local Docker; build it with `docker build -t {image} .` or check `docker images`"
@@ -21,11 +29,32 @@ pub enum RuntimeError {
         port: u16,
         waited_ms: u128,
     },
+    /// The instance is gone from the engine.
+    #[error("{operation} {instance}: no such instance: it was removed (see `docker ps -a`)")]
+    NoSuchInstance { operation: &'static str, instance: String },
+    /// The container exists but belongs to no instance of this Rouse home.
+    #[error(
+        "{operation} {instance}: the container is not managed by this Rouse home (label {label}); left alone",
+        label = crate::LABEL_HOME
+    )]
+    NotManaged { operation: &'static str, instance: String },
+    /// The instance runs but has no address to dial.
+    #[error("{operation} {instance}: the instance has no published port; is it running?")]
+    NoEndpoint { operation: &'static str, instance: String },
+    /// The readiness path cannot be sent as a request path.
+    #[error("probe {instance}: readiness path '{path}' is not a valid request path: {source}")]
+    ProbePath {
+        instance: String,
+        path: String,
+        #[source]
+        source: http::uri::InvalidUri,
+    },
     /// Any other backend failure, with the operation and instance it concerned.
-    #[error("{operation} {instance}: {reason}")]
+    #[error("{operation} {instance}: {source}")]
     Backend {
         operation: &'static str,
         instance: String,
-        reason: String,
+        #[source]
+        source: EngineError,
     },
 }

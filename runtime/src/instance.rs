@@ -60,7 +60,7 @@ pub struct Resources {
 pub struct Readiness {
     /// Request path probed, e.g. `/` or `/healthz`.
     pub path: String,
-    /// Fixed gap between attempts; `None` probes aggressively (see [`crate::probe`]).
+    /// Fixed gap between attempts; `None` probes aggressively (see the `probe` module).
     pub period: Option<std::time::Duration>,
     /// Only a 2xx or 3xx answer counts (a probe the user asked for); otherwise any answer does.
     pub success_only: bool,
@@ -90,7 +90,7 @@ pub struct Instance {
     pub revision: String,
     /// Current state.
     pub state: InstanceState,
-    /// Where the proxy dials the instance (127.0.0.1:<published port>), once running.
+    /// Where the proxy dials the instance (`127.0.0.1:<published port>`), once running.
     pub endpoint: Option<SocketAddr>,
 }
 

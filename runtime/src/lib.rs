@@ -11,7 +11,7 @@
 //! - `runtime`: the trait every backend implements (Docker now, Kubernetes later).
 //! - `probe`: the HTTP readiness probe shared by backends.
 //! - `docker`: the Docker backend, via bollard.
-//! - [`memory`] (feature `test-util`): an in-memory backend with injectable faults, for tests.
+//! - `memory` (feature `test-util`): an in-memory backend with injectable faults, for tests.
 //! - `logs` (private): cutting a container's output chunks into lines.
 //! - `error`: the one error type of this crate.
 
@@ -27,7 +27,7 @@ mod probe;
 mod runtime;
 
 pub use docker::{Dial, DockerRuntime};
-pub use error::RuntimeError;
+pub use error::{EngineError, RuntimeError};
 pub use instance::{
     Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
     LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream, Readiness, Resources,

@@ -234,7 +234,8 @@ impl MemoryRuntime {
         }
         if self.engine().faults.unavailable {
             return Err(RuntimeError::Unavailable {
-                reason: format!("{operation}: the in-memory engine is down"),
+                context: operation.to_owned(),
+                source: "the in-memory engine is down".into(),
             });
         }
         Ok(())
@@ -278,18 +279,18 @@ fn exit(c: &mut Container, code: i64) -> Option<InstanceExit> {
 }
 
 fn no_such(operation: &'static str, id: &str) -> RuntimeError {
-    RuntimeError::Backend {
+    RuntimeError::NoSuchInstance {
         operation,
         instance: id.to_owned(),
-        reason: "no such instance".to_owned(),
     }
 }
 
-fn backend(operation: &'static str, id: &str, reason: &str) -> RuntimeError {
+/// A refusal of the fake engine; a string stands for the engine's own error.
+fn backend(operation: &'static str, id: &str, reason: &'static str) -> RuntimeError {
     RuntimeError::Backend {
         operation,
         instance: id.to_owned(),
-        reason: reason.to_owned(),
+        source: reason.into(),
     }
 }
 

@@ -191,6 +191,52 @@ fn admin_api_rejects_oversized_bodies() {
     }
 }
 
+/// The admin API serves the CLI and other clients alike: its errors name the YAML field,
+/// never a `rouse deploy` flag (the CLI renames fields to its flags before it sends).
+#[test]
+fn admin_api_errors_name_yaml_fields_not_flags() {
+    let rouse = Rouse::start();
+    let token = fs::read_to_string(rouse.home().join("token")).unwrap();
+    for (template, field) in [
+        (
+            r#"{"image":"img","timeout_seconds":0}"#,
+            "spec.template.spec.timeoutSeconds",
+        ),
+        (
+            r#"{"image":"img","env":[{"name":"PORT","value":"1"}]}"#,
+            "spec.template.spec.containers[0].env[0].name",
+        ),
+        (
+            r#"{"image":"img","scale":{"min":3,"max":2}}"#,
+            "spec.template.metadata.annotations[autoscaling.knative.dev/min-scale]",
+        ),
+    ] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "PUT",
+                "-H",
+                "content-type: application/json",
+            ])
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", token.trim()))
+            .arg("--data-binary")
+            .arg(format!(r#"{{"template":{template}}}"#))
+            .arg(format!("http://{}/v1/services/named", rouse.api))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        let (body, status) = out.rsplit_once('\n').unwrap();
+        assert_eq!(status, "400", "{template}: {body}");
+        let error: serde_json::Value = serde_json::from_str(body).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(error.contains(field) && !error.contains("--"), "{template}: {error}");
+    }
+}
+
 #[test]
 fn a_config_value_out_of_range_stops_serve_at_start_naming_file_table_and_key() {
     let home = tempfile::tempdir().unwrap();

@@ -61,7 +61,7 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
             target: args.scale_target,
             utilization: args.scale_utilization,
             window_ms,
-            metric: args.scale_metric.parse()?,
+            metric: args.scale_metric.parse().map_err(on_deploy_flags)?,
             frozen_retention_ms,
             ..ScaleBounds::default()
         },
@@ -75,8 +75,54 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
         let (key, value) = parse_annotation(annotation)?;
         apply_annotation(&mut template.scale, &key, &value)?;
     }
-    template.validate()?;
+    template.validate().map_err(on_deploy_flags)?;
     Ok(template)
+}
+
+/// Renames the YAML field a template error names to the deploy flag that sets it; a field no
+/// flag sets (resources, probes, panic windows) keeps its YAML name.
+fn on_deploy_flags(error: ValidationError) -> ValidationError {
+    use rouse_api::annotations::{CE_OVERRIDES, FROZEN_RETENTION, SINK};
+    use rouse_api::template::{CONTAINER, TEMPLATE, annotation_field};
+    let field = error.field.as_str();
+    let scale = |name: &str| field == annotation_field(&format!("autoscaling.knative.dev/{name}"));
+    let flag = if field == format!("{CONTAINER}.image") {
+        "--image"
+    } else if field.starts_with(&format!("{CONTAINER}.env")) {
+        "--env"
+    } else if field == format!("{CONTAINER}.ports[0].containerPort") {
+        "--port"
+    } else if field == format!("{TEMPLATE}.spec.containerConcurrency") {
+        "--concurrency-limit"
+    } else if field == format!("{TEMPLATE}.spec.timeoutSeconds") {
+        "--timeout"
+    } else if field == annotation_field(SINK) {
+        "--sink"
+    } else if field == annotation_field(CE_OVERRIDES) {
+        "--ce-override"
+    } else if field == annotation_field(FROZEN_RETENTION) {
+        "--frozen-retention"
+    } else if scale("min-scale") {
+        "--scale-min"
+    } else if scale("max-scale") {
+        "--scale-max"
+    } else if scale("initial-scale") {
+        "--scale-init"
+    } else if scale("target") {
+        "--scale-target"
+    } else if scale("target-utilization-percentage") {
+        "--scale-utilization"
+    } else if scale("window") {
+        "--scale-window"
+    } else if scale("metric") {
+        "--scale-metric"
+    } else {
+        return error;
+    };
+    ValidationError {
+        field: flag.to_string(),
+        ..error
+    }
 }
 
 pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()> {
@@ -250,4 +296,33 @@ fn failure_message(service: &str, revision: &str, reason: &str, logs: &[String],
         "\nhint: the container must listen on $PORT and answer HTTP; try it with `docker run -p 8080:8080 IMAGE`",
     );
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_errors_name_the_flag_that_was_typed() {
+        let mut t = RevisionTemplate::new("img");
+        t.timeout_seconds = 0;
+        assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--timeout");
+        t.timeout_seconds = 10;
+        t.env = vec!["A=1".parse().unwrap(), "A=2".parse().unwrap()];
+        assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--env");
+        t.env.clear();
+        t.scale.min = 3;
+        t.scale.max = 2;
+        assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--scale-min");
+        t.scale = ScaleBounds::default();
+        t.scale.window_ms = Some(1);
+        assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--scale-window");
+        t.scale = ScaleBounds::default();
+        t.resources.limits.memory = Some("lots".into());
+        let untouched = on_deploy_flags(t.validate().unwrap_err());
+        assert_eq!(
+            untouched.field,
+            "spec.template.spec.containers[0].resources.limits.memory"
+        );
+    }
 }

@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{GcConfig, InstanceConfig};
-use crate::error::{ControlError, ObjectKind};
+use crate::error::{ConflictReason, ControlError, ObjectKind};
 use crate::metrics::ServingMetrics;
 use crate::sinks::SinkAddresses;
 use crate::store::Store;
@@ -285,9 +285,13 @@ impl Serving {
             .service(service)?
             .ok_or_else(|| ControlError::not_found(ObjectKind::Service, service.to_string()))?;
         if current.latest_ready_revision.as_deref() == Some(revision) {
-            return Err(ControlError::Conflict(format!(
-                "revision {revision} is ready and serves {service}; deploy a new revision instead"
-            )));
+            return Err(ControlError::Conflict {
+                kind: ObjectKind::Revision,
+                name: revision.to_owned(),
+                reason: ConflictReason::Serving {
+                    service: service.to_owned(),
+                },
+            });
         }
         let previous = current
             .latest_ready_revision

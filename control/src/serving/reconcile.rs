@@ -17,9 +17,21 @@ use super::plan::{Action, Facts, Removal, plan};
 use super::state::{RevisionState, State, route_for};
 
 impl Serving {
-    /// Drops the live state of revisions matching `doomed`; returns the ids of their instances.
+    /// Drops the live state of revisions matching `doomed` and marks their instances
+    /// stopping; returns the ids of those instances.
     pub(super) fn forget_revisions(&self, doomed: impl Fn(&str) -> bool) -> Vec<String> {
         let mut state = self.state();
+        let ids = self.drop_revisions(&mut state, doomed);
+        for id in &ids {
+            state.stopping.insert(id.clone());
+        }
+        ids
+    }
+
+    /// Drops the live state of revisions matching `doomed`: their endpoints are closed (a
+    /// request waiting there gets a prompt 503) and their gauges go. Returns their instances'
+    /// ids.
+    fn drop_revisions(&self, state: &mut State, doomed: impl Fn(&str) -> bool) -> Vec<String> {
         let names: Vec<String> = state.revisions.keys().filter(|n| doomed(n)).cloned().collect();
         let mut ids = Vec::new();
         for name in names {
@@ -31,9 +43,6 @@ impl Serving {
                     ids.push(instance.id);
                 }
             }
-        }
-        for id in &ids {
-            state.stopping.insert(id.clone());
         }
         ids
     }
@@ -123,19 +132,10 @@ impl Serving {
                 Some(_) => {}
             }
         }
+        // Revisions gone from the store: their instances are undeclared now, and the plan
+        // stops them.
         let stored: HashSet<&str> = revisions.iter().map(|r| r.name.as_str()).collect();
-        let forgotten: Vec<String> = state
-            .revisions
-            .keys()
-            .filter(|n| !stored.contains(n.as_str()))
-            .cloned()
-            .collect();
-        for name in forgotten {
-            if let Some(revision) = state.revisions.remove(&name) {
-                revision.close();
-                self.metrics.forget(&revision.revision.service, &revision.revision.name);
-            }
-        }
+        self.drop_revisions(&mut state, |name| !stored.contains(name));
 
         // What runs versus what we know: records of instances the runtime no longer lists
         // are dropped (they were removed, behind our back or by us).

@@ -107,7 +107,8 @@ impl DockerRuntime {
     /// Like [`DockerRuntime::connect`], choosing how instances are dialled.
     pub async fn connect_with(home_id: &str, dial: Dial) -> Result<Self, RuntimeError> {
         let unavailable = |err: DockerError| RuntimeError::Unavailable {
-            reason: err.to_string(),
+            context: "connect".to_owned(),
+            source: err.into(),
         };
         let docker = Docker::connect_with_local_defaults()
             .map_err(unavailable)?
@@ -370,10 +371,10 @@ impl Runtime for DockerRuntime {
         let started = Instant::now();
         let deadline = started + timeout;
         let path = &readiness.path;
-        let uri: http::Uri = path.parse().map_err(|e| RuntimeError::Backend {
-            operation: "probe",
+        let uri: http::Uri = path.parse().map_err(|source| RuntimeError::ProbePath {
             instance: instance.name.clone(),
-            reason: format!("readiness path '{path}' is not a valid request path: {e}"),
+            path: path.clone(),
+            source,
         })?;
         let endpoint = match instance.endpoint {
             Some(endpoint) => endpoint,
@@ -393,10 +394,9 @@ impl Runtime for DockerRuntime {
                     ..
                 }) => endpoint,
                 Some(_) => {
-                    return Err(RuntimeError::Backend {
+                    return Err(RuntimeError::NoEndpoint {
                         operation: "probe",
                         instance: instance.name.clone(),
-                        reason: "the instance has no published port; is it running?".to_owned(),
                     });
                 }
                 None => return Err(no_such_instance("probe", &instance.name)),

@@ -16,8 +16,8 @@ use rand::Rng;
 
 use crate::error::RuntimeError;
 use crate::instance::{
-    Instance, InstanceExit, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_PORT, LABEL_REVISION, LABEL_SERVICE,
-    LogLine, LogStream,
+    Instance, InstanceExit, InstanceState, LABEL_INSTANCE, LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine,
+    LogStream,
 };
 use crate::logs::LineSplitter;
 
@@ -238,30 +238,29 @@ pub(super) fn backend(operation: &'static str, instance: &str, err: DockerError)
     match err {
         DockerError::HyperLegacyError { .. } | DockerError::IOError { .. } | DockerError::SocketNotFoundError(_) => {
             RuntimeError::Unavailable {
-                reason: format!("{operation} {instance}: {err}"),
+                context: format!("{operation} {instance}"),
+                source: err.into(),
             }
         }
         _ => RuntimeError::Backend {
             operation,
             instance: instance.to_owned(),
-            reason: err.to_string(),
+            source: err.into(),
         },
     }
 }
 
 pub(super) fn no_such_instance(operation: &'static str, instance: &str) -> RuntimeError {
-    RuntimeError::Backend {
+    RuntimeError::NoSuchInstance {
         operation,
         instance: instance.to_owned(),
-        reason: "no such instance: it was removed (see `docker ps -a`)".to_owned(),
     }
 }
 
 pub(super) fn not_managed(operation: &'static str, id: &str) -> RuntimeError {
-    RuntimeError::Backend {
+    RuntimeError::NotManaged {
         operation,
         instance: id.to_owned(),
-        reason: format!("the container is not managed by this Rouse home (label {LABEL_HOME}); left alone"),
     }
 }
 
