@@ -128,8 +128,8 @@ impl Ingress {
             host.into()
         };
         let roll = rand::random_range(0..100);
-        let Some(revision) = service_for_host(&host, &self.config.domain).and_then(|s| self.routes.lookup(s, roll))
-        else {
+        let service = service_for_host(&host, &self.config.domain).map_err(Refusal::BadHost)?;
+        let Some(revision) = service.and_then(|s| self.routes.lookup(s, roll)) else {
             return Err(Refusal::UnknownHost {
                 host: host.into_owned(),
                 domain: self.config.domain.clone(),

@@ -28,6 +28,8 @@ fn error(status: StatusCode, message: String) -> Response<ProxyBody> {
 pub(crate) enum Refusal {
     /// The request carries no (readable) host at all.
     MissingHost,
+    /// The host is not a host name.
+    BadHost(crate::host::BadHost),
     /// The host names no service.
     UnknownHost { host: String, domain: String },
     /// The request body is larger than the ingress accepts.
@@ -52,7 +54,7 @@ impl Refusal {
     /// The one table of statuses.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Refusal::MissingHost => StatusCode::BAD_REQUEST,
+            Refusal::MissingHost | Refusal::BadHost(_) => StatusCode::BAD_REQUEST,
             Refusal::UnknownHost { .. } => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::QueueFull { .. } | Refusal::RevisionGone { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -65,6 +67,7 @@ impl Refusal {
     pub(crate) fn message(&self) -> String {
         match self {
             Refusal::MissingHost => "request has no Host header; send Host: NAME.localhost".to_string(),
+            Refusal::BadHost(why) => format!("invalid Host header: {why}"),
             Refusal::UnknownHost { host, domain } => {
                 format!(
                     "no service answers at host '{host}'; services answer at http://NAME.{domain} (see `rouse list`)"
@@ -109,6 +112,7 @@ mod tests {
         let timeout = Duration::from_secs(300);
         let table = [
             (Refusal::MissingHost, 400),
+            (Refusal::BadHost(crate::host::BadHost::EmptyLabel), 400),
             (
                 Refusal::UnknownHost {
                     host: "x".into(),

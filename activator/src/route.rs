@@ -81,6 +81,9 @@ impl ServiceRoute {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     services: DashMap<String, Arc<ServiceRoute>>,
+    /// Tag host label `{tag}-{service}` → the services with a tag spelled that way, with the
+    /// tag's length: one lookup finds a tag host, whatever the label.
+    tag_hosts: DashMap<String, Vec<(String, usize)>>,
 }
 
 impl RouteTable {
@@ -90,7 +93,17 @@ impl RouteTable {
 
     /// Routes `service` this way from now on.
     pub fn set(&self, service: &str, route: ServiceRoute) {
-        self.services.insert(service.to_string(), Arc::new(route));
+        let tags: Vec<String> = route.tags.keys().cloned().collect();
+        let old = self.services.insert(service.to_string(), Arc::new(route));
+        if let Some(old) = old {
+            self.unindex(service, old.tags.keys());
+        }
+        for tag in tags {
+            let mut entry = self.tag_hosts.entry(format!("{tag}-{service}")).or_default();
+            if !entry.iter().any(|(s, _)| s == service) {
+                entry.push((service.to_string(), tag.len()));
+            }
+        }
     }
 
     /// The route of `service`, if the service exists.
@@ -100,19 +113,34 @@ impl RouteTable {
 
     /// Stops routing `service`: its hosts answer 404 from now on.
     pub fn remove(&self, service: &str) {
-        self.services.remove(service);
+        if let Some((_, old)) = self.services.remove(service) {
+            self.unindex(service, old.tags.keys());
+        }
+    }
+
+    fn unindex<'a>(&self, service: &str, tags: impl Iterator<Item = &'a String>) {
+        for tag in tags {
+            let label = format!("{tag}-{service}");
+            self.tag_hosts.remove_if_mut(&label, |_, entry| {
+                entry.retain(|(s, _)| s != service);
+                entry.is_empty()
+            });
+        }
     }
 
     /// The revision a host label names: `{service}` (split by `roll` in `0..100`) or
-    /// `{tag}-{service}`. A service named like the label wins over a tag.
+    /// `{tag}-{service}`. A service named like the label wins over a tag; of two services with
+    /// a tag spelled the same way, the shorter tag wins.
     pub fn lookup(&self, label: &str, roll: u32) -> Option<Arc<RevisionEndpoints>> {
         if let Some(route) = self.get(label) {
             return route.pick(roll).cloned();
         }
-        label.match_indices('-').find_map(|(at, _)| {
-            let (tag, service) = (&label[..at], &label[at + 1..]);
-            self.get(service)?.tagged(tag).cloned()
-        })
+        let candidates = self.tag_hosts.get(label)?.clone();
+        candidates
+            .iter()
+            .filter(|(_, tag_len)| label.is_char_boundary(*tag_len))
+            .min_by_key(|(_, tag_len)| *tag_len)
+            .and_then(|(service, tag_len)| self.get(service)?.tagged(&label[..*tag_len]).cloned())
     }
 }
 
@@ -147,6 +175,29 @@ mod tests {
         assert!(table.lookup("svc", 50).is_none());
         table.remove("my-svc");
         assert!(table.lookup("canary-my-svc", 50).is_none());
+    }
+
+    #[test]
+    fn tag_hosts_follow_route_changes() {
+        let table = RouteTable::new();
+        let tagged = |tag: &str, revision_name: &str| {
+            ServiceRoute::new(
+                vec![(revision(revision_name), 100)],
+                HashMap::from([(tag.to_string(), revision(revision_name))]),
+            )
+        };
+        // "a-b-c" is tag "a" of "b-c" and tag "a-b" of "c": the shorter tag wins.
+        table.set("c", tagged("a-b", "c-00001"));
+        assert_eq!(table.lookup("a-b-c", 0).unwrap().revision, "c-00001");
+        table.set("b-c", tagged("a", "b-c-00001"));
+        assert_eq!(table.lookup("a-b-c", 0).unwrap().revision, "b-c-00001");
+        table.remove("b-c");
+        assert_eq!(table.lookup("a-b-c", 0).unwrap().revision, "c-00001");
+        // Moving a tag drops its old host.
+        table.set("c", tagged("new", "c-00002"));
+        assert!(table.lookup("a-b-c", 0).is_none());
+        assert_eq!(table.lookup("new-c", 0).unwrap().revision, "c-00002");
+        assert_eq!(table.tag_hosts.len(), 1);
     }
 
     #[test]
