@@ -12,6 +12,8 @@ pub(crate) const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024 * 1024;
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long in-flight requests may take to finish when the daemon shuts down.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default of [`IngressConfig::body_idle_timeout`].
+pub(crate) const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of [`IngressConfig::max_waiting`].
 pub(crate) const DEFAULT_MAX_WAITING: usize = 10_000;
 
@@ -28,6 +30,10 @@ pub struct IngressConfig {
     /// How long a connection may sit without sending a request head before it is closed.
     #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
     pub idle_timeout: Duration,
+    /// How long the admin API and the broker ingress wait for the next part of a request
+    /// body before they give up on it; a client that stalls midway holds nothing longer.
+    #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
+    pub body_idle_timeout: Duration,
     /// Most requests that may wait for a revision's instances at once; more get 503.
     pub max_waiting: usize,
 }
@@ -39,6 +45,7 @@ impl Default for IngressConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
             max_waiting: DEFAULT_MAX_WAITING,
         }
     }

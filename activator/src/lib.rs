@@ -33,4 +33,4 @@ pub use endpoints::{AcquireError, Endpoint, RevisionEndpoints};
 pub use metrics::{IngressMetrics, RevisionLabels};
 pub use proxy::Ingress;
 pub use route::{RouteTable, ServiceRoute};
-pub use server::{ConnectionLimits, serve, serve_ingress};
+pub use server::{BodyIdle, ConnectionLimits, IdleBody, serve, serve_ingress};

@@ -185,6 +185,66 @@ async fn serve_connection<H, F, B>(
     }
 }
 
+/// A request body that fails once its client has sent nothing for `timeout`: a handler that
+/// reads a whole body (the admin API, the broker ingress) is never held by a client that
+/// stalls midway. Hand-written because it is a dozen lines on `http_body::Body`, and the
+/// timer restarts on every frame, which a deadline for the whole body would not do.
+pub struct IdleBody<B> {
+    inner: B,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleBody<B> {
+    pub fn new(inner: B, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+/// The error of a request body whose client stopped sending.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent no part of the request body for {} s ([ingress] body-idle-timeout)", .0.as_secs())]
+pub struct BodyIdle(pub Duration);
+
+impl<B> Body for IdleBody<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyIdle(this.timeout).into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// How long a closed connection keeps reading what its client still sends (see [`Lingering`]).
 const LINGER: Duration = Duration::from_secs(2);
 

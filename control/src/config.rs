@@ -156,6 +156,7 @@ impl Config {
         size("ingress", "max-header-bytes", i.max_header_bytes as u64, KIB, MIB)?;
         size("ingress", "max-body-bytes", i.max_body_bytes, 1, 64 * GIB)?;
         duration("ingress", "idle-timeout", i.idle_timeout, 100 * MS, HOUR)?;
+        duration("ingress", "body-idle-timeout", i.body_idle_timeout, 100 * MS, HOUR)?;
         count("ingress", "max-waiting", i.max_waiting as u64, 1, 1_000_000)?;
         if i.domain.is_empty() || i.domain.starts_with('.') || i.domain.contains(char::is_whitespace) {
             return Err(format!(
@@ -218,6 +219,15 @@ impl Config {
             e.max_batch_bytes as u64,
             e.max_event_bytes as u64,
             GIB,
+        )?;
+        count("eventing", "max-batch-events", e.max_batch_events as u64, 1, 1_000_000)?;
+        count("eventing", "max-extensions", e.max_extensions as u64, 0, 1_000)?;
+        size(
+            "eventing",
+            "max-attribute-bytes",
+            e.max_attribute_bytes as u64,
+            KIB,
+            MIB,
         )?;
         count("eventing", "max-in-flight", e.max_in_flight as u64, 1, 100_000)?;
         duration("eventing", "cursor-interval", e.cursor_interval, 10 * MS, 60 * SEC)?;

@@ -3,9 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use rouse_activator::{ConnectionLimits, DEFAULT_SHUTDOWN_GRACE, serve, serve_ingress};
+use rouse_activator::{ConnectionLimits, DEFAULT_SHUTDOWN_GRACE, IdleBody, serve, serve_ingress};
 use rouse_activator::{Ingress, IngressMetrics, RouteTable};
 use rouse_eventing::{BrokerIngress, Dispatcher, EventLog, EventingMetrics, RedbLog, ingress_router};
 use rouse_runtime::{DockerRuntime, Runtime};
@@ -130,6 +131,7 @@ pub async fn run(
         idle_timeout: config.ingress.idle_timeout,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
     };
+    let body_idle = config.ingress.body_idle_timeout;
 
     let mut tasks = JoinSet::new();
     tasks.spawn(serving.clone().run(shutdown.child_token()));
@@ -149,6 +151,7 @@ pub async fn run(
             listener,
             events_app.clone(),
             api_limits,
+            body_idle,
             shutdown.child_token(),
         ));
     }
@@ -162,12 +165,14 @@ pub async fn run(
         events_listener,
         events_app,
         api_limits,
+        body_idle,
         shutdown.child_token(),
     ));
     tasks.spawn(serve_router(
         api_listener,
         router(admin),
         api_limits,
+        body_idle,
         shutdown.child_token(),
     ));
 
@@ -199,9 +204,18 @@ async fn bind_for_containers(gateway: Option<IpAddr>, bound: SocketAddr, what: &
 }
 
 /// Serves an axum router (the admin API, the broker ingress) on `listener`.
-async fn serve_router(listener: TcpListener, app: axum::Router, limits: ConnectionLimits, shutdown: CancellationToken) {
+/// Their request bodies fail after `body_idle` without data, so a stalled upload holds no
+/// handler.
+async fn serve_router(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    body_idle: Duration,
+    shutdown: CancellationToken,
+) {
     serve(listener, limits, shutdown, move |request, _peer| {
         let app = app.clone();
+        let request = request.map(|body| IdleBody::new(body, body_idle));
         async move {
             match app.oneshot(request).await {
                 Ok(response) => response,

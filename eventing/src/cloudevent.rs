@@ -28,6 +28,31 @@ pub(crate) const TTL_EXTENSION: &str = "knativebrokerttl";
 /// Hops an event may take when its sender gave no TTL (Knative's default).
 pub(crate) const DEFAULT_TTL: u32 = 255;
 
+/// Hops an event may take at most: a sender's larger TTL is lowered to this (Knative's
+/// default, so a reply loop ends after at most this many hops whatever the sender said).
+pub(crate) const MAX_TTL: u32 = 255;
+/// Context attributes of CloudEvents 1.0 (all but extensions).
+const CONTEXT_ATTRIBUTES: usize = 8;
+
+/// Limits on an event's shape, enforced while it is read, so that nothing accepted is
+/// undeliverable for its shape and a request costs memory in proportion to what is allowed,
+/// not to what it claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Most events in one batch.
+    pub batch_events: usize,
+    /// Most extension attributes in one event.
+    pub extensions: usize,
+    /// Most bytes of attribute names and values in one event.
+    pub attribute_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        crate::config::EventingConfig::default().shape()
+    }
+}
+
 /// Media type of one structured event.
 pub(crate) const STRUCTURED: &str = "application/cloudevents+json";
 /// Media type of a batch of structured events.
@@ -165,20 +190,25 @@ pub(crate) fn mode(headers: &HeaderMap) -> Result<Mode, EventError> {
 }
 
 /// The events of a request (body already read and size-limited), in any mode.
-pub(crate) fn from_request(mode: Mode, headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, EventError> {
+pub(crate) fn from_request(
+    mode: Mode,
+    headers: &HeaderMap,
+    body: Bytes,
+    limits: Limits,
+) -> Result<Vec<Event>, EventError> {
     match mode {
-        Mode::Binary => Ok(vec![binary::parse(headers, body)?]),
-        Mode::Structured => Ok(vec![structured::parse(&body)?]),
-        Mode::Batch => structured::parse_batch(&body),
+        Mode::Binary => Ok(vec![binary::parse_limited(headers, body, limits)?]),
+        Mode::Structured => Ok(vec![structured::parse(&body, limits)?]),
+        Mode::Batch => structured::parse_batch(&body, limits),
     }
 }
 
 /// The event a subscriber replied with, if any: a 2xx response in binary or structured mode.
 /// A response with neither `ce-specversion` nor a CloudEvents Content-Type carries none.
-pub(crate) fn from_response(headers: &HeaderMap, body: Bytes) -> Result<Option<Event>, EventError> {
+pub(crate) fn from_response(headers: &HeaderMap, body: Bytes, limits: Limits) -> Result<Option<Event>, EventError> {
     match mode(headers) {
-        Ok(Mode::Binary) => binary::parse(headers, body).map(Some),
-        Ok(Mode::Structured) => structured::parse(&body).map(Some),
+        Ok(Mode::Binary) => binary::parse_limited(headers, body, limits).map(Some),
+        Ok(Mode::Structured) => structured::parse(&body, limits).map(Some),
         Ok(Mode::Batch) => Err(EventError::UnsupportedFormat(format!("{BATCH} (a reply is one event)"))),
         Err(EventError::NotCloudEvent { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -208,8 +238,10 @@ fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
 }
 
 /// Attributes collected from a request, before validation.
-#[derive(Default)]
 struct Parts {
+    limits: Limits,
+    /// Bytes of attribute names and values so far.
+    attribute_bytes: usize,
     specversion: Option<String>,
     id: Option<String>,
     source: Option<String>,
@@ -223,8 +255,32 @@ struct Parts {
 }
 
 impl Parts {
-    /// Records one attribute; refuses invalid names and attributes given twice.
+    fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            attribute_bytes: 0,
+            specversion: None,
+            id: None,
+            source: None,
+            ty: None,
+            datacontenttype: None,
+            dataschema: None,
+            subject: None,
+            time: None,
+            extensions: BTreeMap::new(),
+            data: None,
+        }
+    }
+
+    /// Records one attribute; refuses invalid names, attributes given twice, and more
+    /// attributes than the limits allow.
     fn set(&mut self, name: &str, value: String) -> Result<(), EventError> {
+        self.attribute_bytes += name.len() + value.len();
+        if self.attribute_bytes > self.limits.attribute_bytes {
+            return Err(EventError::AttributesTooLarge {
+                limit: self.limits.attribute_bytes,
+            });
+        }
         let slot = match name {
             "specversion" => &mut self.specversion,
             "id" => &mut self.id,
@@ -241,6 +297,11 @@ impl Parts {
                 }
                 if self.extensions.insert(name.to_string(), value).is_some() {
                     return Err(EventError::Duplicate(name.to_string()));
+                }
+                if self.extensions.len() > self.limits.extensions {
+                    return Err(EventError::TooManyExtensions {
+                        limit: self.limits.extensions,
+                    });
                 }
                 return Ok(());
             }
@@ -353,7 +414,13 @@ mod tests {
     #[test]
     fn replies_without_cloudevent_headers_carry_no_event() {
         let plain = headers(&[("content-type", "text/plain")]);
-        assert_eq!(from_response(&plain, Bytes::from_static(b"ok")), Ok(None));
-        assert_eq!(from_response(&HeaderMap::new(), Bytes::new()), Ok(None));
+        assert_eq!(
+            from_response(&plain, Bytes::from_static(b"ok"), Limits::default()),
+            Ok(None)
+        );
+        assert_eq!(
+            from_response(&HeaderMap::new(), Bytes::new(), Limits::default()),
+            Ok(None)
+        );
     }
 }

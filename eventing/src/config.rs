@@ -9,6 +9,12 @@ use serde::Deserialize;
 pub(crate) const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Default of [`EventingConfig::max_batch_bytes`].
 pub(crate) const DEFAULT_MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Default of [`EventingConfig::max_batch_events`].
+pub(crate) const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+/// Default of [`EventingConfig::max_extensions`].
+pub(crate) const DEFAULT_MAX_EXTENSIONS: usize = 80;
+/// Default of [`EventingConfig::max_attribute_bytes`].
+pub(crate) const DEFAULT_MAX_ATTRIBUTE_BYTES: usize = 16 * 1024;
 /// Default of [`EventingConfig::max_in_flight`].
 pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// Default of [`EventingConfig::cursor_interval`].
@@ -28,6 +34,19 @@ pub struct EventingConfig {
     /// Largest batched request accepted, in bytes; each event in it must also fit
     /// `max_event_bytes`. A batch is one append, so this bounds one transaction too.
     pub max_batch_bytes: usize,
+    /// Most events in one batched request; more gets 413. Each event is checked as the batch
+    /// is read, so a batch costs memory for its events, never for what it claims to hold.
+    pub max_batch_events: usize,
+    /// Most extension attributes one event may carry; more gets 400. Deliveries carry each
+    /// extension as a `ce-` header, and receivers limit headers: hyper's servers (Rouse's
+    /// ingress among them) take at most 100. 80 leaves room for the context attributes, the
+    /// TTL, the dead-letter extensions and the HTTP headers of a delivery, so an event
+    /// accepted stays deliverable to a service and to its dead-letter sink.
+    pub max_extensions: usize,
+    /// Most bytes of attribute names and values (all but `data`) in one event; more gets
+    /// 413. The same reason: attributes become headers, percent-encoded (up to three bytes
+    /// each), and Rouse's ingress takes 64 KiB of headers.
+    pub max_attribute_bytes: usize,
     /// Deliveries a trigger has in flight at once. Enough to keep a fast subscriber busy over
     /// keep-alive connections, and the bound on how many events can wait in backoff before the
     /// trigger stops reading ahead.
@@ -50,10 +69,24 @@ impl Default for EventingConfig {
         Self {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            max_extensions: DEFAULT_MAX_EXTENSIONS,
+            max_attribute_bytes: DEFAULT_MAX_ATTRIBUTE_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             cursor_interval: DEFAULT_CURSOR_INTERVAL,
             trim_interval: DEFAULT_TRIM_INTERVAL,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+}
+
+impl EventingConfig {
+    /// The limits on an event's shape that the parsers enforce as they read.
+    pub(crate) fn shape(&self) -> crate::cloudevent::Limits {
+        crate::cloudevent::Limits {
+            batch_events: self.max_batch_events,
+            extensions: self.max_extensions,
+            attribute_bytes: self.max_attribute_bytes,
         }
     }
 }

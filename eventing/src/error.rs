@@ -69,12 +69,39 @@ pub enum EventError {
     /// `data_base64` that does not decode.
     #[error("'data_base64' is not valid base64: {0}")]
     Base64(String),
+    /// More extension attributes than `[eventing] max-extensions`.
+    #[error(
+        "the event has more than {limit} extension attributes; send at most {limit} ([eventing] max-extensions in rouse.toml)"
+    )]
+    TooManyExtensions { limit: usize },
+    /// Attributes larger than `[eventing] max-attribute-bytes`.
+    #[error(
+        "the event's attributes (names and values, all but data) exceed {limit} bytes; move large values into data \
+         ([eventing] max-attribute-bytes in rouse.toml)"
+    )]
+    AttributesTooLarge { limit: usize },
+    /// A batch longer than `[eventing] max-batch-events`.
+    #[error("the batch holds more than {limit} events; split it ([eventing] max-batch-events in rouse.toml)")]
+    BatchTooLong { limit: usize },
     /// A batch with no event in it.
     #[error("empty batch: send a JSON array with at least one event")]
     EmptyBatch,
     /// One event of a batch is invalid (the batch is refused whole).
     #[error("event {index} of the batch (counting from 0): {error}")]
     InBatch { index: usize, error: Box<EventError> },
+}
+
+impl EventError {
+    /// The HTTP status a sender gets: 413 for limits on size, 400 for everything else.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            EventError::AttributesTooLarge { .. } | EventError::BatchTooLong { .. } => {
+                http::StatusCode::PAYLOAD_TOO_LARGE
+            }
+            EventError::InBatch { error, .. } => error.status(),
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 /// Why events could not be put into a broker.

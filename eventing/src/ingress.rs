@@ -18,7 +18,7 @@ use http::Method;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::watch;
 
-use crate::cloudevent::{self, DEFAULT_TTL, Event, Mode, TTL_EXTENSION, record};
+use crate::cloudevent::{self, DEFAULT_TTL, Event, MAX_TTL, Mode, TTL_EXTENSION, record};
 use crate::config::EventingConfig;
 use crate::error::{EventError, EventLogError, IngestError};
 use crate::log::EventLog;
@@ -123,8 +123,10 @@ impl BrokerIngress {
         let records = events
             .iter_mut()
             .map(|event| {
-                if !event.extensions.contains_key(TTL_EXTENSION) {
-                    event.set_extension(TTL_EXTENSION, DEFAULT_TTL.to_string());
+                match event.ttl() {
+                    Some(ttl) if ttl <= MAX_TTL => {}
+                    Some(_) => event.set_extension(TTL_EXTENSION, MAX_TTL.to_string()),
+                    None => event.set_extension(TTL_EXTENSION, DEFAULT_TTL.to_string()),
                 }
                 record::encode(event, accepted_at)
             })
@@ -194,7 +196,13 @@ async fn receive(
         return respond::unknown_broker(&namespace, &broker);
     }
     let reject_invalid = |error: &EventError| {
-        metrics.rejected(&broker, 400, "invalid");
+        let status = error.status();
+        let reason = if status == http::StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid"
+        };
+        metrics.rejected(&broker, status.as_u16(), reason);
         respond::invalid_event(error)
     };
     let reject_large = |what: &str, limit: usize| {
@@ -222,7 +230,7 @@ async fn receive(
             return respond::unreadable_body(&error.to_string());
         }
     };
-    let events = match cloudevent::from_request(mode, &parts.headers, body) {
+    let events = match cloudevent::from_request(mode, &parts.headers, body, config.shape()) {
         Ok(events) => events,
         Err(error) => return reject_invalid(&error),
     };
@@ -237,8 +245,10 @@ async fn receive(
         if event.extension(TTL_EXTENSION).is_some() && event.ttl().is_none() {
             return reject_invalid(&EventError::AttributeValue {
                 name: TTL_EXTENSION.to_string(),
-                reason: "must be a whole number of hops (0 to 4294967295); leave it out for the default 255"
-                    .to_string(),
+                reason: format!(
+                    "must be a whole number of hops (0 to {MAX_TTL}, larger is lowered to {MAX_TTL}); \
+                     leave it out for the default {DEFAULT_TTL}"
+                ),
             });
         }
     }

@@ -57,9 +57,9 @@ pub(crate) fn unknown_path(path: &str) -> Response {
     )
 }
 
-/// 400: the request carries no valid CloudEvent.
+/// 400 (413 for a limit on size): the request carries no valid CloudEvent.
 pub(crate) fn invalid_event(error: &EventError) -> Response {
-    message(StatusCode::BAD_REQUEST, format!("invalid CloudEvent: {error}"))
+    message(error.status(), format!("invalid CloudEvent: {error}"))
 }
 
 /// 400: the body could not be read whole.

@@ -153,7 +153,7 @@ impl Harness {
 
     /// POSTs to the broker `default` in binary mode.
     async fn send(&self, event: &Event) -> StatusCode {
-        let request = rouse_eventing::binary::to_request(event, self.url("/default/default").parse().unwrap());
+        let request = rouse_eventing::binary::to_request(event, self.url("/default/default").parse().unwrap()).unwrap();
         let (parts, body) = request.into_parts();
         post(&self.url("/default/default"), parts.headers, body).await.0
     }

@@ -145,6 +145,110 @@ fn bad_events_get_the_right_status_and_reason() {
     assert!(metrics.contains("rouse_broker_events_rejected"), "{metrics}");
 }
 
+fn peak_memory_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+/// Shapes that once cost gigabytes, or got 202 and then could not be delivered, are refused at
+/// the door naming the limit; what is accepted is delivered whole.
+#[test]
+fn hostile_events_are_refused_before_they_cost_memory_and_what_is_accepted_is_delivered() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    rouse.apply(&trigger("all", &sub.url("/all"), ""));
+    const BATCH: (&str, &str) = ("content-type", "application/cloudevents-batch+json");
+    const STRUCTURED: (&str, &str) = ("content-type", "application/cloudevents+json");
+
+    // A 16 MB batch of empty objects once took the daemon to 2.5 GiB before its 400.
+    let before = peak_memory_mib(rouse.pid());
+    let empties = format!("[{}{{}}]", "{},".repeat(5_592_400));
+    let reply = post(&rouse, "default", &[BATCH], &empties);
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("event 0 of the batch"), "{}", reply.text());
+    let after = peak_memory_mib(rouse.pid());
+    assert!(after < before + 100, "peak memory went from {before} MiB to {after} MiB");
+
+    let event = |id: &str, extensions: usize, extra: &str| {
+        let extensions: String = (0..extensions).map(|i| format!(r#","x{i}":"v{i}""#)).collect();
+        format!(r#"{{"specversion":"1.0","id":"{id}","source":"/t","type":"t"{extensions}{extra}}}"#)
+    };
+    let too_many = post(&rouse, "default", &[STRUCTURED], &event("many", 81, ""));
+    assert_eq!(too_many.status, 400, "{}", too_many.text());
+    assert!(too_many.text().contains("max-extensions"), "{}", too_many.text());
+    let big = format!(r#","note":"{}""#, "n".repeat(17 * 1024));
+    let too_large = post(&rouse, "default", &[STRUCTURED], &event("big", 0, &big));
+    assert_eq!(too_large.status, 413, "{}", too_large.text());
+    assert!(too_large.text().contains("max-attribute-bytes"), "{}", too_large.text());
+    let batch = format!("[{}]", vec![event("b", 0, ""); 10_001].join(","));
+    let too_long = post(&rouse, "default", &[BATCH], &batch);
+    assert_eq!(too_long.status, 413, "{}", too_long.text());
+    assert!(too_long.text().contains("max-batch-events"), "{}", too_long.text());
+
+    // At the limit: accepted, and delivered with every extension to a hyper server (which
+    // takes at most 100 headers).
+    let full = post(&rouse, "default", &[STRUCTURED], &event("full", 80, ""));
+    assert_eq!(full.status, 202, "{}", full.text());
+    // A TTL beyond Knative's 255 is lowered to it: a reply loop cannot run for 2^32 hops.
+    let mut ttl = binary("ttl", "t");
+    ttl.push(("ce-knativebrokerttl", "100000"));
+    assert_eq!(post(&rouse, "default", &ttl, "{}").status, 202);
+    let got = wait_for(&sub, "/all", 2);
+    let full = got.iter().find(|r| r.header("ce-id") == "full").unwrap();
+    assert_eq!(full.header("ce-x79"), "v79");
+    assert_eq!(full.headers.keys().filter(|k| k.as_str().starts_with("ce-x")).count(), 80);
+    let ttl = got.iter().find(|r| r.header("ce-id") == "ttl").unwrap();
+    assert_eq!(ttl.header("ce-knativebrokerttl"), "255");
+    assert_eq!(sub.received("/all").len(), 2, "nothing refused was stored");
+}
+
+/// A sender that stops midway through a body once held its request (and a file descriptor)
+/// for good; now the broker gives up after `[ingress] body-idle-timeout` and says why, and
+/// the admin API does the same.
+#[test]
+fn a_stalled_request_body_is_cut_after_the_idle_timeout() {
+    use std::io::{Read, Write};
+    let rouse = Rouse::start_with_config("[ingress]\nbody-idle-timeout = \"1s\"\n");
+    let token = std::fs::read_to_string(rouse.home().join("token")).unwrap();
+    for (addr, head) in [
+        (
+            rouse.events,
+            "POST /default/default HTTP/1.1\r\nhost: b\r\nce-specversion: 1.0\r\nce-id: 1\r\nce-source: /s\r\n\
+             ce-type: t\r\ncontent-length: 1000\r\n\r\n"
+                .to_string(),
+        ),
+        (
+            rouse.api,
+            format!(
+                "PUT /v1/services/stall HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {}\r\n\
+                 content-type: application/json\r\ncontent-length: 1000\r\n\r\n",
+                token.trim()
+            ),
+        ),
+    ] {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = std::time::Instant::now();
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(b"{\"template\"").unwrap();
+        let mut answer = vec![0; 4096];
+        let n = stream.read(&mut answer).expect("an answer before the read timeout");
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        let waited = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 4"), "{addr}: {answer}");
+        assert!(
+            (Duration::from_millis(900)..Duration::from_secs(5)).contains(&waited),
+            "{addr}: answered after {waited:?}: {answer}"
+        );
+        if addr == rouse.events {
+            assert!(answer.contains("body-idle-timeout"), "{answer}");
+        }
+    }
+    // Nothing was stored, and the broker still takes events.
+    assert_eq!(post(&rouse, "default", &binary("after", "t"), "{}").status, 202);
+}
+
 #[test]
 fn filters_of_every_dialect() {
     let rouse = Rouse::start();

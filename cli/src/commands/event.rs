@@ -45,7 +45,9 @@ async fn send(client: &Client, args: EventSendArgs) -> anyhow::Result<()> {
     let uri: Uri = url
         .parse()
         .with_context(|| format!("the daemon gave broker '{name}' the address '{url}', which is not a URL"))?;
-    let request = binary::to_request(&event, uri).map(Full::new);
+    let request = binary::to_request(&event, uri)
+        .context("the event has more attributes than HTTP headers can carry; send fewer --ext values")?
+        .map(Full::new);
     let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let response = match tokio::time::timeout(SEND_TIMEOUT, http.request(request)).await {
         Err(_) => bail!(
@@ -232,7 +234,7 @@ mod tests {
         a.extensions = vec!["note=100%".to_string()];
         a.data = Some("{}".to_string());
         let event = event(&a, "id-1".into(), time()).unwrap();
-        let request = binary::to_request(&event, "http://127.0.0.1:8082/default/default".parse().unwrap());
+        let request = binary::to_request(&event, "http://127.0.0.1:8082/default/default".parse().unwrap()).unwrap();
         let header = |name: &str| request.headers()[name].to_str().unwrap().to_string();
         assert_eq!(request.method(), http::Method::POST);
         assert_eq!(header("ce-specversion"), "1.0");

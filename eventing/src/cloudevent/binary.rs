@@ -1,10 +1,10 @@
 //! Binary mode: attributes as `ce-` headers with percent-encoded values, data as the body.
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue, MaxSizeReached};
 use http::{HeaderMap, Method, Request, Uri};
 
-use super::{Event, Parts, SPEC_VERSION};
+use super::{Event, Limits, Parts, SPEC_VERSION};
 use crate::error::EventError;
 
 /// The header whose presence marks a binary-mode message.
@@ -13,7 +13,12 @@ const PREFIX: &str = "ce-";
 
 /// The event of a binary-mode message (request or response).
 pub fn parse(headers: &HeaderMap, body: Bytes) -> Result<Event, EventError> {
-    let mut parts = Parts::default();
+    parse_limited(headers, body, Limits::default())
+}
+
+/// [`parse`] within `limits`.
+pub(crate) fn parse_limited(headers: &HeaderMap, body: Bytes, limits: Limits) -> Result<Event, EventError> {
+    let mut parts = Parts::new(limits);
     for (name, value) in headers {
         let Some(attribute) = name.as_str().strip_prefix(PREFIX) else {
             continue;
@@ -35,16 +40,19 @@ pub fn parse(headers: &HeaderMap, body: Bytes) -> Result<Event, EventError> {
 }
 
 /// A POST of `event` to `uri` in binary mode, the way subscribers expect deliveries.
-pub fn to_request(event: &Event, uri: Uri) -> Request<Bytes> {
+///
+/// Fails, rather than panicking as `HeaderMap::reserve` does, when the event has more
+/// attributes than a header map holds (an event stored before the ingress limited them).
+pub fn to_request(event: &Event, uri: Uri) -> Result<Request<Bytes>, MaxSizeReached> {
     let mut request = Request::new(event.data.clone().unwrap_or_default());
     *request.method_mut() = Method::POST;
     *request.uri_mut() = uri;
     let headers = request.headers_mut();
-    headers.reserve(8 + event.extensions.len());
-    headers.insert(SPEC_VERSION_HEADER, HeaderValue::from_static(SPEC_VERSION));
-    headers.insert("ce-id", percent_encode(&event.id));
-    headers.insert("ce-source", percent_encode(&event.source));
-    headers.insert("ce-type", percent_encode(&event.ty));
+    headers.try_reserve(8 + event.extensions.len())?;
+    headers.try_insert(SPEC_VERSION_HEADER, HeaderValue::from_static(SPEC_VERSION))?;
+    headers.try_insert("ce-id", percent_encode(&event.id))?;
+    headers.try_insert("ce-source", percent_encode(&event.source))?;
+    headers.try_insert("ce-type", percent_encode(&event.ty))?;
     let optional = [
         ("ce-subject", &event.subject),
         ("ce-time", &event.time),
@@ -52,22 +60,22 @@ pub fn to_request(event: &Event, uri: Uri) -> Request<Bytes> {
     ];
     for (name, value) in optional {
         if let Some(value) = value {
-            headers.insert(name, percent_encode(value));
+            headers.try_insert(name, percent_encode(value))?;
         }
     }
     for (name, value) in &event.extensions {
         // Names were checked when the event came in; one that is not a header token is skipped
         // rather than sent broken.
         if let Ok(name) = HeaderName::try_from(format!("{PREFIX}{name}")) {
-            headers.insert(name, percent_encode(value));
+            headers.try_insert(name, percent_encode(value))?;
         }
     }
     if let Some(content_type) = &event.datacontenttype
         && let Ok(value) = HeaderValue::from_str(content_type)
     {
-        headers.insert(header::CONTENT_TYPE, value);
+        headers.try_insert(header::CONTENT_TYPE, value)?;
     }
-    request
+    Ok(request)
 }
 
 /// Whether a byte of a UTF-8 value must be percent-encoded in a header (CloudEvents HTTP
@@ -219,7 +227,7 @@ mod tests {
         event.datacontenttype = Some("application/json".into());
         event.set_extension("knativebrokerttl", "255");
         event.data = Some(Bytes::from_static(b"{}"));
-        let request = to_request(&event, Uri::from_static("http://127.0.0.1:1/"));
+        let request = to_request(&event, Uri::from_static("http://127.0.0.1:1/")).unwrap();
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.headers()["ce-subject"], "a%20b");
         assert_eq!(request.headers()["ce-knativebrokerttl"], "255");

@@ -11,10 +11,10 @@ use base64::Engine;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{Event, Parts, is_json};
+use super::{CONTEXT_ATTRIBUTES, Event, Limits, Parts, is_json};
 use crate::error::EventError;
 
 /// Standard base64, padded or not (senders differ).
@@ -24,33 +24,86 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// One event from an `application/cloudevents+json` body.
-pub(crate) fn parse(body: &Bytes) -> Result<Event, EventError> {
-    let wire: Wire<'_> = serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
-    wire.into_event(body)
+pub(crate) fn parse(body: &Bytes, limits: Limits) -> Result<Event, EventError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let wire = WireSeed { limits }
+        .deserialize(&mut json)
+        .and_then(|wire| json.end().map(|()| wire))
+        .map_err(|e| EventError::Json(e.to_string()))?;
+    wire.into_event(body, limits)
 }
 
 /// The events of an `application/cloudevents-batch+json` body; any invalid event refuses the
 /// whole batch (it is stored in one append, all or nothing).
-pub(crate) fn parse_batch(body: &Bytes) -> Result<Vec<Event>, EventError> {
-    let wires: Vec<Wire<'_>> = serde_json::from_slice(body).map_err(|e| EventError::Json(e.to_string()))?;
-    if wires.is_empty() {
-        return Err(EventError::EmptyBatch);
+///
+/// Each element is turned into an event (and checked) as soon as it is read, and reading
+/// stops at the first bad one or past the batch limit: a 16 MB body of `[{},{},...]` costs one
+/// empty event's worth of work, not millions of pre-sized attribute lists.
+pub(crate) fn parse_batch(body: &Bytes, limits: Limits) -> Result<Vec<Event>, EventError> {
+    let mut failure = None;
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let read = BatchVisitor {
+        body,
+        limits,
+        failure: &mut failure,
+    };
+    let events = json
+        .deserialize_seq(read)
+        .and_then(|events| json.end().map(|()| events));
+    match (events, failure) {
+        (_, Some(failure)) => Err(failure),
+        (Err(e), None) => Err(EventError::Json(e.to_string())),
+        (Ok(events), None) if events.is_empty() => Err(EventError::EmptyBatch),
+        (Ok(events), None) => Ok(events),
     }
-    wires
-        .into_iter()
-        .enumerate()
-        .map(|(index, wire)| {
-            wire.into_event(body).map_err(|error| EventError::InBatch {
-                index,
-                error: Box::new(error),
-            })
-        })
-        .collect()
+}
+
+/// Reads a batch's elements one at a time. An event that is bad for a reason of its own is
+/// kept in `failure` (serde's errors carry only text) and ends the reading.
+struct BatchVisitor<'b, 'f> {
+    body: &'b Bytes,
+    limits: Limits,
+    failure: &'f mut Option<EventError>,
+}
+
+impl<'de> Visitor<'de> for BatchVisitor<'_, '_> {
+    type Value = Vec<Event>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a batch of CloudEvents (a JSON array of objects)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Event>, A::Error> {
+        let limits = self.limits;
+        let mut events = Vec::new();
+        while let Some(wire) = seq.next_element_seed(WireSeed { limits })? {
+            let index = events.len();
+            if index == limits.batch_events {
+                *self.failure = Some(EventError::BatchTooLong {
+                    limit: limits.batch_events,
+                });
+                return Err(de::Error::custom("batch too long"));
+            }
+            match wire.into_event(self.body, limits) {
+                Ok(event) => events.push(event),
+                Err(error) => {
+                    *self.failure = Some(EventError::InBatch {
+                        index,
+                        error: Box::new(error),
+                    });
+                    return Err(de::Error::custom("invalid event"));
+                }
+            }
+        }
+        Ok(events)
+    }
 }
 
 /// A structured event as read: attributes in order, data untouched.
 struct Wire<'a> {
     attributes: Vec<(Cow<'a, str>, Value<'a>)>,
+    /// Attributes past the limit were left unread.
+    too_many: bool,
     data: Option<&'a RawValue>,
     data_base64: Option<Cow<'a, str>>,
 }
@@ -65,8 +118,13 @@ enum Value<'a> {
 }
 
 impl<'a> Wire<'a> {
-    fn into_event(self, body: &Bytes) -> Result<Event, EventError> {
-        let mut parts = Parts::default();
+    fn into_event(self, body: &Bytes, limits: Limits) -> Result<Event, EventError> {
+        if self.too_many {
+            return Err(EventError::TooManyExtensions {
+                limit: limits.extensions,
+            });
+        }
+        let mut parts = Parts::new(limits);
         for (name, value) in self.attributes {
             let value = match value {
                 Value::Str(s) => s.into_owned(),
@@ -125,15 +183,21 @@ fn is_context(name: &str) -> bool {
 
 // === impl Deserialize ===
 
-impl<'de> Deserialize<'de> for Wire<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(WireVisitor)
+/// Reads one event's members, keeping at most as many attributes as the limits allow.
+#[derive(Clone, Copy)]
+struct WireSeed {
+    limits: Limits,
+}
+
+impl<'de> DeserializeSeed<'de> for WireSeed {
+    type Value = Wire<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-struct WireVisitor;
-
-impl<'de> Visitor<'de> for WireVisitor {
+impl<'de> Visitor<'de> for WireSeed {
     type Value = Wire<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,8 +205,10 @@ impl<'de> Visitor<'de> for WireVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+        let most = CONTEXT_ATTRIBUTES + self.limits.extensions;
         let mut wire = Wire {
-            attributes: Vec::with_capacity(8),
+            attributes: Vec::new(),
+            too_many: false,
             data: None,
             data_base64: None,
         };
@@ -162,6 +228,11 @@ impl<'de> Visitor<'de> for WireVisitor {
                     Value::Null => {}
                     _ => return Err(de::Error::custom("member 'data_base64' must be a string")),
                 },
+                _ if wire.attributes.len() >= most => {
+                    // Read past (the JSON must still be well-formed), keep nothing.
+                    wire.too_many = true;
+                    map.next_value::<de::IgnoredAny>()?;
+                }
                 _ => wire.attributes.push((key, map.next_value()?)),
             }
         }
@@ -257,7 +328,7 @@ mod tests {
     use super::*;
 
     fn parse_str(json: &str) -> Result<Event, EventError> {
-        parse(&Bytes::copy_from_slice(json.as_bytes()))
+        parse(&Bytes::copy_from_slice(json.as_bytes()), Limits::default())
     }
 
     const BASE: &str = r#""specversion":"1.0","id":"1","source":"/s","type":"t""#;
@@ -343,16 +414,87 @@ mod tests {
     #[test]
     fn batches_are_all_or_nothing_and_never_empty() {
         let body = format!(r#"[{{{BASE}}},{{{BASE},"data":"x"}}]"#);
-        let events = parse_batch(&Bytes::from(body)).unwrap();
+        let events = parse_batch(&Bytes::from(body), Limits::default()).unwrap();
         assert_eq!(events.len(), 2);
-        assert_eq!(parse_batch(&Bytes::from_static(b"[]")), Err(EventError::EmptyBatch));
+        assert_eq!(
+            parse_batch(&Bytes::from_static(b"[]"), Limits::default()),
+            Err(EventError::EmptyBatch)
+        );
         let body = format!(r#"[{{{BASE}}},{{"specversion":"0.3","id":"1","source":"/s","type":"t"}}]"#);
         assert_eq!(
-            parse_batch(&Bytes::from(body)),
+            parse_batch(&Bytes::from(body), Limits::default()),
             Err(EventError::InBatch {
                 index: 1,
                 error: Box::new(EventError::SpecVersion("0.3".into()))
             })
         );
+    }
+
+    fn limits(batch_events: usize, extensions: usize, attribute_bytes: usize) -> Limits {
+        Limits {
+            batch_events,
+            extensions,
+            attribute_bytes,
+        }
+    }
+
+    #[test]
+    fn extensions_past_the_limit_are_refused_without_keeping_them() {
+        let with = |n: usize| {
+            let extensions: Vec<String> = (0..n).map(|i| format!(r#""x{i}":"v""#)).collect();
+            Bytes::from(format!(r#"{{{BASE},{}}}"#, extensions.join(",")))
+        };
+        assert_eq!(parse(&with(3), limits(10, 3, 1024)).unwrap().extensions.len(), 3);
+        assert_eq!(
+            parse(&with(4), limits(10, 3, 1024)),
+            Err(EventError::TooManyExtensions { limit: 3 })
+        );
+        // Also when the extra members are left unread: the JSON must still be well-formed.
+        let broken = Bytes::from(format!(r#"{{{BASE},"a":"1","b":"2","c":"3","d":"4",}}"#));
+        assert!(matches!(parse(&broken, limits(10, 3, 1024)), Err(EventError::Json(_))));
+        let error = parse(&with(4), limits(10, 3, 1024)).unwrap_err();
+        assert_eq!(error.status(), http::StatusCode::BAD_REQUEST);
+        assert!(error.to_string().contains("max-extensions"), "{error}");
+    }
+
+    #[test]
+    fn attribute_bytes_past_the_limit_are_refused_with_413() {
+        let body = Bytes::from(format!(r#"{{{BASE},"big":"{}"}}"#, "v".repeat(2000)));
+        let error = parse(&body, limits(10, 10, 1024)).unwrap_err();
+        assert_eq!(error, EventError::AttributesTooLarge { limit: 1024 });
+        assert_eq!(error.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(parse(&body, limits(10, 10, 4096)).is_ok());
+    }
+
+    #[test]
+    fn batches_stop_at_the_first_bad_event_and_at_the_limit() {
+        let body = format!("[{}]", vec![format!("{{{BASE}}}"); 5].join(","));
+        assert_eq!(
+            parse_batch(&Bytes::from(body.clone()), limits(5, 10, 1024))
+                .unwrap()
+                .len(),
+            5
+        );
+        let error = parse_batch(&Bytes::from(body), limits(4, 10, 1024)).unwrap_err();
+        assert_eq!(error, EventError::BatchTooLong { limit: 4 });
+        assert_eq!(error.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+        // Millions of empty objects: refused at the first, whatever follows.
+        let mut empties = String::from("[");
+        empties.push_str(&"{},".repeat(2_000_000));
+        empties.push_str("{}]");
+        assert_eq!(
+            parse_batch(&Bytes::from(empties), Limits::default()),
+            Err(EventError::InBatch {
+                index: 0,
+                error: Box::new(EventError::Missing("specversion"))
+            })
+        );
+        let error = parse_batch(&Bytes::from_static(b"[1]"), Limits::default()).unwrap_err();
+        assert!(matches!(error, EventError::Json(_)), "{error}");
+        let trailing = format!("[{{{BASE}}}] x");
+        assert!(matches!(
+            parse_batch(&Bytes::from(trailing), Limits::default()),
+            Err(EventError::Json(_))
+        ));
     }
 }

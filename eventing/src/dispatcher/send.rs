@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Shared, TriggerRun};
 use crate::cloudevent::record::Record;
-use crate::cloudevent::{self, DEFAULT_TTL, Event, TTL_EXTENSION, binary};
+use crate::cloudevent::{self, DEFAULT_TTL, Event, MAX_TTL, TTL_EXTENSION, binary};
 use crate::delivery::{self, DeliveryOutcome, Next, RetryPolicy};
 use crate::metrics::OutcomeCounters;
 use crate::sink::Target;
@@ -66,6 +66,9 @@ pub(super) enum SendError {
     /// The response's body failed midway.
     #[error("dispatch error: response body failed: {0}")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The event does not fit in an HTTP request's headers.
+    #[error("dispatch error: the event has more attributes than HTTP headers can carry ({0})")]
+    Unsendable(#[source] http::header::MaxSizeReached),
     /// No complete response within the delivery timeout.
     #[error("dispatch error: no response within {} ms", .0.as_millis())]
     Timeout(Duration),
@@ -76,7 +79,7 @@ impl SendError {
     fn outcome(&self) -> DeliveryOutcome {
         match self {
             SendError::Unresolvable(_) => DeliveryOutcome::Unresolvable,
-            SendError::Request(_) | SendError::Body(_) => DeliveryOutcome::Connection,
+            SendError::Request(_) | SendError::Body(_) | SendError::Unsendable(_) => DeliveryOutcome::Connection,
             SendError::Timeout(_) => DeliveryOutcome::Timeout,
         }
     }
@@ -169,7 +172,10 @@ pub(super) async fn attempts(
 
 /// One POST in binary mode, bounded by `timeout` from connect to the end of the body.
 async fn send(shared: &Shared, target: &Target, event: &Event, timeout: Duration, prefer_reply: bool) -> Answer {
-    let mut request = binary::to_request(event, target.uri.clone()).map(Full::new);
+    let mut request = match binary::to_request(event, target.uri.clone()) {
+        Ok(request) => request.map(Full::new),
+        Err(error) => return Answer::failed(&SendError::Unsendable(error)),
+    };
     if let Some(host) = &target.host
         && let Ok(host) = HeaderValue::from_str(host)
     {
@@ -211,7 +217,7 @@ async fn reply(shared: &Shared, run: &TriggerRun, event: &Event, answer: Answer)
         tracing::warn!(%trigger, id = %event.id, limit = shared.max_body_bytes, "reply larger than the event limit; dropped");
         return;
     }
-    let mut reply = match cloudevent::from_response(&answer.headers, answer.body) {
+    let mut reply = match cloudevent::from_response(&answer.headers, answer.body, shared.ingress.config().shape()) {
         Ok(Some(reply)) => reply,
         Ok(None) => return,
         Err(error) => {
@@ -219,7 +225,7 @@ async fn reply(shared: &Shared, run: &TriggerRun, event: &Event, answer: Answer)
             return;
         }
     };
-    let ttl = event.ttl().unwrap_or(DEFAULT_TTL);
+    let ttl = event.ttl().unwrap_or(DEFAULT_TTL).min(MAX_TTL);
     if ttl <= 1 {
         // The event has gone around as often as it may: most likely a loop of replies.
         run.metrics.replies_dropped.inc();

@@ -160,8 +160,12 @@ pub(super) async fn run(shared: Arc<Shared>, run: Arc<TriggerRun>, start: u64, s
                 let (id, finished) = match done {
                     Ok((id, finished)) => (id, finished),
                     Err(error) => {
-                        // A bug, not a subscriber's failure: do not hold the cursor forever.
-                        tracing::error!(trigger = %run.trigger.name, %error, "delivery task failed");
+                        // A bug, not a subscriber's failure: do not hold the cursor forever,
+                        // and count the event as dropped, so the trigger's accounting
+                        // (accepted = delivered + dead-lettered + dropped + backlog) holds.
+                        run.metrics.dropped.inc();
+                        let offset = offsets.get(&error.id()).copied();
+                        tracing::error!(trigger = %run.trigger.name, ?offset, %error, "delivery task failed; event dropped");
                         (error.id(), true)
                     }
                 };
