@@ -14,6 +14,10 @@ pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default of [`IngressConfig::body_idle_timeout`].
 pub(crate) const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`IngressConfig::max_connections`].
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of [`IngressConfig::max_connections_per_client`].
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 2_000;
 /// Default of [`IngressConfig::max_waiting`].
 pub(crate) const DEFAULT_MAX_WAITING: usize = 10_000;
 
@@ -34,6 +38,13 @@ pub struct IngressConfig {
     /// body before they give up on it; a client that stalls midway holds nothing longer.
     #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
     pub body_idle_timeout: Duration,
+    /// Most connections open at once on each listener (the ingress, the admin API, the broker
+    /// ingress); more are answered 503 and closed. The daemon raises its file limit at start
+    /// to make room for them.
+    pub max_connections: usize,
+    /// Most connections open at once from one client IP on each listener, so one client
+    /// cannot take them all.
+    pub max_connections_per_client: usize,
     /// Most requests that may wait for a revision's instances at once; more get 503.
     pub max_waiting: usize,
 }
@@ -46,6 +57,8 @@ impl Default for IngressConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_waiting: DEFAULT_MAX_WAITING,
         }
     }

@@ -35,6 +35,86 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// How long open requests get to finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// Most connections open at once on the listener (`[ingress] max-connections`).
+    pub max_connections: usize,
+    /// Most connections open at once from one client IP (`[ingress]
+    /// max-connections-per-client`).
+    pub max_connections_per_client: usize,
+}
+
+/// Open connections of one listener, in all and per client IP. A slot is held by a
+/// [`ConnectionSlot`] for the life of its connection (dropped even if the task panics).
+#[derive(Default)]
+struct OpenConnections {
+    total: AtomicUsize,
+    per_client: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// Which cap refused a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cap {
+    Listener(usize),
+    Client(usize),
+}
+
+impl OpenConnections {
+    /// A slot for a connection from `ip`, unless a cap is reached.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr, limits: &ConnectionLimits) -> Result<ConnectionSlot, Cap> {
+        let mut per_client = self
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.total.load(Ordering::Relaxed) >= limits.max_connections {
+            return Err(Cap::Listener(limits.max_connections));
+        }
+        let mine = per_client.entry(ip).or_default();
+        if *mine >= limits.max_connections_per_client {
+            return Err(Cap::Client(limits.max_connections_per_client));
+        }
+        *mine += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+        Ok(ConnectionSlot { open: self.clone(), ip })
+    }
+}
+
+struct ConnectionSlot {
+    open: Arc<OpenConnections>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut per_client = self
+            .open
+            .per_client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = per_client.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.ip);
+            }
+        }
+        self.open.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers a connection over a cap with a 503 that names the cap, without waiting for the
+/// client: one non-blocking write of a short response, then the socket closes.
+fn refuse(stream: &TcpStream, cap: Cap) {
+    let reason = match cap {
+        Cap::Listener(n) => format!("this listener has {n} connections open, its limit ([ingress] max-connections)"),
+        Cap::Client(n) => {
+            format!("this client has {n} connections open, its limit ([ingress] max-connections-per-client)")
+        }
+    };
+    let body = format!("too many connections: {reason}; close some or retry later\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         retry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
 }
 
 /// The client end of a connection, as each of its requests sees it.
@@ -75,6 +155,8 @@ where
         .keep_alive_interval(Some(limits.idle_timeout));
     let builder = Arc::new(builder);
     let mut connections = JoinSet::new();
+    let open = Arc::new(OpenConnections::default());
+    let mut refused_at: Option<tokio::time::Instant> = None;
     loop {
         let (stream, remote) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -89,15 +171,31 @@ where
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
+        let slot = match open.admit(remote.ip(), &limits) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                refuse(&stream, cap);
+                // One line per second at most: a flood of refusals must not flood the log.
+                if refused_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    refused_at = Some(tokio::time::Instant::now());
+                    tracing::warn!(client = %remote.ip(), ?cap, "connection refused: a connection cap is reached");
+                }
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve_connection(
+        let connection = serve_connection(
             Lingering::new(stream),
             Peer::new(remote),
             builder.clone(),
             limits.idle_timeout,
             shutdown.clone(),
             handler.clone(),
-        ));
+        );
+        connections.spawn(async move {
+            let _slot = slot;
+            connection.await;
+        });
     }
     drop(listener);
     let drained = async { while connections.join_next().await.is_some() {} };
@@ -374,6 +472,8 @@ pub async fn serve_ingress(listener: TcpListener, ingress: Arc<Ingress>, grace: 
         max_header_bytes: config.max_header_bytes,
         idle_timeout: config.idle_timeout,
         shutdown_grace: grace,
+        max_connections: config.max_connections,
+        max_connections_per_client: config.max_connections_per_client,
     };
     let handler_ingress = ingress.clone();
     serve(listener, limits, shutdown, move |request, peer| {
@@ -382,4 +482,38 @@ pub async fn serve_ingress(listener: TcpListener, ingress: Arc<Ingress>, grace: 
     })
     .await;
     ingress.close_tunnels(grace).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_connections: usize, max_connections_per_client: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            max_header_bytes: 1024,
+            idle_timeout: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(1),
+            max_connections,
+            max_connections_per_client,
+        }
+    }
+
+    #[test]
+    fn caps_hold_per_client_and_in_all_and_free_on_drop() {
+        let open = Arc::new(OpenConnections::default());
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+        let (a, b, c) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"));
+        let l = limits(3, 2);
+        let a1 = open.admit(a, &l).unwrap();
+        let a2 = open.admit(a, &l).unwrap();
+        assert_eq!(open.admit(a, &l).err(), Some(Cap::Client(2)));
+        let b1 = open.admit(b, &l).unwrap();
+        assert_eq!(open.admit(c, &l).err(), Some(Cap::Listener(3)));
+        drop(a1);
+        let c1 = open.admit(c, &l).unwrap();
+        assert_eq!(open.total.load(Ordering::Relaxed), 3);
+        drop((a2, b1, c1));
+        assert_eq!(open.total.load(Ordering::Relaxed), 0);
+        assert!(open.per_client.lock().unwrap().is_empty());
+    }
 }

@@ -157,6 +157,14 @@ impl Config {
         size("ingress", "max-body-bytes", i.max_body_bytes, 1, 64 * GIB)?;
         duration("ingress", "idle-timeout", i.idle_timeout, 100 * MS, HOUR)?;
         duration("ingress", "body-idle-timeout", i.body_idle_timeout, 100 * MS, HOUR)?;
+        count("ingress", "max-connections", i.max_connections as u64, 1, 1_000_000)?;
+        count(
+            "ingress",
+            "max-connections-per-client",
+            i.max_connections_per_client as u64,
+            1,
+            i.max_connections as u64,
+        )?;
         count("ingress", "max-waiting", i.max_waiting as u64, 1, 1_000_000)?;
         if i.domain.is_empty() || i.domain.starts_with('.') || i.domain.contains(char::is_whitespace) {
             return Err(format!(

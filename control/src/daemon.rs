@@ -53,6 +53,7 @@ pub async fn run(
         Some(path) => Config::load(path, true)?,
         None => Config::load(&home.dir().join("rouse.toml"), false)?,
     };
+    raise_file_limit(&config);
     let store = Arc::new(Store::open(&home.store_path())?);
     let runtime: Arc<dyn Runtime> = Arc::new(DockerRuntime::connect_with(&home_id, config.runtime.dial()).await?);
 
@@ -130,6 +131,8 @@ pub async fn run(
         max_header_bytes: config.ingress.max_header_bytes,
         idle_timeout: config.ingress.idle_timeout,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        max_connections: config.ingress.max_connections,
+        max_connections_per_client: config.ingress.max_connections_per_client,
     };
     let body_idle = config.ingress.body_idle_timeout;
 
@@ -200,6 +203,36 @@ async fn bind_for_containers(gateway: Option<IpAddr>, bound: SocketAddr, what: &
             tracing::warn!(%addr, %error, "cannot listen for containers on the Docker bridge; they will not reach the {what}");
             None
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one (or to what the connection caps could
+/// use, if less): the usual soft default of 1024 would run out long before the caps, and then
+/// accepts fail and readiness probes with them.
+fn raise_file_limit(config: &Config) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let caps = config.ingress.max_connections as u64;
+    // Every listener full, an instance connection per ingress connection, and the rest
+    // (store, log, Docker, probes).
+    let wanted = 4 * caps + 1024;
+    let limit = getrlimit(Resource::Nofile);
+    let target = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+    if target < caps {
+        tracing::warn!(
+            files = target,
+            "the open-file hard limit is below [ingress] max-connections = {caps}; raise it (ulimit -Hn) or lower the cap"
+        );
+    }
+    if limit.current.is_some_and(|soft| soft >= target) {
+        return;
+    }
+    let raised = Rlimit {
+        current: Some(target),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(files = target, "raised the open-file limit"),
+        Err(error) => tracing::warn!(%error, files = target, "cannot raise the open-file limit"),
     }
 }
 

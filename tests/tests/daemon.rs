@@ -266,3 +266,58 @@ fn a_config_value_out_of_range_stops_serve_at_start_naming_file_table_and_key() 
         "{stderr}"
     );
 }
+
+/// Time for one raw HTTP/1.1 GET to `addr`, with its status line.
+fn timed_get(addr: std::net::SocketAddr, host: &str, path: &str) -> (Duration, String) {
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer.lines().next().unwrap_or_default().to_string();
+    (started.elapsed(), status)
+}
+
+/// A thousand stuck sockets on every listener (half of them idle, half mid-way through a
+/// request head) do not slow `/healthz` or a normal request; a client over its connection
+/// cap gets a 503 that names the cap and its key.
+#[test]
+fn stuck_sockets_slow_nothing_and_connection_caps_answer_503() {
+    let rouse = Rouse::start();
+    rouse.deploy("web", rouse_tests::HELLO, &[]);
+    let web = format!("web.localhost:{}", rouse.ingress.port());
+    let mut stuck = Vec::new();
+    for addr in [rouse.ingress, rouse.api, rouse.events] {
+        for i in 0..1000 {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            if i % 2 == 0 {
+                stream.write_all(b"GET / HTTP/1.1\r\nhost: web.loc").unwrap();
+            }
+            stuck.push(stream);
+        }
+    }
+    for _ in 0..5 {
+        let (took, status) = timed_get(rouse.api, "rouse", "/healthz");
+        assert!(status.contains("200") && took < Duration::from_secs(1), "/healthz: {status} in {took:?}");
+        let (took, status) = timed_get(rouse.ingress, &web, "/");
+        assert!(status.contains("200") && took < Duration::from_secs(1), "web: {status} in {took:?}");
+    }
+    drop(stuck);
+
+    let capped = Rouse::start_with_config("[ingress]\nmax-connections-per-client = 5\n");
+    let held: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(capped.api).unwrap()).collect();
+    // The daemon counts a connection once it accepts it: give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, status) = timed_get(capped.api, "rouse", "/healthz");
+    assert!(status.contains("503"), "{status}");
+    let mut over = TcpStream::connect(capped.api).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = over.read_to_string(&mut answer);
+    assert!(answer.contains("max-connections-per-client"), "{answer}");
+    drop(held);
+    rouse_tests::eventually("a free connection slot", Duration::from_secs(5), || {
+        timed_get(capped.api, "rouse", "/healthz").1.contains("200").then_some(())
+    });
+}
