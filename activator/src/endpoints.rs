@@ -104,8 +104,10 @@ impl Drop for InFlight {
             self.endpoint.idle.notify_waiters();
         }
         if self.revision.container_concurrency != 0 {
-            // A slot freed up: requests waiting for capacity may go.
-            self.revision.changed.notify_waiters();
+            // One slot freed up: the request that has waited longest takes it (tokio's
+            // `notify_one` wakes waiters in the order they began waiting, and passes the wake
+            // on when that waiter has gone). Waking them all would have them race for it.
+            self.revision.changed.notify_one();
         }
     }
 }
@@ -268,10 +270,19 @@ impl RevisionEndpoints {
         None
     }
 
-    /// Takes a slot, waiting until `deadline` for an instance with capacity. At most
-    /// `max_waiting` requests wait at once.
+    /// Takes a slot at once, unless requests are already waiting for one: a new request never
+    /// overtakes those queued before it.
+    pub fn try_acquire_in_turn(self: &Arc<Self>) -> Option<InFlight> {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        self.try_acquire()
+    }
+
+    /// Takes a slot, waiting until `deadline` for an instance with capacity, behind the
+    /// requests that began waiting earlier. At most `max_waiting` requests wait at once.
     pub async fn acquire(self: &Arc<Self>, deadline: Instant, max_waiting: usize) -> Result<InFlight, AcquireError> {
-        if let Some(slot) = self.try_acquire() {
+        if let Some(slot) = self.try_acquire_in_turn() {
             return Ok(slot);
         }
         if self.is_closed() {
@@ -424,6 +435,38 @@ mod tests {
             rev.acquire(began + Duration::from_secs(1), 10).await.map(|_| ()),
             Err(AcquireError::Closed)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_freed_slot_goes_to_the_oldest_waiter_and_newcomers_queue_behind() {
+        let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 1);
+        rev.add(Endpoint::new("a", "a", addr()));
+        let held = rev.try_acquire_in_turn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (order, mut served) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for name in ["first", "second", "third"] {
+            let (rev, order) = (rev.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let slot = rev.acquire(deadline, 10).await.unwrap();
+                order.send(name).unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(slot);
+            }));
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(rev.waiting(), 3);
+        drop(held);
+        // A newcomer arriving as the slot frees does not jump the queue.
+        assert!(rev.try_acquire_in_turn().is_none());
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        let mut got = Vec::new();
+        while let Ok(name) = served.try_recv() {
+            got.push(name);
+        }
+        assert_eq!(got, ["first", "second", "third"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -143,7 +143,7 @@ impl Ingress {
         let deadline = start + revision.timeout;
         // A free slot is the common case: only a request that has to wait carries (boxed) the
         // state of waiting, so the future of every other request stays small.
-        let acquired = match revision.try_acquire() {
+        let acquired = match revision.try_acquire_in_turn() {
             Some(slot) => Ok(slot),
             None => Box::pin(revision.acquire(deadline, self.config.max_waiting)).await,
         };
