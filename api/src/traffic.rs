@@ -135,7 +135,7 @@ pub fn from_spec(targets: &[TrafficTarget], field: &str) -> Result<TrafficChange
             tag.push((revision, name.clone()));
         }
     }
-    let total: u32 = to.iter().map(|(_, p)| p).sum();
+    let total: u64 = to.iter().map(|(_, p)| u64::from(*p)).sum();
     if !targets.is_empty() && total != 100 {
         return Err(ValidationError::new(
             field,
@@ -179,6 +179,13 @@ pub fn apply_change(
     if let Some(to) = &change.to {
         shares.clear();
         for (revision, percent) in to {
+            if *percent > 100 {
+                return Err(ValidationError::new(
+                    "spec.traffic[].percent",
+                    percent,
+                    "must be a whole number 0-100",
+                ));
+            }
             if shares.insert(revision.clone(), *percent).is_some() {
                 return Err(ValidationError::new(
                     "spec.traffic",
@@ -208,7 +215,8 @@ pub fn apply_change(
         }
         tags.insert(tag.clone(), revision.clone());
     }
-    let total: u32 = shares.values().sum();
+    // In u64: stored shares are each at most 100, but a sum in u32 could still wrap.
+    let total: u64 = shares.values().map(|p| u64::from(*p)).sum();
     if total != 100 {
         return Err(ValidationError::new(
             "spec.traffic",
@@ -402,5 +410,20 @@ mod tests {
             ..Default::default()
         };
         assert!(apply_change(&[], &missing, &revisions()).is_err());
+    }
+
+    /// From the admin API, shares are any u32: two that wrap to 100 in u32 arithmetic once
+    /// passed the check.
+    #[test]
+    fn shares_past_100_are_refused_even_when_they_would_wrap() {
+        let wrapping = TrafficChange {
+            to: Some(vec![
+                (RevisionRef::parse("s-00001"), u32::MAX),
+                (RevisionRef::parse("s-00002"), 101),
+            ]),
+            ..TrafficChange::default()
+        };
+        let err = apply_change(&[], &wrapping, &revisions()).unwrap_err();
+        assert_eq!(err.field, "spec.traffic[].percent");
     }
 }

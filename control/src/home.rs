@@ -106,13 +106,15 @@ impl Home {
     /// The admin API token, created (mode 0600) on first use.
     pub fn token_or_create(&self) -> Result<String, ControlError> {
         let path = self.token_path();
-        match self.token() {
-            Ok(token) => Ok(token),
-            Err(_) => {
+        // Only a missing token is made anew: one that cannot be read (permissions, a disk
+        // error) is an error, never silently replaced, or every client would lose access.
+        match fs::metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let token = random_string(40);
                 write_private(&path, &token).map_err(|e| self.io_error("write", &path, e))?;
                 Ok(token)
             }
+            _ => self.token(),
         }
     }
 
@@ -122,7 +124,11 @@ impl Home {
         let token = fs::read_to_string(&path).map_err(|e| self.io_error("read", &path, e))?;
         let token = token.trim().to_string();
         if token.is_empty() {
-            return Err(self.io_error("read", &path, io::Error::other("the token file is empty")));
+            return Err(self.io_error(
+                "read",
+                &path,
+                io::Error::other("the token file is empty; delete it and restart `rouse serve` for a new one"),
+            ));
         }
         Ok(token)
     }
@@ -160,19 +166,25 @@ fn random_string(len: usize) -> String {
         .collect()
 }
 
-/// Writes a file readable by its owner only, replacing it atomically.
+/// Writes a file readable by its owner only, replacing it atomically and durably: the
+/// temporary file is created new (`O_EXCL`, so a symlink planted in its place is never
+/// followed), synced, renamed over `path`, and the directory synced so the rename survives a
+/// crash.
 fn write_private(path: &Path, contents: &str) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    // A leftover of a crash between create and rename (or anything else in its place).
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))?;
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -190,6 +202,30 @@ mod tests {
         let mode = fs::metadata(home.token_path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(home.id().unwrap(), home.id().unwrap());
+    }
+
+    #[test]
+    fn an_unreadable_token_is_an_error_not_a_new_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("home"));
+        home.create().unwrap();
+        fs::write(home.token_path(), "").unwrap();
+        let err = home.token_or_create().unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        assert_eq!(fs::read_to_string(home.token_path()).unwrap(), "", "left as it was");
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_temporary_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("home"));
+        home.create().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep me").unwrap();
+        std::os::unix::fs::symlink(&victim, home.token_path().with_extension("tmp")).unwrap();
+        let token = home.token_or_create().unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(fs::read_to_string(home.token_path()).unwrap(), token);
     }
 
     #[test]
