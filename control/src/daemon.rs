@@ -85,6 +85,7 @@ pub async fn run(
     let mut registry = Registry::default();
     let ingress_metrics = IngressMetrics::register(&mut registry);
     let serving_metrics = ServingMetrics::register(&mut registry);
+    store.register_metrics(&mut registry);
     let eventing_metrics = EventingMetrics::register(&mut registry);
     let event_log: Arc<dyn EventLog> = Arc::new(
         RedbLog::open(&home.dir().join("events.redb"))

@@ -4,9 +4,13 @@
 //! the runtime after a restart. Values are JSON so records can grow fields without migrations.
 //! redb is kept behind this module's small API: its file format changes about yearly.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use redb::{AccessGuard as Guard, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use rouse_api::{Revision, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,12 +30,16 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    fn name(self) -> &'static str {
         match self {
-            Kind::Broker => TableDefinition::new("brokers"),
-            Kind::Trigger => TableDefinition::new("triggers"),
-            Kind::PingSource => TableDefinition::new("ping_sources"),
+            Kind::Broker => "brokers",
+            Kind::Trigger => "triggers",
+            Kind::PingSource => "ping_sources",
         }
+    }
+
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        TableDefinition::new(self.name())
     }
 }
 
@@ -39,6 +47,19 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Store {
     db: Database,
+    /// Records that cannot be decoded (written by an incompatible version, or damaged), by
+    /// `table/name`, with the reason. Listings skip them, so one bad record never stops the
+    /// others from being served and reconciled; each is logged once and counted in a gauge.
+    unreadable: Mutex<BTreeMap<String, String>>,
+    unreadable_gauge: Gauge,
+}
+
+/// A record a listing skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Unreadable {
+    /// `services/NAME`, `revisions/NAME`, `triggers/NAME`, ...
+    pub record: String,
+    pub reason: String,
 }
 
 fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> ControlError {
@@ -50,7 +71,15 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(bytes).map_err(|e| ControlError::store(format!("record '{key}' is unreadable"), e))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ControlError::store(
+            format!(
+                "record '{key}' cannot be decoded (written by another version of Rouse, or damaged); \
+                 delete it and declare it again"
+            ),
+            e,
+        )
+    })
 }
 
 impl Store {
@@ -65,7 +94,72 @@ impl Store {
             txn.open_table(kind.table()).map_err(store_error)?;
         }
         txn.commit().map_err(store_error)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            unreadable: Mutex::new(BTreeMap::new()),
+            unreadable_gauge: Gauge::default(),
+        })
+    }
+
+    /// Registers `rouse_store_unreadable_records`.
+    pub(crate) fn register_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "rouse_store_unreadable_records",
+            "Stored records that cannot be decoded and are skipped (see the daemon log)",
+            self.unreadable_gauge.clone(),
+        );
+    }
+
+    /// The records listings skip, with why.
+    pub(crate) fn unreadable(&self) -> Vec<Unreadable> {
+        self.quarantine()
+            .iter()
+            .map(|(record, reason)| Unreadable {
+                record: record.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    fn quarantine(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.unreadable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decodes every entry of a table, skipping (and quarantining) those that do not decode.
+    fn decode_all<'a, T: DeserializeOwned>(
+        &self,
+        table: &str,
+        entries: impl Iterator<Item = Result<(Guard<'a, &'static str>, Guard<'a, &'static [u8]>), redb::StorageError>>,
+    ) -> Result<Vec<T>, ControlError> {
+        let mut out = Vec::new();
+        for entry in entries {
+            let (key, value) = entry.map_err(store_error)?;
+            match serde_json::from_slice(value.value()) {
+                Ok(record) => out.push(record),
+                Err(e) => self.quarantine_record(table, key.value(), &e.to_string()),
+            }
+        }
+        Ok(out)
+    }
+
+    fn quarantine_record(&self, table: &str, key: &str, reason: &str) {
+        let mut quarantine = self.quarantine();
+        let record = format!("{table}/{key}");
+        if quarantine.insert(record.clone(), reason.to_string()).is_none() {
+            tracing::error!(
+                %record, %reason,
+                "a stored record cannot be decoded; it is skipped until it is deleted or rewritten"
+            );
+        }
+        self.unreadable_gauge.set(quarantine.len() as i64);
+    }
+
+    /// A record that was written or deleted is no longer unreadable.
+    fn release(&self, table: &str, key: &str) {
+        let mut quarantine = self.quarantine();
+        if quarantine.remove(&format!("{table}/{key}")).is_some() {
+            self.unreadable_gauge.set(quarantine.len() as i64);
+        }
     }
 
     /// One eventing resource by name.
@@ -82,12 +176,7 @@ impl Store {
     pub(crate) fn records<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(kind.table()).map_err(store_error)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(store_error)? {
-            let (key, value) = entry.map_err(store_error)?;
-            out.push(decode(key.value(), value.value())?);
-        }
-        Ok(out)
+        self.decode_all(kind.name(), table.iter().map_err(store_error)?)
     }
 
     /// Writes an eventing resource.
@@ -97,7 +186,9 @@ impl Store {
             let mut table = txn.open_table(kind.table()).map_err(store_error)?;
             table.insert(name, encode(value).as_slice()).map_err(store_error)?;
         }
-        txn.commit().map_err(store_error)
+        txn.commit().map_err(store_error)?;
+        self.release(kind.name(), name);
+        Ok(())
     }
 
     /// Removes an eventing resource; returns whether it existed.
@@ -108,6 +199,7 @@ impl Store {
             table.remove(name).map_err(store_error)?.is_some()
         };
         txn.commit().map_err(store_error)?;
+        self.release(kind.name(), name);
         Ok(existed)
     }
 
@@ -126,7 +218,9 @@ impl Store {
                     .map_err(store_error)?;
             }
         }
-        txn.commit().map_err(store_error)
+        txn.commit().map_err(store_error)?;
+        self.release("services", &service.name);
+        Ok(())
     }
 
     /// Writes a service and removes one of its revisions, in one transaction.
@@ -156,24 +250,14 @@ impl Store {
     pub(crate) fn services(&self) -> Result<Vec<Service>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(SERVICES).map_err(store_error)?;
-        let mut services = Vec::new();
-        for entry in table.iter().map_err(store_error)? {
-            let (key, value) = entry.map_err(store_error)?;
-            services.push(decode(key.value(), value.value())?);
-        }
-        Ok(services)
+        self.decode_all("services", table.iter().map_err(store_error)?)
     }
 
     /// All revisions of all services.
     pub(crate) fn revisions(&self) -> Result<Vec<Revision>, ControlError> {
         let txn = self.db.begin_read().map_err(store_error)?;
         let table = txn.open_table(REVISIONS).map_err(store_error)?;
-        let mut revisions = Vec::new();
-        for entry in table.iter().map_err(store_error)? {
-            let (key, value) = entry.map_err(store_error)?;
-            revisions.push(decode(key.value(), value.value())?);
-        }
-        Ok(revisions)
+        self.decode_all("revisions", table.iter().map_err(store_error)?)
     }
 
     /// Revisions of one service, oldest first.
@@ -207,6 +291,10 @@ impl Store {
             }
         }
         txn.commit().map_err(store_error)?;
+        self.release("services", name);
+        for revision in &doomed {
+            self.release("revisions", revision);
+        }
         Ok(existed)
     }
 }
@@ -216,6 +304,36 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use rouse_api::RevisionTemplate;
+
+    #[test]
+    fn an_undecodable_record_is_skipped_and_reported_until_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let (good, good_rev) = Service::create("good", RevisionTemplate::new("img"), Utc::now());
+        store.save(&good, Some(&good_rev)).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut services = txn.open_table(SERVICES).unwrap();
+            services.insert("bad", b"{not json".as_slice()).unwrap();
+            let mut triggers = txn.open_table(Kind::Trigger.table()).unwrap();
+            triggers.insert("t", b"[]".as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        let names: Vec<String> = store.services().unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["good"]);
+        assert!(store.records::<rouse_api::eventing::Trigger>(Kind::Trigger).unwrap().is_empty());
+        let unreadable: Vec<String> = store.unreadable().into_iter().map(|u| u.record).collect();
+        assert_eq!(unreadable, ["services/bad", "triggers/t"]);
+        assert_eq!(store.unreadable_gauge.get(), 2);
+        // Asked for by name, it is an error that says what to do.
+        let err = store.service("bad").unwrap_err().to_string();
+        assert!(err.contains("cannot be decoded") && err.contains("delete it"), "{err}");
+        // Deleting (or writing it anew) ends the quarantine.
+        assert!(store.delete_service("bad").unwrap());
+        assert!(store.delete_record(Kind::Trigger, "t").unwrap());
+        assert!(store.unreadable().is_empty());
+        assert_eq!(store.unreadable_gauge.get(), 0);
+    }
 
     #[test]
     fn services_and_revisions_round_trip_and_survive_reopen() {
