@@ -2,7 +2,7 @@
 //!
 //! | method and path | does |
 //! |---|---|
-//! | `GET /healthz` | answers 200 (no token needed) |
+//! | `GET /healthz` | 200 `ok`, or 503 naming what cannot write (no token needed) |
 //! | `GET /metrics` | Prometheus metrics (no token needed) |
 //! | `GET /v1/services` | describes every service |
 //! | `GET /v1/services/{name}` | describes one service |
@@ -91,7 +91,7 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
         )
         .layer(middleware::from_fn_with_state(admin.clone(), require_token));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(v1)
         .fallback(|| async {
@@ -105,6 +105,22 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(reject_oversized))
         .with_state(admin)
+}
+
+/// 200 `ok` when the daemon can serve and store, 503 with the reasons when it cannot (a full
+/// disk); warnings (records skipped as unreadable) follow either, one per line.
+async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
+    let health = admin.eventing.health().await;
+    let (status, mut text) = if health.problems.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
+    };
+    for line in health.problems.iter().chain(&health.warnings) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    (status, text).into_response()
 }
 
 /// Answers 413 to a request whose declared length is over the limit before reading any of

@@ -37,11 +37,39 @@ pub(crate) struct Eventing {
     cancel: CancellationToken,
 }
 
+/// What `/healthz` reports: problems make the daemon not ready; warnings do not.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
 fn log_error(e: impl std::error::Error + Send + Sync + 'static) -> ControlError {
     ControlError::store("event log", e)
 }
 
 impl Eventing {
+    /// Whether the state store and the event log can write, and which stored records are
+    /// skipped as unreadable.
+    pub(crate) async fn health(&self) -> Health {
+        let mut health = Health::default();
+        if let Err(reason) = self.store.health() {
+            health.problems.push(format!("the state store cannot write: {reason}"));
+        }
+        if let Err(reason) = self.ingress.log().health().await {
+            health
+                .problems
+                .push(format!("the event log cannot write (brokers answer 503): {reason}"));
+        }
+        for unreadable in self.store.unreadable() {
+            health.warnings.push(format!(
+                "stored record {} cannot be decoded and is skipped: {}",
+                unreadable.record, unreadable.reason
+            ));
+        }
+        health
+    }
+
     /// Starts every broker, trigger and ping source the store holds (and the `default` broker,
     /// which always exists).
     pub(crate) async fn start(

@@ -5,12 +5,13 @@
 //! redb is kept behind this module's small API: its file format changes about yearly.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use redb::{AccessGuard as Guard, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{AccessGuard as Guard, Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use rouse_api::{Revision, Service};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,9 @@ use crate::error::ControlError;
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 /// Keyed by revision name; the service is in the value.
 const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions");
+
+/// Health probes write here.
+const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
 
 /// Eventing resources, each in its own table, keyed by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,12 +50,28 @@ impl Kind {
 /// The state store.
 #[derive(Debug)]
 pub(crate) struct Store {
-    db: Database,
+    path: PathBuf,
+    /// `None` between a failed write and the reopening that repairs the database (redb
+    /// refuses every write after one failed commit until it is opened again).
+    db: RwLock<Option<Database>>,
+    /// The last write's failure, until a write succeeds again.
+    failing: Mutex<Option<String>>,
     /// Records that cannot be decoded (written by an incompatible version, or damaged), by
     /// `table/name`, with the reason. Listings skip them, so one bad record never stops the
     /// others from being served and reconciled; each is logged once and counted in a gauge.
     unreadable: Mutex<BTreeMap<String, String>>,
     unreadable_gauge: Gauge,
+}
+
+/// The open database, held for one read or write.
+struct DbGuard<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl Deref for DbGuard<'_> {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        self.0.as_ref().expect("a DbGuard is only made over an open database")
+    }
 }
 
 /// A record a listing skipped.
@@ -85,6 +105,16 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlErro
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self, ControlError> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Self::open_db(path)?)),
+            failing: Mutex::new(None),
+            unreadable: Mutex::new(BTreeMap::new()),
+            unreadable_gauge: Gauge::default(),
+        })
+    }
+
+    fn open_db(path: &Path) -> Result<Database, ControlError> {
         let db =
             Database::create(path).map_err(|e| ControlError::store(format!("cannot open {}", path.display()), e))?;
         let txn = db.begin_write().map_err(store_error)?;
@@ -94,11 +124,66 @@ impl Store {
             txn.open_table(kind.table()).map_err(store_error)?;
         }
         txn.commit().map_err(store_error)?;
-        Ok(Self {
-            db,
-            unreadable: Mutex::new(BTreeMap::new()),
-            unreadable_gauge: Gauge::default(),
+        Ok(db)
+    }
+
+    /// The open database; reopened first if a failed write closed it.
+    fn db(&self) -> Result<DbGuard<'_>, ControlError> {
+        {
+            let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            if db.is_some() {
+                return Ok(DbGuard(db));
+            }
+        }
+        let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if db.is_none() {
+            *db = Some(Self::open_db(&self.path)?);
+            tracing::info!(path = %self.path.display(), "state store reopened after a write failure");
+        }
+        drop(db);
+        Ok(DbGuard(self.db.read().unwrap_or_else(PoisonError::into_inner)))
+    }
+
+    /// Runs `change` in one write transaction and commits it. A failure closes the database,
+    /// so the next access reopens (and repairs) it: once the disk has room again, writes
+    /// work without a restart.
+    fn write<R>(&self, change: impl FnOnce(&WriteTransaction) -> Result<R, ControlError>) -> Result<R, ControlError> {
+        let result: Result<R, ControlError> = (|| {
+            let db = self.db()?;
+            let txn = db.begin_write().map_err(store_error)?;
+            let value = change(&txn)?;
+            txn.commit().map_err(store_error)?;
+            Ok(value)
+        })();
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(_) => {
+                if failing.take().is_some() {
+                    tracing::info!("state store writes work again");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "state store write failed; the store is reopened before the next access");
+                *failing = Some(error.to_string());
+                self.db.write().unwrap_or_else(PoisonError::into_inner).take();
+            }
+        }
+        result
+    }
+
+    /// Why writes fail, if they do. While they fail, a small write checks whether they work
+    /// again (the disk may have room now), so health recovers without a user's write.
+    pub(crate) fn health(&self) -> Result<(), String> {
+        if self.failing.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
+            return Ok(());
+        }
+        self.write(|txn| {
+            let mut health = txn.open_table(HEALTH).map_err(store_error)?;
+            let probes = health.get("probe").map_err(store_error)?.map_or(0, |v| v.value());
+            health.insert("probe", probes + 1).map_err(store_error)?;
+            Ok(())
         })
+        .map_err(|e| e.to_string())
     }
 
     /// Registers `rouse_store_unreadable_records`.
@@ -164,7 +249,7 @@ impl Store {
 
     /// One eventing resource by name.
     pub(crate) fn record<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<Option<T>, ControlError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.db()?.begin_read().map_err(store_error)?;
         let table = txn.open_table(kind.table()).map_err(store_error)?;
         match table.get(name).map_err(store_error)? {
             Some(value) => Ok(Some(decode(name, value.value())?)),
@@ -174,39 +259,35 @@ impl Store {
 
     /// Every eventing resource of a kind, by name.
     pub(crate) fn records<T: DeserializeOwned>(&self, kind: Kind) -> Result<Vec<T>, ControlError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.db()?.begin_read().map_err(store_error)?;
         let table = txn.open_table(kind.table()).map_err(store_error)?;
         self.decode_all(kind.name(), table.iter().map_err(store_error)?)
     }
 
     /// Writes an eventing resource.
     pub(crate) fn save_record<T: Serialize>(&self, kind: Kind, name: &str, value: &T) -> Result<(), ControlError> {
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
+        self.write(|txn| {
             let mut table = txn.open_table(kind.table()).map_err(store_error)?;
             table.insert(name, encode(value).as_slice()).map_err(store_error)?;
-        }
-        txn.commit().map_err(store_error)?;
+            Ok(())
+        })?;
         self.release(kind.name(), name);
         Ok(())
     }
 
     /// Removes an eventing resource; returns whether it existed.
     pub(crate) fn delete_record(&self, kind: Kind, name: &str) -> Result<bool, ControlError> {
-        let txn = self.db.begin_write().map_err(store_error)?;
-        let existed = {
+        let existed = self.write(|txn| {
             let mut table = txn.open_table(kind.table()).map_err(store_error)?;
-            table.remove(name).map_err(store_error)?.is_some()
-        };
-        txn.commit().map_err(store_error)?;
+            Ok(table.remove(name).map_err(store_error)?.is_some())
+        })?;
         self.release(kind.name(), name);
         Ok(existed)
     }
 
     /// Writes a service and, optionally, a new revision of it, in one transaction.
     pub(crate) fn save(&self, service: &Service, revision: Option<&Revision>) -> Result<(), ControlError> {
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
+        self.write(|txn| {
             let mut services = txn.open_table(SERVICES).map_err(store_error)?;
             services
                 .insert(service.name.as_str(), encode(service).as_slice())
@@ -217,28 +298,27 @@ impl Store {
                     .insert(revision.name.as_str(), encode(revision).as_slice())
                     .map_err(store_error)?;
             }
-        }
-        txn.commit().map_err(store_error)?;
+            Ok(())
+        })?;
         self.release("services", &service.name);
         Ok(())
     }
 
     /// Writes a service and removes one of its revisions, in one transaction.
     pub(crate) fn save_without(&self, service: &Service, revision: &str) -> Result<(), ControlError> {
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
+        self.write(|txn| {
             let mut services = txn.open_table(SERVICES).map_err(store_error)?;
             services
                 .insert(service.name.as_str(), encode(service).as_slice())
                 .map_err(store_error)?;
             let mut revisions = txn.open_table(REVISIONS).map_err(store_error)?;
             revisions.remove(revision).map_err(store_error)?;
-        }
-        txn.commit().map_err(store_error)
+            Ok(())
+        })
     }
 
     pub(crate) fn service(&self, name: &str) -> Result<Option<Service>, ControlError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.db()?.begin_read().map_err(store_error)?;
         let table = txn.open_table(SERVICES).map_err(store_error)?;
         match table.get(name).map_err(store_error)? {
             Some(value) => Ok(Some(decode(name, value.value())?)),
@@ -248,14 +328,14 @@ impl Store {
 
     /// All services, by name.
     pub(crate) fn services(&self) -> Result<Vec<Service>, ControlError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.db()?.begin_read().map_err(store_error)?;
         let table = txn.open_table(SERVICES).map_err(store_error)?;
         self.decode_all("services", table.iter().map_err(store_error)?)
     }
 
     /// All revisions of all services.
     pub(crate) fn revisions(&self) -> Result<Vec<Revision>, ControlError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.db()?.begin_read().map_err(store_error)?;
         let table = txn.open_table(REVISIONS).map_err(store_error)?;
         self.decode_all("revisions", table.iter().map_err(store_error)?)
     }
@@ -269,28 +349,25 @@ impl Store {
 
     /// Removes one revision record.
     pub(crate) fn delete_revision(&self, name: &str) -> Result<(), ControlError> {
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
+        self.write(|txn| {
             let mut revisions = txn.open_table(REVISIONS).map_err(store_error)?;
             revisions.remove(name).map_err(store_error)?;
-        }
-        txn.commit().map_err(store_error)
+            Ok(())
+        })
     }
 
     /// Removes a service and all its revisions; returns whether it existed.
     pub(crate) fn delete_service(&self, name: &str) -> Result<bool, ControlError> {
         let doomed: Vec<String> = self.revisions_of(name)?.into_iter().map(|r| r.name).collect();
-        let txn = self.db.begin_write().map_err(store_error)?;
-        let existed;
-        {
+        let existed = self.write(|txn| {
             let mut services = txn.open_table(SERVICES).map_err(store_error)?;
-            existed = services.remove(name).map_err(store_error)?.is_some();
+            let existed = services.remove(name).map_err(store_error)?.is_some();
             let mut revisions = txn.open_table(REVISIONS).map_err(store_error)?;
             for revision in &doomed {
                 revisions.remove(revision.as_str()).map_err(store_error)?;
             }
-        }
-        txn.commit().map_err(store_error)?;
+            Ok(existed)
+        })?;
         self.release("services", name);
         for revision in &doomed {
             self.release("revisions", revision);
@@ -311,7 +388,7 @@ mod tests {
         let store = Store::open(&dir.path().join("state.redb")).unwrap();
         let (good, good_rev) = Service::create("good", RevisionTemplate::new("img"), Utc::now());
         store.save(&good, Some(&good_rev)).unwrap();
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.db().unwrap().begin_write().unwrap();
         {
             let mut services = txn.open_table(SERVICES).unwrap();
             services.insert("bad", b"{not json".as_slice()).unwrap();

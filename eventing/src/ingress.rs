@@ -260,7 +260,7 @@ async fn receive(
         }
         Err(IngestError::Log(error)) => {
             tracing::warn!(%broker, %error, "events not stored");
-            metrics.rejected(&broker, 500, "store");
+            metrics.rejected(&broker, 503, "store");
             respond::store_failed(&error)
         }
     }

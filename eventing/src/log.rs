@@ -38,4 +38,10 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Deletes all of `broker`'s events; its offsets keep counting from where they were.
     async fn delete_broker(&self, broker: &str) -> Result<(), EventLogError>;
+
+    /// Whether writes work: `Err` with the last failure while they do not (a full disk). A
+    /// backend that recovers on its own checks here whether it has.
+    async fn health(&self) -> Result<(), EventLogError> {
+        Ok(())
+    }
 }

@@ -7,10 +7,15 @@
 //! once its write is on disk, and under load one fsync covers many events and cursors.
 //! Cursor writes go through the same thread because redb allows one write transaction at a
 //! time: a cursor committed on its own would make appends wait for its fsync.
+//!
+//! A failed commit (a full disk, an I/O error) makes redb refuse every later write until the
+//! database is opened again, which repairs it. So the writer drops the database after a
+//! failure and opens it anew before the next write: writes fail (the broker answers 503)
+//! while the disk is full, and work again as soon as there is room, without a restart.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
@@ -33,6 +38,8 @@ const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 const TRIM_CHUNK: u64 = 8192;
 /// Most writes folded into one transaction: bounds the latency of the first one in a batch.
 const MAX_BATCH: usize = 4096;
+/// The key a health probe writes in the heads table.
+const PROBE_KEY: &str = "_probe";
 /// Writes waiting for the writer before callers wait for room.
 const QUEUE: usize = 16 * 1024;
 
@@ -60,6 +67,67 @@ enum Write {
         before: Option<u64>,
         done: oneshot::Sender<Result<(), EventLogError>>,
     },
+    /// Writes nothing: checks that a transaction commits (reopening the database first if a
+    /// failure closed it).
+    Probe { done: oneshot::Sender<Result<(), EventLogError>> },
+}
+
+/// The database, closed after a failed commit and opened again by the writer.
+struct Handle {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+    /// The last commit's failure, while it has not been followed by a success.
+    failing: Mutex<Option<EventLogError>>,
+}
+
+impl Handle {
+    fn open(path: &Path) -> Result<Database, EventLogError> {
+        let db = Database::create(path).map_err(|e| EventLogError::Open {
+            path: path.display().to_string(),
+            source: std::sync::Arc::new(redb::Error::from(e)),
+        })?;
+        let txn = db.begin_write().map_err(store_error)?;
+        txn.open_table(EVENTS).map_err(store_error)?;
+        txn.open_table(HEADS).map_err(store_error)?;
+        txn.open_table(CURSORS).map_err(store_error)?;
+        txn.commit().map_err(store_error)?;
+        Ok(db)
+    }
+
+    /// The open database, for a read or a write.
+    fn get(&self) -> Result<Arc<Database>, EventLogError> {
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        match &*db {
+            Some(db) => Ok(db.clone()),
+            None => Err(self.failing().unwrap_or(EventLogError::Closed)),
+        }
+    }
+
+    fn failing(&self) -> Option<EventLogError> {
+        self.failing.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set_failing(&self, error: Option<EventLogError>) {
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = error;
+    }
+
+    /// After a failed commit: closes the database, so the next write opens (and repairs) it.
+    fn close(&self, error: EventLogError) {
+        self.set_failing(Some(error));
+        self.db.write().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
+    /// The database for the writer, opened again if a failure closed it. A read still holding
+    /// the old one keeps its file lock a moment: then the next write tries again.
+    fn for_writing(&self) -> Result<Arc<Database>, EventLogError> {
+        if let Ok(db) = self.get() {
+            return Ok(db);
+        }
+        let db = Arc::new(Self::open(&self.path)?);
+        *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(db.clone());
+        tracing::info!(path = %self.path.display(), "event log reopened after a write failure");
+        Ok(db)
+    }
 }
 
 impl Write {
@@ -71,7 +139,7 @@ impl Write {
             Write::Append { done, .. } => {
                 let _ = done.send(result);
             }
-            Write::Cursor { done, .. } | Write::Trim { done, .. } => {
+            Write::Cursor { done, .. } | Write::Trim { done, .. } | Write::Probe { done } => {
                 let _ = done.send(result.map(drop));
             }
         }
@@ -80,7 +148,7 @@ impl Write {
 
 /// The embedded event log.
 pub struct RedbLog {
-    db: Arc<Database>,
+    handle: Arc<Handle>,
     writes: Option<mpsc::Sender<Write>>,
     writer: Option<JoinHandle<()>>,
     /// Write transactions committed, for tests and metrics.
@@ -90,28 +158,24 @@ pub struct RedbLog {
 impl RedbLog {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, EventLogError> {
-        let db = Database::create(path).map_err(|e| EventLogError::Open {
-            path: path.display().to_string(),
-            source: std::sync::Arc::new(redb::Error::from(e)),
-        })?;
-        let txn = db.begin_write().map_err(store_error)?;
-        txn.open_table(EVENTS).map_err(store_error)?;
-        txn.open_table(HEADS).map_err(store_error)?;
-        txn.open_table(CURSORS).map_err(store_error)?;
-        txn.commit().map_err(store_error)?;
-        let db = Arc::new(db);
+        let db = Handle::open(path)?;
+        let handle = Arc::new(Handle {
+            path: path.to_path_buf(),
+            db: RwLock::new(Some(Arc::new(db))),
+            failing: Mutex::new(None),
+        });
         let (tx, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let writer = {
-            let db = db.clone();
+            let handle = handle.clone();
             let commits = commits.clone();
             std::thread::Builder::new()
                 .name("rouse-event-log".to_string())
-                .spawn(move || write_loop(&db, rx, &commits))
-                .map_err(store_error)?
+                .spawn(move || write_loop(&handle, rx, &commits))
+                .map_err(|e| EventLogError::Store(Arc::new(e)))?
         };
         Ok(Self {
-            db,
+            handle,
             writes: Some(tx),
             writer: Some(writer),
             commits,
@@ -149,7 +213,7 @@ impl Drop for RedbLog {
 }
 
 /// The writer thread: batch, commit once, answer everyone in the batch.
-fn write_loop(db: &Database, mut writes: mpsc::Receiver<Write>, commits: &AtomicU64) {
+fn write_loop(handle: &Handle, mut writes: mpsc::Receiver<Write>, commits: &AtomicU64) {
     let mut heads: HashMap<String, u64> = HashMap::new();
     while let Some(first) = writes.blocking_recv() {
         let mut batch = vec![first];
@@ -159,17 +223,25 @@ fn write_loop(db: &Database, mut writes: mpsc::Receiver<Write>, commits: &Atomic
                 Err(_) => break,
             }
         }
-        match commit_batch(db, &batch, &mut heads) {
+        let committed = handle
+            .for_writing()
+            .and_then(|db| commit_batch(&db, &batch, &mut heads));
+        match committed {
             Ok(answers) => {
                 commits.fetch_add(1, Ordering::Relaxed);
+                if handle.failing().is_some() {
+                    handle.set_failing(None);
+                    tracing::info!("event log writes work again");
+                }
                 for (write, answer) in batch.into_iter().zip(answers) {
                     write.answer(Ok(answer));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, writes = batch.len(), "event log commit failed");
+                tracing::warn!(error = %e, writes = batch.len(), "event log commit failed; it is reopened before the next write");
                 // Offsets handed out in the failed transaction are not kept.
                 heads.clear();
+                handle.close(e.clone());
                 for write in batch {
                     write.answer(Err(e.clone()));
                 }
@@ -231,6 +303,13 @@ fn commit_batch(
                         .map_err(store_error)?;
                     answers.push(Vec::new());
                 }
+                Write::Probe { .. } => {
+                    // A real write, so that a probe on a full disk fails as an append would.
+                    // Broker names are DNS labels: this key is nobody's head.
+                    let probes = stored_heads.get(PROBE_KEY).map_err(store_error)?.map_or(0, |v| v.value());
+                    stored_heads.insert(PROBE_KEY, probes + 1).map_err(store_error)?;
+                    answers.push(Vec::new());
+                }
             }
         }
     }
@@ -241,7 +320,7 @@ fn commit_batch(
 impl RedbLog {
     /// The lowest offset `broker` still holds below `before`, if any.
     fn first_offset(&self, broker: &str, before: u64) -> Result<Option<u64>, EventLogError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.handle.get()?.begin_read().map_err(store_error)?;
         let events = txn.open_table(EVENTS).map_err(store_error)?;
         let mut range = events.range((broker, 0)..(broker, before)).map_err(store_error)?;
         match range.next() {
@@ -264,7 +343,7 @@ impl EventLog for RedbLog {
     }
 
     async fn read(&self, broker: &str, from: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, EventLogError> {
-        let db = self.db.clone();
+        let db = self.handle.get()?;
         let broker = broker.to_string();
         // redb reads are blocking; keep them off the async workers.
         tokio::task::spawn_blocking(move || {
@@ -288,19 +367,19 @@ impl EventLog for RedbLog {
     }
 
     async fn head(&self, broker: &str) -> Result<u64, EventLogError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.handle.get()?.begin_read().map_err(store_error)?;
         let heads = txn.open_table(HEADS).map_err(store_error)?;
         Ok(heads.get(broker).map_err(store_error)?.map_or(0, |v| v.value()))
     }
 
     async fn cursor(&self, subscriber: &str) -> Result<Option<u64>, EventLogError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.handle.get()?.begin_read().map_err(store_error)?;
         let cursors = txn.open_table(CURSORS).map_err(store_error)?;
         Ok(cursors.get(subscriber).map_err(store_error)?.map(|v| v.value()))
     }
 
     async fn cursors(&self, prefix: &str) -> Result<Vec<(String, u64)>, EventLogError> {
-        let txn = self.db.begin_read().map_err(store_error)?;
+        let txn = self.handle.get()?.begin_read().map_err(store_error)?;
         let cursors = txn.open_table(CURSORS).map_err(store_error)?;
         let mut out = Vec::new();
         for entry in cursors.range(prefix..).map_err(store_error)? {
@@ -352,6 +431,15 @@ impl EventLog for RedbLog {
             from = end;
         }
         Ok(())
+    }
+
+    async fn health(&self) -> Result<(), EventLogError> {
+        if self.handle.failing().is_none() {
+            return Ok(());
+        }
+        // Failing: see whether a write works now (the disk may have room again).
+        let (done, answer) = oneshot::channel();
+        self.write(Write::Probe { done }, answer).await
     }
 
     async fn delete_broker(&self, broker: &str) -> Result<(), EventLogError> {

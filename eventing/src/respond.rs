@@ -78,12 +78,15 @@ pub(crate) fn too_large(what: &str, limit: usize) -> Response {
     )
 }
 
-/// 500 (or 503 while shutting down): the event log could not store the events; nothing was
-/// stored, so the sender may retry.
+/// 503: the event log could not store the events (a full disk, shutting down); nothing was
+/// stored, so the sender should retry, and a 202 is never given for what is not on disk.
 pub(crate) fn store_failed(error: &EventLogError) -> Response {
-    let status = match error {
-        EventLogError::Closed => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    message(status, format!("events not stored, retry later: {error}"))
+    let mut response = message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("events not stored, retry later: {error}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }

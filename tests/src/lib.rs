@@ -136,6 +136,12 @@ impl Rouse {
             .prefix("rouse-e2e-")
             .tempdir()
             .expect("temp home");
+        Self::start_in(home, config)
+    }
+
+    /// Starts a daemon whose home is `home` (a directory the test prepared, e.g. a small
+    /// tmpfs), with `config` as its `rouse.toml` when not empty.
+    pub fn start_in(home: tempfile::TempDir, config: &str) -> Self {
         let config = (!config.is_empty()).then(|| {
             let path = home.path().join("test.toml");
             fs::write(&path, config).expect("write config");
@@ -412,6 +418,11 @@ impl Rouse {
                 body,
             }
         })
+    }
+
+    /// A request without a body to the admin API (no token: for `/healthz` and `/metrics`).
+    pub fn request_to_api(&self, method: Method, host: &str, path: &str) -> Reply {
+        self.request_to(self.api, method, host, path, &[], Bytes::new())
     }
 
     /// The Prometheus text of the admin API's `/metrics`.

@@ -16,6 +16,10 @@ pub(crate) fn run(home: &Home, args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
+        // A log that cannot be written (its disk is full) must not take the daemon down:
+        // tracing's default reports such errors with `eprintln!`, which panics when stderr
+        // fails too, and a panicked writer thread closes the event log.
+        .log_internal_errors(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -39,20 +43,27 @@ pub(crate) fn run(home: &Home, args: ServeArgs) -> anyhow::Result<()> {
             config: args.config,
         };
         let daemon = rouse_control::run(options, shutdown.clone(), |addresses| {
-            eprintln!(
+            say(&format!(
                 "rouse: serving on http://{} (brokers http://{}, admin API http://{}, home {})",
                 addresses.ingress,
                 addresses.events,
                 addresses.api,
                 home.dir().display()
-            );
+            ));
         });
         tokio::pin!(daemon);
         tokio::select! {
             result = &mut daemon => return result.map_err(anyhow::Error::from),
             () = signals => {}
         }
-        eprintln!("rouse: shutting down (instances keep running and are adopted at the next start)");
+        say("rouse: shutting down (instances keep running and are adopted at the next start)");
         daemon.await.map_err(anyhow::Error::from)
     })
+}
+
+/// A line on stderr; unlike `eprintln!`, a stderr that cannot be written (a full disk under
+/// a redirected log) is no panic.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
