@@ -269,10 +269,14 @@ fn a_config_value_out_of_range_stops_serve_at_start_naming_file_table_and_key() 
 
 /// Time for one raw HTTP/1.1 GET to `addr`, with its status line.
 fn timed_get(addr: std::net::SocketAddr, host: &str, path: &str) -> (Duration, String) {
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     let status = answer.lines().next().unwrap_or_default().to_string();
@@ -299,9 +303,15 @@ fn stuck_sockets_slow_nothing_and_connection_caps_answer_503() {
     }
     for _ in 0..5 {
         let (took, status) = timed_get(rouse.api, "rouse", "/healthz");
-        assert!(status.contains("200") && took < Duration::from_secs(1), "/healthz: {status} in {took:?}");
+        assert!(
+            status.contains("200") && took < Duration::from_secs(1),
+            "/healthz: {status} in {took:?}"
+        );
         let (took, status) = timed_get(rouse.ingress, &web, "/");
-        assert!(status.contains("200") && took < Duration::from_secs(1), "web: {status} in {took:?}");
+        assert!(
+            status.contains("200") && took < Duration::from_secs(1),
+            "web: {status} in {took:?}"
+        );
     }
     drop(stuck);
 
@@ -318,6 +328,9 @@ fn stuck_sockets_slow_nothing_and_connection_caps_answer_503() {
     assert!(answer.contains("max-connections-per-client"), "{answer}");
     drop(held);
     rouse_tests::eventually("a free connection slot", Duration::from_secs(5), || {
-        timed_get(capped.api, "rouse", "/healthz").1.contains("200").then_some(())
+        timed_get(capped.api, "rouse", "/healthz")
+            .1
+            .contains("200")
+            .then_some(())
     });
 }

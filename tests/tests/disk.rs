@@ -36,6 +36,8 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        // The home's own cleanup ran while the tmpfs was still mounted on it.
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -60,7 +62,14 @@ fn send(rouse: &Rouse, id: &str, data: &str) -> u16 {
     let out = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
         .args(["-H", "ce-specversion: 1.0", "-H", &format!("ce-id: {id}")])
-        .args(["-H", "ce-source: /disk", "-H", "ce-type: t", "-H", "content-type: text/plain"])
+        .args([
+            "-H",
+            "ce-source: /disk",
+            "-H",
+            "ce-type: t",
+            "-H",
+            "content-type: text/plain",
+        ])
         .args(["--data-binary", "@-"])
         .arg(format!("http://{}/default/default", rouse.events))
         .stdin(std::process::Stdio::piped())

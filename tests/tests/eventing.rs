@@ -168,7 +168,10 @@ fn hostile_events_are_refused_before_they_cost_memory_and_what_is_accepted_is_de
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert!(reply.text().contains("event 0 of the batch"), "{}", reply.text());
     let after = peak_memory_mib(rouse.pid());
-    assert!(after < before + 100, "peak memory went from {before} MiB to {after} MiB");
+    assert!(
+        after < before + 100,
+        "peak memory went from {before} MiB to {after} MiB"
+    );
 
     let event = |id: &str, extensions: usize, extra: &str| {
         let extensions: String = (0..extensions).map(|i| format!(r#","x{i}":"v{i}""#)).collect();
@@ -197,7 +200,10 @@ fn hostile_events_are_refused_before_they_cost_memory_and_what_is_accepted_is_de
     let got = wait_for(&sub, "/all", 2);
     let full = got.iter().find(|r| r.header("ce-id") == "full").unwrap();
     assert_eq!(full.header("ce-x79"), "v79");
-    assert_eq!(full.headers.keys().filter(|k| k.as_str().starts_with("ce-x")).count(), 80);
+    assert_eq!(
+        full.headers.keys().filter(|k| k.as_str().starts_with("ce-x")).count(),
+        80
+    );
     let ttl = got.iter().find(|r| r.header("ce-id") == "ttl").unwrap();
     assert_eq!(ttl.header("ce-knativebrokerttl"), "255");
     assert_eq!(sub.received("/all").len(), 2, "nothing refused was stored");
@@ -229,7 +235,7 @@ fn a_stalled_request_body_is_cut_after_the_idle_timeout() {
     ] {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(b"{\"template\"").unwrap();
         let mut answer = vec![0; 4096];
