@@ -16,6 +16,27 @@ pub fn parse_cpu(q: &str) -> Result<u64, String> {
 /// Memory in bytes: binary suffixes `Ki Mi Gi Ti`, decimal `k M G T`, or a plain number.
 pub fn parse_memory(q: &str) -> Result<u64, String> {
     let hint = "write memory as e.g. \"128Mi\", \"1Gi\" or \"500M\"";
+    let bytes = quantity_bytes(q).ok_or_else(|| format!("is not a memory quantity; {hint}"))?;
+    // Docker refuses limits under 6 MiB; say so here rather than at start.
+    if !(6.0 * 1048576.0..=1e15).contains(&bytes) {
+        return Err(format!("is out of range; {hint}, at least 6Mi"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// A size in bytes written as a memory quantity (`10Mi`, `500k`, `1048576`), with no floor
+/// of its own: for sizes other than a container's memory (a log file's, say).
+pub fn parse_size(q: &str) -> Result<u64, String> {
+    let hint = "write a size as e.g. \"10Mi\", \"512Ki\" or \"1G\"";
+    let bytes = quantity_bytes(q).ok_or_else(|| format!("is not a size; {hint}"))?;
+    if !(1.0..=1e15).contains(&bytes) {
+        return Err(format!("is out of range; {hint}, at least 1 byte"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// The bytes a memory quantity stands for; `None` when it is not one (or not finite).
+fn quantity_bytes(q: &str) -> Option<f64> {
     const UNITS: [(&str, f64); 9] = [
         ("Ki", 1024.0),
         ("Mi", 1048576.0),
@@ -31,15 +52,8 @@ pub fn parse_memory(q: &str) -> Result<u64, String> {
         .iter()
         .find_map(|(suffix, factor)| q.strip_suffix(suffix).map(|n| (n, *factor)))
         .unwrap_or((q, 1.0));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("is not a memory quantity; {hint}"))?;
-    let bytes = value * factor;
-    // Docker refuses limits under 6 MiB; say so here rather than at start.
-    if !bytes.is_finite() || !(6.0 * 1048576.0..=1e15).contains(&bytes) {
-        return Err(format!("is out of range; {hint}, at least 6Mi"));
-    }
-    Ok(bytes.round() as u64)
+    let value: f64 = number.parse().ok()?;
+    Some(value * factor).filter(|bytes| bytes.is_finite())
 }
 
 #[cfg(test)]
@@ -66,6 +80,16 @@ mod tests {
         assert_eq!(parse_memory("67108864"), Ok(67_108_864));
         for bad in ["", "Mi", "lots", "1Ki", "-5Mi", "128MB"] {
             assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_have_no_memory_floor() {
+        assert_eq!(parse_size("10Mi"), Ok(10 << 20));
+        assert_eq!(parse_size("1Ki"), Ok(1024));
+        assert_eq!(parse_size("500k"), Ok(500_000));
+        for bad in ["", "0", "lots", "-1Ki", "10MB", "inf"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 }

@@ -251,6 +251,7 @@ async fn deploy(
 ) -> Result<Response, ControlError> {
     validate_name("service name", &name)?;
     request.template.validate()?;
+    admin.serving.check_scale(&request.template)?;
     let image = &request.template.image;
     if !admin.serving.runtime().image_exists(image).await? {
         return Err(RuntimeError::ImageNotFound { image: image.clone() }.into());

@@ -185,6 +185,7 @@ async fn apply_eventing(eventing: &Arc<Eventing>, index: usize, resource: Resour
 async fn check_service(serving: &Serving, declared: &DeclaredService) -> Result<Vec<TrafficTarget>, ControlError> {
     let template = &declared.template;
     template.validate()?;
+    serving.check_scale(template)?;
     if !serving.runtime().image_exists(&template.image).await? {
         return Err(ValidationError::new(
             "spec.template.spec.containers[0].image",

@@ -1,13 +1,15 @@
 //! The daemon's configuration: `rouse.toml` in the home, or the file given to `--config`.
 
+use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use rouse_activator::IngressConfig;
 use rouse_api::duration::deserialize_duration;
+use rouse_api::quantity::{parse_memory, parse_size};
 use rouse_autoscaler::AutoscalerConfig;
 use rouse_runtime::Dial;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::ControlError;
 
@@ -22,6 +24,33 @@ pub(crate) const DEFAULT_CRASH_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_CRASH_BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How often the reconciler compares desired and actual state even when nothing changed.
 pub(crate) const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// Most processes and threads one instance may have: far above what a web server needs, a
+/// thread-per-request JVM included, and far below what takes a host down (a fork bomb
+/// stops there). CRI-O's and OpenShift's default per pod.
+pub(crate) const DEFAULT_PIDS_LIMIT: u32 = 4096;
+/// Fewest processes a nonzero `pids-limit` may allow: Docker's init, the app and its threads.
+const MIN_PIDS_LIMIT: u64 = 16;
+/// Most processes a `pids-limit` may allow: Linux's own ceiling (`pid_max`).
+const MAX_PIDS_LIMIT: u64 = 4_194_304;
+/// Size at which an instance's log file is rotated (json-file's `max-size`).
+pub(crate) const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// Log files kept per instance, the one being written included (json-file's `max-file`):
+/// with the size above, at most 30 MiB of disk per instance.
+pub(crate) const DEFAULT_LOG_MAX_FILES: u32 = 3;
+/// Memory limit of an instance whose revision sets none: Cloud Run's default. Without one,
+/// a single leaking instance can take the host's memory, and with it every other service.
+pub(crate) const DEFAULT_MEMORY_LIMIT: u64 = 512 * 1024 * 1024;
+/// Capabilities taken from Docker's default set: NET_RAW lets a process forge packets and
+/// spoof its neighbours on the bridge, and no HTTP service needs it (Kubernetes' restricted
+/// Pod Security profile drops it too; ping still works through unprivileged ICMP sockets).
+pub(crate) const DEFAULT_DROP_CAPABILITIES: [&str; 1] = ["NET_RAW"];
+/// `max-instances` when it is not set and the host's memory cannot be read (no
+/// /proc/meminfo): Cloud Run's default maximum per service.
+pub(crate) const FALLBACK_MAX_INSTANCES: u32 = 100;
+/// The largest `max-instances`: more containers than one Docker Engine runs well.
+pub(crate) const MAX_MAX_INSTANCES: u32 = 10_000;
+/// Where the host-wide cap is set, for messages.
+pub(crate) const MAX_INSTANCES_KEY: &str = "[instances] max-instances";
 
 /// Everything `rouse.toml` can set.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -87,7 +116,7 @@ impl RuntimeConfig {
     }
 }
 
-/// `[instances]`: lifecycle of instances.
+/// `[instances]`: lifecycle, limits and privileges of instances, and how many this host runs.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct InstanceConfig {
@@ -101,6 +130,146 @@ pub struct InstanceConfig {
     pub crash_backoff_max: Duration,
     #[serde(deserialize_with = "deserialize_duration")]
     pub resync_interval: Duration,
+    /// Most processes and threads per instance; 0 = unlimited.
+    pub pids_limit: u32,
+    /// An instance's log file is rotated at this size, in bytes (written `"10Mi"`).
+    #[serde(deserialize_with = "deserialize_log_max_size")]
+    pub log_max_size: u64,
+    /// Log files kept per instance.
+    pub log_max_files: u32,
+    /// Memory limit of instances whose revision sets none, in bytes (written `"512Mi"`);
+    /// `None` (written `"0"`) leaves them unlimited.
+    #[serde(deserialize_with = "deserialize_default_memory_limit")]
+    pub default_memory_limit: Option<u64>,
+    /// Instances' processes cannot gain privileges (setuid binaries, file capabilities).
+    pub no_new_privileges: bool,
+    /// Linux capabilities taken from instances, without `CAP_` (`NET_RAW`), or `ALL`.
+    #[serde(deserialize_with = "deserialize_capabilities")]
+    pub drop_capabilities: Vec<String>,
+    /// Most instances on this host, all revisions together; `None` derives it from the
+    /// host's memory ([`InstanceConfig::instance_cap`]).
+    pub max_instances: Option<u32>,
+}
+
+/// The host-wide cap on instances, and whether it was set or derived, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceCap {
+    pub max: u32,
+    /// Not set in `rouse.toml`: derived from the host's memory.
+    pub derived: bool,
+}
+
+impl fmt::Display for InstanceCap {
+    /// `[instances] max-instances = 2 in rouse.toml`, saying so when it was derived.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{MAX_INSTANCES_KEY} = {}", self.max)?;
+        if self.derived {
+            f.write_str(" (not set in rouse.toml: the host's memory / default-memory-limit)")
+        } else {
+            f.write_str(" in rouse.toml")
+        }
+    }
+}
+
+impl InstanceConfig {
+    /// The host-wide cap: `max-instances` when set; else as many instances as fit in the
+    /// host's memory (`host_memory`, bytes) at `default-memory-limit` each (512Mi when
+    /// that is "0"), at least 1, so instances at their default limit cannot together take
+    /// more memory than the host has; [`FALLBACK_MAX_INSTANCES`] when the memory is unknown.
+    pub fn instance_cap(&self, host_memory: Option<u64>) -> InstanceCap {
+        if let Some(max) = self.max_instances {
+            return InstanceCap { max, derived: false };
+        }
+        let each = self.default_memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT).max(1);
+        let max = host_memory.map_or(FALLBACK_MAX_INSTANCES, |memory| {
+            (memory / each).clamp(1, u64::from(MAX_MAX_INSTANCES)) as u32
+        });
+        InstanceCap { max, derived: true }
+    }
+}
+
+fn deserialize_log_max_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_size(&text)
+        .map_err(|reason| serde::de::Error::custom(format!("[instances] log-max-size = {text:?}: {reason}")))
+}
+
+fn deserialize_default_memory_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim() == "0" {
+        return Ok(None);
+    }
+    parse_memory(&text).map(Some).map_err(|reason| {
+        serde::de::Error::custom(format!(
+            "[instances] default-memory-limit = {text:?}: {reason}, or \"0\" for no default limit"
+        ))
+    })
+}
+
+/// Linux's capabilities (capabilities(7)), as Docker names them.
+const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Capability names in any case, with or without `CAP_`, as Docker's `NET_RAW`; a name
+/// that is not a capability is refused here, not by Docker at every start.
+fn deserialize_capabilities<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .map(|name| {
+            let upper = name.trim().to_ascii_uppercase();
+            let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+            if bare == "ALL" || CAPABILITIES.contains(&bare) {
+                Ok(bare.to_string())
+            } else {
+                Err(serde::de::Error::custom(format!(
+                    "[instances] drop-capabilities: {name:?} is not a Linux capability; write names such as \"NET_RAW\" \
+                     or \"SYS_ADMIN\" (see capabilities(7)), or \"ALL\""
+                )))
+            }
+        })
+        .collect()
 }
 
 impl Default for InstanceConfig {
@@ -111,6 +280,13 @@ impl Default for InstanceConfig {
             crash_backoff: DEFAULT_CRASH_BACKOFF,
             crash_backoff_max: DEFAULT_CRASH_BACKOFF_MAX,
             resync_interval: DEFAULT_RESYNC_INTERVAL,
+            pids_limit: DEFAULT_PIDS_LIMIT,
+            log_max_size: DEFAULT_LOG_MAX_SIZE,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
+            default_memory_limit: Some(DEFAULT_MEMORY_LIMIT),
+            no_new_privileges: true,
+            drop_capabilities: DEFAULT_DROP_CAPABILITIES.map(String::from).to_vec(),
+            max_instances: None,
         }
     }
 }
@@ -196,6 +372,17 @@ impl Config {
             100 * MS,
             10 * 60 * SEC,
         )?;
+        if n.pids_limit != 0 && !(MIN_PIDS_LIMIT..=MAX_PIDS_LIMIT).contains(&u64::from(n.pids_limit)) {
+            return Err(format!(
+                "[instances] pids-limit = {}: must be 0 (unlimited) or between {MIN_PIDS_LIMIT} and {MAX_PIDS_LIMIT}",
+                n.pids_limit
+            ));
+        }
+        size("instances", "log-max-size", n.log_max_size, KIB, GIB)?;
+        count("instances", "log-max-files", n.log_max_files.into(), 1, 100)?;
+        if let Some(max) = n.max_instances {
+            count("instances", "max-instances", max.into(), 1, MAX_MAX_INSTANCES.into())?;
+        }
         let a = &self.autoscaler;
         duration(
             "autoscaler",
@@ -341,6 +528,109 @@ mod tests {
         );
         let err = Config::parse("[eventing]\ncursor-interval = \"2h\"\n").unwrap_err();
         assert_eq!(err, "[eventing] cursor-interval = \"2h\": must be between 10ms and 1m");
+    }
+
+    #[test]
+    fn instance_limits_default_to_confined_and_read_their_syntax() {
+        let n = Config::parse("").unwrap().instances;
+        assert_eq!(n.pids_limit, 4096);
+        assert_eq!(n.log_max_size, 10 << 20);
+        assert_eq!(n.log_max_files, 3);
+        assert_eq!(n.default_memory_limit, Some(512 << 20));
+        assert!(n.no_new_privileges);
+        assert_eq!(n.drop_capabilities, ["NET_RAW"]);
+        assert_eq!(n.max_instances, None);
+        let n = Config::parse(
+            "[instances]\npids-limit = 0\nlog-max-size = \"1Mi\"\nlog-max-files = 1\n\
+             default-memory-limit = \"0\"\nno-new-privileges = false\n\
+             drop-capabilities = [\"cap_net_raw\", \"ALL\"]\nmax-instances = 2\n",
+        )
+        .unwrap()
+        .instances;
+        assert_eq!(n.pids_limit, 0, "0 is unlimited");
+        assert_eq!(n.log_max_size, 1 << 20);
+        assert_eq!(n.log_max_files, 1);
+        assert_eq!(n.default_memory_limit, None, "\"0\" sets no default limit");
+        assert!(!n.no_new_privileges);
+        assert_eq!(n.drop_capabilities, ["NET_RAW", "ALL"], "as Docker names them");
+        assert_eq!(n.max_instances, Some(2));
+        let n = Config::parse("[instances]\ndefault-memory-limit = \"1Gi\"\ndrop-capabilities = []\n")
+            .unwrap()
+            .instances;
+        assert_eq!(n.default_memory_limit, Some(1 << 30));
+        assert!(n.drop_capabilities.is_empty());
+    }
+
+    #[test]
+    fn instance_limits_out_of_range_are_refused_with_table_key_and_range() {
+        let refused = |toml: &str| Config::parse(&format!("[instances]\n{toml}\n")).unwrap_err();
+        assert_eq!(
+            refused("pids-limit = 3"),
+            "[instances] pids-limit = 3: must be 0 (unlimited) or between 16 and 4194304"
+        );
+        assert!(refused("pids-limit = 5000000").starts_with("[instances] pids-limit = 5000000"));
+        assert!(refused("pids-limit = -1").contains("pids-limit"));
+        assert_eq!(
+            refused("log-max-size = \"10\""),
+            "[instances] log-max-size = 10: must be between 1024 and 1073741824 bytes"
+        );
+        let err = refused("log-max-size = \"10m\"");
+        assert!(
+            err.contains("[instances] log-max-size = \"10m\": is not a size; write a size as e.g. \"10Mi\""),
+            "{err}"
+        );
+        assert_eq!(
+            refused("log-max-files = 0"),
+            "[instances] log-max-files = 0: must be between 1 and 100"
+        );
+        let err = refused("default-memory-limit = \"1Ki\"");
+        assert!(
+            err.contains("[instances] default-memory-limit = \"1Ki\": is out of range") && err.contains("\"0\" for no"),
+            "{err}"
+        );
+        assert!(refused("default-memory-limit = \"lots\"").contains("is not a memory quantity"));
+        let err = refused("drop-capabilities = [\"NET_RAWW\"]");
+        assert!(
+            err.contains("[instances] drop-capabilities: \"NET_RAWW\" is not a Linux capability"),
+            "{err}"
+        );
+        assert!(refused("no-new-privileges = \"yes\"").contains("no-new-privileges"));
+        assert_eq!(
+            refused("max-instances = 0"),
+            "[instances] max-instances = 0: must be between 1 and 10000"
+        );
+        assert_eq!(
+            refused("max-instances = 100001"),
+            "[instances] max-instances = 100001: must be between 1 and 10000"
+        );
+    }
+
+    #[test]
+    fn max_instances_is_derived_from_the_hosts_memory_unless_set() {
+        const GIB: u64 = 1 << 30;
+        let n = InstanceConfig::default();
+        assert_eq!(n.instance_cap(Some(16 * GIB)), InstanceCap { max: 32, derived: true });
+        assert_eq!(n.instance_cap(Some(GIB / 4)).max, 1, "at least one");
+        assert_eq!(n.instance_cap(Some(u64::MAX)).max, MAX_MAX_INSTANCES);
+        assert_eq!(n.instance_cap(None).max, FALLBACK_MAX_INSTANCES);
+        let small = InstanceConfig {
+            default_memory_limit: Some(128 << 20),
+            ..InstanceConfig::default()
+        };
+        assert_eq!(small.instance_cap(Some(16 * GIB)).max, 128);
+        let unlimited = InstanceConfig {
+            default_memory_limit: None,
+            ..InstanceConfig::default()
+        };
+        assert_eq!(unlimited.instance_cap(Some(16 * GIB)).max, 32, "512Mi each");
+        let set = InstanceConfig {
+            max_instances: Some(3),
+            ..InstanceConfig::default()
+        };
+        let cap = set.instance_cap(Some(16 * GIB));
+        assert_eq!(cap, InstanceCap { max: 3, derived: false });
+        assert_eq!(cap.to_string(), "[instances] max-instances = 3 in rouse.toml");
+        assert!(n.instance_cap(None).to_string().contains("not set in rouse.toml"));
     }
 
     #[test]

@@ -111,12 +111,15 @@ pub async fn run(
     )
     .await?;
     let routes = Arc::new(RouteTable::new());
+    let cap = config.instances.instance_cap(host_memory());
+    tracing::info!(max = cap.max, "the host's instance cap: {cap}");
     let settings = ServingSettings {
         instances: config.instances.clone(),
         autoscaler: config.autoscaler.clone(),
         gc: config.gc.clone(),
         frozen_budget: frozen_budget(&config),
         sinks,
+        cap,
     };
     let serving = Serving::new(runtime, store, routes.clone(), settings, serving_metrics);
     let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics));

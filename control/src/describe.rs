@@ -56,7 +56,8 @@ pub(crate) fn describe(
             }
         })
         .collect();
-    let conditions = conditions(service, &summaries);
+    let room = serving.waiting_for_room(&service.latest_revision);
+    let conditions = conditions(service, &summaries, room.as_deref());
     let status = ServiceStatus {
         observed_generation: service.generation,
         url,
@@ -110,7 +111,12 @@ pub(crate) fn revision_objects(serving: &Serving, service: &Service, mut revisio
                     Some(crash.message.clone()),
                 ),
                 _ if actual > 0 || ever_ready => Condition::new("Ready", ConditionStatus::True, None, None),
-                _ => Condition::new("Ready", ConditionStatus::Unknown, Some("Deploying"), None),
+                _ => Condition::new(
+                    "Ready",
+                    ConditionStatus::Unknown,
+                    Some("Deploying"),
+                    serving.waiting_for_room(&revision.name),
+                ),
             };
             let status = RevisionStatus {
                 conditions: vec![ready],
@@ -122,8 +128,9 @@ pub(crate) fn revision_objects(serving: &Serving, service: &Service, mut revisio
         .collect()
 }
 
-/// Ready, ConfigurationsReady and RoutesReady, as Knative computes them for a service.
-fn conditions(service: &Service, revisions: &[RevisionSummary]) -> Vec<Condition> {
+/// Ready, ConfigurationsReady and RoutesReady, as Knative computes them for a service;
+/// `room` says why the latest revision's starts are held back, when the host's cap does.
+fn conditions(service: &Service, revisions: &[RevisionSummary], room: Option<&str>) -> Vec<Condition> {
     let latest = revisions.iter().find(|r| r.name == service.latest_revision);
     let latest_is_ready = service.latest_ready_revision.as_deref() == Some(service.latest_revision.as_str());
     let configuration = match latest {
@@ -154,6 +161,8 @@ fn conditions(service: &Service, revisions: &[RevisionSummary]) -> Vec<Condition
                     "revision {}: waiting for its instance to answer HTTP",
                     service.latest_revision
                 )
+            } else if let Some(room) = room {
+                format!("revision {}: {room}", service.latest_revision)
             } else {
                 format!("revision {}: starting an instance", service.latest_revision)
             };
@@ -245,7 +254,7 @@ mod tests {
     fn ready_when_latest_revision_serves() {
         let (mut svc, _) = Service::create("s", RevisionTemplate::new("img"), Utc::now());
         svc.latest_ready_revision = Some("s-00001".into());
-        let c = conditions(&svc, &[summary("s-00001", true, 1, None)]);
+        let c = conditions(&svc, &[summary("s-00001", true, 1, None)], None);
         assert!(c.iter().all(Condition::is_true), "{c:?}");
         assert_eq!(
             c.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>(),
@@ -256,18 +265,30 @@ mod tests {
     #[test]
     fn deploying_is_unknown_and_crash_is_false() {
         let (svc, _) = Service::create("s", RevisionTemplate::new("img"), Utc::now());
-        let c = conditions(&svc, &[summary("s-00001", true, 0, None)]);
+        let c = conditions(&svc, &[summary("s-00001", true, 0, None)], None);
         assert_eq!(c[0].status, "Unknown");
-        let c = conditions(&svc, &[summary("s-00001", true, 0, Some(crash()))]);
+        let c = conditions(&svc, &[summary("s-00001", true, 0, Some(crash()))], None);
         assert_eq!(c[0].status, "False");
         assert_eq!(c[0].reason.as_deref(), Some("ContainerExited"));
+    }
+
+    #[test]
+    fn a_revision_held_back_by_the_host_cap_says_so() {
+        let (svc, _) = Service::create("s", RevisionTemplate::new("img"), Utc::now());
+        let room = "waiting for room: the host's instance cap is reached, [instances] max-instances = 2 in rouse.toml";
+        let c = conditions(&svc, &[summary("s-00001", true, 0, None)], Some(room));
+        assert_eq!(c[1].kind, "ConfigurationsReady");
+        assert_eq!(
+            c[1].message.as_deref(),
+            Some(format!("revision s-00001: {room}").as_str())
+        );
     }
 
     #[test]
     fn serving_revision_crashing_makes_routes_not_ready() {
         let (mut svc, _) = Service::create("s", RevisionTemplate::new("img"), Utc::now());
         svc.latest_ready_revision = Some("s-00001".into());
-        let c = conditions(&svc, &[summary("s-00001", true, 0, Some(crash()))]);
+        let c = conditions(&svc, &[summary("s-00001", true, 0, Some(crash()))], None);
         assert_eq!(c[0].status, "False");
         assert_eq!(c[2].status, "False");
     }

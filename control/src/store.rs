@@ -207,7 +207,9 @@ impl Store {
     }
 
     fn quarantine(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-        self.unreadable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Decodes every entry of a table, skipping (and quarantining) those that do not decode.
@@ -398,7 +400,12 @@ mod tests {
         txn.commit().unwrap();
         let names: Vec<String> = store.services().unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["good"]);
-        assert!(store.records::<rouse_api::eventing::Trigger>(Kind::Trigger).unwrap().is_empty());
+        assert!(
+            store
+                .records::<rouse_api::eventing::Trigger>(Kind::Trigger)
+                .unwrap()
+                .is_empty()
+        );
         let unreadable: Vec<String> = store.unreadable().into_iter().map(|u| u.record).collect();
         assert_eq!(unreadable, ["services/bad", "triggers/t"]);
         assert_eq!(store.unreadable_gauge.get(), 2);

@@ -15,8 +15,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -69,7 +69,9 @@ enum Write {
     },
     /// Writes nothing: checks that a transaction commits (reopening the database first if a
     /// failure closed it).
-    Probe { done: oneshot::Sender<Result<(), EventLogError>> },
+    Probe {
+        done: oneshot::Sender<Result<(), EventLogError>>,
+    },
 }
 
 /// The database, closed after a failed commit and opened again by the writer.
@@ -306,7 +308,10 @@ fn commit_batch(
                 Write::Probe { .. } => {
                     // A real write, so that a probe on a full disk fails as an append would.
                     // Broker names are DNS labels: this key is nobody's head.
-                    let probes = stored_heads.get(PROBE_KEY).map_err(store_error)?.map_or(0, |v| v.value());
+                    let probes = stored_heads
+                        .get(PROBE_KEY)
+                        .map_err(store_error)?
+                        .map_or(0, |v| v.value());
                     stored_heads.insert(PROBE_KEY, probes + 1).map_err(store_error)?;
                     answers.push(Vec::new());
                 }

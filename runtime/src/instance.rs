@@ -35,16 +35,22 @@ pub struct InstanceSpec {
     pub args: Option<Vec<String>>,
     /// Extra labels, merged with the ones the backend always sets.
     pub labels: BTreeMap<String, String>,
-    /// CPU and memory the instance may use and is guaranteed.
+    /// CPU, memory and processes the instance may use and is guaranteed.
     pub resources: Resources,
+    /// What the instance's processes may not do.
+    pub security: Security,
+    /// How much output the backend keeps per instance; `None` leaves the backend's default.
+    pub log_rotation: Option<LogRotation>,
     /// Host names that resolve, inside the instance, to the host (as `host.docker.internal`
     /// always does), e.g. `hello.localhost` for a service it sends events to.
     pub host_aliases: Vec<String>,
 }
 
-/// CPU and memory for one instance; `None` leaves the backend's default (no limit).
+/// CPU, memory and processes for one instance; `None` leaves the backend's default (no limit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Resources {
+    /// Most processes and threads at once (a fork bomb stops there).
+    pub pids_limit: Option<u64>,
     /// Most CPU, in millicores (1000 = one core).
     pub cpu_limit_millis: Option<u64>,
     /// Most memory, in bytes.
@@ -53,6 +59,25 @@ pub struct Resources {
     pub cpu_request_millis: Option<u64>,
     /// Memory the instance is meant to keep under contention, in bytes.
     pub memory_request_bytes: Option<u64>,
+}
+
+/// Privileges taken from an instance's processes; the default takes none beyond the
+/// backend's own defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Security {
+    /// No process gains privileges it was not started with (setuid binaries, file
+    /// capabilities): Linux's `no_new_privs`.
+    pub no_new_privileges: bool,
+    /// Linux capabilities removed from the backend's default set, without the `CAP_` prefix
+    /// (`NET_RAW`), or `ALL`.
+    pub drop_capabilities: Vec<String>,
+}
+
+/// Rotation of an instance's output: at most `max_files` files of `max_bytes` each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRotation {
+    pub max_bytes: u64,
+    pub max_files: u32,
 }
 
 /// How to tell that an instance is ready.

@@ -30,6 +30,6 @@ pub use docker::{Dial, DockerRuntime};
 pub use error::{EngineError, RuntimeError};
 pub use instance::{
     Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
-    LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogStream, Readiness, Resources,
+    LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogRotation, LogStream, Readiness, Resources, Security,
 };
 pub use runtime::{Logs, Runtime};

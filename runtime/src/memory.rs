@@ -520,6 +520,8 @@ mod tests {
             args: None,
             labels: BTreeMap::new(),
             resources: Default::default(),
+            security: Default::default(),
+            log_rotation: None,
             host_aliases: Vec::new(),
         }
     }

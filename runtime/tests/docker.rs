@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use rand::Rng;
 use rouse_runtime::LABEL_HOME;
 use rouse_runtime::{
-    Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogStream, Readiness,
-    Runtime, RuntimeError,
+    Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogRotation, LogStream,
+    Readiness, Resources, Runtime, RuntimeError, Security,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -120,6 +120,8 @@ fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
         args: None,
         labels: BTreeMap::from([("test.extra".to_owned(), "yes".to_owned())]),
         resources: Default::default(),
+        security: Default::default(),
+        log_rotation: None,
         host_aliases: Vec::new(),
     }
 }
@@ -286,6 +288,72 @@ async fn an_exit_is_reported_by_wait_ready_list_and_exits() {
 
     rt.stop(&instance.id, GRACE).await.expect("stop");
     assert!(home.containers().is_empty());
+}
+
+/// Linux's number for CAP_NET_RAW, a bit of the capability sets in `/proc/self/status`.
+const CAP_NET_RAW: u32 = 13;
+
+#[tokio::test]
+async fn limits_and_privileges_reach_the_process() {
+    test_image();
+    let home = Home::new().await;
+    let rt = &home.runtime;
+    let mut spec = spec(
+        "svc-00009",
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "grep -E '^(NoNewPrivs|CapBnd)' /proc/self/status; for i in $(seq 100); do sleep 30 & done",
+        ],
+    );
+    spec.resources = Resources {
+        pids_limit: Some(32),
+        memory_limit_bytes: Some(64 << 20),
+        ..Resources::default()
+    };
+    spec.security = Security {
+        no_new_privileges: true,
+        drop_capabilities: vec!["NET_RAW".to_owned()],
+    };
+    spec.log_rotation = Some(LogRotation {
+        max_bytes: 1 << 20,
+        max_files: 2,
+    });
+    let instance = rt.create(&spec).await.expect("create");
+    // The 33rd process cannot be made: the shell cannot fork and gives up.
+    match rt.wait_ready(&instance, &Readiness::default(), READY_TIMEOUT).await {
+        Err(RuntimeError::Exited { .. }) => {}
+        other => panic!("expected the shell to exit, got {other:?}"),
+    }
+    let lines: Vec<String> = rt
+        .logs(&instance.id, LogOptions::default())
+        .await
+        .expect("logs")
+        .map(|l| l.expect("log line").line)
+        .collect()
+        .await;
+    assert!(lines.iter().any(|l| l.contains("can't fork")), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "NoNewPrivs:\t1"), "{lines:?}");
+    let bounding = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("CapBnd:\t"))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or_else(|| panic!("no CapBnd in {lines:?}"));
+    assert_eq!(bounding & (1 << CAP_NET_RAW), 0, "NET_RAW is gone: {bounding:x}");
+    assert_ne!(bounding, 0, "the other capabilities stay");
+
+    let format = "{{.HostConfig.PidsLimit}} {{.HostConfig.Memory}} {{.HostConfig.LogConfig.Type}} \
+                  {{index .HostConfig.LogConfig.Config \"max-size\"}} {{index .HostConfig.LogConfig.Config \"max-file\"}}";
+    let inspect = Command::new("docker")
+        .args(["inspect", "--format", format, &instance.id])
+        .output()
+        .expect("docker inspect");
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        format!("32 {} json-file 1048576 2", 64 << 20)
+    );
+    rt.stop(&instance.id, GRACE).await.expect("stop");
 }
 
 #[tokio::test]

@@ -1,16 +1,20 @@
-//! The container contract: what an instance of a revision is given (`$PORT`, `K_*`), and how
-//! it is known to be ready.
+//! The container contract: what an instance of a revision is given (`$PORT`, `K_*`), what it
+//! may use and do (`[instances]` limits where the revision sets none), and how it is known to
+//! be ready.
 
 use std::time::Duration;
 
 use rouse_api::{Revision, RevisionTemplate};
-use rouse_runtime::{InstanceSpec, Readiness, Resources};
+use rouse_runtime::{InstanceSpec, LogRotation, Readiness, Resources, Security};
 
+use crate::config::InstanceConfig;
 use crate::sinks::SinkAddresses;
 
 /// The container contract: `$PORT` and the `K_*` variables (with `K_SINK` and
-/// `K_CE_OVERRIDES` when the revision has a sink), then the user's environment.
-pub(crate) fn instance_spec(revision: &Revision, sinks: &SinkAddresses) -> InstanceSpec {
+/// `K_CE_OVERRIDES` when the revision has a sink), then the user's environment; the
+/// revision's resources, with `config`'s default memory limit where it sets none, and
+/// `config`'s PIDs limit, privileges and log rotation.
+pub(crate) fn instance_spec(revision: &Revision, config: &InstanceConfig, sinks: &SinkAddresses) -> InstanceSpec {
     let t = &revision.template;
     let mut env = vec![
         ("PORT".to_string(), t.port.to_string()),
@@ -38,13 +42,35 @@ pub(crate) fn instance_spec(revision: &Revision, sinks: &SinkAddresses) -> Insta
         command: t.command.clone(),
         args: t.args.clone(),
         labels: Default::default(),
-        resources: Resources {
-            cpu_limit_millis: t.resources.limits.cpu_millis(),
-            memory_limit_bytes: t.resources.limits.memory_bytes(),
-            cpu_request_millis: t.resources.requests.cpu_millis(),
-            memory_request_bytes: t.resources.requests.memory_bytes(),
+        resources: resources(t, config),
+        security: Security {
+            no_new_privileges: config.no_new_privileges,
+            drop_capabilities: config.drop_capabilities.clone(),
         },
+        log_rotation: Some(LogRotation {
+            max_bytes: config.log_max_size,
+            max_files: config.log_max_files,
+        }),
         host_aliases,
+    }
+}
+
+/// The template's CPU and memory; where it sets no memory limit, the default one, raised to
+/// its memory request if that is more (Docker refuses a reservation above the limit, and
+/// Kubernetes a request above it).
+fn resources(t: &RevisionTemplate, config: &InstanceConfig) -> Resources {
+    let memory_request_bytes = t.resources.requests.memory_bytes();
+    let memory_limit_bytes = t.resources.limits.memory_bytes().or_else(|| {
+        config
+            .default_memory_limit
+            .map(|default| default.max(memory_request_bytes.unwrap_or(0)))
+    });
+    Resources {
+        pids_limit: (config.pids_limit != 0).then_some(u64::from(config.pids_limit)),
+        cpu_limit_millis: t.resources.limits.cpu_millis(),
+        memory_limit_bytes,
+        cpu_request_millis: t.resources.requests.cpu_millis(),
+        memory_request_bytes,
     }
 }
 
@@ -73,7 +99,7 @@ mod tests {
         template.port = 9000;
         template.env = vec!["TARGET=x".parse().unwrap()];
         let (_, revision) = Service::create("hello", template, Utc::now());
-        let spec = instance_spec(&revision, &SinkAddresses::default());
+        let spec = instance_spec(&revision, &InstanceConfig::default(), &SinkAddresses::default());
         let env: HashMap<_, _> = spec.env.iter().cloned().collect();
         assert_eq!(env["PORT"], "9000");
         assert_eq!(env["K_SERVICE"], "hello");
@@ -81,5 +107,50 @@ mod tests {
         assert_eq!(env["K_REVISION"], "hello-00001");
         assert_eq!(env["TARGET"], "x");
         assert_eq!(spec.container_port, 9000);
+    }
+
+    #[test]
+    fn instances_are_confined_as_configured_and_get_the_default_memory_limit() {
+        let config = InstanceConfig::default();
+        let (_, revision) = Service::create("hello", RevisionTemplate::new("img"), Utc::now());
+        let spec = instance_spec(&revision, &config, &SinkAddresses::default());
+        assert_eq!(spec.resources.memory_limit_bytes, Some(512 << 20));
+        assert_eq!(spec.resources.pids_limit, Some(4096));
+        assert!(spec.security.no_new_privileges);
+        assert_eq!(spec.security.drop_capabilities, ["NET_RAW"]);
+        assert_eq!(
+            spec.log_rotation,
+            Some(LogRotation {
+                max_bytes: 10 << 20,
+                max_files: 3
+            })
+        );
+        let unconfined = InstanceConfig {
+            pids_limit: 0,
+            default_memory_limit: None,
+            no_new_privileges: false,
+            drop_capabilities: Vec::new(),
+            ..InstanceConfig::default()
+        };
+        let spec = instance_spec(&revision, &unconfined, &SinkAddresses::default());
+        assert_eq!(spec.resources.pids_limit, None, "0 is unlimited");
+        assert_eq!(spec.resources.memory_limit_bytes, None);
+        assert_eq!(spec.security, Security::default());
+    }
+
+    #[test]
+    fn the_revisions_own_memory_limit_wins_and_a_larger_request_raises_the_default() {
+        let config = InstanceConfig::default();
+        let mut template = RevisionTemplate::new("img");
+        template.resources.limits.memory = Some("128Mi".into());
+        let (_, revision) = Service::create("small", template, Utc::now());
+        let spec = instance_spec(&revision, &config, &SinkAddresses::default());
+        assert_eq!(spec.resources.memory_limit_bytes, Some(128 << 20));
+        let mut template = RevisionTemplate::new("img");
+        template.resources.requests.memory = Some("1Gi".into());
+        let (_, revision) = Service::create("big", template, Utc::now());
+        let spec = instance_spec(&revision, &config, &SinkAddresses::default());
+        assert_eq!(spec.resources.memory_limit_bytes, Some(1 << 30));
+        assert_eq!(spec.resources.memory_request_bytes, Some(1 << 30));
     }
 }

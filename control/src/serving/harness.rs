@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::{Serving, ServingSettings};
-use crate::config::{GcConfig, InstanceConfig};
+use crate::config::{GcConfig, InstanceCap, InstanceConfig, MAX_MAX_INSTANCES};
 use crate::metrics::ServingMetrics;
 use crate::sinks::SinkAddresses;
 use crate::store::Store;
@@ -83,6 +83,10 @@ pub(super) fn settings() -> ServingSettings {
         gc: GcConfig::default(),
         frozen_budget: u64::MAX,
         sinks: SinkAddresses::default(),
+        cap: InstanceCap {
+            max: MAX_MAX_INSTANCES,
+            derived: false,
+        },
     }
 }
 

@@ -18,6 +18,7 @@
 //! - `state`: the live state (revisions, instance records, autoscaling) and routes.
 //! - `phase`: the instance phases and their transitions.
 //! - `plan`: one pass's decisions, pure.
+//! - `capacity`: the host-wide cap on instances (`[instances] max-instances`).
 //! - `reconcile`: observe and apply; stops; routes.
 //! - `start`: starting, adopting, ready, exited, failed.
 //! - `freeze`: draining, freezing, thawing, removing frozen instances.
@@ -48,7 +49,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{GcConfig, InstanceConfig};
+use crate::config::{GcConfig, InstanceCap, InstanceConfig};
 use crate::error::{ConflictReason, ControlError, ObjectKind};
 use crate::metrics::ServingMetrics;
 use crate::sinks::SinkAddresses;
@@ -56,6 +57,7 @@ use crate::store::Store;
 use rouse_autoscaler::AutoscalerConfig;
 
 mod autoscale;
+mod capacity;
 mod contract;
 mod freeze;
 mod gc;
@@ -113,6 +115,8 @@ pub(crate) struct Serving {
     gc: GcConfig,
     /// Where a container's `K_SINK` points.
     sinks: SinkAddresses,
+    /// Most instances on the host, all revisions together.
+    cap: InstanceCap,
 }
 
 /// What [`Serving`] is configured with.
@@ -125,6 +129,8 @@ pub(crate) struct ServingSettings {
     pub frozen_budget: u64,
     /// Where sinks are, for `K_SINK`.
     pub sinks: SinkAddresses,
+    /// Most instances on the host: `[instances] max-instances`, or derived from its memory.
+    pub cap: InstanceCap,
 }
 
 impl Serving {
@@ -149,6 +155,7 @@ impl Serving {
             frozen_budget: settings.frozen_budget,
             gc: settings.gc,
             sinks: settings.sinks,
+            cap: settings.cap,
         });
         if let Err(e) = serving.restore() {
             tracing::warn!(error = %e, "cannot route stored services yet; the first pass will");
@@ -186,6 +193,12 @@ impl Serving {
         &self.store
     }
 
+    /// Refuses a template that asks for more instances than the host runs (its min-scale or
+    /// initial-scale over `[instances] max-instances`).
+    pub(crate) fn check_scale(&self, template: &rouse_api::RevisionTemplate) -> Result<(), ValidationError> {
+        capacity::check_scale(&template.scale, self.cap)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -219,6 +232,7 @@ impl Serving {
         template: rouse_api::RevisionTemplate,
         revision_name: Option<&str>,
     ) -> Result<(Service, Option<Revision>), ControlError> {
+        self.check_scale(&template)?;
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let existing: Vec<String> = self.store.revisions_of(name)?.into_iter().map(|r| r.name).collect();
         if let Some(wanted) = revision_name {
@@ -385,6 +399,13 @@ impl Serving {
                 },
             },
         }
+    }
+
+    /// Why `revision` has fewer instances than it asks for, when the host's cap holds its
+    /// starts back: for its conditions.
+    pub(crate) fn waiting_for_room(&self, revision: &str) -> Option<String> {
+        let held_back = self.state().revisions.get(revision).is_some_and(|r| r.held_back);
+        held_back.then(|| format!("waiting for room: the host's instance cap is reached, {}", self.cap))
     }
 
     /// Names of instances of `service` the runtime knows, by id, for `logs`.

@@ -6,12 +6,14 @@
 //! Level-triggered: every pass derives everything from what is observed now, so an instance
 //! changed behind Rouse's back is simply seen as it is, and planned back into shape.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
 use rouse_api::Service;
 use rouse_runtime::{Instance, InstanceState};
 use tokio::time::Instant;
 
+use super::capacity::{Want, holds_a_place, share_room};
 use super::freeze::{FrozenInstance, over_budget};
 use super::phase::Phase;
 use super::state::{State, desired_instances};
@@ -25,6 +27,8 @@ pub(super) enum Removal {
     Budget,
     /// It died while frozen.
     Exited,
+    /// Room for a start under the host's `max-instances`: the least recently frozen go.
+    Cap,
 }
 
 /// One thing a pass does.
@@ -91,6 +95,18 @@ pub(super) enum Action {
 pub(super) struct Plan {
     pub(super) actions: Vec<Action>,
     pub(super) next_wake: Option<Instant>,
+    /// Starts the host's `max-instances` held back, if any.
+    pub(super) capped: Option<Capped>,
+}
+
+/// Starts a pass wanted and the host-wide cap did not let it make.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Capped {
+    /// Instances holding a place once the pass is applied: the cap, or more when it was
+    /// lowered under what already runs.
+    pub(super) held: usize,
+    /// Revisions with starts held back, in name order, and how many each.
+    pub(super) held_back: Vec<(String, usize)>,
 }
 
 impl Plan {
@@ -106,6 +122,8 @@ pub(super) struct Facts<'a> {
     pub(super) now: Instant,
     /// Most memory frozen instances may hold, in bytes.
     pub(super) frozen_budget: u64,
+    /// Most instances on the host, all revisions together (`[instances] max-instances`).
+    pub(super) max_instances: u32,
 }
 
 /// The decisions of one pass.
@@ -118,6 +136,7 @@ pub(super) fn plan(state: &State, facts: &Facts<'_>) -> Plan {
         plan_revision(state, facts, name, &mut plan);
     }
     plan_budget(state, facts, &mut plan);
+    plan_cap(state, facts, &mut plan);
     plan
 }
 
@@ -295,6 +314,131 @@ fn plan_budget(state: &State, facts: &Facts<'_>, plan: &mut Plan) {
     }
 }
 
+/// Under the host's `max-instances` (see [`capacity`](super::capacity)): frozen instances
+/// make room for starts, least recently frozen first; starts that still do not fit are held
+/// back, the room there is going to the revisions with the fewest instances.
+fn plan_cap(state: &State, facts: &Facts<'_>, plan: &mut Plan) {
+    let starts = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Start { .. }))
+        .count();
+    if starts == 0 {
+        return;
+    }
+    let cap = facts.max_instances as usize;
+    // What this plan already takes away (removals, a missed exit) or keeps (thaws).
+    let mut leaving = HashSet::new();
+    let mut thawing = HashSet::new();
+    for action in &plan.actions {
+        match action {
+            Action::RemoveFrozen { id, .. } | Action::Exited { id, .. } => {
+                leaving.insert(id.as_str());
+            }
+            Action::Thaw { id, .. } => {
+                thawing.insert(id.as_str());
+            }
+            _ => {}
+        }
+    }
+    let adopted = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Adopt { .. } | Action::AdoptFrozen { .. }))
+        .count();
+    let mut held = adopted
+        + state
+            .revisions
+            .values()
+            .map(|r| {
+                r.creating
+                    + r.instances
+                        .iter()
+                        .filter(|i| holds_a_place(i.phase) && !leaving.contains(i.id.as_str()))
+                        .count()
+            })
+            .sum::<usize>();
+    if held + starts > cap {
+        let mut frozen: Vec<(Instant, &str, &str)> = state
+            .revisions
+            .iter()
+            .flat_map(|(name, r)| {
+                r.instances
+                    .iter()
+                    .filter(|i| i.phase == Phase::Frozen)
+                    .filter(|i| !leaving.contains(i.id.as_str()) && !thawing.contains(i.id.as_str()))
+                    .filter_map(move |i| Some((i.frozen_at?, name.as_str(), i.id.as_str())))
+            })
+            .collect();
+        frozen.sort();
+        let evicted: Vec<Action> = frozen
+            .into_iter()
+            .take(held + starts - cap)
+            .map(|(_, revision, id)| Action::RemoveFrozen {
+                revision: revision.to_string(),
+                id: id.to_string(),
+                why: Removal::Cap,
+            })
+            .collect();
+        held -= evicted.len();
+        plan.actions.extend(evicted);
+    }
+    let room = cap.saturating_sub(held);
+    if starts <= room {
+        return;
+    }
+    // Each revision asking, with what it has and will have from this plan.
+    let mut wants: BTreeMap<&str, Want> = BTreeMap::new();
+    for action in &plan.actions {
+        if let Action::Start { revision } = action {
+            let have = state.revisions.get(revision).map_or(0, |r| r.active());
+            wants.entry(revision.as_str()).or_insert(Want { have, asked: 0 }).asked += 1;
+        }
+    }
+    for action in &plan.actions {
+        let revision = match action {
+            Action::Adopt { instance, .. } => instance.revision.as_str(),
+            // A thaw from frozen makes one more active (one from ready counts already).
+            Action::Thaw {
+                revision,
+                from: Phase::Frozen,
+                ..
+            } => revision.as_str(),
+            _ => continue,
+        };
+        if let Some(want) = wants.get_mut(revision) {
+            want.have += 1;
+        }
+    }
+    let asking: Vec<Want> = wants.values().copied().collect();
+    let granted: BTreeMap<String, usize> = wants
+        .keys()
+        .zip(share_room(&asking, room))
+        .map(|(name, n)| (name.to_string(), n))
+        .collect();
+    let held_back = wants
+        .iter()
+        .zip(granted.values())
+        .filter(|((_, want), granted)| want.asked > **granted)
+        .map(|((name, want), granted)| (name.to_string(), want.asked - granted))
+        .collect();
+    let mut left = granted;
+    plan.actions.retain(|action| match action {
+        Action::Start { revision } => match left.get_mut(revision) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        },
+        _ => true,
+    });
+    plan.capped = Some(Capped {
+        held: held + room,
+        held_back,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -364,6 +508,7 @@ mod tests {
                 listed,
                 now,
                 frozen_budget: u64::MAX,
+                max_instances: u32::MAX,
             },
         )
     }
@@ -588,6 +733,7 @@ mod tests {
             listed: &[],
             now,
             frozen_budget: 10,
+            max_instances: u32::MAX,
         };
         let plan = plan(&state, &facts);
         let removed = |id: &str| Action::RemoveFrozen {
@@ -601,6 +747,128 @@ mod tests {
             from: Phase::Frozen,
         };
         assert_eq!(plan.actions, [thaw, removed("a")], "c thaws, b fits the budget");
+    }
+
+    const API: &str = "api-00001";
+
+    /// Adds service `api`, whose revision's autoscaler wants `desired`.
+    fn add_api(state: &mut State, services: &mut HashMap<String, Service>, desired: u32) {
+        let (mut service, revision) = Service::create("api", RevisionTemplate::new("hello"), Utc::now());
+        service.latest_ready_revision = Some(revision.name.clone());
+        let live = RevisionState::new(
+            revision,
+            &AutoscalerConfig::default(),
+            &Arc::new(Notify::new()),
+            Some(desired),
+        );
+        state.revisions.insert(API.to_string(), live);
+        services.insert("api".to_string(), service);
+    }
+
+    fn capped(state: &State, services: &HashMap<String, Service>, now: Instant, max_instances: u32) -> Plan {
+        plan(
+            state,
+            &Facts {
+                services,
+                listed: &[],
+                now,
+                frozen_budget: u64::MAX,
+                max_instances,
+            },
+        )
+    }
+
+    fn starts_of(plan: &Plan, revision: &str) -> usize {
+        plan.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Start { revision: r } if r == revision))
+            .count()
+    }
+
+    #[test]
+    fn the_host_cap_bounds_starts_across_revisions_the_fewest_instances_first() {
+        let now = Instant::now();
+        let (mut state, mut services) = world(3);
+        record(&mut state, "a", Phase::Ready, MIN, now);
+        add_api(&mut state, &mut services, 3);
+        let plan = capped(&state, &services, now, 4);
+        // One runs; three places left: api (at zero) gets two, web one.
+        assert_eq!((starts_of(&plan, API), starts_of(&plan, REV)), (2, 1));
+        assert_eq!(
+            plan.capped,
+            Some(Capped {
+                held: 4,
+                held_back: vec![(API.into(), 1), (REV.into(), 1)],
+            })
+        );
+        let roomy = capped(&state, &services, now, 10);
+        assert_eq!((starts_of(&roomy, API), starts_of(&roomy, REV)), (3, 2));
+        assert_eq!(roomy.capped, None);
+    }
+
+    #[test]
+    fn instances_being_created_count_and_stopping_ones_do_not() {
+        let now = Instant::now();
+        let (mut state, services) = world(3);
+        state.revisions.get_mut(REV).unwrap().creating = 1;
+        record(&mut state, "leaving", Phase::Stopping, MIN, now);
+        state.stopping.insert("leaving".into());
+        let plan = capped(&state, &services, now, 2);
+        assert_eq!(starts_of(&plan, REV), 1);
+        assert_eq!(plan.capped.unwrap().held_back, [(REV.to_string(), 1)]);
+    }
+
+    #[test]
+    fn frozen_instances_make_room_for_starts_the_least_recently_frozen_first() {
+        let now = Instant::now() + MIN * 10;
+        let (mut state, mut services) = world(0);
+        record(&mut state, "old", Phase::Frozen, MIN * 3, now);
+        record(&mut state, "new", Phase::Frozen, MIN, now);
+        add_api(&mut state, &mut services, 2);
+        let plan = capped(&state, &services, now, 3);
+        let removed = Action::RemoveFrozen {
+            revision: REV.into(),
+            id: "old".into(),
+            why: Removal::Cap,
+        };
+        assert!(plan.actions.contains(&removed), "{:?}", plan.actions);
+        assert_eq!(starts_of(&plan, API), 2);
+        assert_eq!(plan.capped, None, "nothing held back: the frozen one made room");
+        assert!(
+            !plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::RemoveFrozen { id, .. } if id == "new"))
+        );
+    }
+
+    #[test]
+    fn a_thaw_needs_no_room_and_what_runs_over_a_lowered_cap_is_not_stopped() {
+        let now = Instant::now() + MIN * 10;
+        let (mut state, services) = world(1);
+        record(&mut state, "f", Phase::Frozen, MIN, now);
+        let plan = capped(&state, &services, now, 1);
+        let thaw = Action::Thaw {
+            revision: REV.into(),
+            id: "f".into(),
+            from: Phase::Frozen,
+        };
+        assert_eq!(plan.actions, [thaw]);
+        assert_eq!(plan.capped, None);
+
+        let (mut state, services) = world(4);
+        for id in ["a", "b", "c"] {
+            record(&mut state, id, Phase::Ready, MIN, now);
+        }
+        let plan = capped(&state, &services, now, 2);
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert_eq!(
+            plan.capped,
+            Some(Capped {
+                held: 3,
+                held_back: vec![(REV.into(), 1)],
+            })
+        );
     }
 
     #[test]

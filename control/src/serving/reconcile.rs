@@ -13,7 +13,7 @@ use crate::error::ControlError;
 
 use super::Serving;
 use super::phase::Phase;
-use super::plan::{Action, Facts, Removal, plan};
+use super::plan::{Action, Capped, Facts, Removal, plan};
 use super::state::{RevisionState, State, route_for};
 
 impl Serving {
@@ -164,8 +164,10 @@ impl Serving {
             listed: &listed,
             now,
             frozen_budget: self.frozen_budget,
+            max_instances: self.cap.max,
         };
         let plan = plan(&state, &facts);
+        self.report_cap(&mut state, plan.capped.as_ref());
         for action in plan.actions {
             self.apply(&mut state, tasks, action, now);
         }
@@ -195,6 +197,12 @@ impl Serving {
                         "frozen memory over budget: removing the least recently used"
                     ),
                     Removal::Exited => tracing::info!(%revision, instance = %id, "frozen instance exited; removing it"),
+                    Removal::Cap => tracing::info!(
+                        %revision,
+                        instance = %id,
+                        "removing the least recently frozen instance to make room under {}",
+                        self.cap
+                    ),
                 }
                 self.spawn_remove_frozen(state, tasks, &revision, &id);
             }
@@ -215,6 +223,43 @@ impl Serving {
                 freeze,
             } => self.spawn_scale_down(state, tasks, &revision, count, freeze),
             Action::Stop { revision, id } => self.spawn_stop_record(state, tasks, &revision, &id),
+        }
+    }
+
+    /// Logs when the host's cap starts holding starts back, and when it stops, once each (a
+    /// pass at the cap every resync would otherwise repeat it), and marks the revisions held
+    /// back for `describe`.
+    fn report_cap(&self, state: &mut State, capped: Option<&Capped>) {
+        let held_back: HashSet<&str> = capped.map_or_else(HashSet::new, |c| {
+            c.held_back.iter().map(|(revision, _)| revision.as_str()).collect()
+        });
+        for revision in state.revisions.values_mut() {
+            revision.held_back = held_back.contains(revision.revision.name.as_str());
+        }
+        match (capped, state.capped) {
+            (Some(capped), false) => {
+                let waiting: Vec<String> = capped
+                    .held_back
+                    .iter()
+                    .map(|(revision, n)| format!("{revision} (+{n})"))
+                    .collect();
+                tracing::warn!(
+                    instances = capped.held,
+                    held_back = %waiting.join(", "),
+                    "the host's instance cap is reached: {}; starts wait for room and their requests wait in the \
+                     activator; raise the limit there or lower the services' scale",
+                    self.cap
+                );
+                state.capped = true;
+            }
+            (None, true) => {
+                tracing::info!(
+                    "no start waits for room under the host's instance cap any more ({})",
+                    self.cap
+                );
+                state.capped = false;
+            }
+            _ => {}
         }
     }
 

@@ -401,3 +401,64 @@ async fn exit_events_that_come_late_and_out_of_order_change_nothing_they_should_
     served_within(&h.request("web", SEC / 10).await, SEC);
     served_within(&h.request("api", SEC / 10).await, SEC);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_host_cap_holds_across_services_and_idle_instances_make_room() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::config::InstanceCap;
+
+    let h = Harness::start_with(|s| s.cap = InstanceCap { max: 2, derived: false });
+    // The most instances running at once, sampled every 10 ms throughout.
+    let most = Arc::new(AtomicUsize::new(0));
+    let watch = {
+        let (engine, most) = (h.engine.clone(), most.clone());
+        tokio::spawn(async move {
+            loop {
+                let running = engine
+                    .instances()
+                    .iter()
+                    .filter(|i| i.state == InstanceState::Running)
+                    .count();
+                most.fetch_max(running, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    h.deploy("a", template(|t| t.scale.initial = 2));
+    assert!(h.eventually(SETTLE, |h| h.running("a-00001").len() == 2).await);
+    h.deploy("b", template(|t| t.scale.initial = 2));
+    tokio::time::sleep(SETTLE).await;
+    assert!(
+        h.running("b-00001").is_empty(),
+        "no room for b while a holds both places"
+    );
+    assert!(
+        h.serving().state().capped,
+        "the pass knows it is capped (and logged it once)"
+    );
+    let room = h.serving().waiting_for_room("b-00001").expect("b is held back");
+    assert!(room.contains("[instances] max-instances = 2"), "{room}");
+    // Asking for more than the host runs is refused at deploy, naming the field and the key.
+    let refused = h
+        .serving()
+        .deploy("c", template(|t| t.scale.initial = 3), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("annotations[autoscaling.knative.dev/initial-scale]")
+            && refused.contains("[instances] max-instances = 2 in rouse.toml"),
+        "{refused}"
+    );
+    // Idle, a goes to zero; its frozen instances make room for b's.
+    assert!(
+        h.eventually(TO_ZERO, |h| h.running("b-00001").len() == 2).await,
+        "b starts once a is idle"
+    );
+    assert!(h.paused("a-00001").is_empty(), "a's frozen instances made room");
+    // A request to a waits for room (b holds it until it is idle in turn), then is served.
+    served_within(&h.request("a", SEC / 10).await, TO_ZERO + SETTLE);
+    watch.abort();
+    assert_eq!(most.load(Ordering::Relaxed), 2, "never more than the cap running");
+}

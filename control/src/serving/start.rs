@@ -51,7 +51,7 @@ impl Serving {
             return;
         };
         rev.creating += 1;
-        let spec = instance_spec(&rev.revision, &self.sinks);
+        let spec = instance_spec(&rev.revision, &self.config, &self.sinks);
         let ready = readiness(&rev.revision.template);
         let cancel = rev.cancel.clone();
         let generation = rev.generation;

@@ -30,6 +30,9 @@ pub(super) struct State {
     /// Instances stopped, by id, with when: a listing that began before the stop still shows
     /// them, and must not make a pass adopt them again.
     pub(super) stopped: HashMap<String, Instant>,
+    /// The last pass held starts back at the host's `max-instances`: logged once, not at
+    /// every pass.
+    pub(super) capped: bool,
 }
 
 impl State {
@@ -60,6 +63,8 @@ pub(super) struct RevisionState {
     /// Tells this live state from an earlier one of the same name (a service deleted and
     /// declared again): a task started for the earlier one must not edit this one.
     pub(super) generation: u64,
+    /// The last pass held some of its starts back at the host's `max-instances`.
+    pub(super) held_back: bool,
 }
 
 /// Source of [`RevisionState::generation`].
@@ -159,6 +164,7 @@ impl RevisionState {
             cancel: CancellationToken::new(),
             restored: false,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            held_back: false,
         }
     }
 

@@ -3,6 +3,8 @@
 //! Each container is published on `127.0.0.1:<ephemeral port>`, runs under Docker's init as
 //! PID 1 (signals forwarded, zombies reaped), reaches the host as `host.docker.internal`, and
 //! has no restart policy: Rouse replaces crashed instances itself. Images are never pulled.
+//! Limits and privileges are the spec's: a memory and PIDs limit, `no-new-privileges`,
+//! capabilities dropped, json-file logs rotated; a spec that sets none leaves Docker's defaults.
 //!
 //! Every container carries the labels of [`crate::instance`]; every query filters on
 //! `rouse.home=<home id>`, and a container without our home label is never touched.
@@ -15,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
@@ -56,6 +60,13 @@ const PUBLISH_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Makes `host.docker.internal` resolve to the host inside every container (Linux needs it;
 /// Docker Desktop has it built in).
 const HOST_GATEWAY: &str = "host.docker.internal:host-gateway";
+
+/// The security option that sets Linux's `no_new_privs` on the container's processes.
+const NO_NEW_PRIVILEGES: &str = "no-new-privileges:true";
+
+/// The log driver of every container: json-file keeps the output readable through the
+/// Engine API (`rouse logs`) and rotates it.
+const LOG_DRIVER: &str = "json-file";
 
 /// Runs instances as containers of the local Docker Engine.
 pub struct DockerRuntime {
@@ -298,6 +309,22 @@ impl Runtime for DockerRuntime {
                     .cpu_request_millis
                     .map(|m| (m * 1024 / 1000).max(2) as i64),
                 memory_reservation: spec.resources.memory_request_bytes.map(|b| b as i64),
+                pids_limit: spec.resources.pids_limit.map(|n| n as i64),
+                security_opt: spec
+                    .security
+                    .no_new_privileges
+                    .then(|| vec![NO_NEW_PRIVILEGES.to_owned()]),
+                cap_drop: (!spec.security.drop_capabilities.is_empty())
+                    .then(|| spec.security.drop_capabilities.clone()),
+                log_config: spec.log_rotation.map(|r| HostConfigLogConfig {
+                    // The driver `docker logs` and Rouse's `logs` read, whatever the engine's
+                    // default is, with rotation so a chatty instance cannot fill the disk.
+                    typ: Some(LOG_DRIVER.to_owned()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_owned(), r.max_bytes.to_string()),
+                        ("max-file".to_owned(), r.max_files.to_string()),
+                    ])),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
