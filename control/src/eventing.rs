@@ -250,13 +250,13 @@ impl Eventing {
         Ok((object, outcome))
     }
 
-    /// Runs a trigger with its broker's delivery options when it has none of its own.
+    /// Runs a trigger with its broker's delivery options when it has none of its own, and
+    /// with Knative's broker defaults when neither has any (as Knative's webhook fills them
+    /// in from `config-br-defaults`).
     async fn run_trigger(&self, mut trigger: Trigger) -> Result<(), ControlError> {
-        if trigger.delivery == Delivery::default()
-            && let Some(broker) = self.store.record::<Broker>(Kind::Broker, &trigger.broker)?
-            && let Some(delivery) = broker.delivery
-        {
-            trigger.delivery = delivery;
+        if trigger.delivery == Delivery::default() {
+            let broker = self.store.record::<Broker>(Kind::Broker, &trigger.broker)?;
+            trigger.delivery = broker.and_then(|b| b.delivery).unwrap_or_else(Delivery::broker_default);
         }
         self.dispatcher.upsert(trigger).await.map_err(log_error)
     }

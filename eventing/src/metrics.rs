@@ -58,6 +58,7 @@ pub struct EventingMetrics {
     failed: Family<OutcomeLabels, Counter>,
     dead_lettered: Family<TriggerLabels, Counter>,
     dropped: Family<TriggerLabels, Counter>,
+    filtered: Family<TriggerLabels, Counter>,
     latency: Family<TriggerLabels, Histogram, fn() -> Histogram>,
     backlog: Family<TriggerLabels, Gauge>,
     replies_dropped: Family<TriggerLabels, Counter>,
@@ -94,8 +95,13 @@ impl EventingMetrics {
         );
         registry.register(
             "rouse_trigger_events_dropped",
-            "Events given up with no dead-letter sink, or whose dead-letter sink failed too",
+            "Events given up: no dead-letter sink, a dead-letter sink that failed too, or unreadable in the log",
             metrics.dropped.clone(),
+        );
+        registry.register(
+            "rouse_trigger_events_filtered",
+            "Events of the trigger's broker its filter did not pass",
+            metrics.filtered.clone(),
         );
         registry.register(
             "rouse_trigger_delivery_latency_seconds",
@@ -124,6 +130,7 @@ impl EventingMetrics {
             failed: Family::default(),
             dead_lettered: Family::default(),
             dropped: Family::default(),
+            filtered: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             backlog: Family::default(),
             replies_dropped: Family::default(),
@@ -160,6 +167,7 @@ impl EventingMetrics {
             failed: OutcomeCounters::new(self.failed.clone(), trigger),
             dead_lettered: self.dead_lettered.get_or_create_owned(&labels),
             dropped: self.dropped.get_or_create_owned(&labels),
+            filtered: self.filtered.get_or_create_owned(&labels),
             latency: self.latency.get_or_create_owned(&labels),
             backlog: self.backlog.get_or_create_owned(&labels),
             replies_dropped: self.replies_dropped.get_or_create_owned(&labels),
@@ -173,6 +181,7 @@ impl EventingMetrics {
         };
         self.dead_lettered.remove(&labels);
         self.dropped.remove(&labels);
+        self.filtered.remove(&labels);
         self.latency.remove(&labels);
         self.backlog.remove(&labels);
         self.replies_dropped.remove(&labels);
@@ -194,6 +203,10 @@ pub(crate) struct TriggerMetrics {
     pub(crate) failed: OutcomeCounters,
     pub(crate) dead_lettered: Counter,
     pub(crate) dropped: Counter,
+    /// Events of the broker its filter passed over: with these, every event the broker
+    /// accepted since the trigger started is accounted for: delivered + dead-lettered +
+    /// dropped + filtered + backlog.
+    pub(crate) filtered: Counter,
     pub(crate) latency: Histogram,
     pub(crate) backlog: Gauge,
     pub(crate) replies_dropped: Counter,

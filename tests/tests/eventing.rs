@@ -255,6 +255,45 @@ fn a_stalled_request_body_is_cut_after_the_idle_timeout() {
     assert_eq!(post(&rouse, "default", &binary("after", "t"), "{}").status, 202);
 }
 
+/// "At least once" needs retries: a trigger that gives no delivery options (and whose broker
+/// gives none) follows Knative's broker defaults, 10 retries from 200 ms, so a subscriber that
+/// fails twice still gets the event; and every event the broker accepted is accounted for.
+#[test]
+fn triggers_without_delivery_options_retry_as_knative_brokers_do() {
+    let rouse = Rouse::start();
+    let sub = Subscriber::start();
+    sub.answer("/flaky", 500, "not yet");
+    rouse.apply(&trigger(
+        "flaky",
+        &sub.url("/flaky"),
+        "  filter:\n    attributes:\n      type: wanted\n",
+    ));
+    assert_eq!(post(&rouse, "default", &binary("w", "wanted"), "{}").status, 202);
+    assert_eq!(post(&rouse, "default", &binary("u", "unwanted"), "{}").status, 202);
+    wait_for(&sub, "/flaky", 2);
+    sub.answer("/flaky", 200, "");
+    let got = wait_for(&sub, "/flaky", 3);
+    let gap = got[2].at - got[1].at;
+    assert!(
+        gap >= Duration::from_millis(300),
+        "the second retry waited {gap:?} (200 ms doubled)"
+    );
+    let metrics = eventually("the delivery counted", Duration::from_secs(5), || {
+        let metrics = rouse.request_to_api_metrics();
+        metrics
+            .contains(r#"rouse_trigger_events_delivered_total{trigger="flaky",code="200"} 1"#)
+            .then_some(metrics)
+    });
+    for line in [
+        r#"rouse_trigger_attempts_failed_total{trigger="flaky",code="500"} 2"#,
+        r#"rouse_trigger_events_filtered_total{trigger="flaky"} 1"#,
+        r#"rouse_trigger_events_dropped_total{trigger="flaky"} 0"#,
+        r#"rouse_broker_events_accepted_total{broker="default"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+}
+
 #[test]
 fn filters_of_every_dialect() {
     let rouse = Rouse::start();

@@ -110,6 +110,21 @@ pub struct Delivery {
     pub dead_letter_sink: Option<Sink>,
 }
 
+impl Delivery {
+    /// What a trigger gets when neither it nor its broker gives delivery options: Knative's
+    /// broker defaults (`config-br-defaults`), 10 retries with exponential backoff from
+    /// 200 ms. "At least once" needs retries: one failed attempt must not lose an event.
+    pub fn broker_default() -> Self {
+        Self {
+            retry: 10,
+            backoff_policy: BackoffPolicy::Exponential,
+            backoff_delay: Some(Duration::from_millis(200)),
+            timeout: None,
+            dead_letter_sink: None,
+        }
+    }
+}
+
 /// A trigger: events of `broker` that pass every filter go to `subscriber`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {

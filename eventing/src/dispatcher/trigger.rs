@@ -104,12 +104,14 @@ pub(super) async fn run(shared: Arc<Shared>, run: Arc<TriggerRun>, start: u64, s
                         let record = match record::decode(stored) {
                             Ok(record) => record,
                             Err(error) => {
-                                tracing::warn!(%broker, offset, %error, "skipping an unreadable event");
+                                run.metrics.dropped.inc();
+                                tracing::error!(%broker, offset, %error, "an event in the log is unreadable; dropped");
                                 continue;
                             }
                         };
                         let event = &record.event;
                         if !run.trigger.matches(&|name| event.attribute(name).map(str::to_string)) {
+                            run.metrics.filtered.inc();
                             continue;
                         }
                         let span =
