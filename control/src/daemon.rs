@@ -8,7 +8,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use rouse_activator::{ConnectionLimits, DEFAULT_SHUTDOWN_GRACE, IdleBody, serve, serve_ingress};
 use rouse_activator::{Ingress, IngressMetrics, RouteTable};
-use rouse_eventing::{BrokerIngress, Dispatcher, EventLog, EventingMetrics, RedbLog, ingress_router};
+use rouse_eventing::{BrokerIngress, Dispatcher, EventLog, EventingMetrics, RedbLog, UnavailableLog, ingress_router};
 use rouse_runtime::{DockerRuntime, Runtime};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -87,10 +87,18 @@ pub async fn run(
     let serving_metrics = ServingMetrics::register(&mut registry);
     store.register_metrics(&mut registry);
     let eventing_metrics = EventingMetrics::register(&mut registry);
-    let event_log: Arc<dyn EventLog> = Arc::new(
-        RedbLog::open(&home.dir().join("events.redb"))
-            .map_err(|e| ControlError::store("cannot open the event log", e))?,
-    );
+    let event_log: Arc<dyn EventLog> = match RedbLog::open(&home.dir().join("events.redb")) {
+        Ok(log) => Arc::new(log),
+        // Serving needs no event log: a damaged one keeps only eventing from working.
+        Err(error) => {
+            tracing::error!(
+                %error,
+                "the event log cannot be opened; services are served, brokers answer 503 until it is repaired \
+                 (stop rouse, move events.redb aside, start again for an empty log)"
+            );
+            Arc::new(UnavailableLog::new(error))
+        }
+    };
     let broker_ingress = Arc::new(BrokerIngress::new(
         event_log,
         config.eventing.clone(),

@@ -96,11 +96,18 @@ impl Eventing {
             pings: Mutex::new(HashMap::new()),
             cancel,
         });
+        // A log that fails here (damaged, unavailable) stops eventing, not the daemon: the
+        // failure is logged and `/healthz` reports it.
         for broker in eventing.store.records::<Broker>(Kind::Broker)? {
-            eventing.ingress.add_broker(&broker.name).await.map_err(log_error)?;
+            if let Err(error) = eventing.ingress.add_broker(&broker.name).await {
+                tracing::error!(broker = %broker.name, %error, "broker not ready: the event log fails");
+            }
         }
         for trigger in eventing.store.records::<Trigger>(Kind::Trigger)? {
-            eventing.run_trigger(trigger).await?;
+            let name = trigger.name.clone();
+            if let Err(error) = eventing.run_trigger(trigger).await {
+                tracing::error!(trigger = %name, %error, "trigger not started: the event log fails");
+            }
         }
         for source in eventing.store.records::<PingSource>(Kind::PingSource)? {
             match Schedule::of(&source) {

@@ -79,10 +79,12 @@ impl BrokerIngress {
     }
 
     /// Registers a broker so it accepts events (idempotent).
+    /// The broker is registered even when its head cannot be read (the log is unavailable):
+    /// its requests then get the log's 503, not a 404 that says it does not exist.
     pub async fn add_broker(&self, name: &str) -> Result<(), EventLogError> {
         let entry = self.entry(name);
-        entry.advance(self.log.head(name).await?);
         entry.registered.store(true, Ordering::Release);
+        entry.advance(self.log.head(name).await?);
         Ok(())
     }
 

@@ -42,7 +42,7 @@ pub use config::EventingConfig;
 pub use dispatcher::{Dispatcher, TriggerProgress};
 pub use error::{EventError, EventLogError, IngestError, StoreError};
 pub use ingress::{BrokerIngress, ingress_router};
-pub use log::EventLog;
+pub use log::{EventLog, UnavailableLog};
 pub use metrics::EventingMetrics;
 pub use ping::{Schedule, ping_event_parts};
 pub use redb_log::RedbLog;

@@ -45,3 +45,63 @@ pub trait EventLog: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// The log of a daemon whose event log could not be opened (a damaged file): every call
+/// fails with why, so brokers answer 503 and `/healthz` names the file, while serving, which
+/// needs no event log, goes on.
+pub struct UnavailableLog {
+    error: EventLogError,
+}
+
+impl UnavailableLog {
+    pub fn new(error: EventLogError) -> Self {
+        Self { error }
+    }
+
+    fn fail<T>(&self) -> Result<T, EventLogError> {
+        Err(self.error.clone())
+    }
+}
+
+#[async_trait]
+impl EventLog for UnavailableLog {
+    async fn append(&self, _: &str, _: Vec<Bytes>) -> Result<Vec<u64>, EventLogError> {
+        self.fail()
+    }
+
+    async fn read(&self, _: &str, _: u64, _: usize) -> Result<Vec<(u64, Bytes)>, EventLogError> {
+        self.fail()
+    }
+
+    async fn head(&self, _: &str) -> Result<u64, EventLogError> {
+        self.fail()
+    }
+
+    async fn cursor(&self, _: &str) -> Result<Option<u64>, EventLogError> {
+        self.fail()
+    }
+
+    async fn cursors(&self, _: &str) -> Result<Vec<(String, u64)>, EventLogError> {
+        self.fail()
+    }
+
+    async fn set_cursor(&self, _: &str, _: u64) -> Result<(), EventLogError> {
+        self.fail()
+    }
+
+    async fn delete_cursor(&self, _: &str) -> Result<(), EventLogError> {
+        self.fail()
+    }
+
+    async fn trim(&self, _: &str, _: u64) -> Result<(), EventLogError> {
+        self.fail()
+    }
+
+    async fn delete_broker(&self, _: &str) -> Result<(), EventLogError> {
+        self.fail()
+    }
+
+    async fn health(&self) -> Result<(), EventLogError> {
+        self.fail()
+    }
+}

@@ -131,3 +131,29 @@ fn a_full_disk_gets_503_and_healthz_says_why_and_room_again_heals_without_a_rest
     drop(rouse);
     drop(disk);
 }
+
+/// A truncated `events.redb` once kept the whole daemon from starting. Now serving starts
+/// and works, brokers answer 503, and `/healthz` names the event log.
+#[test]
+fn a_damaged_event_log_stops_eventing_not_serving() {
+    let mut rouse = Rouse::start();
+    rouse.deploy("web", rouse_tests::HELLO, &[]);
+    assert_eq!(send(&rouse, "kept", "x"), 202);
+    rouse.terminate();
+    let log = rouse.home().join("events.redb");
+    let file = fs::OpenOptions::new().write(true).open(&log).unwrap();
+    let length = file.metadata().unwrap().len();
+    file.set_len(length / 3).unwrap();
+    drop(file);
+    rouse.restart();
+    let reply = eventually("web served after the restart", Duration::from_secs(30), || {
+        let reply = rouse.get("web", "/");
+        (reply.status == 200).then_some(reply)
+    });
+    assert!(reply.text().starts_with("Hello"), "{}", reply.text());
+    let status = send(&rouse, "after", "x");
+    let (health, text) = healthz(&rouse);
+    assert_eq!(status, 503, "a damaged log took an event");
+    assert_eq!(health, 503, "{text}");
+    assert!(text.contains("event log") && text.contains("events.redb"), "{text}");
+}
