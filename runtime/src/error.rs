@@ -29,6 +29,14 @@ pub enum RuntimeError {
         port: u16,
         waited_ms: u128,
     },
+    /// The instance could not be probed because this host ran out of something (file
+    /// descriptors, ports, memory): no fault of the instance, and never counted against it.
+    #[error("probe {instance}: this host is out of resources ({source}); the instance was not checked")]
+    HostExhausted {
+        instance: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The instance is gone from the engine.
     #[error("{operation} {instance}: no such instance: it was removed (see `docker ps -a`)")]
     NoSuchInstance { operation: &'static str, instance: String },

@@ -57,6 +57,9 @@ pub struct Faults {
     pub call_delay: Duration,
     /// Images the engine does not have.
     pub missing_images: HashSet<String>,
+    /// The host is out of file descriptors: probes cannot connect, whatever the instance
+    /// does, and fail with [`RuntimeError::HostExhausted`] at their deadline.
+    pub host_exhausted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -373,10 +376,17 @@ impl Runtime for MemoryRuntime {
                     code,
                 });
             }
-            if answers(&container) {
+            let exhausted = self.engine().faults.host_exhausted;
+            if answers(&container) && !exhausted {
                 return Ok(());
             }
             let now = Instant::now();
+            if now >= deadline && exhausted {
+                return Err(RuntimeError::HostExhausted {
+                    instance: instance.name.clone(),
+                    source: std::io::Error::other("Too many open files (os error 24), injected"),
+                });
+            }
             if now >= deadline {
                 return Err(RuntimeError::NotReady {
                     instance: instance.name.clone(),

@@ -53,8 +53,16 @@ pub(crate) fn next_delay(elapsed: Duration) -> Duration {
 /// `None` if no complete status line came back (refused, closed, malformed).
 ///
 /// `uri` is a path with an optional query, e.g. `/healthz`. Has no timeout of its own.
-pub(crate) async fn probe_once(addr: SocketAddr, uri: &Uri) -> Option<StatusCode> {
-    let stream = TcpStream::connect(addr).await.ok()?;
+pub(crate) async fn probe_once(addr: SocketAddr, uri: &Uri, local: &LocalFailure) -> Option<StatusCode> {
+    let stream = match TcpStream::connect(addr).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            local.note(error);
+            return None;
+        }
+    };
+    // The instance was reached: whatever happens next is its own doing.
+    local.take();
     // One small write then a read: Nagle could only add delay here.
     stream.set_nodelay(true).ok()?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
@@ -78,12 +86,51 @@ pub(crate) async fn probe_once(addr: SocketAddr, uri: &Uri) -> Option<StatusCode
     }
 }
 
+/// Whether an error is this host running out of something (file descriptors, ports,
+/// memory), which says nothing about the instance.
+pub(crate) fn is_local_exhaustion(error: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    Errno::from_io_error(error).is_some_and(|e| {
+        [
+            Errno::MFILE,
+            Errno::NFILE,
+            Errno::NOBUFS,
+            Errno::NOMEM,
+            Errno::ADDRNOTAVAIL,
+        ]
+        .contains(&e)
+    })
+}
+
+/// The last attempt's failure when it was the host's own (see [`is_local_exhaustion`]),
+/// cleared by a failure of any other kind: a probe that timed out only for want of file
+/// descriptors must not count against the instance.
+#[derive(Debug, Default)]
+pub(crate) struct LocalFailure(std::sync::Mutex<Option<std::io::Error>>);
+
+impl LocalFailure {
+    fn note(&self, error: std::io::Error) {
+        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = is_local_exhaustion(&error).then_some(error);
+    }
+
+    /// The host's error, if the last failed attempt failed for it.
+    pub(crate) fn take(&self) -> Option<std::io::Error> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+}
+
 /// Probes `addr` until an attempt gets a status line, and returns that status.
 ///
 /// Never gives up by itself: callers race it against a deadline and against the instance
 /// exiting. Uses the schedule of [`next_delay`]; each attempt is bounded by
 /// [`ATTEMPT_TIMEOUT`], at most [`MAX_IN_FLIGHT`] at once.
-pub(crate) async fn until_ready(addr: SocketAddr, uri: &Uri, readiness: &Readiness) -> StatusCode {
+pub(crate) async fn until_ready(
+    addr: SocketAddr,
+    uri: &Uri,
+    readiness: &Readiness,
+    local: &LocalFailure,
+) -> StatusCode {
     let started = Instant::now();
     let accepts = |status: StatusCode| !readiness.success_only || status.is_success() || status.is_redirection();
     let mut next_start = started;
@@ -93,7 +140,7 @@ pub(crate) async fn until_ready(addr: SocketAddr, uri: &Uri, readiness: &Readine
         let now = Instant::now();
         if now >= next_start && in_flight.len() < MAX_IN_FLIGHT {
             attempts += 1;
-            in_flight.push(timeout(ATTEMPT_TIMEOUT, probe_once(addr, uri)));
+            in_flight.push(timeout(ATTEMPT_TIMEOUT, probe_once(addr, uri, local)));
             next_start = now + readiness.period.unwrap_or_else(|| next_delay(now - started));
         }
         // When the in-flight set is full, only a finishing attempt can make room; waking at
@@ -199,7 +246,7 @@ mod tests {
     async fn a_closed_connection_is_not_ready() {
         let (listener, addr) = listener().await;
         let server = tokio::spawn(serve(listener, |_| None));
-        assert_eq!(probe_once(addr, &uri()).await, None);
+        assert_eq!(probe_once(addr, &uri(), &LocalFailure::default()).await, None);
         server.abort();
     }
 
@@ -207,14 +254,14 @@ mod tests {
     async fn a_refused_connection_is_not_ready() {
         let (listener, addr) = listener().await;
         drop(listener);
-        assert_eq!(probe_once(addr, &uri()).await, None);
+        assert_eq!(probe_once(addr, &uri(), &LocalFailure::default()).await, None);
     }
 
     #[tokio::test]
     async fn garbage_is_not_ready() {
         let (listener, addr) = listener().await;
         let server = tokio::spawn(serve(listener, |_| Some(b"SSH-2.0-OpenSSH\r\n")));
-        assert_eq!(probe_once(addr, &uri()).await, None);
+        assert_eq!(probe_once(addr, &uri(), &LocalFailure::default()).await, None);
         server.abort();
     }
 
@@ -224,7 +271,10 @@ mod tests {
         let server = tokio::spawn(serve(listener, |_| {
             Some(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
         }));
-        assert_eq!(probe_once(addr, &uri()).await, Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(
+            probe_once(addr, &uri(), &LocalFailure::default()).await,
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
         server.abort();
     }
 
@@ -235,9 +285,12 @@ mod tests {
         let server = tokio::spawn(serve(listener, |n| {
             (n >= 5).then_some(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".as_slice())
         }));
-        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri(), &Readiness::default()))
-            .await
-            .unwrap();
+        let status = timeout(
+            Duration::from_secs(5),
+            until_ready(addr, &uri(), &Readiness::default(), &LocalFailure::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(status, StatusCode::OK);
         server.abort();
     }
@@ -258,9 +311,12 @@ mod tests {
             success_only: true,
         };
         let started = Instant::now();
-        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri(), &readiness))
-            .await
-            .unwrap();
+        let status = timeout(
+            Duration::from_secs(5),
+            until_ready(addr, &uri(), &readiness, &LocalFailure::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(status, StatusCode::OK);
         // Four attempts, a period apart.
         assert!(
@@ -281,9 +337,12 @@ mod tests {
             drop(hung);
         });
         let started = Instant::now();
-        let status = timeout(Duration::from_secs(5), until_ready(addr, &uri(), &Readiness::default()))
-            .await
-            .unwrap();
+        let status = timeout(
+            Duration::from_secs(5),
+            until_ready(addr, &uri(), &Readiness::default(), &LocalFailure::default()),
+        )
+        .await
+        .unwrap();
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert!(
             started.elapsed() < ATTEMPT_TIMEOUT / 2,
@@ -291,5 +350,23 @@ mod tests {
             started.elapsed()
         );
         server.abort();
+    }
+
+    #[test]
+    fn only_the_hosts_own_exhaustion_is_local() {
+        use std::io::{Error, ErrorKind};
+        assert!(is_local_exhaustion(&Error::from_raw_os_error(
+            rustix::io::Errno::MFILE.raw_os_error()
+        )));
+        assert!(is_local_exhaustion(&Error::from_raw_os_error(
+            rustix::io::Errno::ADDRNOTAVAIL.raw_os_error()
+        )));
+        assert!(!is_local_exhaustion(&Error::from(ErrorKind::ConnectionRefused)));
+        let local = LocalFailure::default();
+        local.note(Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error()));
+        local.note(Error::from(ErrorKind::ConnectionRefused));
+        assert!(local.take().is_none(), "a later refusal is the instance's");
+        local.note(Error::from_raw_os_error(rustix::io::Errno::NFILE.raw_os_error()));
+        assert!(local.take().is_some());
     }
 }

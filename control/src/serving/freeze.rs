@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rouse_runtime::{Instance, InstanceState, Readiness};
+use rouse_runtime::{Instance, InstanceState, Readiness, RuntimeError};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -91,6 +91,16 @@ impl Serving {
                         .await
                 }
                 Err(e) => Err(e),
+            };
+            let thawed = match thawed {
+                // The probe could not even connect for want of file descriptors (or ports):
+                // that is the host's trouble, not the instance's, which answered before it
+                // froze. Removing it would turn a passing shortage into lost instances.
+                Err(RuntimeError::HostExhausted { source, .. }) => {
+                    tracing::warn!(%revision, instance = %record.name, error = %source, "thawed instance not checked: this host is out of resources; kept");
+                    Ok(())
+                }
+                other => other,
             };
             match thawed {
                 Ok(()) => {
@@ -186,7 +196,7 @@ impl Serving {
 
     /// Moves an instance from `from` to [`Phase::Stopping`], for the next pass to stop (in the
     /// loop's tasks); nothing if it is no longer in `from`.
-    fn stop_at_next_pass(&self, revision: &str, id: &str, from: Phase) {
+    pub(super) fn stop_at_next_pass(&self, revision: &str, id: &str, from: Phase) {
         if self.state().advance(revision, id, &[from], Phase::Stopping).is_some() {
             self.wake();
         }

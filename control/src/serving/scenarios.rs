@@ -154,6 +154,20 @@ async fn a_thaw_that_fails_falls_back_to_a_fresh_start() {
     assert_eq!(h.engine.created(), created + 1);
 }
 
+/// Out of file descriptors, a thaw's probe cannot connect: the instance is the host's victim,
+/// not a failure, so it is kept (once, such instances were removed as dead).
+#[tokio::test(start_paused = true)]
+async fn a_thaw_the_host_cannot_probe_keeps_its_instance() {
+    let h = deployed("web").await;
+    tokio::time::sleep(TO_ZERO).await;
+    let created = h.engine.created();
+    h.engine.faults(|f| f.host_exhausted = true);
+    let _ = h.request("web", SEC / 10).await;
+    h.engine.faults(|f| f.host_exhausted = false);
+    served_within(&h.request("web", SEC / 10).await, SETTLE);
+    assert_eq!(h.engine.created(), created, "no instance was replaced");
+}
+
 #[tokio::test(start_paused = true)]
 async fn create_failures_back_off_then_serve() {
     let h = Harness::start();

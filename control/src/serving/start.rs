@@ -129,6 +129,12 @@ impl Serving {
                     .instance_started(&instance.service, revision, StartPath::Fresh, seconds);
                 self.instance_ready(revision, &instance);
             }
+            // Not the instance's failure: no crash is counted, and the next pass starts
+            // another once the host has room again.
+            Err(RuntimeError::HostExhausted { source, .. }) => {
+                tracing::warn!(%revision, instance = %instance.name, error = %source, "new instance not checked: this host is out of resources; it is replaced, no crash counted");
+                self.stop_at_next_pass(revision, &instance.id, Phase::Starting);
+            }
             Err(e) => {
                 let (reason, code) = match &e {
                     RuntimeError::Exited { code, .. } => ("ContainerExited", Some(*code)),
@@ -161,6 +167,12 @@ impl Serving {
         spawn_in(tasks, span, async move {
             match serving.runtime.wait_ready(&instance, &ready, ADOPT_PROBE_TIMEOUT).await {
                 Ok(()) => serving.instance_ready(&instance.revision, &instance),
+                // It was running before the restart; a host out of file descriptors proves
+                // nothing against it.
+                Err(RuntimeError::HostExhausted { source, .. }) => {
+                    tracing::warn!(revision = %instance.revision, instance = %instance.name, error = %source, "adopted instance not checked: this host is out of resources; kept");
+                    serving.instance_ready(&instance.revision, &instance);
+                }
                 Err(e) => {
                     serving
                         .instance_failed(&instance.revision, &instance.id, "NotReady", e.to_string(), None)

@@ -430,15 +430,22 @@ impl Runtime for DockerRuntime {
             },
         };
 
+        let local = probe::LocalFailure::default();
         tokio::select! {
             // Readiness first: an instance that answered is ready even if it dies right after.
             biased;
-            status = probe::until_ready(endpoint, &uri, readiness) => {
+            status = probe::until_ready(endpoint, &uri, readiness, &local) => {
                 tracing::debug!(instance = %instance.name, %status, waited = ?started.elapsed(), "instance ready");
                 Ok(())
             }
             exited = self.exit_of(instance) => Err(exited),
             () = sleep_until(deadline) => {
+                if let Some(source) = local.take() {
+                    return Err(RuntimeError::HostExhausted {
+                        instance: instance.name.clone(),
+                        source,
+                    });
+                }
                 let port = self.container_port(&instance.id).await.unwrap_or(endpoint.port());
                 Err(RuntimeError::NotReady {
                     instance: instance.name.clone(),
