@@ -238,6 +238,7 @@ fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
 }
 
 /// Attributes collected from a request, before validation.
+#[derive(Default)]
 struct Parts {
     limits: Limits,
     /// Bytes of attribute names and values so far.
@@ -258,17 +259,7 @@ impl Parts {
     fn new(limits: Limits) -> Self {
         Self {
             limits,
-            attribute_bytes: 0,
-            specversion: None,
-            id: None,
-            source: None,
-            ty: None,
-            datacontenttype: None,
-            dataschema: None,
-            subject: None,
-            time: None,
-            extensions: BTreeMap::new(),
-            data: None,
+            ..Self::default()
         }
     }
 

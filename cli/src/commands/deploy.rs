@@ -84,38 +84,28 @@ fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
 fn on_deploy_flags(error: ValidationError) -> ValidationError {
     use rouse_api::annotations::{CE_OVERRIDES, FROZEN_RETENTION, SINK};
     use rouse_api::template::{CONTAINER, TEMPLATE, annotation_field};
+    let scale = |name: &str| annotation_field(&format!("autoscaling.knative.dev/{name}"));
+    let flags = [
+        (format!("{CONTAINER}.image"), "--image"),
+        (format!("{CONTAINER}.ports[0].containerPort"), "--port"),
+        (format!("{TEMPLATE}.spec.containerConcurrency"), "--concurrency-limit"),
+        (format!("{TEMPLATE}.spec.timeoutSeconds"), "--timeout"),
+        (annotation_field(SINK), "--sink"),
+        (annotation_field(CE_OVERRIDES), "--ce-override"),
+        (annotation_field(FROZEN_RETENTION), "--frozen-retention"),
+        (scale("min-scale"), "--scale-min"),
+        (scale("max-scale"), "--scale-max"),
+        (scale("initial-scale"), "--scale-init"),
+        (scale("target"), "--scale-target"),
+        (scale("target-utilization-percentage"), "--scale-utilization"),
+        (scale("window"), "--scale-window"),
+        (scale("metric"), "--scale-metric"),
+    ];
     let field = error.field.as_str();
-    let scale = |name: &str| field == annotation_field(&format!("autoscaling.knative.dev/{name}"));
-    let flag = if field == format!("{CONTAINER}.image") {
-        "--image"
-    } else if field.starts_with(&format!("{CONTAINER}.env")) {
+    let flag = if field.starts_with(&format!("{CONTAINER}.env")) {
         "--env"
-    } else if field == format!("{CONTAINER}.ports[0].containerPort") {
-        "--port"
-    } else if field == format!("{TEMPLATE}.spec.containerConcurrency") {
-        "--concurrency-limit"
-    } else if field == format!("{TEMPLATE}.spec.timeoutSeconds") {
-        "--timeout"
-    } else if field == annotation_field(SINK) {
-        "--sink"
-    } else if field == annotation_field(CE_OVERRIDES) {
-        "--ce-override"
-    } else if field == annotation_field(FROZEN_RETENTION) {
-        "--frozen-retention"
-    } else if scale("min-scale") {
-        "--scale-min"
-    } else if scale("max-scale") {
-        "--scale-max"
-    } else if scale("initial-scale") {
-        "--scale-init"
-    } else if scale("target") {
-        "--scale-target"
-    } else if scale("target-utilization-percentage") {
-        "--scale-utilization"
-    } else if scale("window") {
-        "--scale-window"
-    } else if scale("metric") {
-        "--scale-metric"
+    } else if let Some((_, flag)) = flags.iter().find(|(path, _)| path == field) {
+        flag
     } else {
         return error;
     };

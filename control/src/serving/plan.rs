@@ -461,17 +461,24 @@ mod tests {
 
     /// A state with one revision of `web` whose autoscaler wants `desired`, and its service.
     fn world(desired: u32) -> (State, HashMap<String, Service>) {
-        let (mut service, revision) = Service::create("web", RevisionTemplate::new("hello"), Utc::now());
+        let (mut state, mut services) = (State::default(), HashMap::new());
+        add_service(&mut state, &mut services, "web", desired);
+        (state, services)
+    }
+
+    /// Adds service `name` with one ready revision (`{name}-00001`) whose autoscaler wants
+    /// `desired`.
+    fn add_service(state: &mut State, services: &mut HashMap<String, Service>, name: &str, desired: u32) {
+        let (mut service, revision) = Service::create(name, RevisionTemplate::new("hello"), Utc::now());
         service.latest_ready_revision = Some(revision.name.clone());
         let live = RevisionState::new(
-            revision,
+            revision.clone(),
             &AutoscalerConfig::default(),
             &Arc::new(Notify::new()),
             Some(desired),
         );
-        let mut state = State::default();
-        state.revisions.insert(REV.to_string(), live);
-        (state, HashMap::from([("web".to_string(), service)]))
+        state.revisions.insert(revision.name, live);
+        services.insert(name.to_string(), service);
     }
 
     fn listed(id: &str, revision: &str, state: InstanceState) -> Instance {
@@ -753,16 +760,7 @@ mod tests {
 
     /// Adds service `api`, whose revision's autoscaler wants `desired`.
     fn add_api(state: &mut State, services: &mut HashMap<String, Service>, desired: u32) {
-        let (mut service, revision) = Service::create("api", RevisionTemplate::new("hello"), Utc::now());
-        service.latest_ready_revision = Some(revision.name.clone());
-        let live = RevisionState::new(
-            revision,
-            &AutoscalerConfig::default(),
-            &Arc::new(Notify::new()),
-            Some(desired),
-        );
-        state.revisions.insert(API.to_string(), live);
-        services.insert("api".to_string(), service);
+        add_service(state, services, "api", desired);
     }
 
     fn capped(state: &State, services: &HashMap<String, Service>, now: Instant, max_instances: u32) -> Plan {
