@@ -14,6 +14,8 @@ pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default of [`IngressConfig::body_idle_timeout`].
 pub(crate) const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`IngressConfig::write_timeout`].
+pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of [`IngressConfig::max_connections`].
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default of [`IngressConfig::max_connections_per_client`].
@@ -34,10 +36,16 @@ pub struct IngressConfig {
     /// How long a connection may sit without sending a request head before it is closed.
     #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
     pub idle_timeout: Duration,
-    /// How long the admin API and the broker ingress wait for the next part of a request
-    /// body before they give up on it; a client that stalls midway holds nothing longer.
+    /// How long every listener waits for the next part of a request body before it gives up
+    /// on it (the ingress answers 408 if no answer started, else cuts the connection); a
+    /// client that stalls midway holds no instance, handler or buffer longer.
     #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
     pub body_idle_timeout: Duration,
+    /// How long every listener waits for a client to read the next part of a response (or
+    /// of a websocket) before it cuts the connection; a client that never reads frees the
+    /// instance slot its request held after this long.
+    #[serde(deserialize_with = "rouse_api::duration::deserialize_duration")]
+    pub write_timeout: Duration,
     /// Most connections open at once on each listener (the ingress, the admin API, the broker
     /// ingress); more are answered 503 and closed. The daemon raises its file limit at start
     /// to make room for them.
@@ -57,6 +65,7 @@ impl Default for IngressConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             max_waiting: DEFAULT_MAX_WAITING,

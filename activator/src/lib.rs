@@ -14,6 +14,7 @@
 //! - `proxy`: forwarding one request to one instance, streaming both bodies.
 //! - `upstream`: HTTP/1.1 connections to an instance, pooled and driven by the request's task.
 //! - `respond`: every error response a client can get, in one place.
+//! - `stall`: timeouts for a client that stops sending a body or stops reading a response.
 //! - `server`: the listener, connection limits and graceful shutdown.
 
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ mod proxy;
 mod respond;
 mod route;
 mod server;
+mod stall;
 mod upstream;
 
 pub use config::{DEFAULT_SHUTDOWN_GRACE, IngressConfig};
@@ -33,4 +35,5 @@ pub use endpoints::{AcquireError, Endpoint, RevisionEndpoints};
 pub use metrics::{IngressMetrics, RevisionLabels};
 pub use proxy::Ingress;
 pub use route::{RouteTable, ServiceRoute};
-pub use server::{BodyIdle, ConnectionLimits, IdleBody, serve, serve_ingress};
+pub use server::{ConnectionLimits, serve, serve_ingress};
+pub use stall::{BodyIdle, IdleBody};

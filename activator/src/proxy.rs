@@ -31,6 +31,7 @@ use crate::metrics::IngressMetrics;
 use crate::respond::Refusal;
 use crate::route::RouteTable;
 use crate::server::Peer;
+use crate::stall::{BodyIdle, IdleBody};
 use crate::upstream::UpstreamBody;
 use rouse_api::error_chain;
 use tracing::Instrument;
@@ -197,7 +198,10 @@ impl Ingress {
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let body = Limited::new(body, usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX));
+        let body = Limited::new(
+            IdleBody::new(body, self.config.body_idle_timeout),
+            usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX),
+        );
         let timed_out = || Refusal::NoAnswer {
             revision: revision.revision.clone(),
             timeout: revision.timeout,
@@ -254,8 +258,13 @@ impl Ingress {
         endpoint: &Endpoint,
         error: &(dyn std::error::Error + 'static),
     ) -> Refusal {
-        if is_length_limit(error) {
+        if caused_by::<LengthLimitError>(error) {
             return self.too_large();
+        }
+        if caused_by::<BodyIdle>(error) {
+            return Refusal::BodyIdle {
+                timeout: self.config.body_idle_timeout,
+            };
         }
         Refusal::InstanceFailed {
             revision: revision.revision.clone(),
@@ -373,10 +382,10 @@ fn prepare_headers(headers: &mut HeaderMap, host: &HeaderValue, client_ip: &Head
     }
 }
 
-fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<LengthLimitError>() {
+        if e.is::<E>() {
             return true;
         }
         current = e.source();

@@ -34,6 +34,8 @@ pub(crate) enum Refusal {
     UnknownHost { host: String, domain: String },
     /// The request body is larger than the ingress accepts.
     BodyTooLarge { limit: u64 },
+    /// The client stopped sending its request body midway.
+    BodyIdle { timeout: Duration },
     /// Too many requests are already waiting for the revision.
     QueueFull { revision: String },
     /// The revision was removed (its service deleted or redeployed) while the request waited.
@@ -57,6 +59,7 @@ impl Refusal {
             Refusal::MissingHost | Refusal::BadHost(_) => StatusCode::BAD_REQUEST,
             Refusal::UnknownHost { .. } => StatusCode::NOT_FOUND,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyIdle { .. } => StatusCode::REQUEST_TIMEOUT,
             Refusal::QueueFull { .. } | Refusal::RevisionGone { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::NoInstance { .. } | Refusal::NoAnswer { .. } => StatusCode::GATEWAY_TIMEOUT,
             Refusal::InstanceFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -74,6 +77,7 @@ impl Refusal {
                 )
             }
             Refusal::BodyTooLarge { limit } => format!("request body exceeds the ingress limit of {limit} bytes"),
+            Refusal::BodyIdle { timeout } => crate::stall::BodyIdle(*timeout).to_string(),
             Refusal::QueueFull { revision } => {
                 format!("revision {revision} is overloaded: its request queue is full; retry later")
             }
@@ -121,6 +125,7 @@ mod tests {
                 404,
             ),
             (Refusal::BodyTooLarge { limit: 1 }, 413),
+            (Refusal::BodyIdle { timeout }, 408),
             (Refusal::QueueFull { revision: revision() }, 503),
             (Refusal::RevisionGone { revision: revision() }, 503),
             (

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::{BoxError, HoldingBody, Ingress};
+use crate::stall::WriteStall;
 
 /// Limits applied to every connection.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +34,9 @@ pub struct ConnectionLimits {
     pub max_header_bytes: usize,
     /// How long a client may wait before sending a request head (first one or next one).
     pub idle_timeout: Duration,
+    /// How long a client may leave a response (or its side of a tunnel) unread before the
+    /// connection is cut (`[ingress] write-timeout`).
+    pub write_timeout: Duration,
     /// How long open requests get to finish once shutdown starts.
     pub shutdown_grace: Duration,
     /// Most connections open at once on the listener (`[ingress] max-connections`).
@@ -185,7 +189,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let connection = serve_connection(
-            Lingering::new(stream),
+            WriteStall::new(Lingering::new(stream), limits.write_timeout),
             Peer::new(remote),
             builder.clone(),
             limits.idle_timeout,
@@ -214,7 +218,7 @@ where
 /// it has not. That also cuts a client that connects and sends nothing, or sends a request
 /// head ever so slowly.
 async fn serve_connection<H, F, B>(
-    stream: Lingering,
+    stream: WriteStall<Lingering>,
     peer: Peer,
     builder: Arc<auto::Builder<TokioExecutor>>,
     idle_timeout: Duration,
@@ -280,66 +284,6 @@ async fn serve_connection<H, F, B>(
                 idle_check.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
             }
         }
-    }
-}
-
-/// A request body that fails once its client has sent nothing for `timeout`: a handler that
-/// reads a whole body (the admin API, the broker ingress) is never held by a client that
-/// stalls midway. Hand-written because it is a dozen lines on `http_body::Body`, and the
-/// timer restarts on every frame, which a deadline for the whole body would not do.
-pub struct IdleBody<B> {
-    inner: B,
-    timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl<B> IdleBody<B> {
-    pub fn new(inner: B, timeout: Duration) -> Self {
-        Self {
-            inner,
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-}
-
-/// The error of a request body whose client stopped sending.
-#[derive(Debug, thiserror::Error)]
-#[error("the client sent no part of the request body for {} s ([ingress] body-idle-timeout)", .0.as_secs())]
-pub struct BodyIdle(pub Duration);
-
-impl<B> Body for IdleBody<B>
-where
-    B: Body + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = B::Data;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                let next = tokio::time::Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(next);
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyIdle(this.timeout).into()))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -471,6 +415,7 @@ pub async fn serve_ingress(listener: TcpListener, ingress: Arc<Ingress>, grace: 
     let limits = ConnectionLimits {
         max_header_bytes: config.max_header_bytes,
         idle_timeout: config.idle_timeout,
+        write_timeout: config.write_timeout,
         shutdown_grace: grace,
         max_connections: config.max_connections,
         max_connections_per_client: config.max_connections_per_client,
@@ -492,6 +437,7 @@ mod tests {
         ConnectionLimits {
             max_header_bytes: 1024,
             idle_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(1),
             max_connections,
             max_connections_per_client,

@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// What the proxy sends upstream: the client's body, under the ingress's size limit.
-pub(crate) type UpstreamBody = http_body_util::Limited<Incoming>;
+pub(crate) type UpstreamBody = http_body_util::Limited<crate::stall::IdleBody<Incoming>>;
 
 /// Idle connections kept per instance; more than this many idle at once are closed.
 const MAX_IDLE: usize = 1024;
@@ -303,7 +303,13 @@ mod tests {
                 let request_tx = request_tx.clone();
                 async move {
                     let (parts, body) = request.into_parts();
-                    let _ = request_tx.send(Request::from_parts(parts, Limited::new(body, 1 << 20)));
+                    let _ = request_tx.send(Request::from_parts(
+                        parts,
+                        Limited::new(
+                            crate::stall::IdleBody::new(body, std::time::Duration::from_secs(5)),
+                            1 << 20,
+                        ),
+                    ));
                     Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
                 }
             });

@@ -333,6 +333,7 @@ impl Config {
         size("ingress", "max-body-bytes", i.max_body_bytes, 1, 64 * GIB)?;
         duration("ingress", "idle-timeout", i.idle_timeout, 100 * MS, HOUR)?;
         duration("ingress", "body-idle-timeout", i.body_idle_timeout, 100 * MS, HOUR)?;
+        duration("ingress", "write-timeout", i.write_timeout, 100 * MS, HOUR)?;
         count("ingress", "max-connections", i.max_connections as u64, 1, 1_000_000)?;
         count(
             "ingress",

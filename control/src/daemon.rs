@@ -142,6 +142,7 @@ pub async fn run(
     let api_limits = ConnectionLimits {
         max_header_bytes: config.ingress.max_header_bytes,
         idle_timeout: config.ingress.idle_timeout,
+        write_timeout: config.ingress.write_timeout,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         max_connections: config.ingress.max_connections,
         max_connections_per_client: config.ingress.max_connections_per_client,

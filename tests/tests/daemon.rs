@@ -334,3 +334,60 @@ fn stuck_sockets_slow_nothing_and_connection_caps_answer_503() {
             .then_some(())
     });
 }
+
+/// A client that never reads its response, or stops sending its request body midway, frees
+/// the instance slot its request held after `[ingress] write-timeout` or `body-idle-timeout`:
+/// with room for one request on one instance, the next client is served instead of waiting
+/// for the revision's timeout.
+#[test]
+fn stalled_clients_free_their_instance_slot() {
+    let rouse = Rouse::start_with_config("[ingress]\nwrite-timeout = \"1s\"\nbody-idle-timeout = \"1s\"\n");
+    rouse.deploy(
+        "one",
+        rouse_tests::SLEEPER,
+        &["--concurrency-limit", "1", "--scale-max", "1", "--timeout", "20"],
+    );
+    let host = format!("one.localhost:{}", rouse.ingress.port());
+    assert!(timed_get(rouse.ingress, &host, "/").1.contains("200"));
+
+    // A 1 GB answer the client never reads: the socket buffers fill, the write stalls.
+    let mut reader = TcpStream::connect(rouse.ingress).unwrap();
+    write!(reader, "GET /bytes?n=1000000000 HTTP/1.1\r\nhost: {host}\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (took, status) = timed_get(rouse.ingress, &host, "/");
+    assert!(
+        status.contains("200") && took < Duration::from_secs(5),
+        "behind a client that reads nothing: {status} in {took:?}"
+    );
+    // Its connection was cut: what the buffers held, then the end.
+    reader.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = [0u8; 65536];
+    let mut total = 0usize;
+    loop {
+        match reader.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(total < 100_000_000, "the cut connection still delivered {total} bytes");
+
+    // A body that stops midway: 408 naming the key, and the slot is free again.
+    let mut sender = TcpStream::connect(rouse.ingress).unwrap();
+    sender.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        sender,
+        "POST /count HTTP/1.1\r\nhost: {host}\r\ncontent-length: 1000\r\n\r\nonly ten.."
+    )
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answer = String::new();
+    let _ = sender.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body-idle-timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let (took, status) = timed_get(rouse.ingress, &host, "/");
+    assert!(
+        status.contains("200") && took < Duration::from_secs(5),
+        "{status} in {took:?}"
+    );
+}
