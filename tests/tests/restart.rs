@@ -144,3 +144,130 @@ fn docker_run(labels: &[&str]) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// What the load threads saw: each request's outcome, by when it ended.
+#[derive(Default)]
+struct Outcomes {
+    ok: u64,
+    failed: u64,
+    /// When the last request that did not get 200 ended.
+    last_failure: Option<tokio::time::Instant>,
+}
+
+/// One request on a new connection to the ingress at `addr`: whether it got 200.
+fn one_request(addr: std::net::SocketAddr, host: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+    if write!(
+        stream,
+        "GET /?ms=100 HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// kill -9 of the daemon while load scales a service out, twice, then a restart: the service
+/// never has more instances than its max-scale (none duplicated), requests are served again
+/// within seconds of each restart, and once the load stops every container goes away with
+/// scale to zero (none orphaned: a container the restarted daemon had not adopted would
+/// stay).
+#[test]
+fn kill_9_under_load_orphans_and_duplicates_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut rouse = Rouse::start_with_config(
+        "[autoscaler]\nstable-window = \"6s\"\nscale-to-zero-grace-period = \"0s\"\n\
+         tick-interval = \"500ms\"\nfrozen-retention = \"0s\"\n",
+    );
+    rouse.deploy(
+        "busy",
+        SLEEPER,
+        &["--concurrency-limit", "1", "--scale-max", "4", "--scale-target", "1"],
+    );
+    let ingress = Arc::new(Mutex::new(rouse.ingress));
+    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (ingress, outcomes, stop) = (ingress.clone(), outcomes.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let addr = *ingress.lock().unwrap();
+                    let host = format!("busy.localhost:{}", addr.port());
+                    let ok = one_request(addr, &host);
+                    let mut seen = outcomes.lock().unwrap();
+                    if ok {
+                        seen.ok += 1;
+                    } else {
+                        seen.failed += 1;
+                        seen.last_failure = Some(tokio::time::Instant::now());
+                        drop(seen);
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        })
+        .collect();
+    // Never more than max-scale, watched all along.
+    let watch = |rouse: &Rouse, for_how_long: Duration| {
+        let until = tokio::time::Instant::now() + for_how_long;
+        while tokio::time::Instant::now() < until {
+            let live: Vec<_> = rouse
+                .containers()
+                .into_iter()
+                .filter(|c| c.state == "running" || c.state == "paused")
+                .collect();
+            assert!(live.len() <= 4, "more instances than max-scale: {live:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Killed while scaling out (a second container exists, in whatever state of its start),
+    // then again soon after the restart, while it adopts and starts what the load asks for.
+    eventually("load to scale the service out", Duration::from_secs(30), || {
+        (rouse.containers().len() >= 2).then_some(())
+    });
+    rouse.kill9();
+    rouse.restart();
+    *ingress.lock().unwrap() = rouse.ingress;
+    watch(&rouse, Duration::from_millis(700));
+    rouse.kill9();
+    rouse.restart();
+    *ingress.lock().unwrap() = rouse.ingress;
+    let restarted = tokio::time::Instant::now();
+    watch(&rouse, Duration::from_secs(8));
+    {
+        let seen = outcomes.lock().unwrap();
+        let recovered = seen
+            .last_failure
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(restarted));
+        assert!(
+            recovered < Duration::from_secs(3),
+            "requests failed until {recovered:?} after the restart ({} ok, {} failed)",
+            seen.ok,
+            seen.failed
+        );
+        assert!(seen.ok > 50, "{} ok, {} failed", seen.ok, seen.failed);
+        eprintln!("{} ok, {} failed", seen.ok, seen.failed);
+    }
+    assert!(rouse.running("busy").len() >= 2, "the load still holds the scale");
+
+    stop.store(true, Ordering::Relaxed);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    eventually(
+        "every container to go with scale to zero",
+        Duration::from_secs(60),
+        || rouse.containers().is_empty().then_some(()),
+    );
+    assert_eq!(rouse.get("busy", "/").status, 200, "and it wakes again");
+}
