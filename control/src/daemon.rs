@@ -87,6 +87,9 @@ pub async fn run(
     let serving_metrics = ServingMetrics::register(&mut registry);
     store.register_metrics(&mut registry);
     let eventing_metrics = EventingMetrics::register(&mut registry);
+    registry.register_collector(Box::new(
+        crate::metrics::RuntimeTasks(tokio::runtime::Handle::current()),
+    ));
     let event_log: Arc<dyn EventLog> = match RedbLog::open(&home.dir().join("events.redb")) {
         Ok(log) => Arc::new(log),
         // Serving needs no event log: a damaged one keeps only eventing from working.

@@ -3,9 +3,13 @@
 
 use std::fmt::Write as _;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rouse_activator::RevisionLabels;
@@ -175,5 +179,25 @@ impl ServingMetrics {
             path,
         };
         self.starts.get_or_create(&labels).observe(seconds);
+    }
+}
+
+/// Tasks alive in the daemon's async runtime, read at each scrape: a leak of tasks (a
+/// connection, a delivery or a tunnel that never ends) shows as a count that only grows. The
+/// soak (bench/soak.py) reports it over time.
+#[derive(Debug)]
+pub(crate) struct RuntimeTasks(pub(crate) tokio::runtime::Handle);
+
+impl Collector for RuntimeTasks {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tasks = i64::try_from(self.0.metrics().num_alive_tasks()).unwrap_or(i64::MAX);
+        let gauge = ConstGauge::new(tasks);
+        let metric = encoder.encode_descriptor(
+            "rouse_runtime_tasks",
+            "Tasks alive in the daemon's async runtime",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        gauge.encode(metric)
     }
 }

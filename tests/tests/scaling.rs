@@ -96,6 +96,11 @@ fn metrics_are_served_without_a_token() {
     ] {
         assert!(text.contains(&expected), "missing {expected} in:\n{text}");
     }
+    let tasks = text
+        .lines()
+        .find_map(|line| line.strip_prefix("rouse_runtime_tasks "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(tasks.is_some_and(|n| n > 0), "rouse_runtime_tasks: {tasks:?}");
 }
 
 #[test]
