@@ -237,6 +237,17 @@ fn ends_with_ignore_case(s: &str, suffix: &str) -> bool {
     s.len() >= suffix.len() && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
+/// Whether `media` can be the Content-Type of a delivery as it is: printable ASCII (and tabs),
+/// with no space at either end that a hop would trim. Binary mode, in which every event is
+/// delivered, carries `datacontenttype` as that header, so anything else would be accepted
+/// here and then lost or refused on the way to the subscriber. Media types are ASCII tokens
+/// (RFC 9110), so no sender's valid type is refused.
+fn is_header_media_type(media: &str) -> bool {
+    media.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        && !media.starts_with([' ', '\t'])
+        && !media.ends_with([' ', '\t'])
+}
+
 /// Attributes collected from a request, before validation.
 #[derive(Default)]
 struct Parts {
@@ -313,6 +324,17 @@ impl Parts {
         let id = required(self.id, "id")?;
         let source = required(self.source, "source")?;
         let ty = required(self.ty, "type")?;
+        if let Some(media) = &self.datacontenttype
+            && !is_header_media_type(media)
+        {
+            return Err(EventError::AttributeValue {
+                name: "datacontenttype".to_string(),
+                reason: format!(
+                    "'{}' is not a media type: write printable ASCII without surrounding spaces, like text/plain; charset=utf-8",
+                    media.escape_debug()
+                ),
+            });
+        }
         if let Some(time) = &self.time
             && chrono::DateTime::parse_from_rfc3339(time).is_err()
         {
@@ -330,7 +352,9 @@ impl Parts {
             subject: self.subject,
             time: self.time,
             extensions: self.extensions,
-            data: self.data,
+            // Empty data is no data: binary mode, in which events are delivered, cannot tell
+            // them apart, so an event keeps the form its deliveries give it.
+            data: self.data.filter(|data| !data.is_empty()),
         })
     }
 }

@@ -360,6 +360,43 @@ mod tests {
         );
     }
 
+    /// Found by fuzzing (`cloudevent_structured`): a non-ASCII `datacontenttype` was accepted,
+    /// then sent as a delivery's Content-Type, which binary mode cannot read back.
+    #[test]
+    fn a_datacontenttype_that_is_no_header_is_refused() {
+        let found = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","datacontenttype":"text/plain; charset=uthi \"you\" \u00e9","dataschema":"http://example.com/schema"}"#;
+        assert!(matches!(
+            parse_str(found),
+            Err(EventError::AttributeValue { name, .. }) if name == "datacontenttype"
+        ));
+        // As JSON writes them: escapes are JSON's.
+        for bad in [r"a\u0001b", " text/plain", r"text/plain\t", r"caf\u00e9/x"] {
+            let error = parse_str(&format!(r#"{{{BASE},"datacontenttype":"{bad}"}}"#)).unwrap_err();
+            assert!(error.to_string().contains("not a media type"), "{bad}: {error}");
+        }
+        let event = parse_str(&format!(
+            r#"{{{BASE},"datacontenttype":"text/plain;\tcharset=\"utf-8\""}}"#
+        ))
+        .unwrap();
+        assert_eq!(event.datacontenttype.as_deref(), Some("text/plain;\tcharset=\"utf-8\""));
+    }
+
+    /// Fails the `cloudevent_structured` target's round trip without the fix: empty data was
+    /// kept as `Some("")`, and a delivery of it (binary mode, an empty body) has none.
+    #[test]
+    fn empty_data_is_no_data() {
+        let found = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":""}"#;
+        assert_eq!(parse_str(found).unwrap().data, None);
+        let text = parse_str(&format!(r#"{{{BASE},"datacontenttype":"text/plain","data":""}}"#)).unwrap();
+        assert_eq!(text.data, None);
+        let json = parse_str(&format!(r#"{{{BASE},"data":""}}"#)).unwrap();
+        assert_eq!(
+            json.data.as_deref(),
+            Some(&b"\"\""[..]),
+            "a JSON empty string is two bytes of data"
+        );
+    }
+
     #[test]
     fn base64_data_is_decoded() {
         let event = parse_str(&format!(r#"{{{BASE},"data_base64":"AAEC"}}"#)).unwrap();
