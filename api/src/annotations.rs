@@ -150,6 +150,8 @@ pub fn scale_annotations(scale: &ScaleBounds) -> BTreeMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::template::ScaleMetric;
 
@@ -207,5 +209,88 @@ mod tests {
             parse_annotation("a/b=c=d").unwrap(),
             ("a/b".to_string(), "c=d".to_string())
         );
+    }
+
+    /// Milliseconds as annotations hold them: any count up to `parse_duration`'s bound.
+    fn millis() -> impl Strategy<Value = Option<u64>> {
+        proptest::option::of(prop_oneof![
+            0u64..=1_000_000_000_000,
+            (0u64..=1_000_000_000).prop_map(|s| s * 1000)
+        ])
+    }
+
+    fn scale_bounds() -> impl Strategy<Value = ScaleBounds> {
+        let counts = (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            proptest::option::of(any::<u32>()),
+        );
+        let percentages = (
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<u32>()),
+        );
+        let times = (millis(), millis(), millis(), any::<bool>());
+        (counts, percentages, times).prop_map(
+            |(
+                (min, max, initial, target),
+                (utilization, panic_window, panic_threshold),
+                (window, retention, frozen, rps),
+            )| {
+                ScaleBounds {
+                    min,
+                    max,
+                    initial,
+                    target,
+                    utilization,
+                    window_ms: window,
+                    metric: if rps {
+                        ScaleMetric::Rps
+                    } else {
+                        ScaleMetric::Concurrency
+                    },
+                    frozen_retention_ms: frozen,
+                    panic_window_percentage: panic_window,
+                    panic_threshold_percentage: panic_threshold,
+                    last_instance_retention_ms: retention,
+                }
+            },
+        )
+    }
+
+    proptest! {
+        /// Any scale settings print as annotations that read back to the same settings (what
+        /// `describe -o yaml | apply -f -` relies on).
+        #[test]
+        fn scale_settings_round_trip(scale in scale_bounds()) {
+            let mut again = ScaleBounds::default();
+            for (key, value) in scale_annotations(&scale) {
+                prop_assert!(apply_annotation(&mut again, &key, &value).is_ok(), "{}={}", key, value);
+            }
+            prop_assert_eq!(again, scale);
+        }
+
+        /// `KEY=VALUE` splits at the first `=`; a key is needed, a value may be empty.
+        #[test]
+        fn flags_split_at_the_first_equals(key in "[^=]{1,30}", value in "\\PC{0,30}") {
+            prop_assert_eq!(parse_annotation(&format!("{key}={value}")), Ok((key.clone(), value.clone())));
+            prop_assert!(parse_annotation(&key).is_err());
+            let keyless = format!("={value}");
+            prop_assert!(parse_annotation(&keyless).is_err(), "{}", keyless);
+        }
+
+        /// Any value of any autoscaling key: applied or refused naming the key, never a panic.
+        #[test]
+        fn any_value_gets_an_answer(
+            name in "(min-scale|max-scale|initial-scale|target|target-utilization-percentage|metric|window|panic-window-percentage|panic-threshold-percentage|scale-to-zero-pod-retention-period|class|[a-z-]{0,12})",
+            value in "\\PC{0,16}|[0-9. ]{0,12}(ms|s|m|h)?",
+        ) {
+            let key = format!("{AUTOSCALING}{name}");
+            let mut scale = ScaleBounds::default();
+            if let Err(e) = apply_annotation(&mut scale, &key, &value) {
+                prop_assert!(e.field == key || e.value == key, "{}", e);
+            }
+        }
     }
 }

@@ -503,6 +503,8 @@ fn at(field: &str, key: &str, e: ValidationError) -> ValidationError {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const TWO: &str = r#"
@@ -732,5 +734,116 @@ spec:
     #[test]
     fn an_empty_file_is_an_error() {
         assert!(errors("# nothing\n---\n")[0].reason.contains("declares nothing"));
+    }
+
+    /// A YAML double-quoted scalar: JSON's string syntax is one.
+    fn quoted(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    /// The parts of a service a manifest commonly sets.
+    #[derive(Debug, Clone)]
+    struct Parts {
+        name: String,
+        image: String,
+        env: BTreeMap<String, String>,
+        port: u16,
+        concurrency: u32,
+        timeout: u32,
+        labels: BTreeMap<String, String>,
+    }
+
+    /// Valid parts: what `validate` accepts.
+    fn service_parts() -> impl Strategy<Value = Parts> {
+        (
+            "[a-z]([a-z0-9-]{0,20}[a-z0-9])?",
+            "[a-z0-9]{1,10}(/[a-z0-9._-]{1,10})?(:[a-zA-Z0-9._-]{1,8})?",
+            proptest::collection::btree_map("[A-Za-z_][A-Za-z0-9_.-]{0,10}", "\\PC{0,20}", 0..4),
+            1u16..,
+            0u32..=1000,
+            1u32..=600,
+            proptest::collection::btree_map("[a-z]{1,8}(/[a-z]{1,8})?", "\\PC{0,20}", 0..3),
+        )
+            .prop_filter("not a reserved variable", |(_, _, env, ..)| {
+                !env.keys().any(|k| crate::template::RESERVED_ENV.contains(&k.as_str()))
+            })
+            .prop_map(|(name, image, env, port, concurrency, timeout, labels)| Parts {
+                name,
+                image,
+                env,
+                port,
+                concurrency,
+                timeout,
+                labels,
+            })
+    }
+
+    proptest! {
+        /// A service written in YAML reads as what it says, and prints back (as `describe -o
+        /// yaml` prints it) to YAML that reads as the same.
+        #[test]
+        fn services_parse_and_print_back(parts in service_parts()) {
+            let Parts { name, image, env, port, concurrency, timeout, labels } = parts;
+            let mut text = format!("apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: {name}\n");
+            if !labels.is_empty() {
+                text.push_str("  labels:\n");
+                for (k, v) in &labels {
+                    text.push_str(&format!("    {k}: {}\n", quoted(v)));
+                }
+            }
+            text.push_str(&format!(
+                "spec:\n  template:\n    spec:\n      containerConcurrency: {concurrency}\n      timeoutSeconds: {timeout}\n      containers:\n        - image: {}\n          ports:\n            - containerPort: {port}\n",
+                quoted(&image)
+            ));
+            if !env.is_empty() {
+                text.push_str("          env:\n");
+                for (k, v) in &env {
+                    text.push_str(&format!("            - name: {}\n              value: {}\n", quoted(k), quoted(v)));
+                }
+            }
+            let documents = parse(&text).map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?;
+            let Resource::Service(declared) = &documents[0].resource else {
+                return Err(TestCaseError::fail("not a service"));
+            };
+            let t = &declared.template;
+            prop_assert_eq!((&declared.name, &t.image, t.port), (&name, &image, port));
+            prop_assert_eq!((t.container_concurrency, t.timeout_seconds), (concurrency, timeout));
+            let read_env: BTreeMap<String, String> = t.env.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+            prop_assert_eq!(&read_env, &env);
+            prop_assert_eq!(&declared.labels, &labels);
+
+            let (mut service, _) = crate::Service::create(&name, t.clone(), Utc::now());
+            service.labels = declared.labels.clone();
+            let printed = serde_norway::to_string(&crate::knative::service_object(&service, None)).unwrap();
+            let back = parse(&printed).map_err(|e| TestCaseError::fail(format!("{e:?}\n{printed}")))?;
+            let Resource::Service(back) = &back[0].resource else {
+                return Err(TestCaseError::fail("not a service"));
+            };
+            prop_assert_eq!(&back.template, t, "{}", printed);
+            prop_assert_eq!(&back.labels, &labels);
+        }
+
+        /// Any text, and a valid manifest with one byte changed: documents or errors that
+        /// name a document of the file, never a panic.
+        #[test]
+        fn any_text_gets_an_answer(
+            noise in "\\PC{0,80}",
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut changed = TWO.as_bytes().to_vec();
+            changed[at.index(TWO.len())] = byte;
+            let changed = String::from_utf8_lossy(&changed).into_owned();
+            for text in [noise.as_str(), changed.as_str()] {
+                let documents = text.split("\n---").count() + text.split("\n...").count();
+                match parse(text) {
+                    Ok(docs) => prop_assert!(docs.iter().all(|d| d.index >= 1 && d.index <= documents)),
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty());
+                        prop_assert!(errors.iter().all(|e| e.document >= 1 && e.document <= documents), "{:?}", errors);
+                    }
+                }
+            }
+        }
     }
 }

@@ -58,6 +58,8 @@ fn quantity_bytes(q: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -90,6 +92,47 @@ mod tests {
         assert_eq!(parse_size("500k"), Ok(500_000));
         for bad in ["", "0", "lots", "-1Ki", "10MB", "inf"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Text near the grammar (numbers, fractions, exponents, suffixes) and any text at all.
+    const QUANTITY_TEXT: &str = "\\PC{0,16}|-?[0-9]{0,20}(\\.[0-9]{0,6})?(e-?[0-9]{1,3})?(m|k|M|G|T|Ki|Mi|Gi|Ti|Ei)?";
+
+    proptest! {
+        #[test]
+        fn any_text_gets_a_bounded_answer(q in QUANTITY_TEXT) {
+            if let Ok(millis) = parse_cpu(&q) {
+                prop_assert!((1..=1_000_000_000).contains(&millis), "{q:?} is {millis}m");
+                prop_assert_eq!(parse_cpu(&format!("{millis}m")), Ok(millis));
+            }
+            if let Ok(bytes) = parse_memory(&q) {
+                prop_assert!((6 << 20..=1_000_000_000_000_000).contains(&bytes), "{q:?} is {bytes}");
+                prop_assert_eq!(parse_memory(&bytes.to_string()), Ok(bytes));
+            }
+            if let Ok(bytes) = parse_size(&q) {
+                prop_assert!((1..=1_000_000_000_000_000).contains(&bytes), "{q:?} is {bytes}");
+                prop_assert_eq!(parse_size(&bytes.to_string()), Ok(bytes));
+            }
+        }
+
+        #[test]
+        fn cpus_round_trip(millis in 1u64..=1_000_000_000, cores in 1u64..=1_000_000) {
+            prop_assert_eq!(parse_cpu(&format!("{millis}m")), Ok(millis));
+            prop_assert_eq!(parse_cpu(&cores.to_string()), Ok(cores * 1000));
+        }
+
+        #[test]
+        fn suffixes_multiply(n in 1u64..100_000, unit in 0usize..8) {
+            let (suffix, factor) = [
+                ("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
+                ("k", 1_000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000),
+            ][unit];
+            let bytes = n * factor;
+            let in_range = bytes <= 1_000_000_000_000_000;
+            let size = parse_size(&format!("{n}{suffix}"));
+            prop_assert_eq!(size.clone().ok(), in_range.then_some(bytes), "{}{}: {:?}", n, suffix, size);
+            let memory = parse_memory(&format!("{n}{suffix}"));
+            prop_assert_eq!(memory.is_ok(), in_range && bytes >= 6 << 20, "{}{}: {:?}", n, suffix, memory);
         }
     }
 }

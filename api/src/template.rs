@@ -548,6 +548,8 @@ impl ScaleBounds {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -640,5 +642,28 @@ mod tests {
         assert_eq!(bounds(3, 0, 1).initial_instances(), 3);
         assert_eq!(bounds(0, 2, 5).initial_instances(), 2);
         assert_eq!(bounds(0, 0, 0).initial_instances(), 0);
+    }
+
+    proptest! {
+        /// Every port, bare or with its protocol, parses to itself; 0 and past 65535 do not.
+        #[test]
+        fn ports_parse(port in 1u16.., protocol in "(|http1:|h2c:)", bad in prop_oneof![Just(0u64), 65_536u64..]) {
+            let want = if protocol == "h2c:" { PortProtocol::H2c } else { PortProtocol::Http1 };
+            prop_assert_eq!(parse_port(&format!("{protocol}{port}")), Ok((want, port)));
+            let out_of_range = format!("{protocol}{bad}");
+            prop_assert!(parse_port(&out_of_range).is_err(), "{}", out_of_range);
+        }
+
+        /// Any text: a port 1-65535 that prints back to itself, or an error naming `--port`.
+        #[test]
+        fn any_text_gets_an_answer(s in "\\PC{0,16}|[a-z0-9]{0,6}:?[0-9+-]{0,7}") {
+            match parse_port(&s) {
+                Ok((protocol, port)) => {
+                    prop_assert_ne!(port, 0);
+                    prop_assert_eq!(parse_port(&format!("{protocol}:{port}")), Ok((protocol, port)));
+                }
+                Err(e) => prop_assert_eq!(e.field, "--port"),
+            }
+        }
     }
 }

@@ -330,6 +330,8 @@ pub fn resolve(stored: &[TrafficTarget], latest: &str) -> Resolved {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn revisions() -> Vec<String> {
@@ -425,5 +427,95 @@ mod tests {
         };
         let err = apply_change(&[], &wrapping, &revisions()).unwrap_err();
         assert_eq!(err.field, "spec.traffic[].percent");
+    }
+
+    /// Shares that add up to 100 over `n` revisions (`s-00001`...), the last maybe `@latest`:
+    /// cut points in 0..=100, sorted, and the gaps between them.
+    fn split_of_100() -> impl Strategy<Value = Vec<(RevisionRef, u32)>> {
+        (proptest::collection::vec(0u32..=100, 0..5), any::<bool>()).prop_map(|(mut cuts, latest)| {
+            cuts.sort_unstable();
+            cuts.push(100);
+            let mut last = 0;
+            let n = cuts.len();
+            cuts.into_iter()
+                .enumerate()
+                .map(|(i, cut)| {
+                    let share = cut - last;
+                    last = cut;
+                    let revision = if latest && i == n - 1 {
+                        RevisionRef::Latest
+                    } else {
+                        RevisionRef::Named(format!("s-{:05}", i + 1))
+                    };
+                    (revision, share)
+                })
+                .collect()
+        })
+    }
+
+    fn flag(shares: &[(RevisionRef, u32)]) -> String {
+        shares
+            .iter()
+            .map(|(r, p)| format!("{}={p}", describe(r)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("s-{i:05}")).collect()
+    }
+
+    proptest! {
+        /// A split that adds up to 100 parses to itself, is stored, and resolves to shares
+        /// that add up to 100.
+        #[test]
+        fn splits_of_100_parse_store_and_resolve(shares in split_of_100()) {
+            let parsed = parse_split(&flag(&shares));
+            prop_assert_eq!(parsed.as_ref(), Ok(&shares));
+            let change = TrafficChange { to: parsed.ok(), ..TrafficChange::default() };
+            let stored = apply_change(&[], &change, &names(shares.len())).unwrap();
+            let resolved = resolve(&stored, "s-00009");
+            prop_assert_eq!(resolved.split.iter().map(|(_, p)| *p).sum::<u32>(), 100, "{:?}", resolved);
+            prop_assert!(resolved.split.iter().all(|(_, p)| *p > 0));
+        }
+
+        /// A split that does not add up to 100 parses but is never stored.
+        #[test]
+        fn other_sums_are_refused(shares in proptest::collection::vec(0u32..=100, 1..5)) {
+            let total: u32 = shares.iter().sum();
+            prop_assume!(total != 100);
+            let split: Vec<_> = shares
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (RevisionRef::Named(format!("s-{:05}", i + 1)), *p))
+                .collect();
+            let change = TrafficChange { to: Some(parse_split(&flag(&split)).unwrap()), ..TrafficChange::default() };
+            let error = apply_change(&[], &change, &names(split.len())).unwrap_err();
+            prop_assert!(error.reason.contains(&format!("add up to {total}")), "{}", error);
+        }
+
+        /// A share over 100 is refused by the flag, whatever else is in it.
+        #[test]
+        fn shares_over_100_are_refused(mut shares in split_of_100(), over in 101u64..=u64::from(u32::MAX) + 1, at in any::<prop::sample::Index>()) {
+            let i = at.index(shares.len());
+            shares[i].1 = 0;
+            let text = flag(&shares).split(',').enumerate().map(|(j, part)| {
+                if j == i { format!("{}={over}", part.split_once('=').unwrap().0) } else { part.to_string() }
+            }).collect::<Vec<_>>().join(",");
+            let error = parse_split(&text).unwrap_err();
+            prop_assert!(error.reason.contains("0-100"), "{}", error);
+        }
+
+        /// Any text: shares of at most 100 each that print back to the same, or an error.
+        #[test]
+        fn any_text_gets_an_answer(s in "\\PC{0,30}|([a-z0-9@-]{0,8}=[0-9 ]{0,4},?){0,4}") {
+            if let Ok(shares) = parse_split(&s) {
+                prop_assert!(shares.iter().all(|(_, p)| *p <= 100));
+                prop_assert_eq!(parse_split(&flag(&shares)), Ok(shares));
+            }
+            if let Ok((revision, tag)) = parse_tag(&s) {
+                prop_assert_eq!(parse_tag(&format!("{}={tag}", describe(&revision))), Ok((revision, tag)));
+            }
+        }
     }
 }

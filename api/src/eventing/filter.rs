@@ -135,3 +135,43 @@ impl Filter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// `NAME=VALUE` with a valid name is an exact match on it, whatever the value (which
+        /// may hold `=`); the flag prints back to itself.
+        #[test]
+        fn valid_flags_are_exact_matches(attribute in "[a-z0-9]{1,20}", value in "\\PC{0,30}") {
+            let flag = format!("{attribute}={value}");
+            let filter = parse_filter_flag(&flag).unwrap();
+            prop_assert_eq!(&filter, &Filter::exact(&attribute, &value));
+            prop_assert!(filter.validate().is_ok());
+        }
+
+        /// A name with anything but a-z and 0-9 in it, or none, is refused naming the flag.
+        #[test]
+        fn other_names_are_refused(
+            before in "[a-z0-9]{0,5}",
+            bad in "[^a-z0-9=]",
+            after in "[a-z0-9]{0,5}",
+            value in "\\PC{0,10}",
+        ) {
+            let error = parse_filter_flag(&format!("{before}{bad}{after}={value}")).unwrap_err();
+            prop_assert_eq!(error.field, "--filter");
+            let nameless = format!("={value}");
+            prop_assert!(parse_filter_flag(&nameless).is_err(), "{}", nameless);
+        }
+
+        #[test]
+        fn any_text_gets_an_answer(flag in "\\PC{0,40}") {
+            if let Ok(filter) = parse_filter_flag(&flag) {
+                prop_assert!(filter.validate().is_ok(), "{:?}", filter);
+            }
+        }
+    }
+}

@@ -125,3 +125,78 @@ pub fn format_iso8601_duration(d: Duration) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text, and text near the grammar: a duration or an error that shows the examples.
+        #[test]
+        fn any_text_gets_an_answer(s in "\\PC{0,24}|[pP][0-9.,WDTHMSYwdthmsy]{0,16}") {
+            match parse_iso8601_duration(&s) {
+                Ok(d) => prop_assert_eq!(parse_iso8601_duration(&format_iso8601_duration(d)), Ok(d)),
+                Err(e) => prop_assert!(e.contains(ISO8601_EXAMPLES), "{}", e),
+            }
+        }
+
+        /// `PnWnDTnHnMn.nS`, each part present or not: the sum of its parts, to the nanosecond.
+        #[test]
+        fn generated_durations_are_the_sum_of_their_parts(
+            weeks in proptest::option::of(0u64..1_000),
+            days in proptest::option::of(0u64..100_000),
+            hours in proptest::option::of(0u64..100_000),
+            minutes in proptest::option::of(0u64..100_000),
+            seconds in proptest::option::of((0u64..100_000, proptest::option::of("[0-9]{1,12}"))),
+            lowercase in any::<bool>(),
+        ) {
+            let mut text = String::from("P");
+            let mut nanos: u128 = 0;
+            for (amount, unit, unit_seconds) in [(weeks, 'W', 7 * 86_400), (days, 'D', 86_400)] {
+                if let Some(n) = amount {
+                    text.push_str(&format!("{n}{unit}"));
+                    nanos += u128::from(n) * unit_seconds * 1_000_000_000;
+                }
+            }
+            if hours.is_some() || minutes.is_some() || seconds.is_some() {
+                text.push('T');
+            }
+            for (amount, unit, unit_seconds) in [(hours, 'H', 3_600), (minutes, 'M', 60)] {
+                if let Some(n) = amount {
+                    text.push_str(&format!("{n}{unit}"));
+                    nanos += u128::from(n) * unit_seconds * 1_000_000_000;
+                }
+            }
+            if let Some((whole, fraction)) = &seconds {
+                text.push_str(&whole.to_string());
+                nanos += u128::from(*whole) * 1_000_000_000;
+                if let Some(fraction) = fraction {
+                    text.push_str(&format!(".{fraction}S"));
+                    let digits = format!("{fraction:0<9}");
+                    nanos += digits[..9].parse::<u128>().unwrap();
+                } else {
+                    text.push('S');
+                }
+            }
+            if lowercase {
+                text = text.to_lowercase();
+            }
+            let parsed = parse_iso8601_duration(&text);
+            if text.len() == 1 {
+                prop_assert!(parsed.is_err(), "{}", text);
+            } else {
+                let want = Duration::new((nanos / 1_000_000_000) as u64, (nanos % 1_000_000_000) as u32);
+                prop_assert_eq!(parsed, Ok(want), "{}", text);
+            }
+        }
+
+        /// Years and months have no fixed length; anywhere before T they are refused.
+        #[test]
+        fn years_and_months_are_refused(n in 0u64..1_000, unit in "[YM]", rest in "(T1S)?") {
+            let e = parse_iso8601_duration(&format!("P{n}{unit}{rest}")).unwrap_err();
+            prop_assert!(e.contains("no fixed length"), "{}", e);
+        }
+    }
+}

@@ -858,6 +858,48 @@ mod tests {
             prop_assert_eq!(parse_iso8601_duration(&format_iso8601_duration(d)).unwrap(), d);
         }
 
+        /// A service or broker sink with a valid name, or an `http://` URL with a host and a
+        /// port: parsed, and printed back to the same text.
+        #[test]
+        fn sinks_print_back_to_what_parses(
+            name in "[a-z]([a-z0-9-]{0,40}[a-z0-9])?",
+            host in "[a-z0-9]([a-z0-9.-]{0,20}[a-z0-9])?|\\[[0-9a-f:]{2,20}\\]",
+            port in proptest::option::of(1u16..),
+            path in "(/[a-zA-Z0-9._~%!$&'()*+,;=:@-]{0,10}){0,3}(\\?[a-z=&]{0,10})?",
+            kind in 0usize..3,
+        ) {
+            let text = match kind {
+                0 => format!("service:{name}"),
+                1 => format!("broker:{name}"),
+                _ => format!("http://{host}{}{path}", port.map(|p| format!(":{p}")).unwrap_or_default()),
+            };
+            let sink = Sink::parse(&text);
+            prop_assert!(sink.is_ok(), "{}: {:?}", text, sink);
+            let sink = sink.unwrap();
+            prop_assert_eq!(sink.to_string(), text);
+            prop_assert_eq!(Sink::parse(&sink.to_string()), Ok(sink));
+        }
+
+        /// Any text: a valid sink that prints back to itself, or an error naming the field.
+        #[test]
+        fn any_text_gets_an_answer(s in "\\PC{0,40}|(service:|broker:|http://|https://)\\PC{0,30}") {
+            match Sink::parse(&s) {
+                Ok(sink) => {
+                    prop_assert!(sink.validate().is_ok());
+                    prop_assert_eq!(Sink::parse(&sink.to_string()), Ok(sink));
+                }
+                Err(e) => prop_assert_eq!(e.field, "sink"),
+            }
+        }
+
+        /// Credentials, spaces and ports out of range are never part of a URL sink.
+        #[test]
+        fn bad_urls_are_refused(user in "[a-z]{1,8}@", port in 65_536u32.., space in "[ \\t\\n]") {
+            for bad in [format!("http://{user}host/"), format!("http://host:{port}/"), format!("http://host/a{space}b")] {
+                prop_assert!(Sink::parse(&bad).is_err(), "{:?}", bad);
+            }
+        }
+
         #[test]
         fn not_not_is_the_filter_itself(value in "[a-z.]{0,8}", present in any::<bool>()) {
             let f = Filter::prefix("type", &value);
