@@ -361,8 +361,10 @@ impl Parts {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use http::HeaderValue;
+    use proptest::prelude::*;
+
+    use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -437,5 +439,69 @@ mod tests {
             from_response(&HeaderMap::new(), Bytes::new(), Limits::default()),
             Ok(None)
         );
+    }
+
+    /// Events as the ingress accepts them within the default limits: required attributes
+    /// present, media types that are header values, RFC 3339 times, valid extension names,
+    /// non-empty data. For the round-trip properties of `binary`, `structured` and `record`.
+    pub(super) fn events() -> impl Strategy<Value = Event> {
+        let media =
+            "(text/plain|application/json|application/octet-stream|application/vnd\\.x\\+json)(; charset=utf-8)?";
+        let time = "20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])";
+        let required = ("\\PC{1,20}", "\\PC{1,20}", "\\PC{1,20}");
+        let optional = (
+            proptest::option::of(media),
+            proptest::option::of("\\PC{0,20}"),
+            proptest::option::of("\\PC{0,20}"),
+            proptest::option::of(time),
+        );
+        let extensions = proptest::collection::btree_map(
+            "[a-z0-9]{1,12}".prop_filter("not reserved", |n| is_extension_name(n)),
+            "\\PC{0,20}",
+            0..6,
+        );
+        let data = proptest::option::of(proptest::collection::vec(any::<u8>(), 1..200));
+        (required, optional, extensions, data).prop_map(
+            |((id, source, ty), (datacontenttype, dataschema, subject, time), extensions, data)| Event {
+                id,
+                source,
+                ty,
+                datacontenttype,
+                dataschema,
+                subject,
+                time,
+                extensions,
+                data: data.map(Bytes::from),
+            },
+        )
+    }
+
+    proptest! {
+        /// Any Content-Type and headers: a mode or an error, and any body in that mode: events
+        /// or an error, never a panic.
+        #[test]
+        fn any_request_gets_an_answer(
+            content_type in proptest::option::of("\\PC{0,40}|application/cloudevents(-batch)?\\+json"),
+            binary in any::<bool>(),
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                headers.insert(header::CONTENT_TYPE, value);
+            }
+            if binary {
+                headers.insert(binary::SPEC_VERSION_HEADER, HeaderValue::from_static("1.0"));
+            }
+            if let Ok(mode) = mode(&headers) {
+                let _ = from_request(mode, &headers, Bytes::from(body), Limits::default());
+            }
+        }
+
+        /// A media type is accepted exactly when a delivery can carry it as its Content-Type.
+        #[test]
+        fn media_types_are_what_a_header_carries(media in "\\PC{0,30}|[ \\t]?[a-z/;= \\t\\x00-\\x1f\\x7f]{0,20}[ \\t]?") {
+            let carried = HeaderValue::from_str(&media).is_ok_and(|v| v.to_str().ok() == Some(media.trim_matches([' ', '\t'])));
+            prop_assert_eq!(is_header_media_type(&media), carried, "{:?}", media);
+        }
     }
 }

@@ -241,6 +241,31 @@ mod tests {
     }
 
     proptest! {
+        /// Every event the ingress accepts, delivered in binary mode, parses back to itself.
+        #[test]
+        fn deliveries_parse_back_to_the_event(event in crate::cloudevent::tests::events()) {
+            let request = to_request(&event, Uri::from_static("http://127.0.0.1:1/")).unwrap();
+            let (parts, body) = request.into_parts();
+            prop_assert_eq!(parse(&parts.headers, body), Ok(event));
+        }
+
+        /// Any `ce-` headers and body: an event or an error, never a panic.
+        #[test]
+        fn any_headers_get_an_answer(
+            pairs in proptest::collection::vec(("ce-[a-z]{0,12}|content-type|ce-(specversion|id|source|type|time)", "[ -~]{0,20}"), 0..8),
+            body in proptest::collection::vec(any::<u8>(), 0..50),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in &pairs {
+                if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+                    headers.append(name, value);
+                }
+            }
+            if let Ok(event) = parse(&headers, Bytes::from(body)) {
+                prop_assert!(event.data.as_ref().is_none_or(|data| !data.is_empty()), "empty data is no data");
+            }
+        }
+
         #[test]
         fn percent_encoding_round_trips(value in "\\PC*") {
             let encoded = percent_encode(&value);

@@ -219,5 +219,26 @@ mod tests {
             let decoded = decode(encode(&event, UNIX_EPOCH)).unwrap();
             prop_assert_eq!(decoded.event, event);
         }
+
+        /// Events as the ingress accepts them (every optional attribute), with any acceptance
+        /// time to the microsecond.
+        #[test]
+        fn accepted_events_round_trip(event in crate::cloudevent::tests::events(), micros in any::<u64>()) {
+            let accepted_at = UNIX_EPOCH + Duration::from_micros(micros);
+            let record = decode(encode(&event, accepted_at)).unwrap();
+            prop_assert_eq!(record, Record { event, accepted_at });
+        }
+
+        /// Any bytes: a record or an error, never a panic; a record re-encodes to the same.
+        #[test]
+        fn any_bytes_get_an_answer(bytes in proptest::collection::vec(any::<u8>(), 0..300), valid_header in any::<bool>()) {
+            let mut bytes = bytes;
+            if valid_header && !bytes.is_empty() {
+                bytes[0] = VERSION;
+            }
+            if let Ok(record) = decode(Bytes::from(bytes)) {
+                prop_assert_eq!(decode(encode(&record.event, record.accepted_at)).ok(), Some(record));
+            }
+        }
     }
 }

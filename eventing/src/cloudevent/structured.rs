@@ -325,6 +325,8 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn parse_str(json: &str) -> Result<Event, EventError> {
@@ -533,5 +535,84 @@ mod tests {
             parse_batch(&Bytes::from(trailing), Limits::default()),
             Err(EventError::Json(_))
         ));
+    }
+
+    /// `event` as a structured JSON object, data as base64.
+    fn to_json(event: &Event) -> Vec<u8> {
+        let mut object = serde_json::Map::new();
+        let mut put = |name: &str, value: &str| {
+            object.insert(name.to_string(), serde_json::Value::String(value.to_string()));
+        };
+        put("specversion", "1.0");
+        put("id", &event.id);
+        put("source", &event.source);
+        put("type", &event.ty);
+        let optional = [
+            ("datacontenttype", &event.datacontenttype),
+            ("dataschema", &event.dataschema),
+            ("subject", &event.subject),
+            ("time", &event.time),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                put(name, value);
+            }
+        }
+        for (name, value) in &event.extensions {
+            put(name, value);
+        }
+        if let Some(data) = &event.data {
+            put("data_base64", &BASE64.encode(data));
+        }
+        serde_json::to_vec(&object).unwrap()
+    }
+
+    proptest! {
+        /// Any valid event written as JSON reads back as itself, alone and in a batch.
+        #[test]
+        fn events_round_trip(event in crate::cloudevent::tests::events(), more in crate::cloudevent::tests::events()) {
+            let body = Bytes::from(to_json(&event));
+            prop_assert_eq!(parse(&body, Limits::default()), Ok(event.clone()));
+            let mut batch = b"[".to_vec();
+            batch.extend(to_json(&event));
+            batch.push(b',');
+            batch.extend(to_json(&more));
+            batch.push(b']');
+            prop_assert_eq!(parse_batch(&Bytes::from(batch), Limits::default()), Ok(vec![event, more]));
+        }
+
+        /// JSON data is kept as the sender's text, and gets the JSON media type when it has none.
+        #[test]
+        fn json_data_is_the_senders_text(text in "\\PC{0,40}", spaces in "[ \\n]{0,3}") {
+            let data = serde_json::to_string(&serde_json::json!({"text": text, "list": [1, 2]})).unwrap();
+            let body = format!(r#"{{{BASE},"data":{spaces}{data}{spaces}}}"#);
+            let event = parse_str(&body).unwrap();
+            prop_assert_eq!(event.data.as_deref(), Some(data.as_bytes()));
+            prop_assert_eq!(event.datacontenttype.as_deref(), Some("application/json"));
+            let plain = parse_str(&format!(
+                r#"{{{BASE},"datacontenttype":"text/plain","data":{}}}"#,
+                serde_json::to_string(&text).unwrap()
+            ))
+            .unwrap();
+            prop_assert_eq!(plain.data, (!text.is_empty()).then(|| Bytes::from(text)));
+        }
+
+        /// Any bytes, and JSON near an event's shape: an event, a batch or an error, never a
+        /// panic; what is accepted is within the limits.
+        #[test]
+        fn any_body_gets_an_answer(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            json in r#"[\[{]?("(specversion|id|source|type|data|data_base64|time|x)":("1\.0"|"[a-z]{0,3}"|[0-9]{1,3}|null|true|\{\}|\[\]),?){0,6}[}\]]?"#,
+        ) {
+            let limits = limits(4, 2, 256);
+            for body in [Bytes::from(bytes), Bytes::from(json)] {
+                if let Ok(event) = parse(&body, limits) {
+                    prop_assert!(event.extensions.len() <= 2);
+                }
+                if let Ok(events) = parse_batch(&body, limits) {
+                    prop_assert!((1..=4).contains(&events.len()));
+                }
+            }
+        }
     }
 }
