@@ -154,5 +154,47 @@ mod tests {
             let host = format!("{name}.localhost:8080");
             prop_assert_eq!(service_for_host(&host, "localhost"), Ok(Some(name.as_str())));
         }
+
+        /// Under any domain of DNS labels, with or without a port or the root's dot: the first
+        /// label names the service; a deeper host or another domain names none.
+        #[test]
+        fn the_first_label_under_the_domain_names_the_service(
+            name in "[a-z0-9-]{1,63}",
+            domain in "[a-z0-9-]{1,20}(\\.[a-z0-9-]{1,20}){0,3}",
+            port in proptest::option::of(any::<u16>()),
+            dot in any::<bool>(),
+        ) {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            let dot = if dot { "." } else { "" };
+            let host = format!("{name}.{domain}{dot}{port}");
+            prop_assert_eq!(service_for_host(&host, &domain), Ok(Some(name.as_str())));
+            let deeper = format!("x.{name}.{domain}{port}");
+            prop_assert_eq!(service_for_host(&deeper, &domain), Ok(None));
+            let elsewhere = format!("{name}.{domain}x{port}");
+            prop_assert_eq!(service_for_host(&elsewhere, &domain), Ok(None));
+        }
+
+        /// A label with any byte but letters, digits and `-` is refused, naming the label.
+        #[test]
+        fn labels_with_other_characters_are_refused(
+            before in "[a-z0-9-]{0,10}",
+            bad in "[^a-zA-Z0-9.:\\[-]",
+            after in "[a-z0-9-]{0,10}",
+        ) {
+            let label = format!("{before}{bad}{after}");
+            let host = format!("{label}.localhost");
+            prop_assert_eq!(service_for_host(&host, "localhost"), Err(BadHost::NotDns(label.escape_debug().to_string())));
+        }
+
+        /// Labels past 63 bytes (in hosts of at most 253) and hosts past 253 are refused.
+        #[test]
+        fn long_labels_and_hosts_are_refused(extra in 1usize..=180, labels in 64usize..100) {
+            let long_label = format!("{}.localhost", "a".repeat(MAX_LABEL_BYTES + extra));
+            let is_long_label = matches!(service_for_host(&long_label, "localhost"), Err(BadHost::LongLabel { .. }));
+            prop_assert!(is_long_label);
+            let long_host = format!("{}.localhost", vec!["abc"; labels].join("."));
+            let is_too_long = matches!(service_for_host(&long_host, "localhost"), Err(BadHost::TooLong { .. }));
+            prop_assert!(is_too_long);
+        }
     }
 }
