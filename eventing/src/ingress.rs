@@ -4,9 +4,9 @@
 //! sender that heard 202 never loses the event. After each append the broker's head moves,
 //! which wakes the dispatchers of its triggers; nothing polls.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::HttpBody as _;
@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use http::Method;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::cloudevent::{self, DEFAULT_TTL, Event, MAX_TTL, Mode, TTL_EXTENSION, record};
 use crate::config::EventingConfig;
@@ -261,9 +262,62 @@ async fn receive(
             respond::unknown_broker(&namespace, &broker)
         }
         Err(IngestError::Log(error)) => {
-            tracing::warn!(%broker, %error, "events not stored");
+            if let Some(suppressed) = NOT_STORED.allow() {
+                tracing::warn!(%broker, %error, suppressed, "events not stored (suppressed: refusals not logged since the last line)");
+            }
             metrics.rejected(&broker, 503, "store");
             respond::store_failed(&error)
         }
+    }
+}
+
+/// At most one line per second about events not stored: while the disk is full every request
+/// fails alike, and a line per request would fill the log (and the disk) faster than the events
+/// did. `rouse_broker_events_rejected_total{reason="store"}` counts every refusal.
+static NOT_STORED: Throttle = Throttle::new(Duration::from_secs(1));
+
+/// Lets one log line through per period and counts the ones it held back.
+struct Throttle {
+    every: Duration,
+    /// When the last line went out, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Throttle {
+    const fn new(every: Duration) -> Self {
+        Self {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may go out now.
+    fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if state.0.is_some_and(|at| now.duration_since(at) < self.every) {
+            state.1 += 1;
+            return None;
+        }
+        let held_back = state.1;
+        *state = (Some(now), 0);
+        Some(held_back)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_throttle_lets_one_line_per_period_and_counts_the_rest() {
+        let throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.allow(), Some(0));
+        for _ in 0..5 {
+            assert_eq!(throttle.allow(), None);
+        }
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert_eq!(throttle.allow(), Some(5));
+        assert_eq!(throttle.allow(), None);
     }
 }

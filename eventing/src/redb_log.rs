@@ -240,7 +240,13 @@ fn write_loop(handle: &Handle, mut writes: mpsc::Receiver<Write>, commits: &Atom
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, writes = batch.len(), "event log commit failed; it is reopened before the next write");
+                // One line when writes start failing (and one when they work again): while the
+                // disk stays full every commit fails alike, and the broker counts each refusal.
+                if handle.failing().is_none() {
+                    tracing::warn!(error = %e, writes = batch.len(), "event log commit failed; it is reopened before each next write until one succeeds");
+                } else {
+                    tracing::debug!(error = %e, writes = batch.len(), "event log commit failed again");
+                }
                 // Offsets handed out in the failed transaction are not kept.
                 heads.clear();
                 handle.close(e.clone());
