@@ -92,7 +92,8 @@ pub(crate) struct BrokerCreateArgs {
 /// Delivery options (Knative's `spec.delivery`).
 #[derive(Debug, Default, Args)]
 pub(crate) struct DeliveryArgs {
-    /// Retries after the first failed attempt [default: 0].
+    /// Retries after the first failed attempt [default: the broker's delivery, else Knative's
+    /// 10 with exponential backoff from PT0.2S; 0 once any other delivery flag is given].
     #[arg(long, value_name = "N")]
     pub(crate) retry: Option<u32>,
     /// How the delay between attempts grows: exponential (delay × 2^n) or linear (delay × n).

@@ -155,6 +155,17 @@ fn max_instances_holds_across_services_and_every_limit_is_set_in_rouse_toml() {
         message.contains("waiting for room") && message.contains("[instances] max-instances = 2"),
         "{message}"
     );
+    // A deploy that waits at the cap says so when its time runs out, and leaves nothing.
+    let run = rouse.cli(&["deploy", "three", "--image", HELLO, "--wait-timeout", "3"]);
+    assert!(!run.status.success());
+    assert!(
+        run.stderr
+            .contains("did not become ready within 3s (--wait-timeout): revision three-00001: waiting for room")
+            && run.stderr.contains("[instances] max-instances = 2 in rouse.toml"),
+        "{}",
+        run.stderr
+    );
+    assert!(!rouse.cli(&["describe", "three"]).status.success(), "three was removed");
     // The other limits, as rouse.toml set them.
     let host = host_config(&rouse, "one");
     assert!(

@@ -7,6 +7,7 @@ use anyhow::bail;
 use http_body_util::BodyExt;
 use rouse_api::annotations::{apply_annotation, parse_annotation};
 use rouse_api::duration::parse_duration;
+use rouse_api::knative::KService;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, ServiceDescription};
 use rouse_api::template::parse_port;
@@ -218,25 +219,37 @@ impl Wait<'_> {
                 let reason = format!("failed: {}", crash.message);
                 bail!("{}", failure_message(name, target, &reason, &crash.logs, &outcome));
             }
+            // Before any instance exists, the daemon says what the revision waits for (room
+            // under the host's instance cap, say): shown, and the reason if time runs out.
+            let started_any = revision.is_some_and(|r| !r.instances.is_empty());
+            let waiting_for = deploying_message(&service.object).filter(|_| !started_any);
             match revision.and_then(|r| r.instances.iter().find(|i| i.state == InstancePhase::Starting)) {
                 Some(instance) => progress.step(format!(
                     "Instance {} starting, waiting for it to answer HTTP",
                     instance.name
                 )),
-                None => progress.step("Starting an instance"),
+                None => progress.step(waiting_for.as_deref().unwrap_or("Starting an instance")),
             }
             if Instant::now() >= deadline {
                 progress.finish(format!("Revision {target} is not ready."));
                 let logs = revision_logs(client, name, target).await;
                 let outcome = abandon(client, name, target, had_ready_revision).await;
-                let reason = format!(
-                    "did not become ready within {timeout_secs}s (--wait-timeout): no instance answered HTTP on its port"
-                );
+                let why = waiting_for.unwrap_or_else(|| "no instance answered HTTP on its port".to_string());
+                let reason = format!("did not become ready within {timeout_secs}s (--wait-timeout): {why}");
                 bail!("{}", failure_message(name, target, &reason, &logs, &outcome));
             }
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
+}
+
+/// What a deploying service waits for, as its `ConfigurationsReady` condition says.
+fn deploying_message(service: &KService) -> Option<String> {
+    let conditions = &service.status.as_ref()?.conditions;
+    let deploying = conditions
+        .iter()
+        .find(|c| c.kind == "ConfigurationsReady" && c.status == "Unknown")?;
+    deploying.message.clone()
 }
 
 /// Takes back a revision that never became ready, so nothing is left half-created.
