@@ -94,10 +94,12 @@ def machine():
             break
     fs = subprocess.run(["df", "--output=fstype,source", tempfile.gettempdir()], capture_output=True,
                         text=True).stdout.split("\n")[1].split()
-    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
-    wrk_version = (wrk_version.stdout + wrk_version.stderr).split("\n")[0].split("[")[0].strip()
+    wrk_version = ""
+    if shutil.which("wrk"):
+        wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        wrk_version = (wrk_version.stdout + wrk_version.stderr).split("\n")[0].split("[")[0].strip() + ", "
     return (f"{os.cpu_count()} cores ({cpu}), kernel {platform.release()}, "
-            f"temp home on {fs[0]} ({fs[1]}), {wrk_version}, {time.strftime('%Y-%m-%d')}")
+            f"temp home on {fs[0]} ({fs[1]}), {wrk_version}{time.strftime('%Y-%m-%d')}")
 
 
 class Processes:

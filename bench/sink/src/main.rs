@@ -11,6 +11,14 @@
 //! CONNECTIONS keep-alive connections) with `time` set just before each request. Prints one
 //! `id status microseconds-to-answer` line per event, then `lag MICROS elapsed MICROS` (how late
 //! the latest event left, and the sending time).
+//!
+//! `rouse-bench-sink get ADDR HOST PATH RATE SECONDS CONNECTIONS` sends GETs at a fixed RATE
+//! (open loop, as `send`), each connection reconnecting after an error, and prints one
+//! `due-ms outcome microseconds` line per request (after a first `start EPOCH-MICROS` line, the
+//! wall-clock time of the start): due-ms is when it was due since the start,
+//! outcome the status code or `connect`, `io` or `timeout`, and the time is counted from when
+//! the request was due, so a stalled server shows as the latency it costs (no coordinated
+//! omission). bench/soak.py's serving load.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -31,8 +39,10 @@ type Samples = Arc<Mutex<Vec<(String, i64)>>>;
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("send") {
-        return send(&args[1..]).await;
+    match args.first().map(String::as_str) {
+        Some("send") => return send(&args[1..]).await,
+        Some("get") => return get(&args[1..]).await,
+        _ => {}
     }
     let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:0".to_string());
     let listener = TcpListener::bind(&addr).await.expect("bind");
@@ -68,11 +78,14 @@ async fn send(args: &[String]) {
     for first in 0..connections {
         let (addr, path, prefix, data) = (addr.clone(), path.clone(), prefix.clone(), data.clone());
         senders.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(&addr).await.expect("connect");
+            // A broker that is down (bench/soak.py kills it) sends nothing on this connection.
+            let Ok(stream) = TcpStream::connect(&addr).await else {
+                return (Vec::new(), Duration::ZERO);
+            };
             stream.set_nodelay(true).expect("nodelay");
-            let (mut client, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
+            let Ok((mut client, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+                return (Vec::new(), Duration::ZERO);
+            };
             tokio::spawn(connection);
             let mut lines = Vec::new();
             let mut lag = Duration::ZERO;
@@ -124,6 +137,90 @@ async fn send(args: &[String]) {
         lag.as_micros(),
         (Instant::now() - start).as_micros()
     );
+}
+
+/// The fixed-rate GET load (see the crate's comment).
+async fn get(args: &[String]) {
+    let [addr, host, path, rate, seconds, connections] = args else {
+        eprintln!("usage: rouse-bench-sink get ADDR HOST PATH RATE SECONDS CONNECTIONS");
+        std::process::exit(2);
+    };
+    let rate: f64 = rate.parse().expect("RATE");
+    let total = (rate * seconds.parse::<f64>().expect("SECONDS")) as u64;
+    let connections: u64 = connections.parse().expect("CONNECTIONS");
+    let start = Instant::now() + Duration::from_millis(100);
+    let start_wall = SystemTime::now() + Duration::from_millis(100);
+    let mut workers = Vec::new();
+    for first in 0..connections {
+        let (addr, host, path) = (addr.clone(), host.clone(), path.clone());
+        workers.push(tokio::spawn(async move {
+            let mut client = None;
+            let mut lines = String::new();
+            for seq in (first..total).step_by(connections as usize) {
+                let due = start + Duration::from_secs_f64(seq as f64 / rate);
+                tokio::time::sleep_until(due).await;
+                let outcome = one_get(&mut client, &addr, &host, &path).await;
+                let due_ms = (due - start).as_millis();
+                let micros = due.elapsed().as_micros();
+                lines.push_str(&format!("{due_ms} {outcome} {micros}\n"));
+            }
+            lines
+        }));
+    }
+    let since_epoch = start_wall.duration_since(UNIX_EPOCH).expect("after 1970");
+    let mut out = format!("start {}\n", since_epoch.as_micros());
+    for worker in workers {
+        out.push_str(&worker.await.expect("worker"));
+    }
+    print!("{out}");
+}
+
+/// One GET on `client`'s connection (connecting first if there is none): the status code, or
+/// what failed. A connection that failed is dropped, so the next request reconnects.
+async fn one_get(
+    client: &mut Option<hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>>>,
+    addr: &str,
+    host: &str,
+    path: &str,
+) -> String {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        let connected = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr)).await;
+        let Ok(Ok(stream)) = connected else {
+            *client = None;
+            return "connect".to_string();
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+            return "connect".to_string();
+        };
+        tokio::spawn(connection);
+        *client = Some(sender);
+    }
+    let sender = client.as_mut().expect("connected above");
+    let request = Request::get(path)
+        .header("host", host)
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let exchange = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok::<_, hyper::Error>(status)
+    };
+    match tokio::time::timeout(TIMEOUT, exchange).await {
+        Ok(Ok(status)) => status.to_string(),
+        Ok(Err(e)) => {
+            // The cause on stderr; the outcome's one word on stdout.
+            eprintln!("get: {e:?}");
+            *client = None;
+            "io".to_string()
+        }
+        Err(_) => {
+            *client = None;
+            "timeout".to_string()
+        }
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
