@@ -10,16 +10,12 @@
 //! `rouse.home=<home id>`, and a container without our home label is never touched.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
@@ -37,8 +33,10 @@ use crate::instance::{
 use crate::probe;
 use crate::runtime::{Logs, Runtime};
 
+mod create;
 mod values;
 
+use create::container_body;
 use values::{
     backend, event_exit, inspect_instance, inspect_state, is_refusal_containing, is_status, log_lines,
     no_such_instance, not_managed, random_suffix, summary_instance,
@@ -53,20 +51,6 @@ const SUFFIX_LEN: usize = 5;
 /// How often `wait_ready` looks at the container's state when Docker's wait call is not
 /// available; normally the wait call reports an exit the moment it happens.
 const EXIT_POLL: Duration = Duration::from_millis(200);
-
-/// The address ports are published on: loopback only, the proxy dials nothing else.
-const PUBLISH_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
-/// Makes `host.docker.internal` resolve to the host inside every container (Linux needs it;
-/// Docker Desktop has it built in).
-const HOST_GATEWAY: &str = "host.docker.internal:host-gateway";
-
-/// The security option that sets Linux's `no_new_privs` on the container's processes.
-const NO_NEW_PRIVILEGES: &str = "no-new-privileges:true";
-
-/// The log driver of every container: json-file keeps the output readable through the
-/// Engine API (`rouse logs`) and rotates it.
-const LOG_DRIVER: &str = "json-file";
 
 /// Runs instances as containers of the local Docker Engine.
 pub struct DockerRuntime {
@@ -273,62 +257,7 @@ impl Runtime for DockerRuntime {
         let started = Instant::now();
         let name = format!("{}-{}", spec.revision, random_suffix(&mut rand::rng()));
         let container_name = format!("{CONTAINER_PREFIX}{name}");
-        let port = format!("{}/tcp", spec.container_port);
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            exposed_ports: Some(vec![port.clone()]),
-            labels: Some(self.labels(spec, &name)),
-            entrypoint: spec.command.clone(),
-            cmd: spec.args.clone(),
-            host_config: Some(HostConfig {
-                port_bindings: Some(HashMap::from([(
-                    port,
-                    Some(vec![PortBinding {
-                        host_ip: Some(PUBLISH_IP.to_string()),
-                        // Empty: Docker picks a free ephemeral port.
-                        host_port: Some(String::new()),
-                    }]),
-                )])),
-                init: Some(true),
-                extra_hosts: Some(
-                    std::iter::once(HOST_GATEWAY.to_owned())
-                        .chain(spec.host_aliases.iter().map(|name| format!("{name}:host-gateway")))
-                        .collect(),
-                ),
-                privileged: Some(false),
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::NO),
-                    maximum_retry_count: None,
-                }),
-                nano_cpus: spec.resources.cpu_limit_millis.map(|m| (m * 1_000_000) as i64),
-                memory: spec.resources.memory_limit_bytes.map(|b| b as i64),
-                // Docker's weight for one core is 1024, as Kubernetes maps CPU requests.
-                cpu_shares: spec
-                    .resources
-                    .cpu_request_millis
-                    .map(|m| (m * 1024 / 1000).max(2) as i64),
-                memory_reservation: spec.resources.memory_request_bytes.map(|b| b as i64),
-                pids_limit: spec.resources.pids_limit.map(|n| n as i64),
-                security_opt: spec
-                    .security
-                    .no_new_privileges
-                    .then(|| vec![NO_NEW_PRIVILEGES.to_owned()]),
-                cap_drop: (!spec.security.drop_capabilities.is_empty())
-                    .then(|| spec.security.drop_capabilities.clone()),
-                log_config: spec.log_rotation.map(|r| HostConfigLogConfig {
-                    // The driver `docker logs` and Rouse's `logs` read, whatever the engine's
-                    // default is, with rotation so a chatty instance cannot fill the disk.
-                    typ: Some(LOG_DRIVER.to_owned()),
-                    config: Some(HashMap::from([
-                        ("max-size".to_owned(), r.max_bytes.to_string()),
-                        ("max-file".to_owned(), r.max_files.to_string()),
-                    ])),
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let body = container_body(spec, self.labels(spec, &name));
         let options = CreateContainerOptionsBuilder::default().name(&container_name).build();
         let id = match self.docker.create_container(Some(options), body).await {
             Ok(created) => created.id,
