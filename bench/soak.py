@@ -41,6 +41,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no bench/__pycache__ from importing events.py
 import events as bench  # noqa: E402  (shared helpers: sink, metrics, percentiles, machine)
 
 ROOT = bench.ROOT

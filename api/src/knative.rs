@@ -203,6 +203,23 @@ pub struct RevisionStatus {
     pub actual_replicas: u32,
     /// Instances the platform wants.
     pub desired_replicas: u32,
+    /// The image each container runs, resolved when the revision was made (Knative's
+    /// `containerStatuses[].imageDigest`); empty for a revision with tag semantics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_statuses: Vec<ContainerStatus>,
+}
+
+/// The name of a revision's container when its template gives none (Knative's).
+pub const DEFAULT_CONTAINER_NAME: &str = "user-container";
+
+/// What one container of a revision runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    /// The container's name (`user-container` when the template names none, as Knative).
+    pub name: String,
+    /// `repo@sha256:...`, or the image id for an image only ever built here.
+    pub image_digest: String,
 }
 
 /// One entry of a service's traffic (Knative's `spec.traffic` and `status.traffic`).

@@ -484,6 +484,7 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         annotations: template_annotations,
         sink,
         ce_overrides,
+        image_digest: None,
     };
     template.validate()?;
     crate::traffic::from_spec(&object.spec.traffic, "spec.traffic")?;

@@ -19,6 +19,9 @@ pub struct ServiceDescription {
 pub struct RevisionSummary {
     pub name: String,
     pub image: String,
+    /// What the image was pinned to when the revision was made; `None` with tag semantics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// Instances the platform wants for this revision.
     pub desired: u32,
     /// Whether this revision takes the service's traffic.
@@ -127,6 +130,14 @@ pub struct DeployRequest {
     /// Name of the new revision (`--revision-name`); `{service}-0000N` when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_name: Option<String>,
+    /// Pin the revision to what the image names now (`--lock-to-digest`, the default);
+    /// `false` keeps tag semantics: every new instance runs what the tag names then.
+    #[serde(default = "lock_to_digest_default")]
+    pub lock_to_digest: bool,
+}
+
+fn lock_to_digest_default() -> bool {
+    true
 }
 
 /// Answer to a deploy.

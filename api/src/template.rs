@@ -85,6 +85,12 @@ pub struct RevisionTemplate {
     /// as `K_CE_OVERRIDES` (`{"extensions": {...}}`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ce_overrides: BTreeMap<String, String>,
+    /// What `image` named in the engine when the revision was made, which every instance
+    /// runs (`repo@sha256:...`, or the image id for a local-only image), so a tag moved by the
+    /// next `docker build` changes nothing under a revision. Set by the daemon at deploy
+    /// time, never taken from a client; `None` asks for tag semantics (`--lock-to-digest=false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
 }
 
 /// CPU and memory for one instance, as Kubernetes quantities (`500m`, `128Mi`).
@@ -181,6 +187,7 @@ impl RevisionTemplate {
             annotations: BTreeMap::new(),
             sink: None,
             ce_overrides: BTreeMap::new(),
+            image_digest: None,
         }
     }
 

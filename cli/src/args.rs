@@ -350,6 +350,11 @@ pub(crate) struct DeployArgs {
     /// Traffic once deployed, as `rouse traffic --to`: REV=PCT,...; @latest is the newest ready.
     #[arg(long, value_name = "REV=PCT,...")]
     pub(crate) traffic: Option<String>,
+    /// Pin the new revision to the image its tag names now, so every instance runs exactly
+    /// that image after the tag moves on; --lock-to-digest=false keeps tag semantics.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub(crate) lock_to_digest: bool,
     /// Return once the revision is created, without waiting for it to be ready.
     #[arg(long)]
     pub(crate) no_wait: bool,

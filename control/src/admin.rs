@@ -35,7 +35,7 @@ use rouse_api::knative::KRevision;
 use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, ServiceDescription};
 use rouse_api::traffic::TrafficChange;
-use rouse_runtime::{LogOptions, LogStream, RuntimeError};
+use rouse_runtime::{LogOptions, LogStream};
 use serde::Deserialize;
 
 use crate::apply::{Applied, ApplyDocument, ApplyOutcome};
@@ -252,13 +252,11 @@ async fn deploy(
     validate_name("service name", &name)?;
     request.template.validate()?;
     admin.serving.check_scale(&request.template)?;
-    let image = &request.template.image;
-    if !admin.serving.runtime().image_exists(image).await? {
-        return Err(RuntimeError::ImageNotFound { image: image.clone() }.into());
-    }
+    let mut template = request.template;
+    admin.serving.pin_image(&mut template, request.lock_to_digest).await?;
     let (_, revision) = admin
         .serving
-        .deploy(&name, request.template, request.revision_name.as_deref())?;
+        .deploy(&name, template, request.revision_name.as_deref())?;
     let status = if revision.is_some() {
         StatusCode::CREATED
     } else {

@@ -15,6 +15,7 @@ use rouse_api::traffic::{apply_change, from_spec};
 use serde::{Deserialize, Serialize};
 
 use rouse_eventing::Schedule;
+use rouse_runtime::RuntimeError;
 
 use crate::error::ControlError;
 use crate::eventing::Eventing;
@@ -89,7 +90,7 @@ pub(crate) async fn apply(
             continue;
         }
         match document.resource {
-            Resource::Service(service) => match check_service(serving, &service).await {
+            Resource::Service(mut service) => match check_service(serving, &mut service).await {
                 Ok(traffic) => plans.push(Plan::Service {
                     index: document.index,
                     service,
@@ -181,19 +182,23 @@ async fn apply_eventing(eventing: &Arc<Eventing>, index: usize, resource: Resour
     })
 }
 
-/// Checks a declared service against what exists; returns the traffic to store.
-async fn check_service(serving: &Serving, declared: &DeclaredService) -> Result<Vec<TrafficTarget>, ControlError> {
-    let template = &declared.template;
-    template.validate()?;
-    serving.check_scale(template)?;
-    if !serving.runtime().image_exists(&template.image).await? {
-        return Err(ValidationError::new(
-            "spec.template.spec.containers[0].image",
-            &template.image,
-            "is not in the local Docker; build it first (`docker build -t ...`) or fix the name",
-        )
-        .into());
+/// Checks a declared service against what exists, pinning its template to what its image
+/// names now (as a deploy does); returns the traffic to store.
+async fn check_service(serving: &Serving, declared: &mut DeclaredService) -> Result<Vec<TrafficTarget>, ControlError> {
+    declared.template.validate()?;
+    serving.check_scale(&declared.template)?;
+    match serving.pin_image(&mut declared.template, true).await {
+        Err(ControlError::Runtime(RuntimeError::ImageNotFound { image })) => {
+            return Err(ValidationError::new(
+                "spec.template.spec.containers[0].image",
+                &image,
+                "is not in the local Docker; build it first (`docker build -t ...`) or fix the name",
+            )
+            .into());
+        }
+        result => result?,
     }
+    let template = &declared.template;
     let store = serving.store();
     let current = store.service(&declared.name)?;
     let mut revisions: Vec<String> = store

@@ -2,8 +2,8 @@
 //! of its revisions.
 
 use rouse_api::knative::{
-    Condition, ConditionStatus, KRevision, RevisionStatus, ServiceStatus, TrafficTarget, revision_object,
-    service_object,
+    Condition, ConditionStatus, ContainerStatus, DEFAULT_CONTAINER_NAME, KRevision, RevisionStatus, ServiceStatus,
+    TrafficTarget, revision_object, service_object,
 };
 use rouse_api::status::{InstancePhase, InstanceSummary, RevisionSummary, ServiceDescription};
 use rouse_api::traffic::spec_traffic;
@@ -39,6 +39,7 @@ pub(crate) fn describe(
             RevisionSummary {
                 name: revision.name.clone(),
                 image: revision.template.image.clone(),
+                image_digest: revision.template.image_digest.clone(),
                 desired: live.desired,
                 routed: traffic.split.iter().any(|(r, _)| *r == revision.name),
                 instances: live
@@ -118,10 +119,22 @@ pub(crate) fn revision_objects(serving: &Serving, service: &Service, mut revisio
                     serving.waiting_for_room(&revision.name),
                 ),
             };
+            let container_statuses = revision
+                .template
+                .image_digest
+                .iter()
+                .map(|digest| ContainerStatus {
+                    name: (revision.template.container_name.as_deref())
+                        .unwrap_or(DEFAULT_CONTAINER_NAME)
+                        .to_string(),
+                    image_digest: digest.clone(),
+                })
+                .collect();
             let status = RevisionStatus {
                 conditions: vec![ready],
                 actual_replicas: actual,
                 desired_replicas: live.desired,
+                container_statuses,
             };
             revision_object(revision, Some(status))
         })
@@ -224,6 +237,7 @@ mod tests {
         RevisionSummary {
             name: name.to_string(),
             image: "img".to_string(),
+            image_digest: None,
             desired: 1,
             routed,
             instances: (0..ready)

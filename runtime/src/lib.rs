@@ -8,6 +8,7 @@
 //!
 //! Layout, in reading order:
 //! - `instance`: the value types (spec, instance, state, log line, exit event).
+//! - `image`: what an image reference names now, and the reference pinned to it.
 //! - `runtime`: the trait every backend implements (Docker now, Kubernetes later).
 //! - `probe`: the HTTP readiness probe shared by backends.
 //! - `docker`: the Docker backend, via bollard.
@@ -19,6 +20,7 @@
 
 mod docker;
 mod error;
+mod image;
 mod instance;
 mod logs;
 #[cfg(any(test, feature = "test-util"))]
@@ -28,6 +30,7 @@ mod runtime;
 
 pub use docker::{Dial, DockerRuntime};
 pub use error::{EngineError, RuntimeError};
+pub use image::{ImageInfo, is_pinned, repository};
 pub use instance::{
     Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
     LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogRotation, LogStream, Readiness, Resources, Security,

@@ -11,7 +11,7 @@
 //! One engine can outlive the control planes that use it: drop a daemon, build a new one
 //! over the same `MemoryRuntime`, and it finds the same instances, as after a restart.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -23,6 +23,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::RuntimeError;
+use crate::image::ImageInfo;
 use crate::instance::{Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream, Readiness};
 use crate::runtime::{Logs, Runtime};
 
@@ -80,6 +81,8 @@ struct Engine {
     containers: BTreeMap<String, Container>,
     created: u64,
     faults: Faults,
+    /// Tags moved by [`MemoryRuntime::tag_image`]; any other name has a fixed id of its own.
+    tags: HashMap<String, String>,
 }
 
 struct Inner {
@@ -131,6 +134,11 @@ impl MemoryRuntime {
     /// Instances created so far, including removed ones.
     pub fn created(&self) -> u64 {
         self.engine().created
+    }
+
+    /// Points the tag `name` at the image `id`, as `docker build -t name` or `docker tag` does.
+    pub fn tag_image(&self, name: &str, id: &str) {
+        self.engine().tags.insert(name.to_owned(), id.to_owned());
     }
 
     /// The image an instance runs.
@@ -299,9 +307,25 @@ fn backend(operation: &'static str, id: &str, reason: &'static str) -> RuntimeEr
 
 #[async_trait]
 impl Runtime for MemoryRuntime {
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+    async fn resolve_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         self.call("inspect image").await?;
-        Ok(!self.engine().faults.missing_images.contains(image))
+        let engine = self.engine();
+        if engine.faults.missing_images.contains(image) {
+            return Ok(None);
+        }
+        let id = if image.starts_with("sha256:") {
+            image.to_owned()
+        } else {
+            engine
+                .tags
+                .get(image)
+                .cloned()
+                .unwrap_or_else(|| default_image_id(image))
+        };
+        Ok(Some(ImageInfo {
+            id,
+            repo_digests: Vec::new(),
+        }))
     }
 
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError> {
@@ -513,6 +537,14 @@ impl Runtime for MemoryRuntime {
         });
         Ok(exits.boxed())
     }
+}
+
+/// The id an image name has until [`MemoryRuntime::tag_image`] moves it: fixed per name.
+fn default_image_id(name: &str) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    format!("sha256:{:016x}", hasher.finish())
 }
 
 #[cfg(test)]

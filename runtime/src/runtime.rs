@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
 use crate::error::RuntimeError;
+use crate::image::ImageInfo;
 use crate::instance::{Instance, InstanceExit, InstanceSpec, LogLine, LogOptions, Readiness};
 
 /// A stream of log lines of one instance.
@@ -16,8 +17,9 @@ pub type Logs = BoxStream<'static, Result<LogLine, RuntimeError>>;
 /// Implementations only ever see and touch instances labelled with their own home id.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
-    /// Whether `image` is present locally (no pull is ever attempted).
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError>;
+    /// What `image` names in the local engine now, or `None` when the engine lacks it (no
+    /// pull is attempted).
+    async fn resolve_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError>;
 
     /// Creates and starts an instance. Returns once the process runs and its endpoint is
     /// known; it may not answer HTTP yet (see [`Runtime::wait_ready`]).

@@ -422,9 +422,16 @@ async fn a_missing_image_is_reported_and_nothing_is_created() {
     test_image();
     let home = Home::new().await;
     let rt = &home.runtime;
-    assert!(rt.image_exists(IMAGE).await.expect("image_exists"));
+    let image = rt.resolve_image(IMAGE).await.expect("resolve").expect("the test image");
+    assert!(image.id.starts_with("sha256:"), "{image:?}");
+    // Built here, never pushed: pinned to its id, which creates the same image.
+    assert_eq!(image.pinned(IMAGE), image.id);
+    let mut pinned = server("svc-00006");
+    pinned.image = image.id.clone();
+    let instance = rt.create(&pinned).await.expect("an instance of the pinned id");
+    rt.stop(&instance.id, GRACE).await.expect("stop");
     let missing = "rouse-test/does-not-exist:latest";
-    assert!(!rt.image_exists(missing).await.expect("image_exists"));
+    assert_eq!(rt.resolve_image(missing).await.expect("resolve"), None);
 
     let mut spec = server("svc-00005");
     spec.image = missing.to_owned();

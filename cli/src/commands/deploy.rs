@@ -129,6 +129,7 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
     let request = DeployRequest {
         template,
         revision_name: args.revision_name.clone(),
+        lock_to_digest: args.lock_to_digest,
     };
     let response: DeployResponse = client.put(&path, &request).await?;
     if let Some(to) = traffic {

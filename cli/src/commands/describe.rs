@@ -29,6 +29,10 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
     let _ = writeln!(out, "Name:         {}", object.metadata.name);
     let _ = writeln!(out, "URL:          {}", status.url);
     let _ = writeln!(out, "Image:        {}", container.map_or("", |c| c.image.as_str()));
+    // What the newest revision runs, whatever the tag names now.
+    if let Some(digest) = service.revisions.first().and_then(|r| r.image_digest.as_deref()) {
+        let _ = writeln!(out, "Image digest: {digest}");
+    }
     if !object.metadata.labels.is_empty() {
         let _ = writeln!(out, "Labels:       {}", labels(&object.metadata.labels));
     }

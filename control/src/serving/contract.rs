@@ -36,7 +36,8 @@ pub(crate) fn instance_spec(revision: &Revision, config: &InstanceConfig, sinks:
     InstanceSpec {
         service: revision.service.clone(),
         revision: revision.name.clone(),
-        image: t.image.clone(),
+        // The image the revision was pinned to, whatever its tag names now.
+        image: t.image_digest.clone().unwrap_or_else(|| t.image.clone()),
         env,
         container_port: t.port,
         command: t.command.clone(),

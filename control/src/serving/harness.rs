@@ -176,6 +176,21 @@ impl Harness {
         revision
     }
 
+    /// Deploys `name` as the admin API does: its image resolved and the revision pinned to
+    /// it (`lock`), or with tag semantics.
+    pub(super) async fn deploy_resolved(
+        &self,
+        name: &str,
+        mut template: RevisionTemplate,
+        lock: bool,
+    ) -> Option<Revision> {
+        self.serving()
+            .pin_image(&mut template, lock)
+            .await
+            .expect("the image resolves");
+        self.deploy(name, template)
+    }
+
     /// Sends a request to `host` that takes `work` once an instance has it.
     pub(super) async fn request(&self, host: &str, work: Duration) -> Outcome {
         request(

@@ -42,7 +42,7 @@ use rouse_api::name::validate_revision_name;
 use rouse_api::status::Traffic;
 use rouse_api::traffic::{TrafficChange, apply_change};
 use rouse_api::{Revision, Service};
-use rouse_runtime::{Instance, Runtime};
+use rouse_runtime::{Instance, Runtime, RuntimeError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -226,6 +226,24 @@ impl Serving {
 
     /// Creates or updates a service from a deploy; returns the service and the new revision, if
     /// the template changed.
+    /// Resolves `template`'s image in the engine and pins the template to what it names now
+    /// (`lock`), or clears any pin (tag semantics). Fails with `ImageNotFound` when the
+    /// engine lacks the image. A pin a client sent is never kept.
+    pub(crate) async fn pin_image(
+        &self,
+        template: &mut rouse_api::RevisionTemplate,
+        lock: bool,
+    ) -> Result<(), ControlError> {
+        let Some(image) = self.runtime.resolve_image(&template.image).await? else {
+            return Err(RuntimeError::ImageNotFound {
+                image: template.image.clone(),
+            }
+            .into());
+        };
+        template.image_digest = lock.then(|| image.pinned(&template.image));
+        Ok(())
+    }
+
     pub(crate) fn deploy(
         &self,
         name: &str,

@@ -476,3 +476,93 @@ async fn the_host_cap_holds_across_services_and_idle_instances_make_room() {
     watch.abort();
     assert_eq!(most.load(Ordering::Relaxed), 2, "never more than the cap running");
 }
+
+/// The image id an instance of `revision` runs.
+fn image_of_running(h: &Harness, revision: &str) -> Option<String> {
+    h.running(revision).first().and_then(|i| h.engine.image_of(&i.id))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revision_runs_the_image_it_was_pinned_to_after_the_tag_moves() {
+    let h = Harness::start();
+    let app = || template(|t| t.image = "app".into());
+    h.engine.tag_image("app", "sha256:old");
+    let first = h.deploy_resolved("web", app(), true).await.expect("a revision");
+    assert_eq!(first.template.image_digest.as_deref(), Some("sha256:old"));
+    assert!(h.eventually(SETTLE, |h| h.running("web-00001").len() == 1).await);
+    let instance = h.running("web-00001").remove(0);
+    assert_eq!(image_of_running(&h, "web-00001").as_deref(), Some("sha256:old"));
+
+    // `docker build -t app .` moves the tag; then the instance crashes. Its replacement runs
+    // what the revision was made from, not the new build.
+    h.engine.tag_image("app", "sha256:new");
+    h.engine.kill(&instance.id, 1);
+    assert!(
+        h.eventually(SETTLE, |h| h.running("web-00001").iter().any(|i| i.id != instance.id))
+            .await
+    );
+    assert_eq!(image_of_running(&h, "web-00001").as_deref(), Some("sha256:old"));
+
+    // The same deploy again resolves the tag anew: a new image makes a new revision, the
+    // same one none.
+    let second = h
+        .deploy_resolved("web", app(), true)
+        .await
+        .expect("a new image, a new revision");
+    assert_eq!(
+        (second.name.as_str(), second.template.image_digest.as_deref()),
+        ("web-00002", Some("sha256:new"))
+    );
+    assert!(
+        h.deploy_resolved("web", app(), true).await.is_none(),
+        "the same image, no revision"
+    );
+    assert!(h.eventually(SETTLE, |h| h.running("web-00002").len() == 1).await);
+    assert_eq!(image_of_running(&h, "web-00002").as_deref(), Some("sha256:new"));
+
+    // Tag semantics, when asked for: the revision keeps the tag.
+    let tagged = h.deploy_resolved("web", app(), false).await.expect("a revision");
+    assert_eq!(tagged.template.image_digest, None);
+    assert!(h.eventually(SETTLE, |h| h.running("web-00003").len() == 1).await);
+    assert_eq!(image_of_running(&h, "web-00003").as_deref(), Some("app"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pinned_image_gone_from_the_engine_is_reported_and_nothing_else_runs() {
+    let h = Harness::start();
+    h.engine.tag_image("app", "sha256:old");
+    h.deploy_resolved("web", template(|t| t.image = "app".into()), true)
+        .await;
+    assert!(h.eventually(SETTLE, |h| h.running("web-00001").len() == 1).await);
+    let instance = h.running("web-00001").remove(0);
+    // The tag moves and the old image is pruned; the instance dies.
+    h.engine.tag_image("app", "sha256:new");
+    h.engine.faults(|f| {
+        f.missing_images.insert("sha256:old".into());
+    });
+    h.engine.kill(&instance.id, 137);
+    let reported = h
+        .eventually(SETTLE, |h| {
+            let service = h.serving().store().service("web").unwrap().unwrap();
+            let revision = h.serving().store().revisions_of("web").unwrap().remove(0);
+            let live = h.serving().revision_live(&service, &revision);
+            live.failures > 0 && live.last_crash.is_some_and(|c| c.reason == "PinnedImageMissing")
+        })
+        .await;
+    assert!(reported, "the revision says its pinned image is gone");
+    let service = h.serving().store().service("web").unwrap().unwrap();
+    let revision = h.serving().store().revisions_of("web").unwrap().remove(0);
+    let crash = h.serving().revision_live(&service, &revision).last_crash.unwrap();
+    assert!(
+        crash.message.contains("sha256:old") && crash.message.contains("deploy again"),
+        "{}",
+        crash.message
+    );
+    assert!(h.running("web-00001").is_empty(), "nothing runs in its place");
+    assert!(
+        h.engine
+            .instances()
+            .iter()
+            .all(|i| h.engine.image_of(&i.id).as_deref() != Some("app"))
+    );
+}

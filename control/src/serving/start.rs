@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use rouse_activator::Endpoint;
 use rouse_api::knative::timestamp;
 use rouse_api::status::Crash;
-use rouse_runtime::{Instance, InstanceSpec, LogOptions, Readiness, RuntimeError};
+use rouse_runtime::{Instance, InstanceSpec, LogOptions, Readiness, RuntimeError, is_pinned};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -87,9 +87,20 @@ impl Serving {
                 let mut state = self.state();
                 if let Some(rev) = state.live(revision, generation) {
                     rev.creating = rev.creating.saturating_sub(1);
+                    let (reason, message) = match &e {
+                        // Never something else in its place: the revision says so instead.
+                        RuntimeError::ImageNotFound { image } if is_pinned(image) => (
+                            "PinnedImageMissing",
+                            format!(
+                                "the image this revision is pinned to, {image}, is no longer in the local Docker \
+                                 (removed, or pruned after its tag moved on); deploy again to pin what the tag names now"
+                            ),
+                        ),
+                        _ => ("CreateFailed", format!("cannot create an instance: {e}")),
+                    };
                     let crash = Crash {
-                        reason: "CreateFailed".to_string(),
-                        message: format!("cannot create an instance: {e}"),
+                        reason: reason.to_string(),
+                        message,
                         exit_code: None,
                         logs: Vec::new(),
                         restarts: rev.failures + 1,

@@ -26,6 +26,7 @@ use futures_util::{StreamExt, future};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::RuntimeError;
+use crate::image::ImageInfo;
 use crate::instance::{
     Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
     LABEL_REVISION, LABEL_SERVICE, LogOptions, Readiness,
@@ -245,10 +246,13 @@ fn first_address(subnet: &str) -> Option<std::net::IpAddr> {
 
 #[async_trait]
 impl Runtime for DockerRuntime {
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+    async fn resolve_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(e) if is_status(&e, 404) => Ok(false),
+            Ok(inspected) => Ok(inspected.id.map(|id| ImageInfo {
+                id,
+                repo_digests: inspected.repo_digests.unwrap_or_default(),
+            })),
+            Err(e) if is_status(&e, 404) => Ok(None),
             Err(e) => Err(backend("inspect image", image, e)),
         }
     }
