@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -76,8 +76,15 @@ impl Ingress {
     pub fn new(routes: Arc<RouteTable>, config: IngressConfig, metrics: IngressMetrics) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
-        let h2c = Client::builder(TokioExecutor::new()).http2_only(true).build(connector);
+        // Idle connections close after 90 s (hyper-util's default, which needs a timer to
+        // take effect): instances come and go, and a pool without one keeps every
+        // connection it ever opened.
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_timer(TokioTimer::new());
+        let http1 = builder.build(connector.clone());
+        let h2c = builder.clone().http2_only(true).build(connector);
         Self {
             routes,
             config,

@@ -7,7 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rouse_api::error_chain;
 use rouse_api::eventing::Sink;
 use tokio_util::sync::CancellationToken;
@@ -24,11 +24,23 @@ pub(super) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 static PREFER: HeaderName = HeaderName::from_static("prefer");
 
+/// How long an idle keep-alive connection to a subscriber is kept.
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// The pooled client, whose idle connections close after [`POOL_IDLE_TIMEOUT`] (the pool
+/// needs a timer for that: without one, the connections a burst of deliveries opened, up to
+/// `max_idle_per_host` per subscriber, stayed open for good, each with its task and file).
 pub(super) fn http_client(max_idle_per_host: usize) -> HttpClient {
+    pooled_client(max_idle_per_host, POOL_IDLE_TIMEOUT)
+}
+
+fn pooled_client(max_idle_per_host: usize, idle_timeout: std::time::Duration) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(max_idle_per_host)
+        .pool_idle_timeout(idle_timeout)
+        .pool_timer(TokioTimer::new())
         .build(connector)
 }
 
@@ -274,5 +286,72 @@ fn sink_name(sink: &Sink) -> String {
         Sink::Service(name) => format!("service:{name}"),
         Sink::Broker(name) => format!("broker:{name}"),
         Sink::Url(url) => url.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    /// A subscriber that answers 202 after `delay` and counts its open connections.
+    async fn subscriber(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let counted = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let open = counted.clone();
+                open.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| async move {
+                        tokio::time::sleep(delay).await;
+                        let mut response = http::Response::new(Full::new(Bytes::new()));
+                        *response.status_mut() = http::StatusCode::ACCEPTED;
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (addr, open)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_a_burst_opened_are_closed_after_the_idle_timeout() {
+        let (addr, open) = subscriber(Duration::from_millis(100)).await;
+        let client = pooled_client(256, Duration::from_millis(300));
+        let burst: Vec<_> = (0..20)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let request = http::Request::post(format!("http://{addr}/"))
+                        .body(Full::new(Bytes::from_static(b"{}")))
+                        .unwrap();
+                    let response = client.request(request).await.unwrap();
+                    response.into_body().collect().await.unwrap();
+                })
+            })
+            .collect();
+        for request in burst {
+            request.await.unwrap();
+        }
+        assert!(open.load(Ordering::SeqCst) >= 10, "the burst opened connections");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(open.load(Ordering::SeqCst), 0, "idle connections were closed");
     }
 }
