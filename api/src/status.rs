@@ -147,3 +147,84 @@ pub struct DeployResponse {
     /// The revision the deploy created; `None` when the template did not change.
     pub created_revision: Option<String>,
 }
+
+/// Body of `POST /v1/images/pull`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub image: String,
+    #[serde(default)]
+    pub policy: PullPolicy,
+    /// Credentials for the image's registry, from the caller's `docker login`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RegistryCredentials>,
+}
+
+/// When a deploy pulls its image (`--pull`; Knative's `--pull-policy`, spelled as Docker's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Only when the engine lacks the image.
+    #[default]
+    Missing,
+    /// Every time: the tag may name a newer image in the registry.
+    Always,
+    /// Never: the image must be in the engine already.
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "missing" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            _ => Err("must be missing, always or never".to_string()),
+        }
+    }
+}
+
+/// Credentials for one registry, as `docker login` keeps them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryCredentials {
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_token: Option<String>,
+}
+
+/// Never the secret in a debug print.
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of a pull's answer, which streams as newline-delimited JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The engine has the image already; nothing was pulled.
+    Present { id: String },
+    /// A step of the pull: a layer's status and bytes, or a line about the whole image.
+    Progress {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        layer: Option<String>,
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        current: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+    },
+    /// The pull is done: the engine has the image.
+    Pulled { id: String },
+    /// The pull failed, and why, in plain words.
+    Failed { message: String },
+}

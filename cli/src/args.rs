@@ -350,6 +350,9 @@ pub(crate) struct DeployArgs {
     /// Traffic once deployed, as `rouse traffic --to`: REV=PCT,...; @latest is the newest ready.
     #[arg(long, value_name = "REV=PCT,...")]
     pub(crate) traffic: Option<String>,
+    /// When to pull the image: missing (only if the engine lacks it), always, or never.
+    #[arg(long, default_value = "missing", value_name = "POLICY")]
+    pub(crate) pull: String,
     /// Pin the new revision to the image its tag names now, so every instance runs exactly
     /// that image after the tag moves on; --lock-to-digest=false keeps tag semantics.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,

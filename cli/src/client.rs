@@ -167,7 +167,17 @@ impl Client {
 
     /// A streaming GET: the body arrives in chunks as the daemon writes them.
     pub(crate) async fn stream(&self, path: &str) -> anyhow::Result<Incoming> {
-        let response = self.send(Method::GET, path, None).await?;
+        self.stream_request(Method::GET, path, None).await
+    }
+
+    /// A POST of `body` whose answer streams.
+    pub(crate) async fn post_stream<B: Serialize>(&self, path: &str, body: &B) -> anyhow::Result<Incoming> {
+        self.stream_request(Method::POST, path, Some(serde_json::to_vec(body)?))
+            .await
+    }
+
+    async fn stream_request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Incoming> {
+        let response = self.send(method, path, body).await?;
         if !response.status().is_success() {
             Self::check(response).await?;
             bail!("unexpected answer from the daemon");

@@ -17,6 +17,7 @@ mod flags;
 mod manifest;
 mod output;
 mod progress;
+mod pull;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

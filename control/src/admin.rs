@@ -13,6 +13,7 @@
 //! | `DELETE /v1/services/{name}/revisions/{revision}` | abandons a revision that never became ready |
 //! | `GET /v1/services/{name}/logs?follow=&tail=` | instance output, each line prefixed by the instance |
 //! | `POST /v1/apply` | applies a manifest's documents, all or nothing ([`ApplyDocument`]) |
+//! | `POST /v1/images/pull` | pulls an image ([`PullRequest`]); streams [`PullEvent`] lines |
 //! | `GET /v1/brokers`, `GET`/`PUT`/`DELETE /v1/brokers/{name}` | brokers (Knative Broker objects) |
 //! | `GET /v1/triggers`, `GET`/`PUT`/`DELETE /v1/triggers/{name}` | triggers |
 //! | `GET /v1/pingsources`, `GET`/`PUT`/`DELETE /v1/pingsources/{name}` | ping sources |
@@ -29,13 +30,14 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{StatusCode, header};
 use prometheus_client::registry::Registry;
+use rouse_api::ValidationError;
 use rouse_api::eventing::{Broker, PingSource, Trigger};
 use rouse_api::eventing_knative::{KBroker, KPingSource, KTrigger};
 use rouse_api::knative::KRevision;
 use rouse_api::name::validate_name;
-use rouse_api::status::{DeployRequest, DeployResponse, ServiceDescription};
+use rouse_api::status::{DeployRequest, DeployResponse, PullEvent, PullPolicy, PullRequest, ServiceDescription};
 use rouse_api::traffic::TrafficChange;
-use rouse_runtime::{LogOptions, LogStream};
+use rouse_runtime::{LogOptions, LogStream, RegistryAuth, RuntimeError};
 use serde::Deserialize;
 
 use crate::apply::{Applied, ApplyDocument, ApplyOutcome};
@@ -84,6 +86,7 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
             "/v1/triggers/{name}",
             get(get_trigger).put(put_trigger).delete(delete_trigger),
         )
+        .route("/v1/images/pull", post(pull_image))
         .route("/v1/pingsources", get(list_ping_sources))
         .route(
             "/v1/pingsources/{name}",
@@ -381,6 +384,81 @@ struct LogQuery {
     #[serde(default)]
     follow: bool,
     tail: Option<usize>,
+}
+
+/// Pulls an image into the engine (as `policy` says), answering with the pull's steps as
+/// newline-delimited [`PullEvent`]s: the status is 200 before the registry has answered, so
+/// a failure is the last line, not the status.
+async fn pull_image(
+    State(admin): State<Arc<Admin>>,
+    Json(request): Json<PullRequest>,
+) -> Result<Response, ControlError> {
+    let PullRequest { image, policy, auth } = request;
+    if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+        return Err(ValidationError::new(
+            "image",
+            &image,
+            "must be an image reference, e.g. localhost:5000/app:v1",
+        )
+        .into());
+    }
+    let runtime = admin.serving.runtime().clone();
+    if policy != PullPolicy::Always
+        && let Some(present) = runtime.resolve_image(&image).await?
+    {
+        return Ok(ndjson(futures_util::stream::iter([PullEvent::Present {
+            id: present.id,
+        }])));
+    }
+    if policy == PullPolicy::Never {
+        return Err(RuntimeError::ImageNotFound { image }.into());
+    }
+    let auth = auth.map(|a| RegistryAuth {
+        server: a.server,
+        username: a.username,
+        password: a.password,
+        identity_token: a.identity_token,
+    });
+    let steps = runtime.pull(&image, auth).map(|step| match step {
+        Ok(p) => PullEvent::Progress {
+            layer: p.layer,
+            status: p.status,
+            current: p.current,
+            total: p.total,
+        },
+        Err(e) => PullEvent::Failed { message: e.to_string() },
+    });
+    // After the last step, what the engine now has under the name (or why not).
+    let last = futures_util::stream::once(async move {
+        match runtime.resolve_image(&image).await {
+            Ok(Some(pulled)) => PullEvent::Pulled { id: pulled.id },
+            Ok(None) => PullEvent::Failed {
+                message: format!("the pull of '{image}' ended but the engine has no such image"),
+            },
+            Err(e) => PullEvent::Failed { message: e.to_string() },
+        }
+    });
+    let mut failed = false;
+    let events = steps.chain(last).take_while(move |event| {
+        let go_on = !failed;
+        failed |= matches!(event, PullEvent::Failed { .. });
+        futures_util::future::ready(go_on)
+    });
+    Ok(ndjson(events))
+}
+
+/// A streamed answer of one JSON object per line.
+fn ndjson<T: serde::Serialize>(events: impl futures_util::Stream<Item = T> + Send + 'static) -> Response {
+    let lines = events.map(|event| {
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(Bytes::from(line))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response()
 }
 
 async fn logs(

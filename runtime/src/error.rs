@@ -19,6 +19,13 @@ pub enum RuntimeError {
         "image '{image}' is not in the local Docker; build it with `docker build -t {image} .` or check `docker images`"
     )]
     ImageNotFound { image: String },
+    /// A pull from a registry failed.
+    #[error("cannot pull '{image}': {}: {message}", .failure.explain())]
+    Pull {
+        image: String,
+        failure: crate::image::PullFailure,
+        message: String,
+    },
     /// The instance exited while it was being started or probed.
     #[error("instance {instance} exited with code {code}")]
     Exited { instance: String, code: i64 },

@@ -30,6 +30,106 @@ impl ImageInfo {
     }
 }
 
+/// Credentials for one registry, as `docker login` keeps them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RegistryAuth {
+    /// The registry they are for, e.g. `localhost:5000` or `https://index.docker.io/v1/`.
+    pub server: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A token the registry issued instead of a password (`docker login` with OAuth).
+    pub identity_token: Option<String>,
+}
+
+/// Never the secret: a debug print of credentials shows who and where, not the password.
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("identity_token", &self.identity_token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// One step of a pull, as the engine reports it: a layer's status and bytes, or a line
+/// about the whole image (no layer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PullProgress {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// Why a pull failed, in the words a user acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullFailure {
+    /// No such repository or tag in the registry.
+    NotFound,
+    /// The registry wants credentials, or refused the ones given.
+    Unauthorized,
+    /// The registry cannot be reached.
+    Network,
+    /// Anything else the engine said.
+    Other,
+}
+
+impl PullFailure {
+    /// Sorts the engine's error message: Docker's and the registry's wording, which is all
+    /// the Engine API gives.
+    pub fn of_message(message: &str) -> Self {
+        let m = message.to_ascii_lowercase();
+        let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
+        if any(&[
+            "unauthorized",
+            "authentication required",
+            "access denied",
+            "no basic auth credentials",
+            "denied:",
+        ]) {
+            PullFailure::Unauthorized
+        } else if any(&[
+            "manifest unknown",
+            "not found",
+            "name unknown",
+            "repository does not exist",
+        ]) {
+            PullFailure::NotFound
+        } else if any(&[
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "dial tcp",
+            "network is unreachable",
+            "tls:",
+            "x509:",
+            "server gave http response to https client",
+            "timeout exceeded",
+            "connection reset",
+        ]) {
+            PullFailure::Network
+        } else {
+            PullFailure::Other
+        }
+    }
+
+    /// What the user reads, before the engine's own message.
+    pub fn explain(self) -> &'static str {
+        match self {
+            PullFailure::NotFound => "the registry has no such image or tag; check the name and the tag",
+            PullFailure::Unauthorized => {
+                "the registry wants credentials or refused them; log in with `docker login REGISTRY`"
+            }
+            PullFailure::Network => {
+                "the registry cannot be reached; check its address and port, and that Docker can reach it"
+            }
+            PullFailure::Other => "the engine could not pull it",
+        }
+    }
+}
+
 /// Whether `reference` names one image for good (an id or a digest) rather than a tag.
 pub fn is_pinned(reference: &str) -> bool {
     reference.starts_with("sha256:") || reference.contains("@sha256:")
@@ -55,6 +155,43 @@ pub fn repository(reference: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pull_errors_are_sorted_by_what_the_user_does_about_them() {
+        for (message, failure) in [
+            (
+                "manifest for 127.0.0.1:5000/nope:v1 not found: manifest unknown: manifest unknown",
+                PullFailure::NotFound,
+            ),
+            (
+                "pull access denied for nope, repository does not exist or may require 'docker login'",
+                PullFailure::Unauthorized,
+            ),
+            (
+                "Head \"http://127.0.0.1:5000/v2/app/manifests/v1\": no basic auth credentials",
+                PullFailure::Unauthorized,
+            ),
+            ("unauthorized: authentication required", PullFailure::Unauthorized),
+            (
+                "Get \"http://127.0.0.1:5001/v2/\": dial tcp 127.0.0.1:5001: connect: connection refused",
+                PullFailure::Network,
+            ),
+            (
+                "Get \"https://nope.invalid/v2/\": dial tcp: lookup nope.invalid: no such host",
+                PullFailure::Network,
+            ),
+            ("invalid reference format", PullFailure::Other),
+        ] {
+            assert_eq!(PullFailure::of_message(message), failure, "{message}");
+        }
+        let auth = RegistryAuth {
+            server: "r".into(),
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+            identity_token: None,
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
 
     #[test]
     fn the_repository_drops_tag_digest_and_docker_hubs_spelling() {

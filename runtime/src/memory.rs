@@ -23,7 +23,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::RuntimeError;
-use crate::image::ImageInfo;
+use crate::image::{ImageInfo, PullFailure, PullProgress, RegistryAuth};
 use crate::instance::{Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream, Readiness};
 use crate::runtime::{Logs, Runtime};
 
@@ -83,6 +83,8 @@ struct Engine {
     faults: Faults,
     /// Tags moved by [`MemoryRuntime::tag_image`]; any other name has a fixed id of its own.
     tags: HashMap<String, String>,
+    /// Images a pull finds, by name (see [`MemoryRuntime::publish_image`]).
+    registry: HashMap<String, String>,
 }
 
 struct Inner {
@@ -139,6 +141,11 @@ impl MemoryRuntime {
     /// Points the tag `name` at the image `id`, as `docker build -t name` or `docker tag` does.
     pub fn tag_image(&self, name: &str, id: &str) {
         self.engine().tags.insert(name.to_owned(), id.to_owned());
+    }
+
+    /// Makes `name` pullable as the image `id`, as a `docker push` to a registry does.
+    pub fn publish_image(&self, name: &str, id: &str) {
+        self.engine().registry.insert(name.to_owned(), id.to_owned());
     }
 
     /// The image an instance runs.
@@ -326,6 +333,29 @@ impl Runtime for MemoryRuntime {
             id,
             repo_digests: Vec::new(),
         }))
+    }
+
+    fn pull(&self, image: &str, _auth: Option<RegistryAuth>) -> BoxStream<'static, Result<PullProgress, RuntimeError>> {
+        let pulled = {
+            let mut engine = self.engine();
+            match engine.registry.get(image).cloned() {
+                Some(id) => {
+                    engine.tags.insert(image.to_owned(), id);
+                    engine.faults.missing_images.remove(image);
+                    Ok(PullProgress {
+                        layer: None,
+                        status: format!("Downloaded newer image for {image}"),
+                        ..PullProgress::default()
+                    })
+                }
+                None => Err(RuntimeError::Pull {
+                    image: image.to_owned(),
+                    failure: PullFailure::NotFound,
+                    message: format!("manifest for {image} not found: manifest unknown"),
+                }),
+            }
+        };
+        stream::iter([pulled]).boxed()
     }
 
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError> {

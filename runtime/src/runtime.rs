@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 
 use crate::error::RuntimeError;
-use crate::image::ImageInfo;
+use crate::image::{ImageInfo, PullProgress, RegistryAuth};
 use crate::instance::{Instance, InstanceExit, InstanceSpec, LogLine, LogOptions, Readiness};
 
 /// A stream of log lines of one instance.
@@ -20,6 +20,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// What `image` names in the local engine now, or `None` when the engine lacks it (no
     /// pull is attempted).
     async fn resolve_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError>;
+
+    /// Pulls `image` from its registry with `auth`, reporting progress as it goes; the
+    /// stream ends after the last step, or with a [`RuntimeError::Pull`] saying why not.
+    fn pull(&self, image: &str, auth: Option<RegistryAuth>) -> BoxStream<'static, Result<PullProgress, RuntimeError>>;
 
     /// Creates and starts an instance. Returns once the process runs and its endpoint is
     /// known; it may not answer HTTP yet (see [`Runtime::wait_ready`]).

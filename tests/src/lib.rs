@@ -10,8 +10,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod registry;
 pub mod subscriber;
 
+pub use registry::Registry;
 pub use subscriber::{Received, Subscriber};
 
 use std::fs;

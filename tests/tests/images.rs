@@ -106,3 +106,77 @@ fn a_revision_runs_its_pinned_image_after_the_tag_moves() {
         bad.stderr
     );
 }
+
+#[test]
+fn deploy_pulls_from_a_registry_and_says_why_a_pull_fails() {
+    let registry = rouse_tests::Registry::start();
+    let rouse = Rouse::start();
+    let image = registry.push(HELLO, "hello:v1");
+
+    // Not in the engine: pulled, with its progress on stderr, then deployed pinned to the
+    // registry's digest.
+    let run = rouse.cli(&["deploy", "web", "--image", &image]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("Pulling {image}")) && run.stderr.contains(&format!("Pulled {image}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rouse.get("web", "/").status, 200);
+    let digest = pinned_digest(&rouse, "web", "web-00001");
+    let repo_digests = docker(&["image", "inspect", "-f", "{{json .RepoDigests}}", &image]);
+    let from_registry = format!("{}/hello@sha256:", registry.addr);
+    assert!(
+        digest
+            .as_str()
+            .is_some_and(|d| d.starts_with(&from_registry) && repo_digests.contains(d)),
+        "{digest} not the registry's digest among {repo_digests}"
+    );
+
+    // Present: not pulled again unless asked.
+    let again = rouse.cli(&["deploy", "web", "--image", &image, "--env", "A=1"]);
+    assert!(
+        again.status.success() && !again.stderr.contains("Pulling"),
+        "{}",
+        again.stderr
+    );
+    let always = rouse.cli(&["deploy", "web", "--image", &image, "--env", "A=2", "--pull", "always"]);
+    assert!(
+        always.status.success() && always.stderr.contains("Pulling"),
+        "{}",
+        always.stderr
+    );
+
+    // Failures, in plain words; nothing is created.
+    let missing = format!("{}/nope:v1", registry.addr);
+    let closed = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("127.0.0.1:{port}/app:v1")
+    };
+    for (name, args, expected) in [
+        (
+            "a",
+            vec!["--image", missing.as_str()],
+            "the registry has no such image or tag",
+        ),
+        ("b", vec!["--image", closed.as_str()], "the registry cannot be reached"),
+        (
+            "c",
+            vec!["--image", missing.as_str(), "--pull", "never"],
+            "is not in the local Docker",
+        ),
+        ("d", vec!["--image", HELLO, "--pull", "sometimes"], "--pull"),
+    ] {
+        let mut all = vec!["deploy", name];
+        all.extend(args);
+        let run = rouse.cli(&all);
+        assert!(!run.status.success(), "{all:?} succeeded");
+        assert!(run.stderr.contains(expected), "{all:?}: {}", run.stderr);
+        assert!(!rouse.cli(&["describe", name]).status.success(), "{name} was created");
+    }
+    assert!(rouse.running("a").is_empty() && rouse.running("b").is_empty());
+}

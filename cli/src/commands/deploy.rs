@@ -9,7 +9,7 @@ use rouse_api::annotations::{apply_annotation, parse_annotation};
 use rouse_api::duration::parse_duration;
 use rouse_api::knative::KService;
 use rouse_api::name::validate_name;
-use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, ServiceDescription};
+use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, PullPolicy, ServiceDescription};
 use rouse_api::template::parse_port;
 use rouse_api::traffic::{TrafficChange, parse_split};
 use rouse_api::{EnvVar, RevisionTemplate, ScaleBounds, ValidationError};
@@ -123,6 +123,12 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
     }
     let template = template(&args)?;
     let traffic = args.traffic.as_deref().map(parse_split).transpose()?;
+    let pull: PullPolicy = args
+        .pull
+        .parse()
+        .map_err(|reason: String| ValidationError::new("--pull", &args.pull, reason))?;
+    // Before anything is created: a pull that fails leaves nothing behind.
+    crate::pull::ensure_image(client, &template.image, pull).await?;
     let started = Instant::now();
     let mut progress = Progress::new();
     let path = format!("/v1/services/{}", args.name);

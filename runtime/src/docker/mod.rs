@@ -15,18 +15,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, StatsOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, future};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::RuntimeError;
-use crate::image::ImageInfo;
+use crate::image::{ImageInfo, PullProgress, RegistryAuth};
 use crate::instance::{
     Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
     LABEL_REVISION, LABEL_SERVICE, LogOptions, Readiness,
@@ -40,7 +41,7 @@ mod values;
 use create::container_body;
 use values::{
     backend, event_exit, inspect_instance, inspect_state, is_refusal_containing, is_status, log_lines,
-    no_such_instance, not_managed, random_suffix, summary_instance,
+    no_such_instance, not_managed, pull_error, pull_progress, random_suffix, summary_instance,
 };
 
 /// Prefix of container names, so `docker ps` shows which containers are Rouse's.
@@ -255,6 +256,37 @@ impl Runtime for DockerRuntime {
             Err(e) if is_status(&e, 404) => Ok(None),
             Err(e) => Err(backend("inspect image", image, e)),
         }
+    }
+
+    fn pull(&self, image: &str, auth: Option<RegistryAuth>) -> BoxStream<'static, Result<PullProgress, RuntimeError>> {
+        // The engine's stream borrows the client, so a task drives it and hands each step
+        // over; dropping the returned stream ends the task at its next step.
+        let (steps, received) = tokio::sync::mpsc::channel(64);
+        let docker = self.docker.clone();
+        let image = image.to_owned();
+        tokio::spawn(async move {
+            let options = CreateImageOptionsBuilder::default().from_image(&image).build();
+            let credentials = auth.map(|a| DockerCredentials {
+                username: a.username,
+                password: a.password,
+                identitytoken: a.identity_token,
+                serveraddress: Some(a.server),
+                ..Default::default()
+            });
+            let mut pulling = docker.create_image(Some(options), None, credentials);
+            while let Some(step) = pulling.next().await {
+                let failed = step.is_err();
+                let step = step.map(pull_progress).map_err(|e| pull_error(&image, e));
+                if steps.send(step).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        futures_util::stream::unfold(received, |mut received| async move {
+            let step = received.recv().await?;
+            Some((step, received))
+        })
+        .boxed()
     }
 
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError> {

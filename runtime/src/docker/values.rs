@@ -7,14 +7,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings,
-    EventMessage, PortBinding,
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum, CreateImageInfo,
+    EndpointSettings, EventMessage, PortBinding,
 };
 use futures_util::stream::{self};
 use futures_util::{StreamExt, future};
 use rand::Rng;
 
 use crate::error::RuntimeError;
+use crate::image::{PullFailure, PullProgress};
 use crate::instance::{
     Instance, InstanceExit, InstanceState, LABEL_INSTANCE, LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine,
     LogStream,
@@ -247,6 +248,31 @@ pub(super) fn backend(operation: &'static str, instance: &str, err: DockerError)
             instance: instance.to_owned(),
             source: err.into(),
         },
+    }
+}
+
+/// A failed pull: the engine cannot be reached, or the registry's answer in plain words.
+pub(super) fn pull_error(image: &str, err: DockerError) -> RuntimeError {
+    let message = match err {
+        DockerError::DockerStreamError { error } => error,
+        DockerError::DockerResponseServerError { message, .. } => message,
+        other => return backend("pull", image, other),
+    };
+    RuntimeError::Pull {
+        image: image.to_owned(),
+        failure: PullFailure::of_message(&message),
+        message,
+    }
+}
+
+/// One step of a pull, from the engine's report.
+pub(super) fn pull_progress(info: CreateImageInfo) -> PullProgress {
+    let detail = info.progress_detail.unwrap_or_default();
+    PullProgress {
+        layer: info.id,
+        status: info.status.unwrap_or_default(),
+        current: detail.current.and_then(|n| u64::try_from(n).ok()),
+        total: detail.total.and_then(|n| u64::try_from(n).ok()),
     }
 }
 

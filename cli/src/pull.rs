@@ -1,0 +1,194 @@
+//! Pulling a deploy's image through the daemon, with its progress on stderr: a bar of bytes
+//! and layers on a terminal, a plain line per finished layer otherwise.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use anyhow::{Context, bail};
+use http_body_util::BodyExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use rouse_api::status::{PullEvent, PullPolicy, PullRequest};
+
+use crate::client::Client;
+
+/// Longest line of the daemon's pull answer taken in.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Makes sure the engine has `image` as `policy` asks, pulling it if need be. `Never` asks
+/// nothing: the deploy then fails if the engine lacks the image.
+pub(crate) async fn ensure_image(client: &Client, image: &str, policy: PullPolicy) -> anyhow::Result<()> {
+    if policy == PullPolicy::Never {
+        return Ok(());
+    }
+    let request = PullRequest {
+        image: image.to_string(),
+        policy,
+        auth: None,
+    };
+    let mut body = client.post_stream("/v1/images/pull", &request).await?;
+    let mut view = PullView::new(image);
+    let mut pending = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("the daemon's pull answer was cut")?;
+        let Ok(data) = frame.into_data() else { continue };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let event: PullEvent =
+                serde_json::from_slice(&line).context("the daemon's pull answer is not what this rouse expects")?;
+            if let Some(done) = view.show(event) {
+                return done;
+            }
+        }
+        if pending.len() > MAX_LINE {
+            bail!("the daemon's pull answer has a line over {MAX_LINE} bytes");
+        }
+    }
+    view.finish();
+    bail!("the daemon's pull answer ended before the pull did")
+}
+
+/// What one layer has done so far.
+#[derive(Default)]
+struct Layer {
+    status: String,
+    current: u64,
+    total: u64,
+}
+
+/// The pull as stderr shows it.
+struct PullView {
+    image: String,
+    layers: BTreeMap<String, Layer>,
+    bar: Option<ProgressBar>,
+    started: bool,
+}
+
+impl PullView {
+    fn new(image: &str) -> Self {
+        Self {
+            image: image.to_string(),
+            layers: BTreeMap::new(),
+            bar: None,
+            started: false,
+        }
+    }
+
+    /// Shows one event; `Some` once the pull is over, with its outcome.
+    fn show(&mut self, event: PullEvent) -> Option<anyhow::Result<()>> {
+        match event {
+            PullEvent::Present { .. } => Some(Ok(())),
+            PullEvent::Progress {
+                layer,
+                status,
+                current,
+                total,
+            } => {
+                self.start();
+                match layer {
+                    Some(id) => self.layer(id, status, current, total),
+                    None if self.bar.is_none() => eprintln!("  {status}"),
+                    None => {}
+                }
+                None
+            }
+            PullEvent::Pulled { id } => {
+                self.finish();
+                eprintln!("Pulled {} ({id}).", self.image);
+                Some(Ok(()))
+            }
+            PullEvent::Failed { message } => {
+                self.finish();
+                Some(Err(anyhow::anyhow!("{message}\nnothing was deployed")))
+            }
+        }
+    }
+
+    fn start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        eprintln!("Pulling {}", self.image);
+        self.bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("  [{bar:30}] {bytes}/{total_bytes} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+    }
+
+    fn layer(&mut self, id: String, status: String, current: Option<u64>, total: Option<u64>) {
+        let layer = self.layers.entry(id.clone()).or_default();
+        let changed = layer.status != status;
+        if let Some(total) = total.filter(|&t| t > 0 && status == "Downloading") {
+            layer.total = total;
+            layer.current = current.unwrap_or(0).min(total);
+        }
+        if status == "Download complete" || status == "Pull complete" {
+            layer.current = layer.total;
+        }
+        layer.status = status;
+        let done = self
+            .layers
+            .values()
+            .filter(|l| l.status == "Pull complete" || l.status == "Already exists")
+            .count();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(self.layers.values().map(|l| l.total).sum());
+                bar.set_position(self.layers.values().map(|l| l.current).sum());
+                bar.set_message(format!("{done}/{} layers", self.layers.len()));
+            }
+            // Plain lines: each layer once it is done, not every byte.
+            None if changed
+                && (self.layers[&id].status == "Pull complete" || self.layers[&id].status == "Already exists") =>
+            {
+                eprintln!("  layer {id}: {}", self.layers[&id].status);
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(layer: &str, status: &str, current: u64, total: u64) -> PullEvent {
+        PullEvent::Progress {
+            layer: Some(layer.to_string()),
+            status: status.to_string(),
+            current: Some(current),
+            total: Some(total),
+        }
+    }
+
+    #[test]
+    fn layers_add_up_and_the_pull_ends_with_its_outcome() {
+        let mut view = PullView::new("app:v1");
+        assert!(view.show(progress("a", "Downloading", 10, 100)).is_none());
+        assert!(view.show(progress("b", "Downloading", 5, 50)).is_none());
+        assert!(view.show(progress("a", "Pull complete", 0, 0)).is_none());
+        assert_eq!(view.layers["a"].current, 100);
+        assert_eq!(view.layers["b"].current, 5);
+        assert!(matches!(
+            view.show(PullEvent::Pulled { id: "sha256:1".into() }),
+            Some(Ok(()))
+        ));
+        let failed = PullView::new("app:v1").show(PullEvent::Failed {
+            message: "cannot pull 'app:v1': the registry has no such image or tag".into(),
+        });
+        let message = failed.unwrap().unwrap_err().to_string();
+        assert!(message.contains("no such image") && message.contains("nothing was deployed"));
+    }
+}
