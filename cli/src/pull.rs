@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, bail};
 use http_body_util::BodyExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use rouse_api::status::{PullEvent, PullPolicy, PullRequest};
+use rouse_api::status::{PullEvent, PullPolicy, PullRequest, RegistryCredentials};
 
 use crate::client::Client;
 
@@ -23,7 +23,7 @@ pub(crate) async fn ensure_image(client: &Client, image: &str, policy: PullPolic
     let request = PullRequest {
         image: image.to_string(),
         policy,
-        auth: None,
+        auth: credentials(image)?,
     };
     let mut body = client.post_stream("/v1/images/pull", &request).await?;
     let mut view = PullView::new(image);
@@ -46,6 +46,53 @@ pub(crate) async fn ensure_image(client: &Client, image: &str, policy: PullPolic
     }
     view.finish();
     bail!("the daemon's pull answer ended before the pull did")
+}
+
+/// The registry an image reference pulls from, named as `docker login` names it: the first
+/// path component when it is a host (it has a `.` or a `:`, or is `localhost`), else Docker Hub.
+fn registry_of(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => DOCKER_HUB,
+    }
+}
+
+/// How the Docker CLI names Docker Hub in `config.json`.
+const DOCKER_HUB: &str = "https://index.docker.io/v1/";
+
+/// The credentials `docker login` keeps for `image`'s registry (in `$DOCKER_CONFIG` or
+/// `~/.docker/config.json`, a credential store or a credential helper), read by the
+/// docker_credential crate; `None` when there are none (an anonymous pull). They travel to
+/// the daemon over the loopback admin API, which needs its token.
+fn credentials(image: &str) -> anyhow::Result<Option<RegistryCredentials>> {
+    use docker_credential::{CredentialRetrievalError as Missing, DockerCredential};
+    let server = registry_of(image);
+    // No config.json at all is no login (the crate calls that a read error).
+    let config_dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".docker")));
+    if !config_dir.is_some_and(|dir| dir.join("config.json").exists()) {
+        return Ok(None);
+    }
+    let credentials = match docker_credential::get_credential(server) {
+        Ok(DockerCredential::UsernamePassword(username, password)) => RegistryCredentials {
+            server: server.to_string(),
+            username: Some(username),
+            password: Some(password),
+            identity_token: None,
+        },
+        Ok(DockerCredential::IdentityToken(token)) => RegistryCredentials {
+            server: server.to_string(),
+            identity_token: Some(token),
+            ..RegistryCredentials::default()
+        },
+        Err(Missing::NoCredentialConfigured | Missing::ConfigNotFound) => return Ok(None),
+        Err(e) => bail!(
+            "cannot read the credentials `docker login` keeps for {server}: {e}\n\
+             hint: `docker login {server}` again, or fix $DOCKER_CONFIG/config.json"
+        ),
+    };
+    Ok(Some(credentials))
 }
 
 /// What one layer has done so far.
@@ -163,6 +210,21 @@ impl PullView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_registry_is_the_first_component_when_it_is_a_host() {
+        for (image, registry) in [
+            ("localhost:5000/app:v1", "localhost:5000"),
+            ("127.0.0.1:5000/team/app", "127.0.0.1:5000"),
+            ("ghcr.io/org/app:1", "ghcr.io"),
+            ("localhost/app", "localhost"),
+            ("nginx", DOCKER_HUB),
+            ("library/nginx:1.27", DOCKER_HUB),
+            ("user/app", DOCKER_HUB),
+        ] {
+            assert_eq!(registry_of(image), registry, "{image}");
+        }
+    }
 
     fn progress(layer: &str, status: &str, current: u64, total: u64) -> PullEvent {
         PullEvent::Progress {

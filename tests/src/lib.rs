@@ -288,10 +288,16 @@ impl Rouse {
 
     /// Runs the CLI against this daemon's home.
     pub fn cli(&self, args: &[&str]) -> Run {
+        self.cli_env(args, &[])
+    }
+
+    /// Runs the CLI with extra environment variables (`DOCKER_CONFIG`, say).
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Run {
         Command::new(rouse_binary())
             .args(args)
             .arg("--home")
             .arg(self.home())
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .output()
             .expect("run rouse")
             .into()

@@ -180,3 +180,62 @@ fn deploy_pulls_from_a_registry_and_says_why_a_pull_fails() {
     }
     assert!(rouse.running("a").is_empty() && rouse.running("b").is_empty());
 }
+
+#[test]
+fn a_private_registry_is_pulled_from_with_the_credentials_of_docker_login() {
+    let registry = rouse_tests::Registry::start_with_login("ci", "s3cret-pw");
+    let rouse = Rouse::start();
+    let image = registry.push(HELLO, "private:v1");
+    let nobody = tempfile::tempdir().unwrap();
+
+    // No login: refused, in words that say what to do.
+    let run = rouse.cli_env(
+        &["deploy", "web", "--image", &image],
+        &[("DOCKER_CONFIG", nobody.path())],
+    );
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("docker login"), "{}", run.stderr);
+    assert!(!rouse.cli(&["describe", "web"]).status.success(), "nothing was created");
+
+    // A wrong password, stored the way `docker login` stores one: refused the same way.
+    let wrong = tempfile::tempdir().unwrap();
+    let auth = {
+        use std::io::Write as _;
+        let mut child = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"ci:wrong").unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    std::fs::write(
+        wrong.path().join("config.json"),
+        serde_json::json!({"auths": {registry.addr.to_string(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let run = rouse.cli_env(
+        &["deploy", "web", "--image", &image],
+        &[("DOCKER_CONFIG", wrong.path())],
+    );
+    assert!(
+        !run.status.success() && run.stderr.contains("docker login"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("wrong"),
+        "the password is never shown: {}",
+        run.stderr
+    );
+
+    // After `docker login`: pulled and served.
+    let user = tempfile::tempdir().unwrap();
+    assert!(registry.docker_login(user.path(), "ci", "s3cret-pw").status.success());
+    let run = rouse.cli_env(&["deploy", "web", "--image", &image], &[("DOCKER_CONFIG", user.path())]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cret-pw"));
+    assert_eq!(rouse.get("web", "/").status, 200);
+    assert!(!rouse.log().contains("s3cret-pw"), "the daemon never logs the password");
+}
