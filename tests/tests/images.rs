@@ -179,6 +179,33 @@ fn deploy_pulls_from_a_registry_and_says_why_a_pull_fails() {
         assert!(!rouse.cli(&["describe", name]).status.success(), "{name} was created");
     }
     assert!(rouse.running("a").is_empty() && rouse.running("b").is_empty());
+
+    // `rouse apply` pulls what the engine lacks too, before it applies anything.
+    let applied = registry.push(HELLO, "applied:v1");
+    let yaml = |name: &str, image: &str| {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  template:\n    spec:\n      containers:\n        - image: {image}\n"
+        )
+    };
+    let run = rouse.cli_input(&["apply", "-f", "-"], &yaml("from-yaml", &applied));
+    assert!(
+        run.status.success() && run.stderr.contains(&format!("Pulled {applied}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rouse.get("from-yaml", "/").status, 200);
+    let both = format!("{}---\n{}", yaml("first", HELLO), yaml("second", &missing));
+    let run = rouse.cli_input(&["apply", "-f", "-"], &both);
+    assert!(!run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Service second (document 2)") && run.stderr.contains("no such image or tag"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !rouse.cli(&["describe", "first"]).status.success(),
+        "nothing of the file was applied"
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! `rouse apply -f FILE|-`: create or update what Knative YAML declares, then wait for the new
 //! revisions to be ready.
 
+use anyhow::Context;
 use rouse_api::manifest::Resource;
-use rouse_api::status::ServiceDescription;
+use rouse_api::status::{PullPolicy, ServiceDescription};
 use rouse_control::{Applied, ApplyDocument, ApplyOutcome};
 use tokio::time::Instant;
 
@@ -11,6 +12,7 @@ use crate::client::Client;
 use crate::commands::deploy::Wait;
 use crate::manifest::ManifestFile;
 use crate::progress::Progress;
+use crate::pull::ensure_image;
 
 pub(crate) async fn run(client: &Client, args: ApplyArgs) -> anyhow::Result<()> {
     let file = ManifestFile::read(&args.file)?;
@@ -29,6 +31,15 @@ pub(crate) async fn run(client: &Client, args: ApplyArgs) -> anyhow::Result<()> 
                 .and_then(|d| d.object.status)
                 .is_some_and(|s| s.latest_ready_revision_name.is_some()),
         );
+    }
+    // Pulled first, as a deploy pulls (only what the engine lacks): a pull that fails leaves
+    // nothing applied.
+    for document in &file.documents {
+        if let Resource::Service(service) = &document.resource {
+            ensure_image(client, &service.template.image, PullPolicy::Missing)
+                .await
+                .with_context(|| format!("Service {} (document {})", service.name, document.index))?;
+        }
     }
     let documents: Vec<ApplyDocument> = file
         .documents
