@@ -146,7 +146,7 @@ impl PullView {
             }
             PullEvent::Failed { message } => {
                 self.finish();
-                Some(Err(anyhow::anyhow!("{message}\nnothing was deployed")))
+                Some(Err(anyhow::anyhow!("{message}")))
             }
         }
     }
@@ -251,6 +251,6 @@ mod tests {
             message: "cannot pull 'app:v1': the registry has no such image or tag".into(),
         });
         let message = failed.unwrap().unwrap_err().to_string();
-        assert!(message.contains("no such image") && message.contains("nothing was deployed"));
+        assert!(message.contains("no such image"), "{message}");
     }
 }

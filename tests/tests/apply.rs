@@ -256,7 +256,8 @@ fn bad_manifests_are_refused_with_their_place_and_apply_nothing() {
         ),
         (
             format!("{first}{}", GOOD.replace("rouse-samples/hello", "rouse-samples/nope")),
-            "containers[0].image: 'rouse-samples/nope' is not in the local Docker",
+            // Pulled first, and no registry answers for it here.
+            "Service good (document 2): cannot pull 'rouse-samples/nope'",
         ),
     ];
     for (yaml, expected) in &cases {

@@ -1,7 +1,6 @@
 //! `rouse apply -f FILE|-`: create or update what Knative YAML declares, then wait for the new
 //! revisions to be ready.
 
-use anyhow::Context;
 use rouse_api::manifest::Resource;
 use rouse_api::status::{PullPolicy, ServiceDescription};
 use rouse_control::{Applied, ApplyDocument, ApplyOutcome};
@@ -38,7 +37,10 @@ pub(crate) async fn run(client: &Client, args: ApplyArgs) -> anyhow::Result<()> 
         if let Resource::Service(service) = &document.resource {
             ensure_image(client, &service.template.image, PullPolicy::Missing)
                 .await
-                .with_context(|| format!("Service {} (document {})", service.name, document.index))?;
+                .map_err(|e| {
+                    let (name, index) = (&service.name, document.index);
+                    anyhow::anyhow!("Service {name} (document {index}): {e:#}\nnothing was applied")
+                })?;
         }
     }
     let documents: Vec<ApplyDocument> = file

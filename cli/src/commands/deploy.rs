@@ -128,7 +128,9 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
         .parse()
         .map_err(|reason: String| ValidationError::new("--pull", &args.pull, reason))?;
     // Before anything is created: a pull that fails leaves nothing behind.
-    crate::pull::ensure_image(client, &template.image, pull).await?;
+    crate::pull::ensure_image(client, &template.image, pull)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\nnothing was deployed"))?;
     let started = Instant::now();
     let mut progress = Progress::new();
     let path = format!("/v1/services/{}", args.name);
