@@ -16,6 +16,7 @@
 //! - `respond`: every error response a client can get, in one place.
 //! - `stall`: timeouts for a client that stops sending a body or stops reading a response.
 //! - `server`: the listener, connection limits and graceful shutdown.
+//! - `fuzzing` (hidden): host routing, for the fuzz targets in `fuzz/`.
 
 #![forbid(unsafe_code)]
 
@@ -37,3 +38,14 @@ pub use proxy::Ingress;
 pub use route::{RouteTable, ServiceRoute};
 pub use server::{ConnectionLimits, serve, serve_ingress};
 pub use stall::{BodyIdle, IdleBody};
+
+/// Host routing, for the fuzz targets in `fuzz/` (a crate outside the workspace) and for
+/// nothing else: not an API, hidden from the docs. Compiled always rather than behind a cargo
+/// feature: it is one forwarding function, not worth a configuration of its own.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The service a (lowercased) `Host` names under `domain`, or why the host is refused.
+    pub fn service_for_host<'a>(host: &'a str, domain: &str) -> Result<Option<&'a str>, String> {
+        crate::host::service_for_host(host, domain).map_err(|e| e.to_string())
+    }
+}

@@ -21,6 +21,7 @@
 //! - `ping`: ping source schedules (cron, time zones) and the events they send.
 //! - `metrics`: what eventing counts, for Prometheus.
 //! - `error`: the log's errors, and the reasons a sender's event is refused.
+//! - `fuzzing` (hidden): the parsers and the record codec, for the fuzz targets in `fuzz/`.
 
 #![forbid(unsafe_code)]
 
@@ -47,3 +48,45 @@ pub use metrics::EventingMetrics;
 pub use ping::{Schedule, ping_event_parts};
 pub use redb_log::RedbLog;
 pub use sink::{Resolve, Target};
+
+/// The crate-private parsers and the log's record codec, for the fuzz targets in `fuzz/` (a
+/// crate outside the workspace) and for nothing else: not an API, hidden from the docs.
+///
+/// Compiled always rather than behind a cargo feature: it is a few forwarding functions, and a
+/// feature would be one more configuration of the crate to keep building. Each takes the
+/// [`EventingConfig`] whose limits the ingress would enforce.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::SystemTime;
+
+    use bytes::Bytes;
+    use http::HeaderMap;
+
+    use crate::cloudevent::{binary, record, structured};
+    use crate::{Event, EventError, EventLogError, EventingConfig};
+
+    /// One structured event (`application/cloudevents+json`).
+    pub fn parse_structured(body: &Bytes, config: &EventingConfig) -> Result<Event, EventError> {
+        structured::parse(body, config.shape())
+    }
+
+    /// A batch (`application/cloudevents-batch+json`).
+    pub fn parse_batch(body: &Bytes, config: &EventingConfig) -> Result<Vec<Event>, EventError> {
+        structured::parse_batch(body, config.shape())
+    }
+
+    /// A binary-mode event.
+    pub fn parse_binary(headers: &HeaderMap, body: Bytes, config: &EventingConfig) -> Result<Event, EventError> {
+        binary::parse_limited(headers, body, config.shape())
+    }
+
+    /// An event as the log stores it.
+    pub fn encode_record(event: &Event, accepted_at: SystemTime) -> Bytes {
+        record::encode(event, accepted_at)
+    }
+
+    /// A stored event read back, with when it was accepted.
+    pub fn decode_record(stored: Bytes) -> Result<(Event, SystemTime), EventLogError> {
+        record::decode(stored).map(|r| (r.event, r.accepted_at))
+    }
+}
