@@ -134,6 +134,11 @@ pub struct DeployRequest {
     /// `false` keeps tag semantics: every new instance runs what the tag names then.
     #[serde(default = "lock_to_digest_default")]
     pub lock_to_digest: bool,
+    /// The deploy leaves the image as it is (no `--image`): a service whose image is still
+    /// the same tag keeps the digest its latest revision is pinned to, as kn's
+    /// `--lock-to-digest` does, instead of resolving the tag again.
+    #[serde(default)]
+    pub keep_image: bool,
 }
 
 fn lock_to_digest_default() -> bool {

@@ -292,27 +292,30 @@ pub(crate) struct ServeArgs {
 pub(crate) struct DeployArgs {
     /// Service name: a lowercase DNS label, e.g. hello.
     pub(crate) name: String,
-    /// Image in the local Docker, e.g. rouse-samples/hello.
+    /// Image, e.g. rouse-samples/hello or localhost:5000/app:v1; needed for a new service,
+    /// an existing one keeps its own (and the digest it is pinned to) when left out.
     #[arg(long)]
-    pub(crate) image: String,
-    /// Environment variable for the container, NAME=VALUE (repeatable).
-    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub(crate) image: Option<String>,
+    /// Environment variable for the container: NAME=VALUE adds or replaces it, NAME- removes
+    /// it (repeatable). An existing service keeps the ones not named.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE|NAME-")]
     pub(crate) env: Vec<String>,
-    /// Port the container listens on ($PORT), optionally with protocol: 8080, h2c:8080.
-    #[arg(long, default_value = "8080")]
-    pub(crate) port: String,
-    /// Most requests one instance handles at once (0 = unlimited).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub(crate) concurrency_limit: u32,
-    /// Fewest instances.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub(crate) scale_min: u32,
-    /// Most instances (0 = unlimited).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub(crate) scale_max: u32,
-    /// Instances started with a new revision.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub(crate) scale_init: u32,
+    /// Port the container listens on ($PORT), optionally with protocol: 8080, h2c:8080
+    /// [default: 8080].
+    #[arg(long)]
+    pub(crate) port: Option<String>,
+    /// Most requests one instance handles at once (0 = unlimited) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) concurrency_limit: Option<u32>,
+    /// Fewest instances [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) scale_min: Option<u32>,
+    /// Most instances (0 = unlimited) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub(crate) scale_max: Option<u32>,
+    /// Instances started with a new revision [default: 1].
+    #[arg(long, value_name = "N")]
+    pub(crate) scale_init: Option<u32>,
     /// Per-instance target of the scaling metric [default: daemon's, 100 concurrent or 200 rps].
     #[arg(long, value_name = "N")]
     pub(crate) scale_target: Option<u32>,
@@ -330,12 +333,12 @@ pub(crate) struct DeployArgs {
     /// applied after the --scale-* flags.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub(crate) annotations: Vec<String>,
-    /// What the autoscaler measures: concurrency or rps.
-    #[arg(long, default_value = "concurrency", value_name = "METRIC")]
-    pub(crate) scale_metric: String,
-    /// Request timeout in seconds (1-600).
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-    pub(crate) timeout: u32,
+    /// What the autoscaler measures: concurrency or rps [default: concurrency].
+    #[arg(long, value_name = "METRIC")]
+    pub(crate) scale_metric: Option<String>,
+    /// Request timeout in seconds (1-600) [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<u32>,
     /// Name of the new revision (starts with NAME-) instead of NAME-0000N.
     #[arg(long, value_name = "NAME")]
     pub(crate) revision_name: Option<String>,
@@ -344,8 +347,8 @@ pub(crate) struct DeployArgs {
     #[arg(long, value_name = "SINK")]
     pub(crate) sink: Option<String>,
     /// CloudEvent extension the container should set on the events it sends, given to it in
-    /// K_CE_OVERRIDES (repeatable).
-    #[arg(long = "ce-override", value_name = "KEY=VALUE")]
+    /// K_CE_OVERRIDES: KEY=VALUE adds or replaces, KEY- removes (repeatable).
+    #[arg(long = "ce-override", value_name = "KEY=VALUE|KEY-")]
     pub(crate) ce_overrides: Vec<String>,
     /// Traffic once deployed, as `rouse traffic --to`: REV=PCT,...; @latest is the newest ready.
     #[arg(long, value_name = "REV=PCT,...")]

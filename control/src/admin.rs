@@ -256,7 +256,16 @@ async fn deploy(
     request.template.validate()?;
     admin.serving.check_scale(&request.template)?;
     let mut template = request.template;
-    admin.serving.pin_image(&mut template, request.lock_to_digest).await?;
+    let kept = match admin.serving.store().service(&name)? {
+        Some(current) if request.keep_image && request.lock_to_digest && current.template.image == template.image => {
+            current.template.image_digest
+        }
+        _ => None,
+    };
+    match kept {
+        Some(pin) => template.image_digest = Some(pin),
+        None => admin.serving.pin_image(&mut template, request.lock_to_digest).await?,
+    }
     let (_, revision) = admin
         .serving
         .deploy(&name, template, request.revision_name.as_deref())?;

@@ -394,3 +394,110 @@ fn delete_lets_in_flight_requests_finish_then_stops_with_sigterm() {
         "removed before delete returned"
     );
 }
+
+/// `rouse deploy NAME` on an existing service changes only what its flags name, as
+/// `kn service update` does: the rest of the template, the image's pin included, stays.
+#[test]
+fn a_redeploy_changes_only_what_its_flags_name() {
+    let rouse = Rouse::start();
+    rouse.deploy(
+        "web",
+        rouse_tests::SLEEPER,
+        &[
+            "--env",
+            "A=1",
+            "--env",
+            "B=2",
+            "--concurrency-limit",
+            "7",
+            "--scale-max",
+            "3",
+            "--timeout",
+            "42",
+            "--sink",
+            "http://127.0.0.1:9/",
+            "--ce-override",
+            "team=core",
+        ],
+    );
+    let env = |rouse: &Rouse| rouse.get("web", "/env").text();
+    let spec = |rouse: &Rouse| rouse.describe("web")["spec"]["template"].clone();
+
+    // No --image: the service keeps its own; one env var added, the rest kept.
+    let run = rouse.cli(&["deploy", "web", "--env", "C=3"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let now = env(&rouse);
+    assert!(
+        now.contains("A=1\n") && now.contains("B=2\n") && now.contains("C=3\n"),
+        "{now}"
+    );
+    let template = spec(&rouse);
+    assert_eq!(template["spec"]["containerConcurrency"], 7);
+    assert_eq!(template["spec"]["timeoutSeconds"], 42);
+    assert_eq!(
+        template["metadata"]["annotations"]["autoscaling.knative.dev/max-scale"],
+        "3"
+    );
+    assert!(
+        now.contains("K_CE_OVERRIDES={\"extensions\":{\"team\":\"core\"}}"),
+        "{now}"
+    );
+    assert!(now.contains("K_SINK="), "the sink is kept: {now}");
+
+    // Replaced and removed; an override removed.
+    let run = rouse.cli(&[
+        "deploy",
+        "web",
+        "--env",
+        "A=one",
+        "--env",
+        "B-",
+        "--ce-override",
+        "team-",
+    ]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let now = env(&rouse);
+    assert!(
+        now.contains("A=one\n") && !now.contains("B=2") && now.contains("C=3\n"),
+        "{now}"
+    );
+    assert!(!now.contains("K_CE_OVERRIDES") && now.contains("K_SINK="), "{now}");
+    assert_eq!(spec(&rouse)["spec"]["containerConcurrency"], 7);
+
+    // Nothing named, nothing changed: no new revision.
+    let run = rouse.cli(&["deploy", "web"]);
+    assert!(
+        run.status.success() && run.stderr.contains("no new revision"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        rouse.describe("web")["status"]["latestCreatedRevisionName"],
+        "web-00003"
+    );
+
+    // Bad edits are refused, naming the flag; nothing changes.
+    for (args, expected) in [
+        (vec!["--env", "B-"], "--env 'B-': removes B, which is not set"),
+        (vec!["--ce-override", "nope-"], "removes nope, which is not set"),
+    ] {
+        let mut all = vec!["deploy", "web"];
+        all.extend(args);
+        let run = rouse.cli(&all);
+        assert!(
+            !run.status.success() && run.stderr.contains(expected),
+            "{all:?}: {}",
+            run.stderr
+        );
+    }
+    let run = rouse.cli(&["deploy", "fresh", "--env", "A=1"]);
+    assert!(
+        !run.status.success() && run.stderr.contains("--image"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        rouse.describe("web")["status"]["latestCreatedRevisionName"],
+        "web-00003"
+    );
+}

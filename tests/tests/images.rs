@@ -85,10 +85,16 @@ fn a_revision_runs_its_pinned_image_after_the_tag_moves() {
         "the replacement runs the pinned image, not what the tag names now"
     );
 
+    // A redeploy that leaves the image out keeps the pin, as kn's --lock-to-digest does.
+    let run = rouse.cli(&["deploy", "web", "--env", "TARGET=kept"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(rouse.get("web", "/").text(), "Hello kept from web-00002!\n");
+    assert_eq!(pinned_digest(&rouse, "web", "web-00002"), image_id(HELLO));
+
     // Deploying the moved tag makes a revision of the new image; deploying it again, none.
-    rouse.deploy("web", &tag.0, &[]);
+    rouse.deploy("web", &tag.0, &["--env", "TARGET-"]);
     assert_eq!(rouse.get("web", "/").text(), "slept 0 ms\n");
-    assert_eq!(pinned_digest(&rouse, "web", "web-00002"), image_id(SLEEPER));
+    assert_eq!(pinned_digest(&rouse, "web", "web-00003"), image_id(SLEEPER));
     let again = rouse.cli(&["deploy", "web", "--image", &tag.0]);
     assert!(
         again.status.success() && again.stderr.contains("no new revision"),
@@ -98,7 +104,7 @@ fn a_revision_runs_its_pinned_image_after_the_tag_moves() {
 
     // Tag semantics on request: no digest recorded, and a new revision (the pin changed).
     rouse.deploy("web", &tag.0, &["--lock-to-digest=false"]);
-    assert_eq!(pinned_digest(&rouse, "web", "web-00003"), serde_json::Value::Null);
+    assert_eq!(pinned_digest(&rouse, "web", "web-00004"), serde_json::Value::Null);
     let bad = rouse.cli(&["deploy", "web", "--image", &tag.0, "--lock-to-digest=maybe"]);
     assert!(
         !bad.status.success() && bad.stderr.contains("--lock-to-digest"),

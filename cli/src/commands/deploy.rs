@@ -12,7 +12,7 @@ use rouse_api::name::validate_name;
 use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, PullPolicy, ServiceDescription};
 use rouse_api::template::parse_port;
 use rouse_api::traffic::{TrafficChange, parse_split};
-use rouse_api::{EnvVar, RevisionTemplate, ScaleBounds, ValidationError};
+use rouse_api::{EnvVar, RevisionTemplate, ValidationError};
 use tokio::time::Instant;
 
 use crate::args::DeployArgs;
@@ -27,57 +27,132 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Log lines shown when a deploy fails.
 const FAILURE_LOG_LINES: usize = 20;
 
-fn template(args: &DeployArgs) -> anyhow::Result<RevisionTemplate> {
-    let (protocol, port) = parse_port(&args.port)?;
-    let window_ms = match &args.scale_window {
-        None => None,
-        Some(w) => {
-            let window = parse_duration(w).map_err(|reason| ValidationError::new("--scale-window", w, reason))?;
-            Some(window.as_millis() as u64)
+/// The template to deploy: `current` (the service's, when it exists) with only what the
+/// flags name changed, as `kn service update` and `gcloud run deploy` do; a new service starts
+/// from the defaults and needs `--image`.
+fn template(args: &DeployArgs, current: Option<RevisionTemplate>) -> anyhow::Result<RevisionTemplate> {
+    let mut template = match (current, &args.image) {
+        (Some(mut current), image) => {
+            if let Some(image) = image {
+                current.image.clone_from(image);
+            }
+            current
+        }
+        (None, Some(image)) => RevisionTemplate::new(image),
+        (None, None) => {
+            return Err(ValidationError::new(
+                "--image",
+                "",
+                format!("is needed: there is no service '{}' yet to take it from", args.name),
+            )
+            .into());
         }
     };
-    let frozen_retention_ms = match &args.frozen_retention {
-        None => None,
-        Some(d) => {
-            let retention =
-                parse_duration(d).map_err(|reason| ValidationError::new("--frozen-retention", d, reason))?;
-            Some(retention.as_millis() as u64)
-        }
-    };
-    let env = args
-        .env
-        .iter()
-        .map(|e| e.parse::<EnvVar>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut template = RevisionTemplate {
-        env,
-        port,
-        protocol,
-        container_concurrency: args.concurrency_limit,
-        timeout_seconds: args.timeout,
-        scale: ScaleBounds {
-            min: args.scale_min,
-            max: args.scale_max,
-            initial: args.scale_init,
-            target: args.scale_target,
-            utilization: args.scale_utilization,
-            window_ms,
-            metric: args.scale_metric.parse().map_err(on_deploy_flags)?,
-            frozen_retention_ms,
-            ..ScaleBounds::default()
-        },
-        sink: args.sink.as_deref().map(|s| flags::sink("--sink", s)).transpose()?,
-        ce_overrides: flags::key_values("--ce-override", &args.ce_overrides)?
-            .into_iter()
-            .collect(),
-        ..RevisionTemplate::new(&args.image)
-    };
+    // The daemon pins the image again (or keeps the pin, see `keep_image`).
+    template.image_digest = None;
+    if let Some(port) = &args.port {
+        (template.protocol, template.port) = parse_port(port)?;
+    }
+    if let Some(n) = args.concurrency_limit {
+        template.container_concurrency = n;
+    }
+    if let Some(n) = args.timeout {
+        template.timeout_seconds = n;
+    }
+    let scale = &mut template.scale;
+    set(&mut scale.min, args.scale_min);
+    set(&mut scale.max, args.scale_max);
+    set(&mut scale.initial, args.scale_init);
+    if args.scale_target.is_some() {
+        scale.target = args.scale_target;
+    }
+    if args.scale_utilization.is_some() {
+        scale.utilization = args.scale_utilization;
+    }
+    if let Some(w) = &args.scale_window {
+        let window = parse_duration(w).map_err(|reason| ValidationError::new("--scale-window", w, reason))?;
+        scale.window_ms = Some(window.as_millis() as u64);
+    }
+    if let Some(d) = &args.frozen_retention {
+        let retention = parse_duration(d).map_err(|reason| ValidationError::new("--frozen-retention", d, reason))?;
+        scale.frozen_retention_ms = Some(retention.as_millis() as u64);
+    }
+    if let Some(metric) = &args.scale_metric {
+        scale.metric = metric.parse().map_err(on_deploy_flags)?;
+    }
+    edit_env(&mut template.env, &args.env)?;
+    if let Some(sink) = &args.sink {
+        template.sink = Some(flags::sink("--sink", sink)?);
+    }
+    edit_map("--ce-override", &mut template.ce_overrides, &args.ce_overrides)?;
     for annotation in &args.annotations {
         let (key, value) = parse_annotation(annotation)?;
         apply_annotation(&mut template.scale, &key, &value)?;
     }
     template.validate().map_err(on_deploy_flags)?;
     Ok(template)
+}
+
+fn set(field: &mut u32, flag: Option<u32>) {
+    if let Some(value) = flag {
+        *field = value;
+    }
+}
+
+/// `--env NAME=VALUE` adds or replaces (in place, so the order stays), `--env NAME-` removes.
+fn edit_env(env: &mut Vec<EnvVar>, edits: &[String]) -> Result<(), ValidationError> {
+    for edit in edits {
+        match removal(edit) {
+            Some(name) => {
+                let before = env.len();
+                env.retain(|v| v.name != name);
+                if env.len() == before {
+                    return Err(ValidationError::new(
+                        "--env",
+                        edit,
+                        format!("removes {name}, which is not set"),
+                    ));
+                }
+            }
+            None => {
+                let var: EnvVar = edit.parse()?;
+                match env.iter_mut().find(|v| v.name == var.name) {
+                    Some(existing) => *existing = var,
+                    None => env.push(var),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `KEY=VALUE` sets, `KEY-` removes, in a map of `flag`'s.
+fn edit_map(
+    flag: &str,
+    map: &mut std::collections::BTreeMap<String, String>,
+    edits: &[String],
+) -> Result<(), ValidationError> {
+    for edit in edits {
+        match removal(edit) {
+            Some(key) => {
+                if map.remove(key).is_none() {
+                    return Err(ValidationError::new(
+                        flag,
+                        edit,
+                        format!("removes {key}, which is not set"),
+                    ));
+                }
+            }
+            None => map.extend(flags::key_values(flag, std::slice::from_ref(edit))?),
+        }
+    }
+    Ok(())
+}
+
+/// `NAME-`: the name of what an edit removes.
+fn removal(edit: &str) -> Option<&str> {
+    edit.strip_suffix('-')
+        .filter(|name| !name.is_empty() && !name.contains('='))
 }
 
 /// Renames the YAML field a template error names to the deploy flag that sets it; a field no
@@ -121,7 +196,13 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
     if let Some(wanted) = &args.revision_name {
         rouse_api::name::validate_revision_name("--revision-name", &args.name, wanted)?;
     }
-    let template = template(&args)?;
+    let path = format!("/v1/services/{}", args.name);
+    let current = match client.get_if_found::<ServiceDescription>(&path).await? {
+        Some(existing) => Some(rouse_api::manifest::service(existing.object)?.template),
+        None => None,
+    };
+    let keep_image = current.is_some() && args.image.is_none();
+    let template = template(&args, current)?;
     let traffic = args.traffic.as_deref().map(parse_split).transpose()?;
     let pull: PullPolicy = args
         .pull
@@ -133,11 +214,11 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
         .map_err(|e| anyhow::anyhow!("{e:#}\nnothing was deployed"))?;
     let started = Instant::now();
     let mut progress = Progress::new();
-    let path = format!("/v1/services/{}", args.name);
     let request = DeployRequest {
         template,
         revision_name: args.revision_name.clone(),
         lock_to_digest: args.lock_to_digest,
+        keep_image,
     };
     let response: DeployResponse = client.put(&path, &request).await?;
     if let Some(to) = traffic {
