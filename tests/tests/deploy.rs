@@ -294,8 +294,14 @@ fn bad_input_is_refused_with_a_clear_error() {
     assert_refused(&rouse, &["deploy", "1st", "--image", HELLO], &["'1st'"]);
     assert_refused(
         &rouse,
-        &["deploy", "x", "--image", "rouse-samples/missing:latest"],
+        &["deploy", "x", "--image", "rouse-samples/missing:latest", "--pull", "never"],
         &["not in the local Docker", "docker build", "docker images"],
+    );
+    // Pulled by default; no registry answers for it on this machine, or it has no such image.
+    assert_refused(
+        &rouse,
+        &["deploy", "x", "--image", "rouse-samples/missing:latest"],
+        &["cannot pull 'rouse-samples/missing:latest'"],
     );
     assert_refused(
         &rouse,
