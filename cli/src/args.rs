@@ -26,7 +26,7 @@ pub(crate) enum Command {
     /// Run the Rouse daemon in the foreground (ingress, admin API, reconciler).
     Serve(ServeArgs),
     /// Create a service, or update it with a new revision.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// List services.
     #[command(alias = "ls")]
     List(OutputArgs),
@@ -53,6 +53,15 @@ pub(crate) enum Command {
     Source(SourceArgs),
     /// Send a CloudEvent to a broker.
     Event(EventArgs),
+    /// Print a shell completion script: rouse completion bash > /etc/bash_completion.d/rouse,
+    /// or source <(rouse completion zsh).
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionArgs {
+    /// The shell: bash, zsh, fish, elvish or powershell.
+    pub(crate) shell: clap_complete::Shell,
 }
 
 // === eventing ===
@@ -316,6 +325,32 @@ pub(crate) struct DeployArgs {
     /// Instances started with a new revision [default: 1].
     #[arg(long, value_name = "N")]
     pub(crate) scale_init: Option<u32>,
+    /// Most CPU and memory an instance may use, as kn spells it: cpu=500m,memory=64Mi
+    /// (repeatable; cpu- or memory- removes one).
+    #[arg(long = "limit", value_name = "cpu=Q,memory=Q")]
+    pub(crate) limits: Vec<String>,
+    /// CPU and memory an instance is guaranteed under contention: cpu=250m,memory=32Mi
+    /// (repeatable; cpu- or memory- removes one).
+    #[arg(long = "request", value_name = "cpu=Q,memory=Q")]
+    pub(crate) requests: Vec<String>,
+    /// The command run instead of the image's entrypoint, one word per flag: --cmd sh --cmd
+    /// /app/start.sh; --cmd "" goes back to the image's.
+    #[arg(long = "cmd", value_name = "WORD")]
+    pub(crate) command: Vec<String>,
+    /// An argument of the command, one per flag (replaces the image's arguments); --arg ""
+    /// alone goes back to the image's.
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub(crate) args: Vec<String>,
+    /// Label of the revision, KEY=VALUE; KEY- removes it (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE|KEY-")]
+    pub(crate) labels: Vec<String>,
+    /// Readiness probe, as kn spells it: http::PORT:PATH or http:::PATH (PORT, when given,
+    /// must be the container's); tcp probes are not supported yet.
+    #[arg(long, value_name = "http:[HOST]:[PORT]:PATH")]
+    pub(crate) probe_readiness: Option<String>,
+    /// Readiness probe options: periodSeconds=N.
+    #[arg(long, value_name = "periodSeconds=N")]
+    pub(crate) probe_readiness_opts: Option<String>,
     /// Per-instance target of the scaling metric [default: daemon's, 100 concurrent or 200 rps].
     #[arg(long, value_name = "N")]
     pub(crate) scale_target: Option<u32>,

@@ -24,7 +24,7 @@ use crate::client::Client;
 pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Result<()> {
     let client = Client::connect(home)?;
     match command {
-        Command::Deploy(args) => deploy::run(&client, args).await,
+        Command::Deploy(args) => deploy::run(&client, *args).await,
         Command::List(args) => list::run(&client, args).await,
         Command::Describe(args) => describe::run(&client, args).await,
         Command::Apply(args) => apply::run(&client, args).await,
@@ -37,6 +37,6 @@ pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Res
         Command::Trigger(args) => trigger::run(&client, args).await,
         Command::Source(args) => source::run(&client, args).await,
         Command::Event(args) => event::run(&client, args).await,
-        Command::Serve(_) => unreachable!("serve runs the daemon, not a client"),
+        Command::Serve(_) | Command::Completion(_) => unreachable!("main runs these without a client"),
     }
 }

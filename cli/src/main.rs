@@ -41,6 +41,15 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Completion(args) = &cli.command {
+        // Generated from the same definitions clap parses with: a flag added is completed.
+        // Into a buffer first: clap_complete panics on a write error (`| head` closing the pipe).
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(args.shell, &mut command, "rouse", &mut script);
+        std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
+        return Ok(());
+    }
     let home = Home::new(home_dir(cli.home)?);
     match cli.command {
         Command::Serve(args) => commands::serve::run(&home, args),

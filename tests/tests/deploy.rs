@@ -294,7 +294,14 @@ fn bad_input_is_refused_with_a_clear_error() {
     assert_refused(&rouse, &["deploy", "1st", "--image", HELLO], &["'1st'"]);
     assert_refused(
         &rouse,
-        &["deploy", "x", "--image", "rouse-samples/missing:latest", "--pull", "never"],
+        &[
+            "deploy",
+            "x",
+            "--image",
+            "rouse-samples/missing:latest",
+            "--pull",
+            "never",
+        ],
         &["not in the local Docker", "docker build", "docker images"],
     );
     // Pulled by default; no registry answers for it on this machine, or it has no such image.
@@ -505,5 +512,104 @@ fn a_redeploy_changes_only_what_its_flags_name() {
     assert_eq!(
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
         "web-00003"
+    );
+}
+
+/// kn's everyday flags: limits and requests reach Docker as YAML's do, the command and its
+/// arguments replace the image's, labels and a readiness probe are set and unset.
+#[test]
+fn kn_flags_set_limits_command_labels_and_probes() {
+    let rouse = Rouse::start();
+    let run = rouse.cli(&[
+        "deploy",
+        "web",
+        "--image",
+        rouse_tests::SLEEPER,
+        "--limit",
+        "cpu=500m,memory=64Mi",
+        "--request",
+        "cpu=250m",
+        "--request",
+        "memory=32Mi",
+        "--label",
+        "team=core",
+        "--probe-readiness",
+        "http:::/healthz",
+        "--probe-readiness-opts",
+        "periodSeconds=1",
+    ]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let container = rouse.running("web").remove(0);
+    let host = rouse_tests::docker_inspect(&container.id)["HostConfig"].clone();
+    assert_eq!(host["NanoCpus"], 500_000_000);
+    assert_eq!(host["Memory"], 64 * 1024 * 1024);
+    assert_eq!(host["CpuShares"], 256);
+    assert_eq!(host["MemoryReservation"], 32 * 1024 * 1024);
+    let template = rouse.describe("web")["spec"]["template"].clone();
+    assert_eq!(template["metadata"]["labels"]["team"], "core");
+    let probe = &template["spec"]["containers"][0]["readinessProbe"];
+    assert_eq!(probe["httpGet"]["path"], "/healthz");
+    assert_eq!(probe["periodSeconds"], 1);
+
+    // The command and its arguments: the sleeper's own binary, listening where told.
+    let run = rouse.cli(&[
+        "deploy",
+        "web",
+        "--cmd",
+        "/sleeper",
+        "--arg",
+        "--ignored",
+        "--label",
+        "team-",
+        "--limit",
+        "cpu-",
+    ]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let container = rouse
+        .running("web")
+        .into_iter()
+        .find(|c| c.name.contains("web-00002"))
+        .expect("web-00002");
+    let config = rouse_tests::docker_inspect(&container.id)["Config"].clone();
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/sleeper"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["--ignored"]));
+    let template = rouse.describe("web")["spec"]["template"].clone();
+    assert!(template["metadata"]["labels"].get("team").is_none(), "{template}");
+    let host = rouse_tests::docker_inspect(&container.id)["HostConfig"].clone();
+    assert_eq!(host["NanoCpus"], 0, "the cpu limit was removed");
+    assert_eq!(host["Memory"], 64 * 1024 * 1024, "the memory limit stays");
+
+    for (args, expected) in [
+        (
+            vec!["--limit", "cpu=lots"],
+            "invalid --limit 'lots': is not a CPU quantity",
+        ),
+        (vec!["--limit", "gpu=1"], "'gpu' is not a resource"),
+        (
+            vec!["--probe-readiness", "tcp::8080"],
+            "only http probes are supported yet",
+        ),
+        (
+            vec!["--probe-readiness", "http::9999:/healthz"],
+            "must be the container's (8080)",
+        ),
+        (
+            vec!["--probe-readiness-opts", "periodSeconds=x"],
+            "--probe-readiness-opts",
+        ),
+        (vec!["--label", "nope-"], "removes nope, which is not set"),
+    ] {
+        let mut all = vec!["deploy", "web"];
+        all.extend(args);
+        let run = rouse.cli(&all);
+        assert!(
+            !run.status.success() && run.stderr.contains(expected),
+            "{all:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        rouse.describe("web")["status"]["latestCreatedRevisionName"],
+        "web-00002"
     );
 }

@@ -81,6 +81,29 @@ fn template(args: &DeployArgs, current: Option<RevisionTemplate>) -> anyhow::Res
         scale.metric = metric.parse().map_err(on_deploy_flags)?;
     }
     edit_env(&mut template.env, &args.env)?;
+    edit_quantities("--limit", &mut template.resources.limits, &args.limits)?;
+    edit_quantities("--request", &mut template.resources.requests, &args.requests)?;
+    if !args.command.is_empty() {
+        template.command = words(&args.command);
+    }
+    if !args.args.is_empty() {
+        template.args = words(&args.args);
+    }
+    edit_map("--label", &mut template.labels, &args.labels)?;
+    if let Some(probe) = &args.probe_readiness {
+        template.readiness = Some(readiness_probe(probe, template.port)?);
+    }
+    if let Some(opts) = &args.probe_readiness_opts {
+        let Some(probe) = template.readiness.as_mut() else {
+            return Err(ValidationError::new(
+                "--probe-readiness-opts",
+                opts,
+                "needs a probe: give --probe-readiness too",
+            )
+            .into());
+        };
+        probe.period_seconds = probe_period(opts)?;
+    }
     if let Some(sink) = &args.sink {
         template.sink = Some(flags::sink("--sink", sink)?);
     }
@@ -124,6 +147,95 @@ fn edit_env(env: &mut Vec<EnvVar>, edits: &[String]) -> Result<(), ValidationErr
         }
     }
     Ok(())
+}
+
+/// `--cmd`/`--arg` words; a single empty word goes back to the image's own.
+fn words(given: &[String]) -> Option<Vec<String>> {
+    (given != [""]).then(|| given.to_vec())
+}
+
+/// `cpu=Q,memory=Q` sets (checked as YAML's quantities are, by the template's validation),
+/// `cpu-` or `memory-` removes.
+fn edit_quantities(
+    flag: &str,
+    quantities: &mut rouse_api::template::Quantities,
+    edits: &[String],
+) -> Result<(), ValidationError> {
+    for edit in edits.iter().flat_map(|e| e.split(',')) {
+        let (key, value) = match removal(edit) {
+            Some(key) => (key, None),
+            None => match edit.split_once('=') {
+                Some((key, value)) if !value.is_empty() => (key, Some(value.to_string())),
+                _ => {
+                    return Err(ValidationError::new(
+                        flag,
+                        edit,
+                        format!("expected cpu=Q or memory=Q, e.g. {flag} cpu=500m,memory=64Mi"),
+                    ));
+                }
+            },
+        };
+        match key {
+            "cpu" => quantities.cpu = value,
+            "memory" => quantities.memory = value,
+            other => {
+                return Err(ValidationError::new(
+                    flag,
+                    edit,
+                    format!("'{other}' is not a resource; use cpu or memory"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// kn's `http:HOST:PORT:PATH` (HOST and PORT may be empty; a PORT must be the container's,
+/// the one Rouse probes).
+fn readiness_probe(probe: &str, port: u16) -> Result<rouse_api::template::ReadinessProbe, ValidationError> {
+    let refuse = |reason: String| ValidationError::new("--probe-readiness", probe, reason);
+    let Some(rest) = probe.strip_prefix("http:") else {
+        return Err(refuse(if probe.starts_with("tcp:") || probe.starts_with("exec:") {
+            "only http probes are supported yet: http::PORT:PATH or http:::PATH".to_string()
+        } else {
+            "expected http:[HOST]:[PORT]:PATH, e.g. http:::/healthz".to_string()
+        }));
+    };
+    let mut parts = rest.splitn(3, ':');
+    let (host, probe_port, path) = (parts.next(), parts.next(), parts.next());
+    let (Some(host), Some(probe_port), Some(path)) = (host, probe_port, path) else {
+        return Err(refuse(
+            "expected http:[HOST]:[PORT]:PATH, e.g. http:::/healthz".to_string(),
+        ));
+    };
+    if !host.is_empty() {
+        return Err(refuse(
+            "the host must be empty: the probe goes to the instance itself".to_string(),
+        ));
+    }
+    if !probe_port.is_empty() && probe_port != port.to_string() {
+        return Err(refuse(format!("the port must be the container's ({port}) or left out")));
+    }
+    if !path.starts_with('/') {
+        return Err(refuse("the path must start with /".to_string()));
+    }
+    Ok(rouse_api::template::ReadinessProbe {
+        path: path.to_string(),
+        period_seconds: 0,
+    })
+}
+
+/// `--probe-readiness-opts periodSeconds=N`.
+fn probe_period(opts: &str) -> Result<u32, ValidationError> {
+    opts.strip_prefix("periodSeconds=")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            ValidationError::new(
+                "--probe-readiness-opts",
+                opts,
+                "expected periodSeconds=N, e.g. periodSeconds=5",
+            )
+        })
 }
 
 /// `KEY=VALUE` sets, `KEY-` removes, in a map of `flag`'s.
@@ -180,6 +292,12 @@ fn on_deploy_flags(error: ValidationError) -> ValidationError {
     let field = error.field.as_str();
     let flag = if field.starts_with(&format!("{CONTAINER}.env")) {
         "--env"
+    } else if field.starts_with(&format!("{CONTAINER}.resources.limits")) {
+        "--limit"
+    } else if field.starts_with(&format!("{CONTAINER}.resources.requests")) {
+        "--request"
+    } else if field.starts_with(&format!("{TEMPLATE}.metadata.labels")) {
+        "--label"
     } else if let Some((_, flag)) = flags.iter().find(|(path, _)| path == field) {
         flag
     } else {
@@ -407,15 +525,21 @@ mod tests {
         t.scale.min = 3;
         t.scale.max = 2;
         assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--scale-min");
-        t.scale = ScaleBounds::default();
+        t.scale = rouse_api::ScaleBounds::default();
         t.scale.window_ms = Some(1);
         assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--scale-window");
-        t.scale = ScaleBounds::default();
+        t.scale = rouse_api::ScaleBounds::default();
         t.resources.limits.memory = Some("lots".into());
+        assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--limit");
+        t.resources.limits.memory = None;
+        t.readiness = Some(rouse_api::template::ReadinessProbe {
+            path: "healthz".into(),
+            period_seconds: 0,
+        });
         let untouched = on_deploy_flags(t.validate().unwrap_err());
         assert_eq!(
             untouched.field,
-            "spec.template.spec.containers[0].resources.limits.memory"
+            "spec.template.spec.containers[0].readinessProbe.httpGet.path"
         );
     }
 }
