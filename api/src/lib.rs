@@ -13,6 +13,7 @@
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
 //! - [`manifest`]: Knative YAML manifests (`rouse apply -f`), many documents, errors with their place.
 //! - [`status`]: live state the admin API adds: revisions, instances, crashes.
+//! - [`changes`]: what a revision changed against the one before it.
 //! - [`annotations`]: Knative's autoscaling annotations, in and out.
 //! - [`eventing`]: brokers, triggers (filters, delivery options) and ping sources.
 //! - [`eventing_knative`]: the Knative-shaped Broker, Trigger and PingSource, in and out.
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod annotations;
+pub mod changes;
 pub mod duration;
 pub mod error;
 pub mod eventing;

@@ -22,6 +22,9 @@ pub struct RevisionSummary {
     /// What the image was pinned to when the revision was made; `None` with tag semantics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// What it changed against the revision before it, one setting per line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
     /// Instances the platform wants for this revision.
     pub desired: u32,
     /// Whether this revision takes the service's traffic.

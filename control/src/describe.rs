@@ -34,12 +34,19 @@ pub(crate) fn describe(
     let traffic = service_traffic(service);
     let summaries: Vec<RevisionSummary> = revisions
         .iter()
-        .map(|revision| {
+        .enumerate()
+        .map(|(i, revision)| {
             let live = serving.revision_live(service, revision);
+            // Newest first: the one before this revision is the next in the list.
+            let changes = revisions
+                .get(i + 1)
+                .map(|previous| rouse_api::changes::changes(&previous.template, &revision.template))
+                .unwrap_or_default();
             RevisionSummary {
                 name: revision.name.clone(),
                 image: revision.template.image.clone(),
                 image_digest: revision.template.image_digest.clone(),
+                changes,
                 desired: live.desired,
                 routed: traffic.split.iter().any(|(r, _)| *r == revision.name),
                 instances: live
@@ -238,6 +245,7 @@ mod tests {
             name: name.to_string(),
             image: "img".to_string(),
             image_digest: None,
+            changes: Vec::new(),
             desired: 1,
             routed,
             instances: (0..ready)

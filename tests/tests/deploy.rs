@@ -513,6 +513,14 @@ fn a_redeploy_changes_only_what_its_flags_name() {
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
         "web-00003"
     );
+
+    // describe says what each revision changed against the one before.
+    let human = rouse.cli_ok(&["describe", "web"]);
+    assert!(human.contains("    Changed: env[C] = 3 (added)\n"), "{human}");
+    assert!(
+        human.contains("    Changed: env[A] 1 → one; ce_overrides.team removed; env[B] removed\n"),
+        "{human}"
+    );
 }
 
 /// kn's everyday flags: limits and requests reach Docker as YAML's do, the command and its

@@ -99,6 +99,9 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
                 n => format!(", {n} frozen"),
             }
         );
+        if !revision.changes.is_empty() {
+            let _ = writeln!(out, "    Changed: {}", revision.changes.join("; "));
+        }
         for instance in &revision.instances {
             let _ = writeln!(
                 out,
