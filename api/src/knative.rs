@@ -114,6 +114,19 @@ pub struct Container {
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
+    /// The directory the command starts in (Kubernetes' `workingDir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+}
+
+/// `securityContext`: only the user the container runs as.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -329,6 +342,8 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
             }],
             resources,
             readiness_probe,
+            working_dir: template.working_dir.clone(),
+            security_context: template.user.map(|uid| SecurityContext { run_as_user: Some(uid) }),
         }],
     }
 }

@@ -484,6 +484,8 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         annotations: template_annotations,
         sink,
         ce_overrides,
+        user: container.security_context.and_then(|c| c.run_as_user),
+        working_dir: container.working_dir,
         image_digest: None,
     };
     template.validate()?;

@@ -85,6 +85,14 @@ pub struct RevisionTemplate {
     /// as `K_CE_OVERRIDES` (`{"extensions": {...}}`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ce_overrides: BTreeMap<String, String>,
+    /// The user id the command runs as (`securityContext.runAsUser`, `--user`); the image's
+    /// when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<u32>,
+    /// The directory the command starts in (`workingDir`, `--working-dir`); the image's when
+    /// `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
     /// What `image` named in the engine when the revision was made, which every instance
     /// runs (`repo@sha256:...`, or the image id for a local-only image), so a tag moved by the
     /// next `docker build` changes nothing under a revision. Set by the daemon at deploy
@@ -187,6 +195,8 @@ impl RevisionTemplate {
             annotations: BTreeMap::new(),
             sink: None,
             ce_overrides: BTreeMap::new(),
+            user: None,
+            working_dir: None,
             image_digest: None,
         }
     }
@@ -244,6 +254,15 @@ impl RevisionTemplate {
         self.resources
             .requests
             .validate(&format!("{CONTAINER}.resources.requests"))?;
+        if let Some(dir) = &self.working_dir
+            && !dir.starts_with('/')
+        {
+            return Err(ValidationError::new(
+                format!("{CONTAINER}.workingDir"),
+                dir,
+                "must be an absolute path, e.g. /app",
+            ));
+        }
         if let Some(probe) = &self.readiness
             && !probe.path.starts_with('/')
         {

@@ -344,6 +344,14 @@ pub(crate) struct DeployArgs {
     /// Label of the revision, KEY=VALUE; KEY- removes it (repeatable).
     #[arg(long = "label", short = 'l', value_name = "KEY=VALUE|KEY-")]
     pub(crate) labels: Vec<String>,
+    /// The user id the command runs as (Kubernetes' runAsUser); --user "" goes back to the
+    /// image's.
+    #[arg(long, value_name = "UID")]
+    pub(crate) user: Option<String>,
+    /// The absolute directory the command starts in; --working-dir "" goes back to the
+    /// image's.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) working_dir: Option<String>,
     /// Readiness probe, as kn spells it: http::PORT:PATH or http:::PATH (PORT, when given,
     /// must be the container's); tcp probes are not supported yet.
     #[arg(long, value_name = "http:[HOST]:[PORT]:PATH")]

@@ -41,6 +41,10 @@ pub struct InstanceSpec {
     pub security: Security,
     /// How much output the backend keeps per instance; `None` leaves the backend's default.
     pub log_rotation: Option<LogRotation>,
+    /// The user the command runs as (`uid` or `uid:gid`); the image's when `None`.
+    pub user: Option<String>,
+    /// The directory the command starts in; the image's when `None`.
+    pub working_dir: Option<String>,
     /// Host names that resolve, inside the instance, to the host (as `host.docker.internal`
     /// always does), e.g. `hello.localhost` for a service it sends events to.
     pub host_aliases: Vec<String>,

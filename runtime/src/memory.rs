@@ -595,6 +595,8 @@ mod tests {
             security: Default::default(),
             log_rotation: None,
             host_aliases: Vec::new(),
+            user: None,
+            working_dir: None,
         }
     }
 

@@ -580,6 +580,10 @@ fn kn_flags_set_limits_command_labels_and_probes() {
         .expect("web-00002");
     let config = rouse_tests::docker_inspect(&container.id)["Config"].clone();
     assert_eq!(config["Entrypoint"], serde_json::json!(["/sleeper"]));
+    assert_eq!(
+        (config["User"].as_str(), config["WorkingDir"].as_str()),
+        (Some(""), Some(""))
+    );
     assert_eq!(config["Cmd"], serde_json::json!(["--ignored"]));
     let template = rouse.describe("web")["spec"]["template"].clone();
     assert!(template["metadata"]["labels"].get("team").is_none(), "{template}");
@@ -587,7 +591,34 @@ fn kn_flags_set_limits_command_labels_and_probes() {
     assert_eq!(host["NanoCpus"], 0, "the cpu limit was removed");
     assert_eq!(host["Memory"], 64 * 1024 * 1024, "the memory limit stays");
 
+    // The user and the directory the command starts in, and what describe -o json says.
+    let run = rouse.cli(&["deploy", "web", "--user", "1000", "--working-dir", "/tmp"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let container = rouse
+        .running("web")
+        .into_iter()
+        .find(|c| c.name.contains("web-00003"))
+        .expect("web-00003");
+    let config = rouse_tests::docker_inspect(&container.id)["Config"].clone();
+    assert_eq!(
+        (config["User"].as_str(), config["WorkingDir"].as_str()),
+        (Some("1000"), Some("/tmp"))
+    );
+    let spec = &rouse.describe("web")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        (
+            spec["securityContext"]["runAsUser"].as_u64(),
+            spec["workingDir"].as_str()
+        ),
+        (Some(1000), Some("/tmp"))
+    );
+
     for (args, expected) in [
+        (vec!["--user", "root"], "--user 'root': must be a numeric user id"),
+        (
+            vec!["--working-dir", "tmp"],
+            "--working-dir 'tmp': must be an absolute path",
+        ),
         (
             vec!["--limit", "cpu=lots"],
             "invalid --limit 'lots': is not a CPU quantity",
@@ -618,6 +649,6 @@ fn kn_flags_set_limits_command_labels_and_probes() {
     }
     assert_eq!(
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
-        "web-00002"
+        "web-00003"
     );
 }

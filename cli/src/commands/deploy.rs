@@ -90,6 +90,21 @@ fn template(args: &DeployArgs, current: Option<RevisionTemplate>) -> anyhow::Res
         template.args = words(&args.args);
     }
     edit_map("--label", &mut template.labels, &args.labels)?;
+    if let Some(user) = &args.user {
+        template.user = match user.as_str() {
+            "" => None,
+            uid => Some(uid.parse().map_err(|_| {
+                ValidationError::new(
+                    "--user",
+                    uid,
+                    "must be a numeric user id, e.g. 1000 (as Kubernetes' runAsUser)",
+                )
+            })?),
+        };
+    }
+    if let Some(dir) = &args.working_dir {
+        template.working_dir = (!dir.is_empty()).then(|| dir.clone());
+    }
     if let Some(probe) = &args.probe_readiness {
         template.readiness = Some(readiness_probe(probe, template.port)?);
     }
@@ -298,6 +313,8 @@ fn on_deploy_flags(error: ValidationError) -> ValidationError {
         "--request"
     } else if field.starts_with(&format!("{TEMPLATE}.metadata.labels")) {
         "--label"
+    } else if field == format!("{CONTAINER}.workingDir") {
+        "--working-dir"
     } else if let Some((_, flag)) = flags.iter().find(|(path, _)| path == field) {
         flag
     } else {

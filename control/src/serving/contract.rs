@@ -42,6 +42,8 @@ pub(crate) fn instance_spec(revision: &Revision, config: &InstanceConfig, sinks:
         container_port: t.port,
         command: t.command.clone(),
         args: t.args.clone(),
+        user: t.user.map(|uid| uid.to_string()),
+        working_dir: t.working_dir.clone(),
         labels: Default::default(),
         resources: resources(t, config),
         security: Security {

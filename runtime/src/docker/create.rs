@@ -33,6 +33,8 @@ pub(super) fn container_body(spec: &InstanceSpec, labels: HashMap<String, String
         exposed_ports: Some(vec![port.clone()]),
         labels: Some(labels),
         entrypoint: spec.command.clone(),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
         cmd: spec.args.clone(),
         host_config: Some(HostConfig {
             port_bindings: Some(HashMap::from([(
@@ -102,6 +104,8 @@ mod tests {
             security: Security::default(),
             log_rotation: None,
             host_aliases: vec!["hello.localhost".into()],
+            user: None,
+            working_dir: None,
         }
     }
 
