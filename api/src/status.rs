@@ -215,6 +215,18 @@ impl std::fmt::Debug for RegistryCredentials {
     }
 }
 
+/// One line of a build's answer (`POST /v1/images/build`), newline-delimited JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildEvent {
+    /// Output of the build, as the engine prints it (steps, their commands' output).
+    Output { text: String },
+    /// Built and tagged: the image's id.
+    Built { id: String },
+    /// The build failed, and why (the failing step's error).
+    Failed { message: String },
+}
+
 /// One line of a pull's answer, which streams as newline-delimited JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

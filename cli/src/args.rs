@@ -303,8 +303,15 @@ pub(crate) struct DeployArgs {
     pub(crate) name: String,
     /// Image, e.g. rouse-samples/hello or localhost:5000/app:v1; needed for a new service,
     /// an existing one keeps its own (and the digest it is pinned to) when left out.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "source")]
     pub(crate) image: Option<String>,
+    /// Build DIR (its Dockerfile, honouring .dockerignore) with the local engine and deploy
+    /// the result, tagged rouse.local/NAME:<hash of the sources> and pinned.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source: Option<PathBuf>,
+    /// The Dockerfile, as a path inside --source [default: Dockerfile].
+    #[arg(long, value_name = "PATH", requires = "source")]
+    pub(crate) dockerfile: Option<String>,
     /// Environment variable for the container: NAME=VALUE adds or replaces it, NAME- removes
     /// it (repeatable). An existing service keeps the ones not named.
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE|NAME-")]

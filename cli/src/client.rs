@@ -176,6 +176,11 @@ impl Client {
             .await
     }
 
+    /// A POST of raw `body` (a build context) whose answer streams.
+    pub(crate) async fn post_bytes_stream(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Incoming> {
+        self.stream_request(Method::POST, path, Some(body)).await
+    }
+
     async fn stream_request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<Incoming> {
         let response = self.send(method, path, body).await?;
         if !response.status().is_success() {

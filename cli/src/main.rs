@@ -18,6 +18,7 @@ mod manifest;
 mod output;
 mod progress;
 mod pull;
+mod source;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

@@ -14,6 +14,7 @@
 //! | `GET /v1/services/{name}/logs?follow=&tail=` | instance output, each line prefixed by the instance |
 //! | `POST /v1/apply` | applies a manifest's documents, all or nothing ([`ApplyDocument`]) |
 //! | `POST /v1/images/pull` | pulls an image ([`PullRequest`]); streams [`PullEvent`] lines |
+//! | `POST /v1/images/build?tag=&dockerfile=` | builds the tar context in the body; streams [`BuildEvent`] lines |
 //! | `GET /v1/brokers`, `GET`/`PUT`/`DELETE /v1/brokers/{name}` | brokers (Knative Broker objects) |
 //! | `GET /v1/triggers`, `GET`/`PUT`/`DELETE /v1/triggers/{name}` | triggers |
 //! | `GET /v1/pingsources`, `GET`/`PUT`/`DELETE /v1/pingsources/{name}` | ping sources |
@@ -35,7 +36,9 @@ use rouse_api::eventing::{Broker, PingSource, Trigger};
 use rouse_api::eventing_knative::{KBroker, KPingSource, KTrigger};
 use rouse_api::knative::KRevision;
 use rouse_api::name::validate_name;
-use rouse_api::status::{DeployRequest, DeployResponse, PullEvent, PullPolicy, PullRequest, ServiceDescription};
+use rouse_api::status::{
+    BuildEvent, DeployRequest, DeployResponse, PullEvent, PullPolicy, PullRequest, ServiceDescription,
+};
 use rouse_api::traffic::TrafficChange;
 use rouse_runtime::{LogOptions, LogStream, RegistryAuth, RuntimeError};
 use serde::Deserialize;
@@ -107,7 +110,65 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(reject_oversized))
+        // Added after the small-body limit, so it has its own: a build context is a tar.
+        .merge(
+            Router::new()
+                .route("/v1/images/build", post(build_image))
+                .layer(DefaultBodyLimit::max(MAX_BUILD_CONTEXT_BYTES))
+                .layer(middleware::from_fn_with_state(admin.clone(), require_token)),
+        )
         .with_state(admin)
+}
+
+/// Largest build context `rouse deploy --source` may send.
+pub(crate) const MAX_BUILD_CONTEXT_BYTES: usize = 512 * 1024 * 1024;
+
+/// Query of `POST /v1/images/build`.
+#[derive(Deserialize)]
+struct BuildQuery {
+    tag: String,
+    #[serde(default = "default_dockerfile")]
+    dockerfile: String,
+}
+
+fn default_dockerfile() -> String {
+    "Dockerfile".to_string()
+}
+
+/// Builds the tar build context in the body and tags the image, answering with the build's
+/// output as newline-delimited [`BuildEvent`]s, the last one `built` or `failed`.
+async fn build_image(
+    State(admin): State<Arc<Admin>>,
+    Query(query): Query<BuildQuery>,
+    context: Bytes,
+) -> Result<Response, ControlError> {
+    let BuildQuery { tag, dockerfile } = query;
+    if tag.is_empty() || tag.chars().any(char::is_whitespace) {
+        return Err(
+            ValidationError::new("tag", &tag, "must be an image reference, e.g. rouse.local/web:1a2b3c").into(),
+        );
+    }
+    let runtime = admin.serving.runtime().clone();
+    let steps = runtime.build(context, &dockerfile, &tag).map(|step| match step {
+        Ok(text) => BuildEvent::Output { text },
+        Err(e) => BuildEvent::Failed { message: e.to_string() },
+    });
+    let last = futures_util::stream::once(async move {
+        match runtime.resolve_image(&tag).await {
+            Ok(Some(built)) => BuildEvent::Built { id: built.id },
+            Ok(None) => BuildEvent::Failed {
+                message: format!("the build ended but the engine has no image {tag}"),
+            },
+            Err(e) => BuildEvent::Failed { message: e.to_string() },
+        }
+    });
+    let mut failed = false;
+    let events = steps.chain(last).take_while(move |event| {
+        let go_on = !failed;
+        failed |= matches!(event, BuildEvent::Failed { .. });
+        futures_util::future::ready(go_on)
+    });
+    Ok(ndjson(events))
 }
 
 /// 200 `ok` when the daemon can serve and store, 503 with the reasons when it cannot (a full

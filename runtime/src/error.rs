@@ -26,6 +26,9 @@ pub enum RuntimeError {
         failure: crate::image::PullFailure,
         message: String,
     },
+    /// A build failed.
+    #[error("building {tag} failed: {message}")]
+    Build { tag: String, message: String },
     /// The instance exited while it was being started or probed.
     #[error("instance {instance} exited with code {code}")]
     Exited { instance: String, code: i64 },

@@ -25,6 +25,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// stream ends after the last step, or with a [`RuntimeError::Pull`] saying why not.
     fn pull(&self, image: &str, auth: Option<RegistryAuth>) -> BoxStream<'static, Result<PullProgress, RuntimeError>>;
 
+    /// Builds the tar `context` with the Dockerfile at `dockerfile` (a path inside it) and
+    /// tags the image `tag`, reporting the build's output as it goes; the stream ends after
+    /// the last step, or with a [`RuntimeError::Build`] saying which step failed and why.
+    fn build(
+        &self,
+        context: bytes::Bytes,
+        dockerfile: &str,
+        tag: &str,
+    ) -> BoxStream<'static, Result<String, RuntimeError>>;
+
     /// Creates and starts an instance. Returns once the process runs and its endpoint is
     /// known; it may not answer HTTP yet (see [`Runtime::wait_ready`]).
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError>;

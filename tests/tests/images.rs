@@ -272,3 +272,84 @@ fn a_private_registry_is_pulled_from_with_the_credentials_of_docker_login() {
     assert_eq!(rouse.get("web", "/").status, 200);
     assert!(!rouse.log().contains("s3cret-pw"), "the daemon never logs the password");
 }
+
+/// Untags every `rouse.local/NAME:*` image when dropped.
+struct LocalTags(&'static str);
+
+impl Drop for LocalTags {
+    fn drop(&mut self) {
+        let tags = docker(&[
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            &format!("rouse.local/{}", self.0),
+        ]);
+        for tag in tags.lines().filter(|t| !t.is_empty()) {
+            let _ = Command::new("docker")
+                .args(["rmi", tag])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn deploy_from_source_builds_tags_pins_and_says_why_a_build_fails() {
+    let _tags = (LocalTags("web"), LocalTags("bad"));
+    let rouse = Rouse::start();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/source");
+    let sample = sample.to_str().unwrap();
+    let run = rouse.cli(&["deploy", "web", "--source", sample]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Building rouse.local/web:") && run.stderr.contains("Built rouse.local/web:"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rouse.get("web", "/").text(), "Hello source from web-00001!\n");
+    let image = rouse.describe("web")["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(image.starts_with("rouse.local/web:"), "{image}");
+    assert_eq!(pinned_digest(&rouse, "web", "web-00001"), image_id(&image));
+    // The same sources: the same tag and image, no new revision.
+    let again = rouse.cli(&["deploy", "web", "--source", sample]);
+    assert!(
+        again.status.success() && again.stderr.contains("no new revision"),
+        "{}",
+        again.stderr
+    );
+
+    // A failing step: its output and error, and nothing created.
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(
+        broken.path().join("Dockerfile"),
+        "FROM rouse-samples/hello:latest\nRUN /bin/false\n",
+    )
+    .unwrap();
+    let run = rouse.cli(&["deploy", "bad", "--source", broken.path().to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("RUN /bin/false") && run.stderr.contains("nothing was deployed"),
+        "{}",
+        run.stderr
+    );
+    assert!(!rouse.cli(&["describe", "bad"]).status.success());
+
+    // No Dockerfile, or --source with --image: refused before anything is sent.
+    let empty = tempfile::tempdir().unwrap();
+    let run = rouse.cli(&["deploy", "bad", "--source", empty.path().to_str().unwrap()]);
+    assert!(
+        !run.status.success() && run.stderr.contains("has no Dockerfile"),
+        "{}",
+        run.stderr
+    );
+    let run = rouse.cli(&["deploy", "bad", "--source", sample, "--image", HELLO]);
+    assert!(
+        !run.status.success() && run.stderr.contains("cannot be used with"),
+        "{}",
+        run.stderr
+    );
+}

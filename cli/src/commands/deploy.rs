@@ -30,8 +30,12 @@ const FAILURE_LOG_LINES: usize = 20;
 /// The template to deploy: `current` (the service's, when it exists) with only what the
 /// flags name changed, as `kn service update` and `gcloud run deploy` do; a new service starts
 /// from the defaults and needs `--image`.
-fn template(args: &DeployArgs, current: Option<RevisionTemplate>) -> anyhow::Result<RevisionTemplate> {
-    let mut template = match (current, &args.image) {
+fn template(
+    args: &DeployArgs,
+    image: Option<&String>,
+    current: Option<RevisionTemplate>,
+) -> anyhow::Result<RevisionTemplate> {
+    let mut template = match (current, image) {
         (Some(mut current), image) => {
             if let Some(image) = image {
                 current.image.clone_from(image);
@@ -162,6 +166,30 @@ fn edit_env(env: &mut Vec<EnvVar>, edits: &[String]) -> Result<(), ValidationErr
         }
     }
     Ok(())
+}
+
+/// Builds `dir` with the daemon's engine; returns the image's tag.
+async fn build_source(
+    client: &Client,
+    service: &str,
+    dir: &std::path::Path,
+    dockerfile: Option<&str>,
+) -> anyhow::Result<String> {
+    let dockerfile = dockerfile.unwrap_or("Dockerfile");
+    if !dir.is_dir() {
+        return Err(ValidationError::new("--source", dir.display().to_string(), "is not a directory").into());
+    }
+    if !dir.join(dockerfile).is_file() {
+        return Err(ValidationError::new(
+            "--source",
+            dir.display().to_string(),
+            format!("has no {dockerfile}; write one, or name it with --dockerfile PATH (inside the directory)"),
+        )
+        .into());
+    }
+    let context = crate::source::context(dir, dockerfile)?;
+    let tag = crate::source::tag(service, &context);
+    crate::source::build(client, context, dockerfile, &tag).await
 }
 
 /// `--cmd`/`--arg` words; a single empty word goes back to the image's own.
@@ -336,14 +364,21 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
         Some(existing) => Some(rouse_api::manifest::service(existing.object)?.template),
         None => None,
     };
-    let keep_image = current.is_some() && args.image.is_none();
-    let template = template(&args, current)?;
+    // From source: built first, before anything else is asked of the daemon.
+    let built = match &args.source {
+        Some(dir) => Some(build_source(client, &args.name, dir, args.dockerfile.as_deref()).await?),
+        None => None,
+    };
+    let image = built.as_ref().or(args.image.as_ref());
+    let keep_image = current.is_some() && image.is_none();
+    let template = template(&args, image, current)?;
     let traffic = args.traffic.as_deref().map(parse_split).transpose()?;
     let pull: PullPolicy = args
         .pull
         .parse()
         .map_err(|reason: String| ValidationError::new("--pull", &args.pull, reason))?;
     // Before anything is created: a pull that fails leaves nothing behind.
+    let pull = if built.is_some() { PullPolicy::Never } else { pull };
     crate::pull::ensure_image(client, &template.image, pull)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\nnothing was deployed"))?;

@@ -18,10 +18,11 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions, StatsOptionsBuilder,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
+use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, future};
 use tokio::time::{Instant, sleep, sleep_until};
@@ -277,6 +278,51 @@ impl Runtime for DockerRuntime {
             while let Some(step) = pulling.next().await {
                 let failed = step.is_err();
                 let step = step.map(pull_progress).map_err(|e| pull_error(&image, e));
+                if steps.send(step).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        futures_util::stream::unfold(received, |mut received| async move {
+            let step = received.recv().await?;
+            Some((step, received))
+        })
+        .boxed()
+    }
+
+    fn build(&self, context: Bytes, dockerfile: &str, tag: &str) -> BoxStream<'static, Result<String, RuntimeError>> {
+        // As `pull`: a task drives the engine's stream, which borrows the client.
+        let (steps, received) = tokio::sync::mpsc::channel(64);
+        let docker = self.docker.clone();
+        let (dockerfile, tag) = (dockerfile.to_owned(), tag.to_owned());
+        tokio::spawn(async move {
+            let options = BuildImageOptionsBuilder::default()
+                .dockerfile(&dockerfile)
+                .t(&tag)
+                .rm(true)
+                .forcerm(true)
+                .build();
+            let mut building = docker.build_image(options, None, Some(bollard::body_full(context)));
+            while let Some(step) = building.next().await {
+                let step = match step {
+                    Ok(info) => match info.error_detail.and_then(|e| e.message) {
+                        Some(message) => Err(RuntimeError::Build {
+                            tag: tag.clone(),
+                            message,
+                        }),
+                        None => Ok(info.stream.or(info.status).unwrap_or_default()),
+                    },
+                    Err(DockerError::DockerStreamError { error }) => Err(RuntimeError::Build {
+                        tag: tag.clone(),
+                        message: error,
+                    }),
+                    Err(DockerError::DockerResponseServerError { message, .. }) => Err(RuntimeError::Build {
+                        tag: tag.clone(),
+                        message,
+                    }),
+                    Err(e) => Err(backend("build", &tag, e)),
+                };
+                let failed = step.is_err();
                 if steps.send(step).await.is_err() || failed {
                     return;
                 }
