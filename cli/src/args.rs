@@ -423,11 +423,13 @@ pub(crate) struct DeployArgs {
 pub(crate) enum Format {
     Json,
     Yaml,
+    /// Only the names, one per line, for scripts.
+    Name,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct OutputArgs {
-    /// Print Knative-shaped objects instead of a table.
+    /// Print Knative-shaped objects (json, yaml) or only their names (name) instead of a table.
     #[arg(long, short = 'o', value_enum)]
     pub(crate) output: Option<Format>,
 }

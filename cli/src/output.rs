@@ -19,8 +19,23 @@ pub(crate) fn print_as<T: Serialize>(value: &T, format: Format) -> anyhow::Resul
             writeln!(stdout)?;
         }
         Format::Yaml => stdout.write_all(serde_norway::to_string(value)?.as_bytes())?,
+        Format::Name => {
+            for name in names(&serde_json::to_value(value)?) {
+                writeln!(stdout, "{name}")?;
+            }
+        }
     }
     Ok(())
+}
+
+/// `-o name`: the `metadata.name` of each item of a list, or of the one object, one per
+/// line, for scripts (`rouse list -o name | xargs -n1 rouse delete`).
+fn names(value: &serde_json::Value) -> Vec<String> {
+    let name = |object: &serde_json::Value| object["metadata"]["name"].as_str().map(str::to_string);
+    match value.get("items").and_then(|items| items.as_array()) {
+        Some(items) => items.iter().filter_map(name).collect(),
+        None => name(value).into_iter().collect(),
+    }
 }
 
 /// A Knative list object, as `kn service list -o json` prints.
@@ -279,5 +294,13 @@ mod tests {
             delivery(&full),
             "3 retries, linear backoff from PT0.2S, timeout PT10S, dead letters to service:dlq"
         );
+    }
+
+    #[test]
+    fn names_of_a_list_or_of_one_object() {
+        let list = serde_json::json!({"kind": "ServiceList", "items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]});
+        assert_eq!(names(&list), ["a", "b"]);
+        assert_eq!(names(&serde_json::json!({"metadata": {"name": "one"}})), ["one"]);
+        assert!(names(&serde_json::json!({"kind": "ServiceList", "items": []})).is_empty());
     }
 }

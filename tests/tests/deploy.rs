@@ -137,6 +137,10 @@ fn list_shows_services_in_a_table_and_as_knative_objects() {
         .collect();
     assert_eq!(names, ["one", "two"]);
     assert!(rouse.cli_ok(&["list", "-o", "yaml"]).contains("kind: ServiceList"));
+    // For scripts: only the names.
+    assert_eq!(rouse.cli_ok(&["list", "-o", "name"]), "one\ntwo\n");
+    assert_eq!(rouse.cli_ok(&["describe", "two", "-o", "name"]), "two\n");
+    assert_eq!(rouse.cli_ok(&["revisions", "one", "-o", "name"]), "one-00001\n");
 }
 
 #[test]
