@@ -316,6 +316,10 @@ pub(crate) struct DeployArgs {
     /// it (repeatable). An existing service keeps the ones not named.
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE|NAME-")]
     pub(crate) env: Vec<String>,
+    /// A file of NAME=VALUE lines (blank lines and # comments skipped), read before --env
+    /// (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Vec<PathBuf>,
     /// Port the container listens on ($PORT), optionally with protocol: 8080, h2c:8080
     /// [default: 8080].
     #[arg(long)]

@@ -481,6 +481,27 @@ fn a_redeploy_changes_only_what_its_flags_name() {
     assert!(!now.contains("K_CE_OVERRIDES") && now.contains("K_SINK="), "{now}");
     assert_eq!(spec(&rouse)["spec"]["containerConcurrency"], 7);
 
+    // An env file, then --env over it.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "# settings\nD=4\n\nE=five words\nA=from-file\n").unwrap();
+    let path = file.path().to_str().unwrap();
+    let run = rouse.cli(&["deploy", "web", "--env-file", path, "--env", "A=one"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let now = env(&rouse);
+    assert!(
+        now.contains("D=4\n") && now.contains("E=five words\n") && now.contains("A=one\n"),
+        "{now}"
+    );
+    std::fs::write(file.path(), "D=4\nnot a pair\n").unwrap();
+    let run = rouse.cli(&["deploy", "web", "--env-file", path]);
+    assert!(
+        !run.status.success() && run.stderr.contains(":2': 'not a pair' is not NAME=VALUE"),
+        "{}",
+        run.stderr
+    );
+    let run = rouse.cli(&["deploy", "web", "--env", "D-", "--env", "E-"]);
+    assert!(run.status.success(), "{}", run.stderr);
+
     // Nothing named, nothing changed: no new revision.
     let run = rouse.cli(&["deploy", "web"]);
     assert!(
@@ -490,7 +511,7 @@ fn a_redeploy_changes_only_what_its_flags_name() {
     );
     assert_eq!(
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
-        "web-00003"
+        "web-00005"
     );
 
     // Bad edits are refused, naming the flag; nothing changes.
@@ -515,7 +536,7 @@ fn a_redeploy_changes_only_what_its_flags_name() {
     );
     assert_eq!(
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
-        "web-00003"
+        "web-00005"
     );
 
     // describe says what each revision changed against the one before.

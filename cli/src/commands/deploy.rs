@@ -84,6 +84,9 @@ fn template(
     if let Some(metric) = &args.scale_metric {
         scale.metric = metric.parse().map_err(on_deploy_flags)?;
     }
+    for file in &args.env_file {
+        edit_env(&mut template.env, &env_file(file)?)?;
+    }
     edit_env(&mut template.env, &args.env)?;
     edit_quantities("--limit", &mut template.resources.limits, &args.limits)?;
     edit_quantities("--request", &mut template.resources.requests, &args.requests)?;
@@ -139,6 +142,30 @@ fn set(field: &mut u32, flag: Option<u32>) {
     if let Some(value) = flag {
         *field = value;
     }
+}
+
+/// The `NAME=VALUE` lines of an `--env-file`, as Docker's `--env-file` reads them: blank
+/// lines and `#` comments skipped, the value kept as written (no quotes removed).
+fn env_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ValidationError::new("--env-file", path.display().to_string(), format!("cannot be read: {e}")))?;
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !line.contains('=') {
+            return Err(ValidationError::new(
+                "--env-file",
+                format!("{}:{}", path.display(), n + 1),
+                format!("'{line}' is not NAME=VALUE"),
+            )
+            .into());
+        }
+        lines.push(line.to_string());
+    }
+    Ok(lines)
 }
 
 /// `--env NAME=VALUE` adds or replaces (in place, so the order stays), `--env NAME-` removes.
