@@ -329,10 +329,14 @@ impl Runtime for MemoryRuntime {
                 .cloned()
                 .unwrap_or_else(|| default_image_id(image))
         };
-        Ok(Some(ImageInfo {
-            id,
-            repo_digests: Vec::new(),
-        }))
+        // An image that came from the registry is known by its digest there too.
+        let repo_digests = engine
+            .registry
+            .contains_key(image)
+            .then(|| format!("{}@{id}", crate::image::repository(image)))
+            .into_iter()
+            .collect();
+        Ok(Some(ImageInfo { id, repo_digests }))
     }
 
     fn pull(&self, image: &str, _auth: Option<RegistryAuth>) -> BoxStream<'static, Result<PullProgress, RuntimeError>> {

@@ -566,3 +566,30 @@ async fn a_pinned_image_gone_from_the_engine_is_reported_and_nothing_else_runs()
             .all(|i| h.engine.image_of(&i.id).as_deref() != Some("app"))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pinned_registry_image_gone_from_the_engine_is_pulled_again_by_its_digest() {
+    let h = Harness::start();
+    // Pulled from a registry: known there by its digest.
+    h.engine.tag_image("reg/app:v1", "sha256:a");
+    h.engine.publish_image("reg/app:v1", "sha256:a");
+    h.engine.publish_image("reg/app@sha256:a", "sha256:a");
+    let revision = h
+        .deploy_resolved("web", template(|t| t.image = "reg/app:v1".into()), true)
+        .await
+        .expect("a revision");
+    assert_eq!(revision.template.image_digest.as_deref(), Some("reg/app@sha256:a"));
+    assert!(h.eventually(SETTLE, |h| h.running("web-00001").len() == 1).await);
+    let instance = h.running("web-00001").remove(0);
+    // Pruned from the engine; the instance dies: its replacement pulls the digest back.
+    h.engine.faults(|f| {
+        f.missing_images.insert("reg/app@sha256:a".into());
+    });
+    h.engine.kill(&instance.id, 137);
+    assert!(
+        h.eventually(SETTLE, |h| h.running("web-00001").iter().any(|i| i.id != instance.id))
+            .await,
+        "a replacement from the pulled image"
+    );
+    assert_eq!(image_of_running(&h, "web-00001").as_deref(), Some("reg/app@sha256:a"));
+}

@@ -80,7 +80,30 @@ impl Serving {
     ) {
         tracing::info!(%revision, "starting instance");
         let began = Instant::now();
-        let created = self.runtime.create(&spec).await;
+        let created = match self.runtime.create(&spec).await {
+            // A registry digest can be fetched again: the very image the revision was made
+            // from, whatever its tag names now (no credentials here: a public or local
+            // registry; a private one needs the image pulled or deployed again).
+            Err(RuntimeError::ImageNotFound { image }) if image.contains("@sha256:") => {
+                tracing::info!(%revision, %image, "the pinned image is gone from the engine; pulling it by digest");
+                let mut pulling = self.runtime.pull(&image, None);
+                let mut pulled = Ok(());
+                while let Some(step) = pulling.next().await {
+                    if let Err(e) = step {
+                        pulled = Err(e);
+                        break;
+                    }
+                }
+                match pulled {
+                    Ok(()) => self.runtime.create(&spec).await,
+                    Err(e) => {
+                        tracing::warn!(%revision, %image, error = %e, "the pinned image cannot be pulled by digest");
+                        Err(RuntimeError::ImageNotFound { image })
+                    }
+                }
+            }
+            other => other,
+        };
         let created = match created {
             Ok(instance) => instance,
             Err(e) => {
@@ -93,7 +116,8 @@ impl Serving {
                             "PinnedImageMissing",
                             format!(
                                 "the image this revision is pinned to, {image}, is no longer in the local Docker \
-                                 (removed, or pruned after its tag moved on); deploy again to pin what the tag names now"
+                                 (removed, or pruned after its tag moved on) and no registry gave it back; \
+                                 deploy again to pin what the tag names now"
                             ),
                         ),
                         _ => ("CreateFailed", format!("cannot create an instance: {e}")),
