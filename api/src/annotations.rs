@@ -42,6 +42,30 @@ fn millis(key: &str, value: &str) -> Result<u64, ValidationError> {
 
 /// Applies one annotation to `scale`. Unknown `autoscaling.knative.dev/*` keys and other
 /// prefixes are refused by name rather than silently ignored.
+/// Takes the setting of an annotation back to its default (`--annotation KEY-`), as if the
+/// annotation had never been given.
+pub fn remove_annotation(scale: &mut ScaleBounds, key: &str) -> Result<(), ValidationError> {
+    let default = ScaleBounds::default();
+    let name = key.strip_prefix(AUTOSCALING).unwrap_or_default();
+    match name {
+        _ if key == FROZEN_RETENTION => scale.frozen_retention_ms = default.frozen_retention_ms,
+        "min-scale" | "minScale" => scale.min = default.min,
+        "max-scale" | "maxScale" => scale.max = default.max,
+        "initial-scale" | "initialScale" => scale.initial = default.initial,
+        "target" => scale.target = default.target,
+        "target-utilization-percentage" => scale.utilization = default.utilization,
+        "metric" => scale.metric = default.metric,
+        "window" => scale.window_ms = default.window_ms,
+        "panic-window-percentage" => scale.panic_window_percentage = default.panic_window_percentage,
+        "panic-threshold-percentage" => scale.panic_threshold_percentage = default.panic_threshold_percentage,
+        "scale-to-zero-pod-retention-period" => scale.last_instance_retention_ms = default.last_instance_retention_ms,
+        "class" => {}
+        // The same error as setting it: not an annotation Rouse knows.
+        _ => return apply_annotation(scale, key, ""),
+    }
+    Ok(())
+}
+
 pub fn apply_annotation(scale: &mut ScaleBounds, key: &str, value: &str) -> Result<(), ValidationError> {
     if key == FROZEN_RETENTION {
         scale.frozen_retention_ms = Some(millis(key, value)?);
@@ -153,6 +177,17 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_removed_annotation_is_as_if_never_given() {
+        let mut scale = ScaleBounds::default();
+        apply_annotation(&mut scale, "autoscaling.knative.dev/max-scale", "3").unwrap();
+        apply_annotation(&mut scale, "autoscaling.knative.dev/window", "90s").unwrap();
+        remove_annotation(&mut scale, "autoscaling.knative.dev/max-scale").unwrap();
+        remove_annotation(&mut scale, "autoscaling.knative.dev/window").unwrap();
+        assert_eq!(scale, ScaleBounds::default());
+        assert!(remove_annotation(&mut scale, "example.com/other").is_err());
+    }
     use crate::template::ScaleMetric;
 
     #[test]

@@ -383,8 +383,8 @@ pub(crate) struct DeployArgs {
     /// at once [default: daemon's, 10m].
     #[arg(long, value_name = "DURATION")]
     pub(crate) frozen_retention: Option<String>,
-    /// Knative autoscaling annotation, e.g. autoscaling.knative.dev/target=10 (repeatable);
-    /// applied after the --scale-* flags.
+    /// Knative autoscaling annotation, e.g. autoscaling.knative.dev/target=10, or KEY- to go
+    /// back to the default (repeatable); applied after the --scale-* flags.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub(crate) annotations: Vec<String>,
     /// What the autoscaler measures: concurrency or rps [default: concurrency].

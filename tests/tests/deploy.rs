@@ -546,6 +546,16 @@ fn a_redeploy_changes_only_what_its_flags_name() {
         human.contains("    Changed: env[A] 1 → one; ce_overrides.team removed; env[B] removed\n"),
         "{human}"
     );
+
+    // An annotation removed goes back to the default.
+    let run = rouse.cli(&["deploy", "web", "--annotation", "autoscaling.knative.dev/max-scale-"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let annotations = spec(&rouse)["metadata"]["annotations"].clone();
+    assert_eq!(
+        annotations["autoscaling.knative.dev/max-scale"], "0",
+        "the default: unlimited; {annotations}"
+    );
+    assert_eq!(spec(&rouse)["spec"]["containerConcurrency"], 7, "the rest stays");
 }
 
 /// kn's everyday flags: limits and requests reach Docker as YAML's do, the command and its

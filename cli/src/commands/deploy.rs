@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use http_body_util::BodyExt;
-use rouse_api::annotations::{apply_annotation, parse_annotation};
+use rouse_api::annotations::{apply_annotation, parse_annotation, remove_annotation};
 use rouse_api::duration::parse_duration;
 use rouse_api::knative::KService;
 use rouse_api::name::validate_name;
@@ -131,8 +131,13 @@ fn template(
     }
     edit_map("--ce-override", &mut template.ce_overrides, &args.ce_overrides)?;
     for annotation in &args.annotations {
-        let (key, value) = parse_annotation(annotation)?;
-        apply_annotation(&mut template.scale, &key, &value)?;
+        match removal(annotation) {
+            Some(key) => remove_annotation(&mut template.scale, key)?,
+            None => {
+                let (key, value) = parse_annotation(annotation)?;
+                apply_annotation(&mut template.scale, &key, &value)?;
+            }
+        }
     }
     template.validate().map_err(on_deploy_flags)?;
     Ok(template)
