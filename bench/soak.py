@@ -162,6 +162,25 @@ class DiskFull:
         self.home, self.seconds = home, seconds
         self.started = self.freed = None
         self.healthz = []  # [(seconds since filled, status)]
+        self.large = []  # [(monotonic time, id, status)] of the large events sent while full
+
+    def send_large(self, daemon, n):
+        """A 512 KiB event: the event log must grow to take it, which a full disk refuses
+        (small events fit in the pages trimming freed, so they alone may never hit it)."""
+        event_id = f"disk-{n}"
+        request = urllib.request.Request(
+            f"http://{daemon.events}/default/default", data=b"x" * (512 * 1024), method="POST",
+            headers={"Content-Type": "application/octet-stream", "ce-specversion": "1.0", "ce-id": event_id,
+                     "ce-source": "/bench/soak", "ce-type": "dev.rouse.bench",
+                     "ce-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status = response.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        except OSError:
+            status = 0
+        self.large.append((time.monotonic(), event_id, status))
 
     def run(self, daemon):
         filler = os.path.join(self.home, "filler")
@@ -174,13 +193,18 @@ class DiskFull:
                     f.flush()
             except OSError:
                 pass
+        n = 0
         while time.monotonic() - self.started < self.seconds:
             self.healthz.append((time.monotonic() - self.started, daemon.healthz()))
+            self.send_large(daemon, n)
+            n += 1
             time.sleep(1)
         os.unlink(filler)
         self.freed = time.monotonic()
         for _ in range(20):
             self.healthz.append((time.monotonic() - self.started, daemon.healthz()))
+            self.send_large(daemon, n)
+            n += 1
             time.sleep(0.5)
 
 
@@ -375,7 +399,9 @@ def soak(args, daemon, sink_binary, processes, mounted):
     if disk_thread:
         disk_thread.join()
 
-    # Catch up, then account for every event.
+    # Catch up, then account for every event (the disk-full episode's large ones too).
+    if disk:
+        events += disk.large
     acked = {event_id for _, event_id, status in events if status == 202}
     seen = {}
     caught_up = None
@@ -484,11 +510,16 @@ def render(args, r):
         first_ok = next((t - (disk.freed - disk.started) for t, s in after if s == 200), None)
         refused = [at for at, _, status in ev if status == 503]
         acked_during = sum(1 for at, _, status in ev if status == 202 and disk.started <= at <= disk.freed)
+        large = {s: sum(1 for at, _, st in disk.large if st == s and at <= disk.freed) for s in (202, 503)}
+        large_after = next((at - disk.freed for at, _, st in disk.large if at > disk.freed and st == 202), None)
         out.append(f"- disk full for {disk.freed - disk.started:.0f} s: `/healthz` answered "
                    f"{sorted({s for _, s in during})} while full, 200 again "
                    + (f"{first_ok:.1f} s after space came back" if first_ok is not None else "NOT within 10 s")
                    + f"; the broker answered 503 to {len(refused)} events and 202 to {acked_during} "
-                   "(those it could still commit) during the episode.")
+                   "(those it could still commit) during the episode; of the 512 KiB events sent while full "
+                   f"(which make the log grow), {large[503]} got 503 and {large[202]} got 202, and the first "
+                   "202 after space came back was "
+                   + (f"{large_after:.1f} s after." if large_after is not None else "NOT within 10 s."))
     else:
         out.append("- disk full: NOT RUN (the soak needs root to mount the home's tmpfs).")
     left = r["left"]
