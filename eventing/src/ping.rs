@@ -101,6 +101,17 @@ impl Schedule {
                      a step, or several separated by commas; {SCHEDULE_EXAMPLES}"
                 ));
             }
+            // Knative's cron (robfig/cron) has no `L`, `W`, `#` or `+`; croner has, and some
+            // of their combinations (`* * 4 * +L`: the 4th that is a last weekday) make its
+            // search for the next time scan years of seconds: over 5 s of CPU per call in a
+            // debug build, found by the fuzzer. Refused by name, as Knative refuses them.
+            if let Some(field) = pattern.split_whitespace().find(|field| !standard_cron_field(field)) {
+                return Err(format!(
+                    "'{pattern}' has '{field}', which is not standard cron: a field is *, ?, a value (or a \
+                     month or day name), a range or a step, or several separated by commas (no L, W, # or +, \
+                     as in Knative); {SCHEDULE_EXAMPLES}"
+                ));
+            }
             pattern
         };
         let cron = CronParser::builder()
@@ -134,6 +145,25 @@ impl Schedule {
     pub fn zone(&self) -> Tz {
         self.zone
     }
+}
+
+/// Whether a cron field uses only standard syntax: `*`, `?`, numbers, month and day names,
+/// `-` ranges, `/` steps and `,` lists (an empty item is refused elsewhere, with its own
+/// message).
+fn standard_cron_field(field: &str) -> bool {
+    const NAMES: [&str; 19] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", "SUN", "MON", "TUE", "WED",
+        "THU", "FRI", "SAT",
+    ];
+    field.split(',').all(|item| {
+        item.split(['-', '/']).all(|part| {
+            part.is_empty()
+                || part == "*"
+                || part == "?"
+                || part.bytes().all(|b| b.is_ascii_digit())
+                || NAMES.iter().any(|n| n.eq_ignore_ascii_case(part))
+        })
+    })
 }
 
 /// Splits a `CRON_TZ=Zone ` or `TZ=Zone ` prefix off a schedule.
@@ -423,7 +453,7 @@ mod tests {
             ("* * * 13 *", None, "not a cron schedule"),
             ("* * * * 8", None, "not a cron schedule"),
             ("every minute", None, "2 fields"),
-            ("a b c d e", None, "not a cron schedule"),
+            ("a b c d e", None, "not standard cron"),
             ("@every 5m", None, "@every"),
             ("@sometimes", None, "nickname"),
             ("CRON_TZ=Europe/Berlin", None, "after CRON_TZ=Zone"),
@@ -453,6 +483,34 @@ mod tests {
             assert!(err.contains("e.g."), "{schedule:?}: {err}");
         }
         assert!(Schedule::parse("0,30 9-17 * * 1-5", None).is_ok());
+    }
+
+    #[test]
+    fn croners_extensions_are_refused_as_knative_refuses_them() {
+        // `* * 4 * +L` made the next-time search take over 5 s (the fuzzer's timeout).
+        for schedule in [
+            "* * 4 * +L",
+            "0 0 L * *",
+            "0 0 * * 5L",
+            "0 0 15W * *",
+            "0 0 * * MON#2",
+            "0 0 * * +MON",
+        ] {
+            let err = Schedule::parse(schedule, None).unwrap_err();
+            assert!(
+                err.contains("not standard cron") && err.contains("no L, W, # or +"),
+                "{schedule:?}: {err}"
+            );
+        }
+        for schedule in [
+            "*/5 * * * *",
+            "0 9 * JAN-MAR mon-fri",
+            "0 0 ? * SUN",
+            "0 0 1,15 * *",
+            "5 */2 * * * *",
+        ] {
+            assert!(Schedule::parse(schedule, None).is_ok(), "{schedule:?}");
+        }
     }
 
     #[test]
