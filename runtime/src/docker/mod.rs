@@ -25,6 +25,7 @@ use bollard::query_parameters::{
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, future};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::RuntimeError;
@@ -41,8 +42,8 @@ mod values;
 
 use create::container_body;
 use values::{
-    backend, event_exit, inspect_instance, inspect_state, is_refusal_containing, is_status, log_lines,
-    no_such_instance, not_managed, pull_error, pull_progress, random_suffix, summary_instance,
+    backend, build_error, build_step, event_exit, inspect_instance, inspect_state, is_refusal_containing, is_status,
+    log_lines, no_such_instance, not_managed, pull_error, pull_progress, random_suffix, summary_instance,
 };
 
 /// Prefix of container names, so `docker ps` shows which containers are Rouse's.
@@ -240,6 +241,39 @@ impl DockerRuntime {
 }
 
 /// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
+/// A stream of what `drive` sends, in a task of its own: the engine's streams borrow the
+/// client, so a task owns a clone of it and hands each step over. Dropping the returned stream
+/// ends the task at its next step.
+fn relay<T, F>(
+    drive: impl FnOnce(mpsc::Sender<Result<T, RuntimeError>>) -> F,
+) -> BoxStream<'static, Result<T, RuntimeError>>
+where
+    T: Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (to, received) = mpsc::channel(64);
+    tokio::spawn(drive(to));
+    futures_util::stream::unfold(received, |mut received| async move {
+        let step = received.recv().await?;
+        Some((step, received))
+    })
+    .boxed()
+}
+
+/// Sends each step of `steps` on, up to and with the first error, or until nobody listens.
+async fn forward<T>(
+    steps: impl futures_util::Stream<Item = Result<T, RuntimeError>>,
+    to: &mpsc::Sender<Result<T, RuntimeError>>,
+) {
+    let mut steps = std::pin::pin!(steps);
+    while let Some(step) = steps.next().await {
+        let failed = step.is_err();
+        if to.send(step).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 fn first_address(subnet: &str) -> Option<std::net::IpAddr> {
     let (network, _) = subnet.split_once('/')?;
     let network: std::net::Ipv4Addr = network.parse().ok()?;
@@ -260,12 +294,9 @@ impl Runtime for DockerRuntime {
     }
 
     fn pull(&self, image: &str, auth: Option<RegistryAuth>) -> BoxStream<'static, Result<PullProgress, RuntimeError>> {
-        // The engine's stream borrows the client, so a task drives it and hands each step
-        // over; dropping the returned stream ends the task at its next step.
-        let (steps, received) = tokio::sync::mpsc::channel(64);
         let docker = self.docker.clone();
         let image = image.to_owned();
-        tokio::spawn(async move {
+        relay(move |to| async move {
             let options = CreateImageOptionsBuilder::default().from_image(&image).build();
             let credentials = auth.map(|a| DockerCredentials {
                 username: a.username,
@@ -274,65 +305,31 @@ impl Runtime for DockerRuntime {
                 serveraddress: Some(a.server),
                 ..Default::default()
             });
-            let mut pulling = docker.create_image(Some(options), None, credentials);
-            while let Some(step) = pulling.next().await {
-                let failed = step.is_err();
-                let step = step.map(pull_progress).map_err(|e| pull_error(&image, e));
-                if steps.send(step).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        futures_util::stream::unfold(received, |mut received| async move {
-            let step = received.recv().await?;
-            Some((step, received))
+            let steps = docker
+                .create_image(Some(options), None, credentials)
+                .map(|step| step.map(pull_progress).map_err(|e| pull_error(&image, e)));
+            forward(steps, &to).await;
         })
-        .boxed()
     }
 
     fn build(&self, context: Bytes, dockerfile: &str, tag: &str) -> BoxStream<'static, Result<String, RuntimeError>> {
-        // As `pull`: a task drives the engine's stream, which borrows the client.
-        let (steps, received) = tokio::sync::mpsc::channel(64);
         let docker = self.docker.clone();
         let (dockerfile, tag) = (dockerfile.to_owned(), tag.to_owned());
-        tokio::spawn(async move {
+        relay(move |to| async move {
             let options = BuildImageOptionsBuilder::default()
                 .dockerfile(&dockerfile)
                 .t(&tag)
                 .rm(true)
                 .forcerm(true)
                 .build();
-            let mut building = docker.build_image(options, None, Some(bollard::body_full(context)));
-            while let Some(step) = building.next().await {
-                let step = match step {
-                    Ok(info) => match info.error_detail.and_then(|e| e.message) {
-                        Some(message) => Err(RuntimeError::Build {
-                            tag: tag.clone(),
-                            message,
-                        }),
-                        None => Ok(info.stream.or(info.status).unwrap_or_default()),
-                    },
-                    Err(DockerError::DockerStreamError { error }) => Err(RuntimeError::Build {
-                        tag: tag.clone(),
-                        message: error,
-                    }),
-                    Err(DockerError::DockerResponseServerError { message, .. }) => Err(RuntimeError::Build {
-                        tag: tag.clone(),
-                        message,
-                    }),
-                    Err(e) => Err(backend("build", &tag, e)),
-                };
-                let failed = step.is_err();
-                if steps.send(step).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        futures_util::stream::unfold(received, |mut received| async move {
-            let step = received.recv().await?;
-            Some((step, received))
+            let steps = docker
+                .build_image(options, None, Some(bollard::body_full(context)))
+                .map(|step| {
+                    step.map_err(|e| build_error(&tag, e))
+                        .and_then(|info| build_step(&tag, info))
+                });
+            forward(steps, &to).await;
         })
-        .boxed()
     }
 
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError> {

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum, CreateImageInfo,
-    EndpointSettings, EventMessage, PortBinding,
+    BuildInfo, ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum,
+    CreateImageInfo, EndpointSettings, EventMessage, PortBinding,
 };
 use futures_util::stream::{self};
 use futures_util::{StreamExt, future};
@@ -253,15 +253,45 @@ pub(super) fn backend(operation: &'static str, instance: &str, err: DockerError)
 
 /// A failed pull: the engine cannot be reached, or the registry's answer in plain words.
 pub(super) fn pull_error(image: &str, err: DockerError) -> RuntimeError {
-    let message = match err {
-        DockerError::DockerStreamError { error } => error,
-        DockerError::DockerResponseServerError { message, .. } => message,
-        other => return backend("pull", image, other),
-    };
-    RuntimeError::Pull {
-        image: image.to_owned(),
-        failure: PullFailure::of_message(&message),
-        message,
+    match engine_message(err) {
+        Ok(message) => RuntimeError::Pull {
+            image: image.to_owned(),
+            failure: PullFailure::of_message(&message),
+            message,
+        },
+        Err(other) => backend("pull", image, other),
+    }
+}
+
+/// A failed build: the engine cannot be reached, or the builder's words.
+pub(super) fn build_error(tag: &str, err: DockerError) -> RuntimeError {
+    match engine_message(err) {
+        Ok(message) => RuntimeError::Build {
+            tag: tag.to_owned(),
+            message,
+        },
+        Err(other) => backend("build", tag, other),
+    }
+}
+
+/// One step of a build: its output, or the error the builder reported in it.
+pub(super) fn build_step(tag: &str, info: BuildInfo) -> Result<String, RuntimeError> {
+    match info.error_detail.and_then(|e| e.message) {
+        Some(message) => Err(RuntimeError::Build {
+            tag: tag.to_owned(),
+            message,
+        }),
+        None => Ok(info.stream.or(info.status).unwrap_or_default()),
+    }
+}
+
+/// What the registry or the builder said, from an error the engine relayed; the error itself
+/// when it is about reaching the engine.
+fn engine_message(err: DockerError) -> Result<String, DockerError> {
+    match err {
+        DockerError::DockerStreamError { error } => Ok(error),
+        DockerError::DockerResponseServerError { message, .. } => Ok(message),
+        other => Err(other),
     }
 }
 
