@@ -162,13 +162,9 @@ async fn build_image(
             Err(e) => BuildEvent::Failed { message: e.to_string() },
         }
     });
-    let mut failed = false;
-    let events = steps.chain(last).take_while(move |event| {
-        let go_on = !failed;
-        failed |= matches!(event, BuildEvent::Failed { .. });
-        futures_util::future::ready(go_on)
-    });
-    Ok(ndjson(events))
+    Ok(ndjson(through_failure(steps.chain(last), |event| {
+        matches!(event, BuildEvent::Failed { .. })
+    })))
 }
 
 /// 200 `ok` when the daemon can serve and store, 503 with the reasons when it cannot (a full
@@ -508,13 +504,23 @@ async fn pull_image(
             Err(e) => PullEvent::Failed { message: e.to_string() },
         }
     });
+    Ok(ndjson(through_failure(steps.chain(last), |event| {
+        matches!(event, PullEvent::Failed { .. })
+    })))
+}
+
+/// `events` up to and with the first failure: a pull's or a build's answer ends with why it
+/// failed, and nothing after it (not the final check of what the engine has).
+fn through_failure<E: Send + 'static>(
+    events: impl futures_util::Stream<Item = E> + Send + 'static,
+    is_failure: fn(&E) -> bool,
+) -> impl futures_util::Stream<Item = E> + Send + 'static {
     let mut failed = false;
-    let events = steps.chain(last).take_while(move |event| {
+    events.take_while(move |event| {
         let go_on = !failed;
-        failed |= matches!(event, PullEvent::Failed { .. });
+        failed |= is_failure(event);
         futures_util::future::ready(go_on)
-    });
-    Ok(ndjson(events))
+    })
 }
 
 /// A streamed answer of one JSON object per line.
