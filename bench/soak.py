@@ -121,13 +121,7 @@ class Daemon:
             return None
 
     def healthz(self):
-        try:
-            with urllib.request.urlopen(f"http://{self.api}/healthz", timeout=5) as response:
-                return response.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            return 0
+        return status_of(f"http://{self.api}/healthz", 5)
 
     def proc_stats(self):
         """Resident MiB, open files and threads of the running daemon."""
@@ -140,6 +134,17 @@ class Daemon:
         except (OSError, StopIteration):
             return None
         return rss, fds, threads
+
+
+def status_of(request, timeout):
+    """The status `request` (a URL or a Request) gets, 0 when there is no answer."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
 
 
 def home_containers(home_id):
@@ -173,14 +178,7 @@ class DiskFull:
             headers={"Content-Type": "application/octet-stream", "ce-specversion": "1.0", "ce-id": event_id,
                      "ce-source": "/bench/soak", "ce-type": "dev.rouse.bench",
                      "ce-time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                status = response.status
-        except urllib.error.HTTPError as e:
-            status = e.code
-        except OSError:
-            status = 0
-        self.large.append((time.monotonic(), event_id, status))
+        self.large.append((time.monotonic(), event_id, status_of(request, 10)))
 
     def run(self, daemon):
         filler = os.path.join(self.home, "filler")
@@ -381,14 +379,8 @@ def soak(args, daemon, sink_binary, processes, mounted):
         if elapsed >= next_cold:
             next_cold += 150
             began = time.monotonic()
-            try:
-                req = urllib.request.Request(f"http://{daemon.ingress}/", headers={"Host": "cold.localhost"})
-                with urllib.request.urlopen(req, timeout=30) as response:
-                    status = response.status
-            except urllib.error.HTTPError as e:
-                status = e.code
-            except OSError:
-                status = 0
+            req = urllib.request.Request(f"http://{daemon.ingress}/", headers={"Host": "cold.localhost"})
+            status = status_of(req, 30)
             colds.append((status, (time.monotonic() - began) * 1000))
         n += 1
         if n % 12 == 0:

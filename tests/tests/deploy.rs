@@ -412,6 +412,19 @@ fn delete_lets_in_flight_requests_finish_then_stops_with_sigterm() {
     );
 }
 
+/// `rouse deploy web ARGS` fails, saying `expected`.
+#[track_caller]
+fn redeploy_refused(rouse: &Rouse, args: &[&str], expected: &str) {
+    let mut all = vec!["deploy", "web"];
+    all.extend(args);
+    let run = rouse.cli(&all);
+    assert!(
+        !run.status.success() && run.stderr.contains(expected),
+        "{all:?}: {}",
+        run.stderr
+    );
+}
+
 /// `rouse deploy NAME` on an existing service changes only what its flags name, as
 /// `kn service update` does: the rest of the template, the image's pin included, stays.
 #[test]
@@ -519,14 +532,7 @@ fn a_redeploy_changes_only_what_its_flags_name() {
         (vec!["--env", "B-"], "--env 'B-': removes B, which is not set"),
         (vec!["--ce-override", "nope-"], "removes nope, which is not set"),
     ] {
-        let mut all = vec!["deploy", "web"];
-        all.extend(args);
-        let run = rouse.cli(&all);
-        assert!(
-            !run.status.success() && run.stderr.contains(expected),
-            "{all:?}: {}",
-            run.stderr
-        );
+        redeploy_refused(&rouse, &args, expected);
     }
     let run = rouse.cli(&["deploy", "fresh", "--env", "A=1"]);
     assert!(
@@ -673,14 +679,7 @@ fn kn_flags_set_limits_command_labels_and_probes() {
         ),
         (vec!["--label", "nope-"], "removes nope, which is not set"),
     ] {
-        let mut all = vec!["deploy", "web"];
-        all.extend(args);
-        let run = rouse.cli(&all);
-        assert!(
-            !run.status.success() && run.stderr.contains(expected),
-            "{all:?}: {}",
-            run.stderr
-        );
+        redeploy_refused(&rouse, &args, expected);
     }
     assert_eq!(
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
