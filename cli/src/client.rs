@@ -203,3 +203,50 @@ fn is_connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// The objects of a streamed answer of one JSON object per line (a pull's, a build's), read as
+/// they arrive; a line over `max_line` bytes ends it with an error rather than growing.
+pub(crate) struct JsonLines {
+    body: Incoming,
+    pending: Vec<u8>,
+    /// What the answer is to, for errors: "pull", "build".
+    what: &'static str,
+    max_line: usize,
+}
+
+impl JsonLines {
+    pub(crate) fn new(body: Incoming, what: &'static str, max_line: usize) -> Self {
+        Self {
+            body,
+            pending: Vec::new(),
+            what,
+            max_line,
+        }
+    }
+
+    /// The next object; `None` once the answer has ended.
+    pub(crate) async fn next<T: DeserializeOwned>(&mut self) -> anyhow::Result<Option<T>> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return serde_json::from_slice(&line)
+                    .map(Some)
+                    .with_context(|| format!("the daemon's {} answer is not what this rouse expects", self.what));
+            }
+            if self.pending.len() > self.max_line {
+                bail!(
+                    "the daemon's {} answer has a line over {} bytes",
+                    self.what,
+                    self.max_line
+                );
+            }
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
+            let frame = frame.with_context(|| format!("the daemon's {} answer was cut", self.what))?;
+            if let Ok(data) = frame.into_data() {
+                self.pending.extend_from_slice(&data);
+            }
+        }
+    }
+}

@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
-use anyhow::{Context, bail};
-use http_body_util::BodyExt;
+use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use rouse_api::status::{PullEvent, PullPolicy, PullRequest, RegistryCredentials};
 
-use crate::client::Client;
+use crate::client::{Client, JsonLines};
 
 /// Longest line of the daemon's pull answer taken in.
 const MAX_LINE: usize = 64 * 1024;
@@ -25,23 +24,12 @@ pub(crate) async fn ensure_image(client: &Client, image: &str, policy: PullPolic
         policy,
         auth: credentials(image)?,
     };
-    let mut body = client.post_stream("/v1/images/pull", &request).await?;
+    let body = client.post_stream("/v1/images/pull", &request).await?;
+    let mut events = JsonLines::new(body, "pull", MAX_LINE);
     let mut view = PullView::new(image);
-    let mut pending = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.context("the daemon's pull answer was cut")?;
-        let Ok(data) = frame.into_data() else { continue };
-        pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let event: PullEvent =
-                serde_json::from_slice(&line).context("the daemon's pull answer is not what this rouse expects")?;
-            if let Some(done) = view.show(event) {
-                return done;
-            }
-        }
-        if pending.len() > MAX_LINE {
-            bail!("the daemon's pull answer has a line over {MAX_LINE} bytes");
+    while let Some(event) = events.next::<PullEvent>().await? {
+        if let Some(done) = view.show(event) {
+            return done;
         }
     }
     view.finish();

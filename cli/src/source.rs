@@ -11,15 +11,16 @@ use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use http_body_util::BodyExt;
 use rouse_api::status::BuildEvent;
 
-use crate::client::Client;
+use crate::client::{Client, JsonLines};
 
 /// Largest context sent (the daemon's limit too).
 const MAX_CONTEXT_BYTES: u64 = 512 * 1024 * 1024;
 /// Output lines of a failed build shown again with its error.
 const FAILED_OUTPUT_LINES: usize = 15;
+/// Longest line of the daemon's build answer taken in (one chunk of the build's output).
+const MAX_OUTPUT_LINE: usize = 1024 * 1024;
 
 /// One line of `.dockerignore`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,34 +181,28 @@ pub(crate) fn tag(service: &str, context: &[u8]) -> String {
 pub(crate) async fn build(client: &Client, context: Vec<u8>, dockerfile: &str, tag: &str) -> anyhow::Result<String> {
     eprintln!("Building {tag} ({} KiB of context)", context.len().div_ceil(1024));
     let path = format!("/v1/images/build?tag={}&dockerfile={}", encode(tag), encode(dockerfile));
-    let mut body = client.post_bytes_stream(&path, context).await?;
-    let mut pending = Vec::new();
-    let mut output: Vec<String> = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.context("the daemon's build answer was cut")?;
-        let Ok(data) = frame.into_data() else { continue };
-        pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            match serde_json::from_slice(&line).context("the daemon's build answer is not what this rouse expects")? {
-                BuildEvent::Output { text } => {
-                    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                        eprintln!("  {line}");
-                        output.push(line.to_string());
+    let body = client.post_bytes_stream(&path, context).await?;
+    let mut events = JsonLines::new(body, "build", MAX_OUTPUT_LINE);
+    // Only the last lines, to show again with the error: a chatty build holds no more.
+    let mut last = std::collections::VecDeque::with_capacity(FAILED_OUTPUT_LINES);
+    while let Some(event) = events.next::<BuildEvent>().await? {
+        match event {
+            BuildEvent::Output { text } => {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    eprintln!("  {line}");
+                    if last.len() == FAILED_OUTPUT_LINES {
+                        last.pop_front();
                     }
+                    last.push_back(format!("\n  {line}"));
                 }
-                BuildEvent::Built { id } => {
-                    eprintln!("Built {tag} ({id}).");
-                    return Ok(tag.to_string());
-                }
-                BuildEvent::Failed { message } => {
-                    let tail = output.len().saturating_sub(FAILED_OUTPUT_LINES);
-                    let shown: Vec<String> = output[tail..].iter().map(|l| format!("\n  {l}")).collect();
-                    bail!(
-                        "{message}\n  last build output:{}\nnothing was deployed",
-                        shown.concat()
-                    );
-                }
+            }
+            BuildEvent::Built { id } => {
+                eprintln!("Built {tag} ({id}).");
+                return Ok(tag.to_string());
+            }
+            BuildEvent::Failed { message } => {
+                let shown: String = last.into_iter().collect();
+                bail!("{message}\n  last build output:{shown}\nnothing was deployed");
             }
         }
     }
