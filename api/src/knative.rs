@@ -114,6 +114,10 @@ pub struct Container {
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
     /// The directory the command starts in (Kubernetes' `workingDir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
@@ -175,14 +179,28 @@ fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D:
     }))
 }
 
-/// `readinessProbe`: Rouse probes `httpGet.path` every `periodSeconds`.
+/// `readinessProbe`, `livenessProbe` and `startupProbe` (see [`crate::probe`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_get: Option<HttpGetAction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -193,6 +211,42 @@ pub struct HttpGetAction {
     /// When given, the container's port (Knative probes the serving port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Refused when given: a probe goes to the instance itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Only `HTTP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_headers: Vec<crate::probe::HttpHeader>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpSocketAction {
+    /// When given, the container's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Refused when given: a probe goes to the instance itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GrpcAction {
+    /// The container's port; Kubernetes requires it, Rouse fills it in when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecAction {
+    #[serde(default)]
+    pub command: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -319,13 +373,11 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
         limits: quantities(&template.resources.limits),
         requests: quantities(&template.resources.requests),
     });
-    let readiness_probe = template.readiness.as_ref().map(|probe| Probe {
-        http_get: Some(HttpGetAction {
-            path: Some(probe.path.clone()),
-            port: None,
-        }),
-        period_seconds: (probe.period_seconds > 0).then_some(probe.period_seconds),
-    });
+    let probe = |probe: &Option<crate::probe::Probe>| {
+        probe
+            .as_ref()
+            .map(|probe| crate::probe::to_knative(probe, template.port))
+    };
     RevisionSpec {
         container_concurrency: template.container_concurrency,
         timeout_seconds: template.timeout_seconds,
@@ -341,7 +393,9 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
                 protocol: None,
             }],
             resources,
-            readiness_probe,
+            readiness_probe: probe(&template.readiness),
+            liveness_probe: probe(&template.liveness),
+            startup_probe: probe(&template.startup),
             working_dir: template.working_dir.clone(),
             security_context: template.user.map(|uid| SecurityContext { run_as_user: Some(uid) }),
         }],

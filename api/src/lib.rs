@@ -7,6 +7,7 @@
 //! Layout, in reading order:
 //! - [`name`]: resource names (DNS labels) and revision naming.
 //! - [`template`]: a revision template (image, env, port, limits, scale bounds) and its validation.
+//! - [`probe`]: startup, readiness and liveness probes, from YAML and kn's flags.
 //! - [`quantity`]: Kubernetes CPU and memory quantities (`500m`, `128Mi`).
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`traffic`]: traffic splits and tags, and resolving them to revisions.
@@ -31,6 +32,7 @@ pub mod eventing_knative;
 pub mod knative;
 pub mod manifest;
 pub mod name;
+pub mod probe;
 pub mod quantity;
 pub mod service;
 pub mod status;

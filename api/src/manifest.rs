@@ -21,7 +21,8 @@ use crate::eventing_knative::{
 };
 use crate::knative::{KService, SERVING_API_VERSION, TrafficTarget};
 use crate::name::{validate_name, validate_revision_name};
-use crate::template::{CONTAINER, PortProtocol, Quantities, ReadinessProbe, Resources, RevisionTemplate, ScaleBounds};
+use crate::probe::ProbeKind;
+use crate::template::{CONTAINER, PortProtocol, Quantities, Resources, RevisionTemplate, ScaleBounds};
 
 /// The only namespace there is, until there are namespaces.
 pub const NAMESPACE: &str = "default";
@@ -444,29 +445,14 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
             }
         })
         .unwrap_or_default();
-    let readiness = match container.readiness_probe {
-        None => None,
-        Some(probe) => {
-            let Some(get) = probe.http_get else {
-                return Err(ValidationError::new(
-                    format!("{CONTAINER}.readinessProbe"),
-                    "",
-                    "needs httpGet (with a path); Rouse probes over HTTP",
-                ));
-            };
-            if let Some(p) = get.port.filter(|p| *p != port) {
-                return Err(ValidationError::new(
-                    format!("{CONTAINER}.readinessProbe.httpGet.port"),
-                    p,
-                    format!("must be the container's port ({port}) or left out"),
-                ));
-            }
-            Some(ReadinessProbe {
-                path: get.path.unwrap_or_else(|| "/".to_string()),
-                period_seconds: probe.period_seconds.unwrap_or(0),
-            })
-        }
+    let probe = |probe: Option<crate::knative::Probe>, kind| {
+        probe
+            .map(|probe| crate::probe::from_knative(probe, kind, port))
+            .transpose()
     };
+    let startup = probe(container.startup_probe, ProbeKind::Startup)?;
+    let readiness = probe(container.readiness_probe, ProbeKind::Readiness)?;
+    let liveness = probe(container.liveness_probe, ProbeKind::Liveness)?;
     let template = RevisionTemplate {
         image: container.image,
         env: container.env,
@@ -480,6 +466,8 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         args: container.args,
         resources,
         readiness,
+        liveness,
+        startup,
         labels: template_meta.labels,
         annotations: template_annotations,
         sink,
@@ -598,7 +586,13 @@ spec:
         assert_eq!(t.resources.limits.cpu_millis(), Some(500));
         assert_eq!(t.resources.limits.memory_bytes(), Some(128 << 20));
         assert_eq!(t.resources.requests.cpu.as_deref(), Some("1"));
-        assert_eq!(t.readiness.as_ref().unwrap().path, "/healthz");
+        assert_eq!(
+            t.readiness.as_ref().unwrap().action,
+            crate::probe::ProbeAction::HttpGet {
+                path: "/healthz".into(),
+                headers: Vec::new()
+            }
+        );
         assert_eq!(hello.traffic.len(), 2);
         let Resource::Service(other) = &docs[1].resource else {
             panic!()

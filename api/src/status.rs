@@ -91,6 +91,9 @@ pub enum InstancePhase {
     Starting,
     /// Taking requests.
     Ready,
+    /// Running, but out of rotation: it fails its readiness probe.
+    #[serde(rename = "not-ready")]
+    NotReady,
     /// Finishing its requests before it is stopped or frozen.
     Draining,
     /// Paused (no CPU, memory kept) while its revision is at zero; thaws in milliseconds.
@@ -102,6 +105,7 @@ impl std::fmt::Display for InstancePhase {
         f.write_str(match self {
             InstancePhase::Starting => "starting",
             InstancePhase::Ready => "ready",
+            InstancePhase::NotReady => "not-ready",
             InstancePhase::Draining => "draining",
             InstancePhase::Frozen => "frozen",
         })

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
+use crate::probe::{Probe, ProbeKind};
 
 /// Port the container listens on when none is given (Knative's and Cloud Run's default).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -68,9 +69,20 @@ pub struct RevisionTemplate {
     /// CPU and memory limits and requests, applied as Docker limits.
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
-    /// How readiness is probed when not the default (any HTTP answer on `/`).
+    /// How readiness is probed when not the default (any HTTP answer on `/` until the
+    /// instance first answers).
+    #[serde(
+        default,
+        deserialize_with = "crate::probe::stored_readiness",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub readiness: Option<Probe>,
+    /// How liveness is probed; `None` checks none (an instance lives until it exits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness: Option<ReadinessProbe>,
+    pub liveness: Option<Probe>,
+    /// What gates readiness and liveness while the instance starts; `None` gates nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Probe>,
     /// Labels of the revision (`spec.template.metadata.labels`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -156,17 +168,6 @@ impl Quantities {
     }
 }
 
-/// A readiness probe the user asked for (`readinessProbe.httpGet`): only a 2xx or 3xx answer on
-/// `path` counts, as with Kubernetes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadinessProbe {
-    /// Request path, starting with `/`.
-    pub path: String,
-    /// Gap between probes in seconds; 0 (the default) probes aggressively, as Knative does.
-    #[serde(default)]
-    pub period_seconds: u32,
-}
-
 fn default_port() -> u16 {
     DEFAULT_PORT
 }
@@ -191,6 +192,8 @@ impl RevisionTemplate {
             args: None,
             resources: Resources::default(),
             readiness: None,
+            liveness: None,
+            startup: None,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             sink: None,
@@ -263,14 +266,14 @@ impl RevisionTemplate {
                 "must be an absolute path, e.g. /app",
             ));
         }
-        if let Some(probe) = &self.readiness
-            && !probe.path.starts_with('/')
-        {
-            return Err(ValidationError::new(
-                format!("{CONTAINER}.readinessProbe.httpGet.path"),
-                &probe.path,
-                "must be a request path starting with '/', e.g. /healthz",
-            ));
+        for (probe, kind) in [
+            (&self.startup, ProbeKind::Startup),
+            (&self.readiness, ProbeKind::Readiness),
+            (&self.liveness, ProbeKind::Liveness),
+        ] {
+            if let Some(probe) = probe {
+                probe.validate(kind)?;
+            }
         }
         self.scale.validate()
     }

@@ -363,13 +363,20 @@ pub(crate) struct DeployArgs {
     /// image's.
     #[arg(long, value_name = "DIR")]
     pub(crate) working_dir: Option<String>,
-    /// Readiness probe, as kn spells it: http::PORT:PATH or http:::PATH (PORT, when given,
-    /// must be the container's); tcp probes are not supported yet.
-    #[arg(long, value_name = "http:[HOST]:[PORT]:PATH")]
+    /// Readiness probe, as kn spells it: http::PORT:PATH or http:::PATH, tcp::PORT or tcp::,
+    /// exec:CMD[,ARG...] (a PORT, when given, must be the container's).
+    #[arg(long, value_name = "TYPE:...")]
     pub(crate) probe_readiness: Option<String>,
-    /// Readiness probe options: periodSeconds=N.
-    #[arg(long, value_name = "periodSeconds=N")]
+    /// Readiness probe options, comma separated: InitialDelaySeconds=N, PeriodSeconds=N,
+    /// TimeoutSeconds=N, SuccessThreshold=N, FailureThreshold=N.
+    #[arg(long, value_name = "NAME=N,...")]
     pub(crate) probe_readiness_opts: Option<String>,
+    /// Liveness probe, spelled as --probe-readiness: an instance failing it is restarted.
+    #[arg(long, value_name = "TYPE:...")]
+    pub(crate) probe_liveness: Option<String>,
+    /// Liveness probe options, as --probe-readiness-opts.
+    #[arg(long, value_name = "NAME=N,...")]
+    pub(crate) probe_liveness_opts: Option<String>,
     /// Per-instance target of the scaling metric [default: daemon's, 100 concurrent or 200 rps].
     #[arg(long, value_name = "N")]
     pub(crate) scale_target: Option<u32>,

@@ -32,12 +32,16 @@ pub enum RuntimeError {
     /// The instance exited while it was being started or probed.
     #[error("instance {instance} exited with code {code}")]
     Exited { instance: String, code: i64 },
-    /// The instance did not answer HTTP in time.
-    #[error("instance {instance} did not answer HTTP on port {port} within {waited_ms} ms")]
+    /// The instance did not pass its readiness check in time.
+    #[error(
+        "instance {instance} did not pass its check ({check}) on port {port} within {waited_ms} ms; last answer: {last}"
+    )]
     NotReady {
         instance: String,
         port: u16,
         waited_ms: u128,
+        check: String,
+        last: String,
     },
     /// The instance could not be probed because this host ran out of something (file
     /// descriptors, ports, memory): no fault of the instance, and never counted against it.

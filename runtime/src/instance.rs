@@ -84,24 +84,89 @@ pub struct LogRotation {
     pub max_files: u32,
 }
 
+/// One probe attempt: what is asked of an instance, always at its serving port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// `GET path` with `headers`. Passes on a 2xx or 3xx answer, or on any complete answer
+    /// when `any_status` (the default readiness check: "is the app serving yet").
+    Http {
+        path: String,
+        headers: Vec<(String, String)>,
+        any_status: bool,
+    },
+    /// A TCP connection is accepted (and, behind a port proxy, not closed at once).
+    Tcp,
+    /// `grpc.health.v1.Health/Check` for `service` ("" for the whole server) answers
+    /// `SERVING`.
+    Grpc { service: String },
+    /// The command, run inside the instance, exits with 0.
+    Exec { command: Vec<String> },
+}
+
+impl Default for Check {
+    /// Any HTTP answer on `/`.
+    fn default() -> Self {
+        Check::Http {
+            path: "/".to_string(),
+            headers: Vec::new(),
+            any_status: true,
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::Http { path, .. } => write!(f, "GET {path}"),
+            Check::Tcp => f.write_str("TCP connect"),
+            Check::Grpc { service } if service.is_empty() => f.write_str("gRPC health check"),
+            Check::Grpc { service } => write!(f, "gRPC health check of {service}"),
+            Check::Exec { command } => write!(f, "exec {}", command.join(" ")),
+        }
+    }
+}
+
+/// What one attempt found, in words fit for `rouse describe` (`HTTP 503`, `exit code 1:
+/// ...`, `connection refused`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Passed(String),
+    Failed(String),
+    /// This host ran out of something (file descriptors, ports) before the instance was
+    /// reached: counts neither for nor against it.
+    Unchecked(String),
+}
+
+impl Answer {
+    pub fn passed(&self) -> bool {
+        matches!(self, Answer::Passed(_))
+    }
+
+    /// The answer's words.
+    pub fn text(&self) -> &str {
+        match self {
+            Answer::Passed(text) | Answer::Failed(text) | Answer::Unchecked(text) => text,
+        }
+    }
+}
+
 /// How to tell that an instance is ready.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
-    /// Request path probed, e.g. `/` or `/healthz`.
-    pub path: String,
+    pub check: Check,
     /// Fixed gap between attempts; `None` probes aggressively (see the `probe` module).
     pub period: Option<std::time::Duration>,
-    /// Only a 2xx or 3xx answer counts (a probe the user asked for); otherwise any answer does.
-    pub success_only: bool,
+    /// Longest one attempt may take.
+    pub attempt_timeout: std::time::Duration,
 }
 
 impl Default for Readiness {
     /// Any HTTP answer on `/`, probed aggressively: "is the app serving yet".
     fn default() -> Self {
         Self {
-            path: "/".to_string(),
+            check: Check::default(),
             period: None,
-            success_only: false,
+            attempt_timeout: crate::probe::ATTEMPT_TIMEOUT,
         }
     }
 }

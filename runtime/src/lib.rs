@@ -10,7 +10,7 @@
 //! - `instance`: the value types (spec, instance, state, log line, exit event).
 //! - `image`: what an image reference names now, and the reference pinned to it.
 //! - `runtime`: the trait every backend implements (Docker now, Kubernetes later).
-//! - `probe`: the HTTP readiness probe shared by backends.
+//! - `probe`: probe attempts (HTTP, TCP, gRPC health) and probing until ready, shared by backends.
 //! - `docker`: the Docker backend, via bollard.
 //! - `memory` (feature `test-util`): an in-memory backend with injectable faults, for tests.
 //! - `logs` (private): cutting a container's output chunks into lines.
@@ -32,7 +32,8 @@ pub use docker::{Dial, DockerRuntime};
 pub use error::{EngineError, RuntimeError};
 pub use image::{ImageInfo, PullFailure, PullProgress, RegistryAuth, is_pinned, repository};
 pub use instance::{
-    Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
-    LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogRotation, LogStream, Readiness, Resources, Security,
+    Answer, Check, Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED,
+    LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogRotation, LogStream, Readiness, Resources,
+    Security,
 };
 pub use runtime::{Logs, Runtime};

@@ -24,7 +24,9 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::error::RuntimeError;
 use crate::image::{ImageInfo, PullFailure, PullProgress, RegistryAuth};
-use crate::instance::{Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream, Readiness};
+use crate::instance::{
+    Answer, Check, Instance, InstanceExit, InstanceSpec, InstanceState, LogLine, LogOptions, LogStream, Readiness,
+};
 use crate::runtime::{Logs, Runtime};
 
 /// Memory an instance reports unless a test sets it.
@@ -61,6 +63,8 @@ pub struct Faults {
     /// The host is out of file descriptors: probes cannot connect, whatever the instance
     /// does, and fail with [`RuntimeError::HostExhausted`] at their deadline.
     pub host_exhausted: bool,
+    /// New instances fail these checks from their start (see [`MemoryRuntime::fail_check`]).
+    pub failing_checks: Vec<Check>,
 }
 
 #[derive(Clone, Debug)]
@@ -74,12 +78,17 @@ struct Container {
     never_ready: bool,
     memory: u64,
     image: String,
+    /// Checks that fail while the rest of the instance works (see
+    /// [`MemoryRuntime::fail_check`]).
+    failing: Vec<Check>,
 }
 
 #[derive(Default)]
 struct Engine {
     containers: BTreeMap<String, Container>,
     created: u64,
+    /// Probe attempts made by [`Runtime::check`], by instance id.
+    checks: HashMap<String, u64>,
     faults: Faults,
     /// Tags moved by [`MemoryRuntime::tag_image`]; any other name has a fixed id of its own.
     tags: HashMap<String, String>,
@@ -215,6 +224,23 @@ impl MemoryRuntime {
             let exited = exit(&mut container, 137);
             self.report(exited);
         }
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Probe attempts [`Runtime::check`] made on instance `id`.
+    pub fn checks_made(&self, id: &str) -> u64 {
+        self.engine().checks.get(id).copied().unwrap_or(0)
+    }
+
+    /// Makes `check` fail on instance `id` (`failing`) or pass again, as an app whose health
+    /// endpoint breaks while it keeps running.
+    pub fn fail_check(&self, id: &str, check: &Check, failing: bool) {
+        self.edit(id, |c| {
+            c.failing.retain(|f| f != check);
+            if failing {
+                c.failing.push(check.clone());
+            }
+        });
         self.inner.changed.notify_waiters();
     }
 
@@ -417,6 +443,7 @@ impl Runtime for MemoryRuntime {
                 ready_at,
                 // A crash-looping image dies before it ever answers.
                 never_ready: engine.faults.never_ready || engine.faults.exit_on_start.is_some(),
+                failing: engine.faults.failing_checks.clone(),
                 memory: DEFAULT_MEMORY,
                 image: spec.image.clone(),
             };
@@ -435,10 +462,36 @@ impl Runtime for MemoryRuntime {
         Ok(instance)
     }
 
+    async fn check(&self, instance: &Instance, check: &Check, timeout: Duration) -> Answer {
+        *self.engine().checks.entry(instance.id.clone()).or_default() += 1;
+        let container = match self.get("probe", &instance.id) {
+            Ok(container) => container,
+            Err(e) => return Answer::Failed(e.to_string()),
+        };
+        if self.engine().faults.host_exhausted {
+            return Answer::Unchecked("Too many open files (os error 24), injected".into());
+        }
+        if container.failing.contains(check) {
+            return Answer::Failed(format!("{check} fails (injected)"));
+        }
+        if answers(&container) {
+            return Answer::Passed(format!("{check} passes"));
+        }
+        if container.instance.state == InstanceState::Running {
+            // Hung or not yet listening: the attempt runs into its timeout.
+            tokio::time::sleep(timeout).await;
+            return Answer::Failed(format!("no answer within {timeout:?}"));
+        }
+        Answer::Failed(format!(
+            "cannot connect: the instance is {:?}",
+            container.instance.state
+        ))
+    }
+
     async fn wait_ready(
         &self,
         instance: &Instance,
-        _readiness: &Readiness,
+        readiness: &Readiness,
         timeout: Duration,
     ) -> Result<(), RuntimeError> {
         let started = Instant::now();
@@ -455,7 +508,8 @@ impl Runtime for MemoryRuntime {
                 });
             }
             let exhausted = self.engine().faults.host_exhausted;
-            if answers(&container) && !exhausted {
+            let failing = container.failing.contains(&readiness.check);
+            if answers(&container) && !exhausted && !failing {
                 return Ok(());
             }
             let now = Instant::now();
@@ -470,6 +524,8 @@ impl Runtime for MemoryRuntime {
                     instance: instance.name.clone(),
                     port: 8080,
                     waited_ms: now.duration_since(started).as_millis(),
+                    check: readiness.check.to_string(),
+                    last: if failing { "fails (injected)" } else { "no answer" }.to_string(),
                 });
             }
             // Wake at the start delay's end, the deadline, or any change.

@@ -7,7 +7,7 @@ use futures_util::stream::BoxStream;
 
 use crate::error::RuntimeError;
 use crate::image::{ImageInfo, PullProgress, RegistryAuth};
-use crate::instance::{Instance, InstanceExit, InstanceSpec, LogLine, LogOptions, Readiness};
+use crate::instance::{Answer, Check, Instance, InstanceExit, InstanceSpec, LogLine, LogOptions, Readiness};
 
 /// A stream of log lines of one instance.
 pub type Logs = BoxStream<'static, Result<LogLine, RuntimeError>>;
@@ -39,7 +39,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// known; it may not answer HTTP yet (see [`Runtime::wait_ready`]).
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError>;
 
-    /// Probes the instance until it answers as `readiness` asks, it exits, or `timeout` passes.
+    /// One attempt of `check` against a running instance, of at most `timeout`.
+    async fn check(&self, instance: &Instance, check: &Check, timeout: Duration) -> Answer;
+
+    /// Probes the instance until it passes `readiness`'s check, it exits, or `timeout` passes.
     async fn wait_ready(
         &self,
         instance: &Instance,

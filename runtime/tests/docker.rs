@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use rand::Rng;
 use rouse_runtime::LABEL_HOME;
 use rouse_runtime::{
-    Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogRotation, LogStream,
-    Readiness, Resources, Runtime, RuntimeError, Security,
+    Answer, Check, Dial, DockerRuntime, Instance, InstanceExit, InstanceSpec, InstanceState, LogOptions, LogRotation,
+    LogStream, Readiness, Resources, Runtime, RuntimeError, Security,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -375,7 +375,11 @@ async fn an_instance_that_never_listens_is_not_ready() {
             instance: name,
             port,
             waited_ms,
+            check,
+            last,
         }) => {
+            assert_eq!(check, "GET /");
+            assert!(last.contains("cannot connect"), "{last}");
             assert_eq!(name, instance.name);
             assert_eq!(port, PORT);
             assert!((300..2_000).contains(&waited_ms), "{waited_ms}");
@@ -560,4 +564,77 @@ async fn published_port_mode_dials_loopback() {
         .expect("ready");
     let listed = rt.list().await.expect("list");
     assert_eq!(listed[0].endpoint, Some(endpoint), "list reports the same endpoint");
+}
+
+/// TCP and exec checks against a real container, through both ways of dialling it: a TCP
+/// check passes only while something listens (even behind Docker's port proxy, which accepts
+/// either way), an exec check runs inside the container and reports its exit code and output.
+#[tokio::test]
+async fn tcp_and_exec_checks_see_the_container_as_it_is() {
+    test_image();
+    for dial in [Dial::ContainerIp, Dial::PublishedPort] {
+        let home = Home::with_dial(dial).await;
+        let rt = &home.runtime;
+        // Listens only once /listen exists (the image has no /tmp).
+        let instance = rt
+            .create(&spec(
+                "chk-00001",
+                &[
+                    "/bin/busybox",
+                    "sh",
+                    "-c",
+                    "while [ ! -e /listen ]; do sleep 0.05; done; exec busybox httpd -f -p $PORT -h /",
+                ],
+            ))
+            .await
+            .expect("create");
+        let second = Duration::from_secs(1);
+        let tcp = rt.check(&instance, &Check::Tcp, second).await;
+        assert!(!tcp.passed(), "{dial:?}: nothing listens yet: {tcp:?}");
+        let listen = Check::Exec {
+            command: vec!["/bin/busybox".into(), "touch".into(), "/listen".into()],
+        };
+        assert_eq!(
+            rt.check(&instance, &listen, second * 5).await,
+            Answer::Passed("exit code 0".into())
+        );
+        let readiness = Readiness {
+            check: Check::Tcp,
+            ..Readiness::default()
+        };
+        rt.wait_ready(&instance, &readiness, READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{dial:?}: listening now: {e}"));
+        assert!(rt.check(&instance, &Check::Tcp, second).await.passed());
+        let failing = Check::Exec {
+            command: vec![
+                "/bin/busybox".into(),
+                "sh".into(),
+                "-c".into(),
+                "echo database unreachable; exit 3".into(),
+            ],
+        };
+        assert_eq!(
+            rt.check(&instance, &failing, second * 5).await,
+            Answer::Failed("exit code 3: database unreachable".into())
+        );
+        let missing = Check::Exec {
+            command: vec!["/no/such/check".into()],
+        };
+        let answer = rt.check(&instance, &missing, second * 5).await;
+        assert!(
+            !answer.passed() && answer.text().contains("no/such/check"),
+            "{answer:?}"
+        );
+        let http = Check::Http {
+            path: "/missing".into(),
+            headers: vec![("X-Probe".into(), "1".into())],
+            any_status: false,
+        };
+        assert_eq!(
+            rt.check(&instance, &http, second).await,
+            Answer::Failed("HTTP 404 Not Found".into())
+        );
+        rt.stop(&instance.id, Duration::ZERO).await.expect("stop");
+    }
 }

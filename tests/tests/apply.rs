@@ -148,7 +148,10 @@ fn real_manifest_fields_are_honoured_and_round_trip() {
 
     let human = rouse.cli_ok(&["describe", "shop"]);
     assert!(human.contains("Labels:       team=payments, tier=web"), "{human}");
-    assert!(human.contains("Readiness:    GET /healthz"), "{human}");
+    assert!(
+        human.contains("Readiness:    http-get /healthz delay=0s timeout=1s period=1s #success=1 #failure=3"),
+        "{human}"
+    );
 
     // describe -o yaml applies back unchanged, and again after a restart.
     let yaml = rouse.cli_ok(&["describe", "shop", "-o", "yaml"]);

@@ -9,6 +9,7 @@ use rouse_api::annotations::{apply_annotation, parse_annotation, remove_annotati
 use rouse_api::duration::parse_duration;
 use rouse_api::knative::KService;
 use rouse_api::name::validate_name;
+use rouse_api::probe::Probe;
 use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, PullPolicy, ServiceDescription};
 use rouse_api::template::parse_port;
 use rouse_api::traffic::{TrafficChange, parse_split};
@@ -112,20 +113,21 @@ fn template(
     if let Some(dir) = &args.working_dir {
         template.working_dir = (!dir.is_empty()).then(|| dir.clone());
     }
-    if let Some(probe) = &args.probe_readiness {
-        template.readiness = Some(readiness_probe(probe, template.port)?);
-    }
-    if let Some(opts) = &args.probe_readiness_opts {
-        let Some(probe) = template.readiness.as_mut() else {
-            return Err(ValidationError::new(
-                "--probe-readiness-opts",
-                opts,
-                "needs a probe: give --probe-readiness too",
-            )
-            .into());
-        };
-        probe.period_seconds = probe_period(opts)?;
-    }
+    let port = template.port;
+    probe_flags(
+        &mut template.readiness,
+        "readiness",
+        &args.probe_readiness,
+        &args.probe_readiness_opts,
+        port,
+    )?;
+    probe_flags(
+        &mut template.liveness,
+        "liveness",
+        &args.probe_liveness,
+        &args.probe_liveness_opts,
+        port,
+    )?;
     if let Some(sink) = &args.sink {
         template.sink = Some(flags::sink("--sink", sink)?);
     }
@@ -265,52 +267,34 @@ fn edit_quantities(
     Ok(())
 }
 
-/// kn's `http:HOST:PORT:PATH` (HOST and PORT may be empty; a PORT must be the container's,
-/// the one Rouse probes).
-fn readiness_probe(probe: &str, port: u16) -> Result<rouse_api::template::ReadinessProbe, ValidationError> {
-    let refuse = |reason: String| ValidationError::new("--probe-readiness", probe, reason);
-    let Some(rest) = probe.strip_prefix("http:") else {
-        return Err(refuse(if probe.starts_with("tcp:") || probe.starts_with("exec:") {
-            "only http probes are supported yet: http::PORT:PATH or http:::PATH".to_string()
-        } else {
-            "expected http:[HOST]:[PORT]:PATH, e.g. http:::/healthz".to_string()
-        }));
-    };
-    let mut parts = rest.splitn(3, ':');
-    let (host, probe_port, path) = (parts.next(), parts.next(), parts.next());
-    let (Some(host), Some(probe_port), Some(path)) = (host, probe_port, path) else {
-        return Err(refuse(
-            "expected http:[HOST]:[PORT]:PATH, e.g. http:::/healthz".to_string(),
-        ));
-    };
-    if !host.is_empty() {
-        return Err(refuse(
-            "the host must be empty: the probe goes to the instance itself".to_string(),
-        ));
+/// kn's `--probe-KIND` (a new probe in place of the one there was) and `--probe-KIND-opts`
+/// (timings of the new probe or, on a redeploy, of the one the service has).
+fn probe_flags(
+    probe: &mut Option<Probe>,
+    kind: &str,
+    action: &Option<String>,
+    opts: &Option<String>,
+    port: u16,
+) -> Result<(), ValidationError> {
+    if let Some(action) = action {
+        *probe = Some(Probe::new(rouse_api::probe::parse_flag(
+            &format!("--probe-{kind}"),
+            action,
+            port,
+        )?));
     }
-    if !probe_port.is_empty() && probe_port != port.to_string() {
-        return Err(refuse(format!("the port must be the container's ({port}) or left out")));
-    }
-    if !path.starts_with('/') {
-        return Err(refuse("the path must start with /".to_string()));
-    }
-    Ok(rouse_api::template::ReadinessProbe {
-        path: path.to_string(),
-        period_seconds: 0,
-    })
-}
-
-/// `--probe-readiness-opts periodSeconds=N`.
-fn probe_period(opts: &str) -> Result<u32, ValidationError> {
-    opts.strip_prefix("periodSeconds=")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| {
-            ValidationError::new(
-                "--probe-readiness-opts",
+    if let Some(opts) = opts {
+        let flag = format!("--probe-{kind}-opts");
+        let Some(probe) = probe.as_mut() else {
+            return Err(ValidationError::new(
+                flag,
                 opts,
-                "expected periodSeconds=N, e.g. periodSeconds=5",
-            )
-        })
+                format!("needs a probe: give --probe-{kind} too"),
+            ));
+        };
+        rouse_api::probe::apply_opts(probe, &flag, opts)?;
+    }
+    Ok(())
 }
 
 /// `KEY=VALUE` sets, `KEY-` removes, in a map of `flag`'s.
@@ -334,6 +318,24 @@ fn edit_map(
         }
     }
     Ok(())
+}
+
+/// The kn flag that sets a probe field: the probe's own for its handler, its `-opts` for
+/// its timings. A startup probe has no flag (kn has none).
+fn probe_flag(field: &str) -> Option<&'static str> {
+    use rouse_api::probe::ProbeKind;
+    let [(readiness, readiness_opts), (liveness, liveness_opts)] = [
+        ("--probe-readiness", "--probe-readiness-opts"),
+        ("--probe-liveness", "--probe-liveness-opts"),
+    ];
+    let timing = field.ends_with("Seconds") || field.ends_with("Threshold");
+    if field.starts_with(&ProbeKind::Readiness.path()) {
+        Some(if timing { readiness_opts } else { readiness })
+    } else if field.starts_with(&ProbeKind::Liveness.path()) {
+        Some(if timing { liveness_opts } else { liveness })
+    } else {
+        None
+    }
 }
 
 /// `NAME-`: the name of what an edit removes.
@@ -375,6 +377,8 @@ fn on_deploy_flags(error: ValidationError) -> ValidationError {
         "--label"
     } else if field == format!("{CONTAINER}.workingDir") {
         "--working-dir"
+    } else if let Some(flag) = probe_flag(field) {
+        flag
     } else if let Some((_, flag)) = flags.iter().find(|(path, _)| path == field) {
         flag
     } else {
@@ -616,14 +620,25 @@ mod tests {
         t.resources.limits.memory = Some("lots".into());
         assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--limit");
         t.resources.limits.memory = None;
-        t.readiness = Some(rouse_api::template::ReadinessProbe {
+        t.readiness = Some(Probe::new(rouse_api::probe::ProbeAction::HttpGet {
             path: "healthz".into(),
-            period_seconds: 0,
-        });
+            headers: Vec::new(),
+        }));
+        assert_eq!(on_deploy_flags(t.validate().unwrap_err()).field, "--probe-readiness");
+        t.readiness = None;
+        let mut probe = Probe::new(rouse_api::probe::ProbeAction::TcpSocket);
+        probe.period_seconds = Some(0);
+        t.liveness = Some(probe);
+        assert_eq!(
+            on_deploy_flags(t.validate().unwrap_err()).field,
+            "--probe-liveness-opts"
+        );
+        t.liveness = None;
+        t.startup = Some(Probe::new(rouse_api::probe::ProbeAction::Exec { command: vec![] }));
         let untouched = on_deploy_flags(t.validate().unwrap_err());
         assert_eq!(
             untouched.field,
-            "spec.template.spec.containers[0].readinessProbe.httpGet.path"
+            "spec.template.spec.containers[0].startupProbe.exec.command"
         );
     }
 }

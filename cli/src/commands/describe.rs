@@ -54,12 +54,15 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
                 }
             }
         }
-        if let Some(path) = container
-            .readiness_probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref()?.path.as_ref())
-        {
-            let _ = writeln!(out, "Readiness:    GET {path}");
+        for (what, probe) in [
+            ("Startup:  ", &container.startup_probe),
+            ("Readiness:", &container.readiness_probe),
+            ("Liveness: ", &container.liveness_probe),
+        ] {
+            if let Some(probe) = probe {
+                let aggressive = what.starts_with("Readiness") && probe.period_seconds.unwrap_or(0) == 0;
+                let _ = writeln!(out, "{what}    {}", probe_summary(probe, aggressive));
+            }
         }
         for env in &container.env {
             let _ = writeln!(out, "Env:          {}={}", env.name, env.value);
@@ -132,4 +135,41 @@ pub(crate) fn render(service: &ServiceDescription) -> String {
         }
     }
     out
+}
+
+/// A probe on one line, as `kubectl describe` shows one: its handler, then every timing with
+/// Kubernetes' defaults filled in; `aggressive`: a readiness probe with no period, shown as
+/// Knative's `period=0s` (aggressive until ready, then every 10 s).
+fn probe_summary(probe: &rouse_api::knative::Probe, aggressive: bool) -> String {
+    use rouse_api::probe::{DEFAULT_FAILURE_THRESHOLD, DEFAULT_PERIOD_SECONDS, DEFAULT_TIMEOUT_SECONDS};
+    let handler = if let Some(get) = &probe.http_get {
+        let mut text = format!("http-get {}", get.path.as_deref().unwrap_or("/"));
+        for header in &get.http_headers {
+            let _ = write!(text, " [{}: {}]", header.name, header.value);
+        }
+        text
+    } else if probe.tcp_socket.is_some() {
+        "tcp-socket".to_string()
+    } else if let Some(grpc) = &probe.grpc {
+        match &grpc.service {
+            Some(service) => format!("grpc {service}"),
+            None => "grpc".to_string(),
+        }
+    } else if let Some(exec) = &probe.exec {
+        format!("exec [{}]", exec.command.join(" "))
+    } else {
+        "none".to_string()
+    };
+    format!(
+        "{handler} delay={}s timeout={}s period={}s #success={} #failure={}",
+        probe.initial_delay_seconds.unwrap_or(0),
+        probe.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+        if aggressive {
+            0
+        } else {
+            probe.period_seconds.unwrap_or(DEFAULT_PERIOD_SECONDS)
+        },
+        probe.success_threshold.unwrap_or(1),
+        probe.failure_threshold.unwrap_or(DEFAULT_FAILURE_THRESHOLD),
+    )
 }

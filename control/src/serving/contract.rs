@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use rouse_api::probe::{Probe, ProbeAction, ProbeKind};
 use rouse_api::{Revision, RevisionTemplate};
-use rouse_runtime::{InstanceSpec, LogRotation, Readiness, Resources, Security};
+use rouse_runtime::{Check, InstanceSpec, LogRotation, Readiness, Resources, Security};
 
 use crate::config::InstanceConfig;
 use crate::sinks::SinkAddresses;
@@ -77,14 +78,68 @@ fn resources(t: &RevisionTemplate, config: &InstanceConfig) -> Resources {
     }
 }
 
-/// How an instance of `template` is known to be ready: the user's probe, or any HTTP answer.
+/// How an instance of `template` is known to be ready: the user's probe, or any HTTP answer
+/// on `/`, probed aggressively unless the probe sets a period.
 pub(crate) fn readiness(template: &RevisionTemplate) -> Readiness {
     match &template.readiness {
         None => Readiness::default(),
         Some(probe) => Readiness {
-            path: probe.path.clone(),
-            period: (probe.period_seconds > 0).then(|| Duration::from_secs(probe.period_seconds.into())),
-            success_only: true,
+            check: check(probe),
+            period: probe.start_period(ProbeKind::Readiness),
+            attempt_timeout: probe.timeout(),
+        },
+    }
+}
+
+/// What a new instance of a revision must pass before it takes requests, and when.
+pub(crate) struct StartProbes {
+    /// The startup probe, if any, and how long it may keep failing.
+    pub(crate) startup: Option<(Readiness, Duration)>,
+    /// Its initial delay, from the instance's creation.
+    pub(crate) startup_delay: Duration,
+    pub(crate) readiness: Readiness,
+    /// The readiness probe's initial delay, from the instance's creation.
+    pub(crate) readiness_delay: Duration,
+}
+
+impl StartProbes {
+    pub(crate) fn of(template: &RevisionTemplate) -> Self {
+        let delay = |probe: &Option<Probe>| probe.as_ref().map_or(Duration::ZERO, Probe::initial_delay);
+        Self {
+            startup: startup(template),
+            startup_delay: delay(&template.startup),
+            readiness: readiness(template),
+            readiness_delay: delay(&template.readiness),
+        }
+    }
+}
+
+/// How an instance of `template` is known to have started, when it has a startup probe:
+/// attempts a period apart, and how long they may keep failing (`failureThreshold` periods).
+pub(crate) fn startup(template: &RevisionTemplate) -> Option<(Readiness, Duration)> {
+    let probe = template.startup.as_ref()?;
+    let readiness = Readiness {
+        check: check(probe),
+        period: probe.start_period(ProbeKind::Startup),
+        attempt_timeout: probe.timeout(),
+    };
+    Some((readiness, probe.failing_budget() - probe.initial_delay()))
+}
+
+/// What one attempt of `probe` asks of the runtime.
+pub(crate) fn check(probe: &Probe) -> Check {
+    match &probe.action {
+        ProbeAction::HttpGet { path, headers } => Check::Http {
+            path: path.clone(),
+            headers: headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+            any_status: false,
+        },
+        ProbeAction::TcpSocket => Check::Tcp,
+        ProbeAction::Grpc { service } => Check::Grpc {
+            service: service.clone().unwrap_or_default(),
+        },
+        ProbeAction::Exec { command } => Check::Exec {
+            command: command.clone(),
         },
     }
 }

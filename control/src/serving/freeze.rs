@@ -153,9 +153,22 @@ impl Serving {
             return;
         };
         let mut chosen = Vec::new();
-        for phase in [Phase::Starting, Phase::Ready] {
-            for instance in rev.instances.iter_mut().filter(|i| i.phase == phase) {
+        // Starting ones first, then ready ones out of rotation, then the others.
+        let order = |i: &super::state::InstanceRecord| match (i.phase, &i.unready) {
+            (Phase::Starting, _) => Some(0),
+            (Phase::Ready, Some(_)) => Some(1),
+            (Phase::Ready, None) => Some(2),
+            _ => None,
+        };
+        for rank in 0..3 {
+            for instance in rev.instances.iter_mut().filter(|i| order(i) == Some(rank)) {
                 if chosen.len() < count {
+                    let phase = instance.phase;
+                    // Not through `State::advance`, which would need the record again.
+                    debug_assert!(phase.may_become(Phase::Draining));
+                    if phase == Phase::Ready {
+                        instance.unwatch();
+                    }
                     instance.phase = Phase::Draining;
                     // A starting instance has nothing worth keeping: only ready ones freeze.
                     let keep = freeze && phase == Phase::Ready;

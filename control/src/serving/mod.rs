@@ -23,6 +23,7 @@
 //! - `start`: starting, adopting, ready, exited, failed.
 //! - `freeze`: draining, freezing, thawing, removing frozen instances.
 //! - `gc`: deleting old revisions.
+//! - `health`: readiness and liveness probes of ready instances.
 //! - `autoscale`: sampling demand and asking the KPA.
 //! - `contract`: what a container is given (`$PORT`, `K_*`) and how it is probed.
 //!
@@ -61,6 +62,7 @@ mod capacity;
 mod contract;
 mod freeze;
 mod gc;
+mod health;
 mod phase;
 mod plan;
 mod reconcile;
@@ -406,7 +408,7 @@ impl Serving {
                 instances: r
                     .instances
                     .iter()
-                    .map(|i| (i.name.clone(), i.phase.public(), i.endpoint))
+                    .map(|i| (i.name.clone(), i.public_phase(), i.endpoint))
                     .collect(),
                 failures: r.failures,
                 last_crash: r.last_crash.clone(),

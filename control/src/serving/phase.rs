@@ -85,6 +85,9 @@ impl State {
         if !record.phase.may_become(to) {
             return None;
         }
+        if record.phase == Phase::Ready {
+            record.unwatch();
+        }
         record.phase = to;
         if to != Phase::Frozen && to != Phase::Freezing {
             record.frozen_at = None;
@@ -95,6 +98,9 @@ impl State {
     /// Drops the record of a stopped instance.
     pub(super) fn gone(&mut self, revision: &str, id: &str) {
         if let Some(rev) = self.revisions.get_mut(revision) {
+            for record in rev.instances.iter_mut().filter(|i| i.id == id) {
+                record.unwatch();
+            }
             rev.instances.retain(|i| i.id != id);
         }
     }

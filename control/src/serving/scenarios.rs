@@ -593,3 +593,164 @@ async fn a_pinned_registry_image_gone_from_the_engine_is_pulled_again_by_its_dig
     );
     assert_eq!(image_of_running(&h, "web-00001").as_deref(), Some("reg/app@sha256:a"));
 }
+
+/// A probe of `action` every second, failing after `failures` failed attempts in a row.
+fn probe(action: rouse_api::probe::ProbeAction, failures: u32) -> rouse_api::probe::Probe {
+    rouse_api::probe::Probe {
+        period_seconds: Some(1),
+        failure_threshold: Some(failures),
+        ..rouse_api::probe::Probe::new(action)
+    }
+}
+
+fn exec(command: &str) -> rouse_api::probe::ProbeAction {
+    rouse_api::probe::ProbeAction::Exec {
+        command: vec![command.to_string()],
+    }
+}
+
+fn live_of(h: &Harness, service: &str) -> super::RevisionLive {
+    let svc = h.serving().store().service(service).unwrap().unwrap();
+    let revision = h.serving().store().revisions_of(service).unwrap().remove(0);
+    h.serving().revision_live(&svc, &revision)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_liveness_probe_restarts_the_instance_as_a_crash() {
+    let h = Harness::start();
+    h.deploy("web", template(|t| t.liveness = Some(probe(exec("live"), 3))));
+    assert!(h.eventually(SETTLE, |h| h.running("web-00001").len() == 1).await);
+    let first = h.running("web-00001").remove(0);
+    // Passing, it lives on.
+    tokio::time::sleep(SETTLE).await;
+    assert!(h.engine.exists(&first.id));
+    let live_check = rouse_runtime::Check::Exec {
+        command: vec!["live".into()],
+    };
+    h.engine.fail_check(&first.id, &live_check, true);
+    assert!(
+        h.eventually(SETTLE, |h| !h.engine.exists(&first.id)).await,
+        "removed after three failures"
+    );
+    let crash = live_of(&h, "web").last_crash.unwrap();
+    assert_eq!(crash.reason, "LivenessProbeFailed");
+    assert!(
+        crash.message.contains("failed 3 times in a row") && crash.message.contains("last answer: exec live fails"),
+        "{}",
+        crash.message
+    );
+    served_within(&h.request("web", SEC / 10).await, SETTLE);
+    let replacement = h.running("web-00001");
+    assert_eq!(replacement.len(), 1);
+    assert_ne!(replacement[0].id, first.id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_readiness_probe_takes_the_instance_out_of_rotation_and_back() {
+    use rouse_api::status::InstancePhase;
+    let h = Harness::start();
+    let ready = rouse_api::probe::ProbeAction::HttpGet {
+        path: "/ready".into(),
+        headers: Vec::new(),
+    };
+    h.deploy(
+        "web",
+        template(|t| {
+            t.readiness = Some(probe(ready, 2));
+            t.scale.min = 2;
+            t.scale.initial = 2;
+        }),
+    );
+    assert!(h.eventually(SETTLE, |h| h.running("web-00001").len() == 2).await);
+    let (sick, well) = {
+        let running = h.running("web-00001");
+        (running[0].clone(), running[1].clone())
+    };
+    let check = rouse_runtime::Check::Http {
+        path: "/ready".into(),
+        headers: Vec::new(),
+        any_status: false,
+    };
+    h.engine.fail_check(&sick.id, &check, true);
+    let phases = |h: &Harness| {
+        live_of(h, "web")
+            .instances
+            .iter()
+            .map(|(name, phase, _)| (name.clone(), *phase))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    assert!(
+        h.eventually(SETTLE, |h| phases(h).get(&sick.name) == Some(&InstancePhase::NotReady))
+            .await,
+        "out of rotation after two failures"
+    );
+    for _ in 0..20 {
+        match h.request("web", Duration::ZERO).await {
+            Outcome::Served { instance, .. } => assert_eq!(instance, well.id, "only the ready one serves"),
+            other => panic!("not served: {other:?}"),
+        }
+    }
+    assert!(h.engine.exists(&sick.id), "not ready is not dead: it stays");
+    h.engine.fail_check(&sick.id, &check, false);
+    assert!(
+        h.eventually(SETTLE, |h| phases(h).get(&sick.name) == Some(&InstancePhase::Ready))
+            .await,
+        "back in rotation once it passes"
+    );
+    let mut served_by = std::collections::HashSet::new();
+    for _ in 0..20 {
+        if let Outcome::Served { instance, .. } = h.spawn_request("web", SEC / 10).await.unwrap() {
+            served_by.insert(instance);
+        }
+    }
+    assert!(served_by.contains(&sick.id) || served_by.len() == 1, "{served_by:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_startup_probe_gates_readiness_and_ends_an_instance_that_never_starts() {
+    let h = Harness::start();
+    let startup_check = rouse_runtime::Check::Exec {
+        command: vec!["started".into()],
+    };
+    h.engine.faults(|f| f.failing_checks = vec![startup_check]);
+    let began = tokio::time::Instant::now();
+    h.deploy("web", template(|t| t.startup = Some(probe(exec("started"), 2))));
+    assert!(
+        h.eventually(SETTLE, |h| live_of(h, "web").last_crash.is_some()).await,
+        "ended after its startup budget"
+    );
+    assert!(began.elapsed() >= Duration::from_secs(2), "{:?}", began.elapsed());
+    let crash = live_of(&h, "web").last_crash.unwrap();
+    assert_eq!(crash.reason, "StartupProbeFailed", "{}", crash.message);
+    assert!(h.engine.instances().is_empty(), "it never served, and is gone");
+    h.engine.faults(|f| f.failing_checks.clear());
+    // The next one starts and serves.
+    served_within(&h.request("web", SEC / 10).await, SETTLE * 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn frozen_instances_are_not_probed() {
+    let h = Harness::start();
+    // Patient enough that only the freeze can stop its attempts.
+    h.deploy("web", template(|t| t.liveness = Some(probe(exec("live"), 10_000))));
+    assert!(h.eventually(SETTLE, |h| h.running("web-00001").len() == 1).await);
+    tokio::time::sleep(TO_ZERO).await;
+    let frozen = h.paused("web-00001");
+    assert_eq!(frozen.len(), 1, "frozen at zero");
+    let live_check = rouse_runtime::Check::Exec {
+        command: vec!["live".into()],
+    };
+    h.engine.fail_check(&frozen[0].id, &live_check, true);
+    let checks = h.engine.checks_made(&frozen[0].id);
+    assert!(checks > 0, "probed while it served");
+    tokio::time::sleep(SETTLE * 4).await;
+    assert_eq!(h.engine.checks_made(&frozen[0].id), checks, "no probe while frozen");
+    assert_eq!(h.paused("web-00001"), frozen, "still frozen");
+    assert!(live_of(&h, "web").last_crash.is_none());
+    // Thawed, it is probed again.
+    served_within(&h.request("web", SEC / 10).await, SEC);
+    assert!(
+        h.eventually(SETTLE, |h| h.engine.checks_made(&frozen[0].id) > checks)
+            .await
+    );
+}

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use rouse_activator::Endpoint;
 use rouse_api::knative::timestamp;
 use rouse_api::status::Crash;
-use rouse_runtime::{Instance, InstanceSpec, LogOptions, Readiness, RuntimeError, is_pinned};
+use rouse_runtime::{Instance, InstanceSpec, LogOptions, RuntimeError, is_pinned};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::restart_delay;
 use crate::metrics::StartPath;
 
-use super::contract::{instance_spec, readiness};
+use super::contract::{StartProbes, instance_spec, readiness};
 use super::phase::Phase;
 use super::state::{InstanceRecord, RevisionState, State};
 use super::{ADOPT_PROBE_TIMEOUT, CRASH_LOG_LINES, Serving, spawn_in};
@@ -52,7 +52,7 @@ impl Serving {
         };
         rev.creating += 1;
         let spec = instance_spec(&rev.revision, &self.config, &self.sinks);
-        let ready = readiness(&rev.revision.template);
+        let probes = StartProbes::of(&rev.revision.template);
         let cancel = rev.cancel.clone();
         let generation = rev.generation;
         *state.starting.entry(spec.service.clone()).or_default() += 1;
@@ -61,7 +61,7 @@ impl Serving {
         let span = tracing::info_span!("start", service = %spec.service, %revision);
         spawn_in(tasks, span, async move {
             let service = spec.service.clone();
-            serving.start(&revision, generation, spec, &ready, cancel).await;
+            serving.start(&revision, generation, spec, &probes, cancel).await;
             let mut state = serving.state();
             if let Some(n) = state.starting.get_mut(&service) {
                 *n = n.saturating_sub(1);
@@ -75,7 +75,7 @@ impl Serving {
         revision: &str,
         generation: u64,
         spec: InstanceSpec,
-        ready: &Readiness,
+        probes: &StartProbes,
         cancel: CancellationToken,
     ) {
         tracing::info!(%revision, "starting instance");
@@ -154,7 +154,7 @@ impl Serving {
         }
         let instance = created;
         let probed = tokio::select! {
-            result = self.runtime.wait_ready(&instance, ready, self.config.ready_timeout) => result,
+            result = self.until_started(&instance, probes, began) => result,
             () = cancel.cancelled() => return,
         };
         match probed {
@@ -166,13 +166,14 @@ impl Serving {
             }
             // Not the instance's failure: no crash is counted, and the next pass starts
             // another once the host has room again.
-            Err(RuntimeError::HostExhausted { source, .. }) => {
+            Err((_, RuntimeError::HostExhausted { source, .. })) => {
                 tracing::warn!(%revision, instance = %instance.name, error = %source, "new instance not checked: this host is out of resources; it is replaced, no crash counted");
                 self.stop_at_next_pass(revision, &instance.id, Phase::Starting);
             }
-            Err(e) => {
+            Err((startup, e)) => {
                 let (reason, code) = match &e {
                     RuntimeError::Exited { code, .. } => ("ContainerExited", Some(*code)),
+                    RuntimeError::NotReady { .. } if startup => ("StartupProbeFailed", None),
                     RuntimeError::NotReady { .. } => ("NotReady", None),
                     _ => ("ProbeFailed", None),
                 };
@@ -180,6 +181,29 @@ impl Serving {
                     .await;
             }
         }
+    }
+
+    /// Waits until a new instance has started (its startup probe passes, when it has one)
+    /// and is ready (its readiness probe passes), each after its initial delay from `began`.
+    /// The error says whether it was the startup probe that failed.
+    async fn until_started(
+        &self,
+        instance: &Instance,
+        probes: &StartProbes,
+        began: Instant,
+    ) -> Result<(), (bool, RuntimeError)> {
+        if let Some((startup, budget)) = &probes.startup {
+            tokio::time::sleep_until(began + probes.startup_delay).await;
+            self.runtime
+                .wait_ready(instance, startup, *budget)
+                .await
+                .map_err(|e| (true, e))?;
+        }
+        tokio::time::sleep_until(began + probes.readiness_delay).await;
+        self.runtime
+            .wait_ready(instance, &probes.readiness, self.config.ready_timeout)
+            .await
+            .map_err(|e| (false, e))
     }
 
     /// Re-admits an instance found running after a restart, once it answers a probe.
@@ -229,10 +253,19 @@ impl Serving {
             else {
                 return;
             };
+            let watch = {
+                let rev = state.revisions.get(revision);
+                let parent = rev.map(|r| r.cancel.clone());
+                let template = rev.map(|r| r.revision.template.clone());
+                (parent, template)
+            };
             let Some(record) = state.advance(revision, &instance.id, &[Phase::Starting, Phase::Thawing], Phase::Ready)
             else {
                 return;
             };
+            if let (Some(parent), Some(template)) = watch {
+                record.watch = self.spawn_watch(revision, instance, &template, &parent);
+            }
             let slot = record
                 .slot
                 .get_or_insert_with(|| Endpoint::new(instance.id.clone(), instance.name.clone(), addr))

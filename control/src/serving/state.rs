@@ -99,6 +99,11 @@ pub(super) struct InstanceRecord {
     pub(super) slot: Option<Arc<Endpoint>>,
     /// When the record was made: a listing that began before it may not show the instance.
     pub(super) since: Instant,
+    /// While ready but out of rotation for failing its readiness probe: the probe's last
+    /// answer.
+    pub(super) unready: Option<String>,
+    /// Ends the probes watching it while it is ready (see `health`).
+    pub(super) watch: Option<CancellationToken>,
 }
 
 impl InstanceRecord {
@@ -112,7 +117,25 @@ impl InstanceRecord {
             memory: 0,
             slot: None,
             since: Instant::now(),
+            unready: None,
+            watch: None,
         }
+    }
+
+    /// The phase users see: ready instances failing their readiness probe are not ready.
+    pub(super) fn public_phase(&self) -> InstancePhase {
+        match (self.phase, &self.unready) {
+            (Phase::Ready, Some(_)) => InstancePhase::NotReady,
+            (phase, _) => phase.public(),
+        }
+    }
+
+    /// Stops the probes watching it.
+    pub(super) fn unwatch(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            watch.cancel();
+        }
+        self.unready = None;
     }
 }
 

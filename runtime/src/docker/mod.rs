@@ -10,6 +10,7 @@
 //! `rouse.home=<home id>`, and a container without our home label is never touched.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
+use bollard::exec::StartExecResults;
+use bollard::models::ExecConfig;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
@@ -31,8 +34,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::error::RuntimeError;
 use crate::image::{ImageInfo, PullProgress, RegistryAuth};
 use crate::instance::{
-    Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED, LABEL_PORT,
-    LABEL_REVISION, LABEL_SERVICE, LogOptions, Readiness,
+    Answer, Check, Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED,
+    LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogOptions, Readiness,
 };
 use crate::probe;
 use crate::runtime::{Logs, Runtime};
@@ -42,8 +45,8 @@ mod values;
 
 use create::container_body;
 use values::{
-    backend, build_error, build_step, event_exit, inspect_instance, inspect_state, is_refusal_containing, is_status,
-    log_lines, no_such_instance, not_managed, pull_error, pull_progress, random_suffix, summary_instance,
+    backend, build_error, build_step, engine_text, event_exit, inspect_instance, inspect_state, is_refusal_containing,
+    is_status, log_lines, no_such_instance, not_managed, pull_error, pull_progress, random_suffix, summary_instance,
 };
 
 /// Prefix of container names, so `docker ps` shows which containers are Rouse's.
@@ -55,6 +58,9 @@ const SUFFIX_LEN: usize = 5;
 /// How often `wait_ready` looks at the container's state when Docker's wait call is not
 /// available; normally the wait call reports an exit the moment it happens.
 const EXIT_POLL: Duration = Duration::from_millis(200);
+
+/// Bytes of an exec check's output kept for its answer.
+const EXEC_OUTPUT: usize = 512;
 
 /// Runs instances as containers of the local Docker Engine.
 pub struct DockerRuntime {
@@ -233,6 +239,99 @@ impl DockerRuntime {
         }
     }
 
+    /// Where to probe an instance: its endpoint, or, for one created before its port was
+    /// published (or that exited at once), the one it has now.
+    async fn probe_endpoint(&self, instance: &Instance) -> Result<SocketAddr, RuntimeError> {
+        if let Some(endpoint) = instance.endpoint {
+            return Ok(endpoint);
+        }
+        match self.inspect(&instance.id).await? {
+            Some(Instance {
+                state: InstanceState::Exited { code },
+                ..
+            }) => Err(RuntimeError::Exited {
+                instance: instance.name.clone(),
+                code,
+            }),
+            Some(Instance {
+                endpoint: Some(endpoint),
+                ..
+            }) => Ok(endpoint),
+            Some(_) => Err(RuntimeError::NoEndpoint {
+                operation: "probe",
+                instance: instance.name.clone(),
+            }),
+            None => Err(no_such_instance("probe", &instance.name)),
+        }
+    }
+
+    /// One attempt of `check` at `endpoint`, with no timeout of its own.
+    async fn attempt(
+        &self,
+        instance: &Instance,
+        endpoint: SocketAddr,
+        check: &Check,
+        local: &probe::LocalFailure,
+    ) -> Answer {
+        match check {
+            Check::Http {
+                path,
+                headers,
+                any_status,
+            } => match path.parse::<http::Uri>() {
+                Ok(uri) => probe::http_check(endpoint, &uri, headers, *any_status, local).await,
+                Err(e) => Answer::Failed(format!("'{path}' is not a request path: {e}")),
+            },
+            Check::Tcp => probe::tcp_once(endpoint, self.dial == Dial::PublishedPort, local).await,
+            Check::Grpc { service } => probe::grpc_once(endpoint, service, local).await,
+            Check::Exec { command } => self.exec(&instance.id, command).await,
+        }
+    }
+
+    /// Runs `command` inside the container through the engine's exec API, as Kubernetes'
+    /// exec probes do: it passes when the command exits with 0. The answer keeps the end of
+    /// its output, so a failing check says why.
+    async fn exec(&self, id: &str, command: &[String]) -> Answer {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            ..ExecConfig::default()
+        };
+        let program = command.first().map_or("", String::as_str);
+        let failed = |e: DockerError| Answer::Failed(format!("cannot run {program}: {}", engine_text(e)));
+        let created = match self.docker.create_exec(id, config).await {
+            Ok(created) => created,
+            Err(e) => return failed(e),
+        };
+        let mut output: Vec<u8> = Vec::new();
+        match self.docker.start_exec(&created.id, None).await {
+            Ok(StartExecResults::Attached { output: mut stream, .. }) => {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    output.extend_from_slice(&chunk.into_bytes());
+                    // Only the end is shown: a chatty check must not grow without bound.
+                    if output.len() > 2 * EXEC_OUTPUT {
+                        output.drain(..output.len() - EXEC_OUTPUT);
+                    }
+                }
+            }
+            Ok(StartExecResults::Detached) => {}
+            Err(e) => return failed(e),
+        }
+        let tail = String::from_utf8_lossy(&output[output.len().saturating_sub(EXEC_OUTPUT)..])
+            .trim()
+            .to_string();
+        match self.docker.inspect_exec(&created.id).await {
+            Ok(inspected) => match inspected.exit_code {
+                Some(0) => Answer::Passed("exit code 0".to_string()),
+                Some(code) if tail.is_empty() => Answer::Failed(format!("exit code {code}")),
+                Some(code) => Answer::Failed(format!("exit code {code}: {tail}")),
+                None => Answer::Failed(format!("{program} did not finish")),
+            },
+            Err(e) => failed(e),
+        }
+    }
+
     /// The container port of an instance, for messages; `None` if it cannot be read.
     async fn container_port(&self, id: &str) -> Option<u16> {
         let c = self.docker.inspect_container(id, None).await.ok()?;
@@ -397,6 +496,17 @@ impl Runtime for DockerRuntime {
         })
     }
 
+    async fn check(&self, instance: &Instance, check: &Check, timeout: Duration) -> Answer {
+        let endpoint = match self.probe_endpoint(instance).await {
+            Ok(endpoint) => endpoint,
+            Err(e) => return Answer::Failed(e.to_string()),
+        };
+        let local = probe::LocalFailure::default();
+        tokio::time::timeout(timeout, self.attempt(instance, endpoint, check, &local))
+            .await
+            .unwrap_or_else(|_| Answer::Failed(format!("no answer within {timeout:?}")))
+    }
+
     async fn wait_ready(
         &self,
         instance: &Instance,
@@ -405,45 +515,23 @@ impl Runtime for DockerRuntime {
     ) -> Result<(), RuntimeError> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let path = &readiness.path;
-        let uri: http::Uri = path.parse().map_err(|source| RuntimeError::ProbePath {
-            instance: instance.name.clone(),
-            path: path.clone(),
-            source,
-        })?;
-        let endpoint = match instance.endpoint {
-            Some(endpoint) => endpoint,
-            // Created before its port was published (or it exited at once): look again.
-            None => match self.inspect(&instance.id).await? {
-                Some(Instance {
-                    state: InstanceState::Exited { code },
-                    ..
-                }) => {
-                    return Err(RuntimeError::Exited {
-                        instance: instance.name.clone(),
-                        code,
-                    });
-                }
-                Some(Instance {
-                    endpoint: Some(endpoint),
-                    ..
-                }) => endpoint,
-                Some(_) => {
-                    return Err(RuntimeError::NoEndpoint {
-                        operation: "probe",
-                        instance: instance.name.clone(),
-                    });
-                }
-                None => return Err(no_such_instance("probe", &instance.name)),
+        let endpoint = self.probe_endpoint(instance).await?;
+        let (local, last) = (probe::LocalFailure::default(), probe::LastAnswer::default());
+        let schedule = probe::Schedule {
+            period: readiness.period,
+            attempt_timeout: readiness.attempt_timeout,
+            // A command is a process in the instance: one at a time.
+            in_flight: match readiness.check {
+                Check::Exec { .. } => 1,
+                _ => probe::MAX_IN_FLIGHT,
             },
         };
-
-        let local = probe::LocalFailure::default();
+        let attempt = || self.attempt(instance, endpoint, &readiness.check, &local);
         tokio::select! {
             // Readiness first: an instance that answered is ready even if it dies right after.
             biased;
-            status = probe::until_ready(endpoint, &uri, readiness, &local) => {
-                tracing::debug!(instance = %instance.name, %status, waited = ?started.elapsed(), "instance ready");
+            answer = probe::until_passed(attempt, schedule, &last) => {
+                tracing::debug!(instance = %instance.name, %answer, waited = ?started.elapsed(), "instance ready");
                 Ok(())
             }
             exited = self.exit_of(instance) => Err(exited),
@@ -459,6 +547,8 @@ impl Runtime for DockerRuntime {
                     instance: instance.name.clone(),
                     port,
                     waited_ms: started.elapsed().as_millis(),
+                    check: readiness.check.to_string(),
+                    last: last.get(),
                 })
             }
         }

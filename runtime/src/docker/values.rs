@@ -295,6 +295,11 @@ fn engine_message(err: DockerError) -> Result<String, DockerError> {
     }
 }
 
+/// What the engine said, in words: its own message when it relayed one, else the error.
+pub(super) fn engine_text(err: DockerError) -> String {
+    engine_message(err).unwrap_or_else(|other| other.to_string())
+}
+
 /// One step of a pull, from the engine's report.
 pub(super) fn pull_progress(info: CreateImageInfo) -> PullProgress {
     let detail = info.progress_detail.unwrap_or_default();
