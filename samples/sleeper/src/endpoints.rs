@@ -11,12 +11,22 @@
 //! | `GET /exit?code=N`            | an answer, then the process exits with N (default 1)    |
 //! | `GET /stream?n=N&ms=M`        | N lines `tick i` (default 10), M ms apart (default 100) |
 //! | `GET /conns`                  | how many connections the server has accepted            |
-//! | `GET /healthz`                | 503 until `HEALTHY_AFTER_MS` after listening, then 200  |
+//! | `GET /healthz`                | 503 until `HEALTHY_AFTER_MS` after listening, then 200, or as `/health` set it |
+//! | `POST /health?status=N`       | `/healthz` answers N from now on (0: as at start)       |
+//! | `POST /health?hang=1`         | `/healthz` never answers from now on, as a hung app     |
+//! | `POST /grpc.health.v1.Health/Check` (h2c) | gRPC health: `SERVING` while `/healthz` would answer 200, else `NOT_SERVING` |
 //! | `POST /emit?type=T`           | sends the body as a CloudEvent to `$K_SINK`; answers its status line, then its body |
 //! | `GET /upgrade` + `Upgrade: echo` | 101, then echoes every byte sent on the connection   |
 //! | `GET /upgrade` + a WebSocket handshake | 101, then echoes WebSocket frames             |
 
-use std::{collections::BTreeMap, fmt::Write as _, str::FromStr, sync::LazyLock, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    str::FromStr,
+    sync::LazyLock,
+    sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures_util::stream;
@@ -56,7 +66,14 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
         (&Method::GET, "/exit") => exit(request.uri()),
         (&Method::GET, "/stream") => stream(request.uri()),
         (&Method::GET, "/upgrade") => upgrade(request),
-        (&Method::GET, "/healthz") => healthz(),
+        (&Method::GET, "/healthz") => {
+            if HEALTH_HANGS.load(Relaxed) {
+                std::future::pending::<()>().await;
+            }
+            healthz()
+        }
+        (&Method::POST, "/health") => set_health(request.uri()),
+        (&Method::POST, "/grpc.health.v1.Health/Check") => Ok(grpc_health()),
         (&Method::POST, "/emit") => match crate::emit::emit(request).await {
             Ok((status, body)) => {
                 let mut response = text(format!("{}\n{body}", status.as_u16()));
@@ -89,9 +106,52 @@ pub(crate) fn listening() {
     LISTENING.get_or_init(tokio::time::Instant::now);
 }
 
+/// The status `/healthz` answers when set by `POST /health?status=N`; 0 when not set.
+static HEALTH_STATUS: AtomicU16 = AtomicU16::new(0);
+/// `/healthz` hangs (`POST /health?hang=1`).
+static HEALTH_HANGS: AtomicBool = AtomicBool::new(false);
+
+/// `POST /health?status=N|hang=1`: how `/healthz` answers from now on.
+fn set_health(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
+    let status: u16 = param(uri, "status", 0)?;
+    if status != 0 && StatusCode::from_u16(status).is_err() {
+        return Err(Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("status={status} is not an HTTP status"),
+        });
+    }
+    HEALTH_STATUS.store(status, Relaxed);
+    HEALTH_HANGS.store(param(uri, "hang", 0u8)? == 1, Relaxed);
+    Ok(text("ok\n"))
+}
+
+/// The gRPC health protocol's answer (`grpc.health.v1.HealthCheckResponse`), written by hand:
+/// one enum field, `SERVING` (1) while `/healthz` would answer 200, else `NOT_SERVING` (2),
+/// with `grpc-status: 0` in the trailers.
+fn grpc_health() -> Response<ResponseBody> {
+    let serving = healthz().is_ok_and(|r| r.status() == StatusCode::OK);
+    let message = [0, 0, 0, 0, 2, 0x08, if serving { 1 } else { 2 }];
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let frames = [Frame::data(Bytes::copy_from_slice(&message)), Frame::trailers(trailers)];
+    let body = StreamBody::new(stream::iter(frames.map(Ok::<_, hyper::Error>)));
+    let mut response = Response::new(body.boxed_unsync());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response
+}
+
 /// 503 until `HEALTHY_AFTER_MS` have passed since listening, then 200: an app that answers
-/// HTTP before it can serve, as a readiness probe is meant to catch.
+/// HTTP before it can serve, as a readiness probe is meant to catch. `POST /health` overrides
+/// it.
 fn healthz() -> Result<Response<ResponseBody>, Refusal> {
+    let set = HEALTH_STATUS.load(Relaxed);
+    if set != 0 {
+        let mut response = text(format!("set to {set}\n"));
+        *response.status_mut() = StatusCode::from_u16(set).unwrap_or(StatusCode::OK);
+        return Ok(response);
+    }
     let after: u64 = std::env::var("HEALTHY_AFTER_MS")
         .ok()
         .and_then(|v| v.parse().ok())

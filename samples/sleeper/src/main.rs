@@ -8,6 +8,10 @@
 //! - `STARTUP_DELAY_MS=N`: wait N ms before listening.
 //! - `LISTEN_PORT=P`: listen on P instead of `$PORT`, as an app that never becomes ready would.
 //! - `HEALTHY_AFTER_MS=N`: `GET /healthz` answers 503 for the first N ms after listening.
+//!
+//! `sleeper probe PATH` is a check for exec probes, as `grpc_health_probe` is for gRPC apps:
+//! it asks the sleeper in the same container (`127.0.0.1:$PORT`) for `GET PATH` and exits 0
+//! on a 200, 1 otherwise, saying what it got.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +30,12 @@ use tokio::net::TcpListener;
 // One thread is plenty for a test app, and keeps it light when tests start many instances.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, probe, path] = args.as_slice()
+        && probe == "probe"
+    {
+        return check(path);
+    }
     if std::env::var_os("FAIL_ON_START").is_some_and(|value| value == "1") {
         eprintln!("sleeper: failing on purpose");
         return ExitCode::FAILURE;
@@ -98,4 +108,33 @@ fn startup_delay() -> io::Result<Duration> {
         )
     })?;
     Ok(Duration::from_millis(ms))
+}
+
+/// `sleeper probe PATH`: one `GET PATH` to this container's sleeper, over plain std I/O (a
+/// check runs once and exits).
+fn check(path: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let answer = (|| -> io::Result<String> {
+        let port = port_from_env("PORT")?;
+        let mut stream = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut response = String::new();
+        stream.take(64 * 1024).read_to_string(&mut response)?;
+        Ok(response.lines().next().unwrap_or_default().to_string())
+    })();
+    match answer {
+        Ok(line) if line.split(' ').nth(1) == Some("200") => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Ok(line) => {
+            println!("unhealthy: {line}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            println!("unhealthy: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
