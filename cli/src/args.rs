@@ -404,7 +404,7 @@ pub(crate) struct DeployArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) revision_name: Option<String>,
     /// Where the container sends events, given to it as K_SINK: service:NAME, broker:NAME or an
-    /// http:// URL.
+    /// http:// URL; --sink "" removes it.
     #[arg(long, value_name = "SINK")]
     pub(crate) sink: Option<String>,
     /// CloudEvent extension the container should set on the events it sends, given to it in

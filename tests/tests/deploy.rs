@@ -515,7 +515,15 @@ fn a_redeploy_changes_only_what_its_flags_name() {
     let run = rouse.cli(&["deploy", "web", "--env", "D-", "--env", "E-"]);
     assert!(run.status.success(), "{}", run.stderr);
 
-    // Nothing named, nothing changed: no new revision.
+    // The sink removed, then set again.
+    let run = rouse.cli(&["deploy", "web", "--sink", ""]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(!env(&rouse).contains("K_SINK="), "{}", env(&rouse));
+    let run = rouse.cli(&["deploy", "web", "--sink", "http://127.0.0.1:9/"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(env(&rouse).contains("K_SINK=http://127.0.0.1:9/"), "{}", env(&rouse));
+
+    // Nothing named, nothing changed: no new revision (two more than before: the sink).
     let run = rouse.cli(&["deploy", "web"]);
     assert!(
         run.status.success() && run.stderr.contains("no new revision"),
@@ -524,7 +532,7 @@ fn a_redeploy_changes_only_what_its_flags_name() {
     );
     assert_eq!(
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
-        "web-00005"
+        "web-00007"
     );
 
     // Bad edits are refused, naming the flag; nothing changes.
@@ -542,7 +550,7 @@ fn a_redeploy_changes_only_what_its_flags_name() {
     );
     assert_eq!(
         rouse.describe("web")["status"]["latestCreatedRevisionName"],
-        "web-00005"
+        "web-00007"
     );
 
     // describe says what each revision changed against the one before.

@@ -129,7 +129,10 @@ fn template(
         port,
     )?;
     if let Some(sink) = &args.sink {
-        template.sink = Some(flags::sink("--sink", sink)?);
+        template.sink = match sink.as_str() {
+            "" => None,
+            sink => Some(flags::sink("--sink", sink)?),
+        };
     }
     edit_map("--ce-override", &mut template.ce_overrides, &args.ce_overrides)?;
     for annotation in &args.annotations {
