@@ -9,6 +9,7 @@
 //! - [`template`]: a revision template (image, env, port, limits, scale bounds) and its validation.
 //! - [`probe`]: startup, readiness and liveness probes, from YAML and kn's flags.
 //! - [`quantity`]: Kubernetes CPU and memory quantities (`500m`, `128Mi`).
+//! - [`secret`]: secrets and config maps, and their Kubernetes YAML.
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`traffic`]: traffic splits and tags, and resolving them to revisions.
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
@@ -34,6 +35,7 @@ pub mod manifest;
 pub mod name;
 pub mod probe;
 pub mod quantity;
+pub mod secret;
 pub mod service;
 pub mod status;
 pub mod template;
