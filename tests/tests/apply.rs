@@ -229,8 +229,8 @@ fn bad_manifests_are_refused_with_their_place_and_apply_nothing() {
             "document 2 (Service good): apiVersion: 'serving.knative.dev/v1alpha1' is not the apiVersion of a Service",
         ),
         (
-            with("          livenessProbe:\n            tcpSocket: {}\n"),
-            "spec.template.spec.containers[0].livenessProbe: Rouse does not support the field `livenessProbe`",
+            with("          lifecycle:\n            preStop: {}\n"),
+            "spec.template.spec.containers[0].lifecycle: Rouse does not support the field `lifecycle`",
         ),
         (
             format!("{first}{GOOD}---\nkind: Service\nmetadata: {{name: [\n"),
