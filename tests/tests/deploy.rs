@@ -674,8 +674,8 @@ fn kn_flags_set_limits_command_labels_and_probes() {
         ),
         (vec!["--limit", "gpu=1"], "'gpu' is not a resource"),
         (
-            vec!["--probe-readiness", "tcp::8080"],
-            "only http probes are supported yet",
+            vec!["--probe-readiness", "udp::53"],
+            "unknown probe type 'udp'",
         ),
         (
             vec!["--probe-readiness", "http::9999:/healthz"],
