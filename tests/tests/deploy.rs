@@ -673,10 +673,7 @@ fn kn_flags_set_limits_command_labels_and_probes() {
             "invalid --limit 'lots': is not a CPU quantity",
         ),
         (vec!["--limit", "gpu=1"], "'gpu' is not a resource"),
-        (
-            vec!["--probe-readiness", "udp::53"],
-            "unknown probe type 'udp'",
-        ),
+        (vec!["--probe-readiness", "udp::53"], "unknown probe type 'udp'"),
         (
             vec!["--probe-readiness", "http::9999:/healthz"],
             "must be the container's (8080)",
