@@ -235,8 +235,10 @@ fn secs(n: u32) -> Duration {
     Duration::from_secs(u64::from(n))
 }
 
-/// The probe a Knative container declares, checked; `port` is the container's serving port,
-/// the only one a probe may name.
+/// The probe a Knative container declares; `port` is the container's serving port, the only
+/// one a probe may name. What YAML alone can get wrong (no handler or two, another port, a
+/// host, HTTPS) is refused here; the rest by [`Probe::validate`], which the template's
+/// validation runs for YAML and flags alike.
 pub fn from_knative(probe: knative::Probe, kind: ProbeKind, port: u16) -> Result<Probe, ValidationError> {
     let path = kind.path();
     let at = |field: &str| format!("{path}.{field}");
@@ -299,16 +301,14 @@ pub fn from_knative(probe: knative::Probe, kind: ProbeKind, port: u16) -> Result
             ));
         }
     };
-    let probe = Probe {
+    Ok(Probe {
         action,
         initial_delay_seconds: probe.initial_delay_seconds,
         period_seconds: probe.period_seconds,
         timeout_seconds: probe.timeout_seconds,
         success_threshold: probe.success_threshold,
         failure_threshold: probe.failure_threshold,
-    };
-    probe.validate(kind)?;
-    Ok(probe)
+    })
 }
 
 /// The probe as a Knative container declares it; `port` goes where Kubernetes requires one
@@ -370,12 +370,10 @@ pub fn parse_flag(flag: &str, value: &str, port: u16) -> Result<ProbeAction, Val
         Ok(())
     };
     match handler {
-        "http" | "https" => {
-            if handler == "https" {
-                return Err(refuse(
-                    "only http: instances serve plain HTTP behind Rouse's ingress".to_string(),
-                ));
-            }
+        "https" => Err(refuse(
+            "only http: instances serve plain HTTP behind Rouse's ingress".to_string(),
+        )),
+        "http" => {
             let Some((host_port, path)) = rest.rsplit_once(':') else {
                 return Err(refuse(format!("an http probe is {forms}")));
             };

@@ -63,14 +63,6 @@ pub enum RuntimeError {
     /// The instance runs but has no address to dial.
     #[error("{operation} {instance}: the instance has no published port; is it running?")]
     NoEndpoint { operation: &'static str, instance: String },
-    /// The readiness path cannot be sent as a request path.
-    #[error("probe {instance}: readiness path '{path}' is not a valid request path: {source}")]
-    ProbePath {
-        instance: String,
-        path: String,
-        #[source]
-        source: http::uri::InvalidUri,
-    },
     /// Any other backend failure, with the operation and instance it concerned.
     #[error("{operation} {instance}: {source}")]
     Backend {

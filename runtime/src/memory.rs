@@ -241,7 +241,6 @@ impl MemoryRuntime {
                 c.failing.push(check.clone());
             }
         });
-        self.inner.changed.notify_waiters();
     }
 
     fn edit<T>(&self, id: &str, edit: impl FnOnce(&mut Container) -> T) -> Option<T> {

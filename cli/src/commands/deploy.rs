@@ -116,14 +116,14 @@ fn template(
     let port = template.port;
     probe_flags(
         &mut template.readiness,
-        "readiness",
+        READINESS_FLAGS,
         &args.probe_readiness,
         &args.probe_readiness_opts,
         port,
     )?;
     probe_flags(
         &mut template.liveness,
-        "liveness",
+        LIVENESS_FLAGS,
         &args.probe_liveness,
         &args.probe_liveness_opts,
         port,
@@ -270,32 +270,31 @@ fn edit_quantities(
     Ok(())
 }
 
+/// kn's flags of a probe: the probe's own and its `-opts` (kn has none for startup).
+const READINESS_FLAGS: (&str, &str) = ("--probe-readiness", "--probe-readiness-opts");
+const LIVENESS_FLAGS: (&str, &str) = ("--probe-liveness", "--probe-liveness-opts");
+
 /// kn's `--probe-KIND` (a new probe in place of the one there was) and `--probe-KIND-opts`
 /// (timings of the new probe or, on a redeploy, of the one the service has).
 fn probe_flags(
     probe: &mut Option<Probe>,
-    kind: &str,
+    (flag, opts_flag): (&str, &str),
     action: &Option<String>,
     opts: &Option<String>,
     port: u16,
 ) -> Result<(), ValidationError> {
     if let Some(action) = action {
-        *probe = Some(Probe::new(rouse_api::probe::parse_flag(
-            &format!("--probe-{kind}"),
-            action,
-            port,
-        )?));
+        *probe = Some(Probe::new(rouse_api::probe::parse_flag(flag, action, port)?));
     }
     if let Some(opts) = opts {
-        let flag = format!("--probe-{kind}-opts");
         let Some(probe) = probe.as_mut() else {
             return Err(ValidationError::new(
-                flag,
+                opts_flag,
                 opts,
-                format!("needs a probe: give --probe-{kind} too"),
+                format!("needs a probe: give {flag} too"),
             ));
         };
-        rouse_api::probe::apply_opts(probe, &flag, opts)?;
+        rouse_api::probe::apply_opts(probe, opts_flag, opts)?;
     }
     Ok(())
 }
@@ -327,18 +326,14 @@ fn edit_map(
 /// its timings. A startup probe has no flag (kn has none).
 fn probe_flag(field: &str) -> Option<&'static str> {
     use rouse_api::probe::ProbeKind;
-    let [(readiness, readiness_opts), (liveness, liveness_opts)] = [
-        ("--probe-readiness", "--probe-readiness-opts"),
-        ("--probe-liveness", "--probe-liveness-opts"),
-    ];
     let timing = field.ends_with("Seconds") || field.ends_with("Threshold");
-    if field.starts_with(&ProbeKind::Readiness.path()) {
-        Some(if timing { readiness_opts } else { readiness })
-    } else if field.starts_with(&ProbeKind::Liveness.path()) {
-        Some(if timing { liveness_opts } else { liveness })
-    } else {
-        None
-    }
+    [
+        (ProbeKind::Readiness, READINESS_FLAGS),
+        (ProbeKind::Liveness, LIVENESS_FLAGS),
+    ]
+    .into_iter()
+    .find(|(kind, _)| field.starts_with(&kind.path()))
+    .map(|(_, (flag, opts))| if timing { opts } else { flag })
 }
 
 /// `NAME-`: the name of what an edit removes.

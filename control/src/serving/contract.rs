@@ -83,17 +83,23 @@ fn resources(t: &RevisionTemplate, config: &InstanceConfig) -> Resources {
 pub(crate) fn readiness(template: &RevisionTemplate) -> Readiness {
     match &template.readiness {
         None => Readiness::default(),
-        Some(probe) => Readiness {
-            check: check(probe),
-            period: probe.start_period(ProbeKind::Readiness),
-            attempt_timeout: probe.timeout(),
-        },
+        Some(probe) => start_readiness(probe, ProbeKind::Readiness),
+    }
+}
+
+/// `probe` made until it passes while an instance starts: attempts a start period apart.
+fn start_readiness(probe: &Probe, kind: ProbeKind) -> Readiness {
+    Readiness {
+        check: check(probe),
+        period: probe.start_period(kind),
+        attempt_timeout: probe.timeout(),
     }
 }
 
 /// What a new instance of a revision must pass before it takes requests, and when.
 pub(crate) struct StartProbes {
-    /// The startup probe, if any, and how long it may keep failing.
+    /// The startup probe, if any, and how long it may keep failing after its initial
+    /// delay (`failureThreshold` periods).
     pub(crate) startup: Option<(Readiness, Duration)>,
     /// Its initial delay, from the instance's creation.
     pub(crate) startup_delay: Duration,
@@ -106,24 +112,15 @@ impl StartProbes {
     pub(crate) fn of(template: &RevisionTemplate) -> Self {
         let delay = |probe: &Option<Probe>| probe.as_ref().map_or(Duration::ZERO, Probe::initial_delay);
         Self {
-            startup: startup(template),
+            startup: template.startup.as_ref().map(|probe| {
+                let budget = probe.failing_budget() - probe.initial_delay();
+                (start_readiness(probe, ProbeKind::Startup), budget)
+            }),
             startup_delay: delay(&template.startup),
             readiness: readiness(template),
             readiness_delay: delay(&template.readiness),
         }
     }
-}
-
-/// How an instance of `template` is known to have started, when it has a startup probe:
-/// attempts a period apart, and how long they may keep failing (`failureThreshold` periods).
-pub(crate) fn startup(template: &RevisionTemplate) -> Option<(Readiness, Duration)> {
-    let probe = template.startup.as_ref()?;
-    let readiness = Readiness {
-        check: check(probe),
-        period: probe.start_period(ProbeKind::Startup),
-        attempt_timeout: probe.timeout(),
-    };
-    Some((readiness, probe.failing_budget() - probe.initial_delay()))
 }
 
 /// What one attempt of `probe` asks of the runtime.

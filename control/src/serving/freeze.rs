@@ -154,22 +154,17 @@ impl Serving {
         };
         let mut chosen = Vec::new();
         // Starting ones first, then ready ones out of rotation, then the others.
-        let order = |i: &super::state::InstanceRecord| match (i.phase, &i.unready) {
+        let order = |i: &super::state::InstanceRecord| match (i.phase, i.unready) {
             (Phase::Starting, _) => Some(0),
-            (Phase::Ready, Some(_)) => Some(1),
-            (Phase::Ready, None) => Some(2),
+            (Phase::Ready, true) => Some(1),
+            (Phase::Ready, false) => Some(2),
             _ => None,
         };
         for rank in 0..3 {
             for instance in rev.instances.iter_mut().filter(|i| order(i) == Some(rank)) {
                 if chosen.len() < count {
                     let phase = instance.phase;
-                    // Not through `State::advance`, which would need the record again.
-                    debug_assert!(phase.may_become(Phase::Draining));
-                    if phase == Phase::Ready {
-                        instance.unwatch();
-                    }
-                    instance.phase = Phase::Draining;
+                    instance.become_(Phase::Draining);
                     // A starting instance has nothing worth keeping: only ready ones freeze.
                     let keep = freeze && phase == Phase::Ready;
                     chosen.push((instance.id.clone(), keep, instance.slot.clone()));

@@ -68,25 +68,39 @@ impl Verdict {
     }
 }
 
+/// The probes watched while an instance is ready.
+pub(super) struct Watched {
+    readiness: Option<Probe>,
+    liveness: Option<Probe>,
+}
+
+impl Watched {
+    /// The probes of `template` to watch; `None` when it declares neither, so that an
+    /// instance without them costs nothing when it gets ready (a thaw, say).
+    pub(super) fn of(template: &RevisionTemplate) -> Option<Self> {
+        (template.readiness.is_some() || template.liveness.is_some()).then(|| Self {
+            readiness: template.readiness.clone(),
+            liveness: template.liveness.clone(),
+        })
+    }
+}
+
 impl Serving {
-    /// Starts watching a just-ready instance's readiness and liveness probes, if its
-    /// revision declares any; the returned token, kept on its record, ends the watch.
+    /// Starts watching a just-ready instance's probes; the returned token, kept on its
+    /// record, ends the watch.
     pub(super) fn spawn_watch(
         self: &Arc<Self>,
         revision: &str,
         instance: &Instance,
-        template: &RevisionTemplate,
+        watched: Watched,
         parent: &CancellationToken,
-    ) -> Option<CancellationToken> {
-        if template.readiness.is_none() && template.liveness.is_none() {
-            return None;
-        }
+    ) -> CancellationToken {
         let cancel = parent.child_token();
         for (kind, probe) in [
-            (ProbeKind::Readiness, &template.readiness),
-            (ProbeKind::Liveness, &template.liveness),
+            (ProbeKind::Readiness, watched.readiness),
+            (ProbeKind::Liveness, watched.liveness),
         ] {
-            let Some(probe) = probe.clone() else { continue };
+            let Some(probe) = probe else { continue };
             let serving = self.clone();
             let (revision, instance, cancel) = (revision.to_string(), instance.clone(), cancel.clone());
             let span = tracing::info_span!("watch", %revision, instance = %instance.name, probe = kind.field());
@@ -95,7 +109,7 @@ impl Serving {
                 span,
             ));
         }
-        Some(cancel)
+        cancel
     }
 
     /// Probes `instance` every period until `cancel`, acting on what the answers mean.
@@ -157,14 +171,13 @@ impl Serving {
         let Some(record) = rev.instances.iter_mut().find(|i| i.id == id && i.phase == Phase::Ready) else {
             return;
         };
+        record.unready = !ready;
         if ready {
-            record.unready = None;
             if let Some(slot) = record.slot.clone() {
                 rev.endpoints.add(slot);
             }
             tracing::info!(instance = %record.name, %answer, "readiness probe passes again: back in rotation");
         } else {
-            record.unready = Some(answer.to_string());
             rev.endpoints.remove(id);
             tracing::warn!(instance = %record.name, %answer, "readiness probe fails: out of rotation");
         }

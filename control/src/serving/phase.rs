@@ -65,6 +65,26 @@ impl Phase {
     }
 }
 
+impl InstanceRecord {
+    /// Moves the instance to `to` if [`Phase::may_become`] allows it: leaving
+    /// [`Phase::Ready`] stops its probes, leaving the frozen phases forgets when it froze.
+    /// Whether it moved.
+    pub(super) fn become_(&mut self, to: Phase) -> bool {
+        debug_assert!(self.phase.may_become(to), "{:?} -> {to:?}", self.phase);
+        if !self.phase.may_become(to) {
+            return false;
+        }
+        if self.phase == Phase::Ready {
+            self.unwatch();
+        }
+        self.phase = to;
+        if to != Phase::Frozen && to != Phase::Freezing {
+            self.frozen_at = None;
+        }
+        true
+    }
+}
+
 impl State {
     /// Moves instance `id` of `revision` to `to` if it is in one of `from`; the record, if it
     /// moved.
@@ -81,18 +101,7 @@ impl State {
             .instances
             .iter_mut()
             .find(|i| i.id == id && from.contains(&i.phase))?;
-        debug_assert!(record.phase.may_become(to), "{:?} -> {to:?}", record.phase);
-        if !record.phase.may_become(to) {
-            return None;
-        }
-        if record.phase == Phase::Ready {
-            record.unwatch();
-        }
-        record.phase = to;
-        if to != Phase::Frozen && to != Phase::Freezing {
-            record.frozen_at = None;
-        }
-        Some(record)
+        record.become_(to).then_some(record)
     }
 
     /// Drops the record of a stopped instance.

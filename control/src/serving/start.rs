@@ -19,6 +19,7 @@ use crate::backoff::restart_delay;
 use crate::metrics::StartPath;
 
 use super::contract::{StartProbes, instance_spec, readiness};
+use super::health::Watched;
 use super::phase::Phase;
 use super::state::{InstanceRecord, RevisionState, State};
 use super::{ADOPT_PROBE_TIMEOUT, CRASH_LOG_LINES, Serving, spawn_in};
@@ -253,18 +254,16 @@ impl Serving {
             else {
                 return;
             };
-            let watch = {
-                let rev = state.revisions.get(revision);
-                let parent = rev.map(|r| r.cancel.clone());
-                let template = rev.map(|r| r.revision.template.clone());
-                (parent, template)
-            };
+            let watch = state
+                .revisions
+                .get(revision)
+                .and_then(|r| Some((r.cancel.clone(), Watched::of(&r.revision.template)?)));
             let Some(record) = state.advance(revision, &instance.id, &[Phase::Starting, Phase::Thawing], Phase::Ready)
             else {
                 return;
             };
-            if let (Some(parent), Some(template)) = watch {
-                record.watch = self.spawn_watch(revision, instance, &template, &parent);
+            if let Some((parent, watched)) = watch {
+                record.watch = Some(self.spawn_watch(revision, instance, watched, &parent));
             }
             let slot = record
                 .slot

@@ -99,9 +99,8 @@ pub(super) struct InstanceRecord {
     pub(super) slot: Option<Arc<Endpoint>>,
     /// When the record was made: a listing that began before it may not show the instance.
     pub(super) since: Instant,
-    /// While ready but out of rotation for failing its readiness probe: the probe's last
-    /// answer.
-    pub(super) unready: Option<String>,
+    /// Ready, but out of rotation for failing its readiness probe.
+    pub(super) unready: bool,
     /// Ends the probes watching it while it is ready (see `health`).
     pub(super) watch: Option<CancellationToken>,
 }
@@ -117,15 +116,15 @@ impl InstanceRecord {
             memory: 0,
             slot: None,
             since: Instant::now(),
-            unready: None,
+            unready: false,
             watch: None,
         }
     }
 
     /// The phase users see: ready instances failing their readiness probe are not ready.
     pub(super) fn public_phase(&self) -> InstancePhase {
-        match (self.phase, &self.unready) {
-            (Phase::Ready, Some(_)) => InstancePhase::NotReady,
+        match (self.phase, self.unready) {
+            (Phase::Ready, true) => InstancePhase::NotReady,
             (phase, _) => phase.public(),
         }
     }
@@ -135,7 +134,7 @@ impl InstanceRecord {
         if let Some(watch) = self.watch.take() {
             watch.cancel();
         }
-        self.unready = None;
+        self.unready = false;
     }
 }
 

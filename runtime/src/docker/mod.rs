@@ -339,7 +339,6 @@ impl DockerRuntime {
     }
 }
 
-/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
 /// A stream of what `drive` sends, in a task of its own: the engine's streams borrow the
 /// client, so a task owns a clone of it and hands each step over. Dropping the returned stream
 /// ends the task at its next step.
@@ -373,6 +372,7 @@ async fn forward<T>(
     }
 }
 
+/// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
 fn first_address(subnet: &str) -> Option<std::net::IpAddr> {
     let (network, _) = subnet.split_once('/')?;
     let network: std::net::Ipv4Addr = network.parse().ok()?;
