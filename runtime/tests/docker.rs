@@ -618,6 +618,21 @@ async fn tcp_and_exec_checks_see_the_container_as_it_is() {
             rt.check(&instance, &failing, second * 5).await,
             Answer::Failed("exit code 3: database unreachable".into())
         );
+        // A chatty check: only the end of its output is kept (512 bytes), with the exit code.
+        let chatty = Check::Exec {
+            command: vec![
+                "/bin/busybox".into(),
+                "sh".into(),
+                "-c".into(),
+                "i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done; exit 2".into(),
+            ],
+        };
+        let answer = rt.check(&instance, &chatty, second * 5).await;
+        let text = answer.text();
+        assert!(!answer.passed() && text.starts_with("exit code 2: "), "{answer:?}");
+        assert!(text.ends_with("line-399"), "the end is kept: {text}");
+        assert!(!text.contains("line-0\n"), "the start is not: {text}");
+        assert!(text.len() <= "exit code 2: ".len() + 512, "{} bytes", text.len());
         let missing = Check::Exec {
             command: vec!["/no/such/check".into()],
         };
