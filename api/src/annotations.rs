@@ -21,6 +21,10 @@ pub const FROZEN_RETENTION: &str = "rouse.dev/frozen-retention";
 pub const SINK: &str = "rouse.dev/sink";
 /// Rouse's annotation for `--ce-override`: a JSON object of extension names to values.
 pub const CE_OVERRIDES: &str = "rouse.dev/ce-overrides";
+/// Set by `rouse deploy --refresh` to the time of the deploy: a template that differs only
+/// here is a new revision, whose instances read secrets and config maps anew (as kubectl's
+/// `kubectl.kubernetes.io/restartedAt`).
+pub const REFRESHED_AT: &str = "rouse.dev/refreshed-at";
 
 /// Whether `key` is a scale setting (read by [`apply_annotation`]) rather than a free-form note.
 pub fn is_scale_annotation(key: &str) -> bool {

@@ -109,6 +109,8 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<crate::secret::EnvFromSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -387,6 +389,7 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
             command: template.command.clone(),
             args: template.args.clone(),
             env: template.env.clone(),
+            env_from: template.env_from.clone(),
             ports: vec![ContainerPort {
                 name: port_name,
                 container_port: template.port,

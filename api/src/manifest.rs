@@ -22,6 +22,7 @@ use crate::eventing_knative::{
 use crate::knative::{KService, SERVING_API_VERSION, TrafficTarget};
 use crate::name::{validate_name, validate_revision_name};
 use crate::probe::ProbeKind;
+use crate::secret::{CORE_API_VERSION, DataObject, KConfigMap, KSecret, config_map_from_object, secret_from_object};
 use crate::template::{CONTAINER, PortProtocol, Quantities, Resources, RevisionTemplate, ScaleBounds};
 
 /// The only namespace there is, until there are namespaces.
@@ -35,6 +36,8 @@ pub enum Resource {
     Broker(Broker),
     Trigger(Trigger),
     PingSource(PingSource),
+    Secret(DataObject),
+    ConfigMap(DataObject),
 }
 
 impl Resource {
@@ -45,6 +48,8 @@ impl Resource {
             Resource::Broker(_) => "Broker",
             Resource::Trigger(_) => "Trigger",
             Resource::PingSource(_) => "PingSource",
+            Resource::Secret(_) => "Secret",
+            Resource::ConfigMap(_) => "ConfigMap",
         }
     }
 
@@ -54,6 +59,7 @@ impl Resource {
             Resource::Broker(b) => &b.name,
             Resource::Trigger(t) => &t.name,
             Resource::PingSource(p) => &p.name,
+            Resource::Secret(d) | Resource::ConfigMap(d) => &d.name,
         }
     }
 
@@ -197,11 +203,13 @@ struct HeadMeta {
 }
 
 /// The kinds `rouse apply` takes, with their apiVersion.
-const KINDS: [(&str, &str); 4] = [
+const KINDS: [(&str, &str); 6] = [
     ("Service", SERVING_API_VERSION),
     ("Broker", EVENTING_API_VERSION),
     ("Trigger", EVENTING_API_VERSION),
     ("PingSource", SOURCES_API_VERSION),
+    ("Secret", CORE_API_VERSION),
+    ("ConfigMap", CORE_API_VERSION),
 ];
 
 /// Parses a manifest. Every document is checked; all errors are returned, in document order.
@@ -273,9 +281,19 @@ fn parse_document(index: usize, start: usize, doc: &str) -> Result<Resource, Man
                 "Trigger" => trigger_from_object(&typed::<KTrigger>(index, start, &described, doc)?, now)
                     .map(Resource::Trigger)
                     .map_err(invalid),
-                _ => ping_source_from_object(&typed::<KPingSource>(index, start, &described, doc)?, now)
+                "PingSource" => ping_source_from_object(&typed::<KPingSource>(index, start, &described, doc)?, now)
                     .map(Resource::PingSource)
                     .map_err(invalid),
+                "Secret" => {
+                    let object = typed::<KSecret>(index, start, &described, doc)?;
+                    check_namespace("metadata.namespace", object.metadata.namespace.as_deref()).map_err(invalid)?;
+                    secret_from_object(object).map(Resource::Secret).map_err(invalid)
+                }
+                _ => {
+                    let object = typed::<KConfigMap>(index, start, &described, doc)?;
+                    check_namespace("metadata.namespace", object.metadata.namespace.as_deref()).map_err(invalid)?;
+                    config_map_from_object(object).map(Resource::ConfigMap).map_err(invalid)
+                }
             }
         }
     }
@@ -456,6 +474,7 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
     let template = RevisionTemplate {
         image: container.image,
         env: container.env,
+        env_from: container.env_from,
         port,
         protocol,
         container_concurrency: spec.container_concurrency,
@@ -633,9 +652,31 @@ spec:
     }
 
     #[test]
+    fn secrets_and_config_maps_are_documents_too() {
+        let docs = parse(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels: {team: shop}\ntype: Opaque\nstringData:\n  password: hunter2\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n  namespace: default\ndata:\n  MODE: fast\n",
+        )
+        .unwrap();
+        let Resource::Secret(secret) = &docs[0].resource else {
+            panic!("{:?}", docs[0].resource)
+        };
+        assert_eq!((secret.name.as_str(), secret.labels["team"].as_str()), ("db", "shop"));
+        assert_eq!(docs[1].resource.describe(), "ConfigMap app");
+        // What the CLI sends the daemon keeps its values.
+        let json = serde_json::to_string(&docs[0].resource).unwrap();
+        assert_eq!(serde_json::from_str::<Resource>(&json).unwrap(), docs[0].resource);
+        let e = &errors("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\n")[0];
+        assert_eq!(e.field.as_deref(), Some("metadata.namespace"));
+        let e = &errors("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\nbinary: {}\n")[0];
+        assert!(e.reason.contains("binary"), "{e}");
+    }
+
+    #[test]
     fn wrong_kind_or_version_is_refused() {
-        let e = &errors("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")[0];
-        assert!(e.reason.contains("does not know kind 'ConfigMap'"), "{e}");
+        let e = &errors("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n")[0];
+        assert!(e.reason.contains("does not know kind 'Pod'"), "{e}");
+        let e = &errors("apiVersion: apps/v1\nkind: ConfigMap\nmetadata:\n  name: x\n")[0];
+        assert!(e.reason.contains("use v1"), "{e}");
         let e = &errors(&service_with("").replace("serving.knative.dev/v1", "serving.knative.dev/v1beta1"))[0];
         assert_eq!(e.field.as_deref(), Some("apiVersion"));
         assert!(e.reason.contains("use serving.knative.dev/v1"), "{e}");

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
 use crate::probe::{Probe, ProbeKind};
+use crate::secret::{DataKind, DataRef, EnvFromSource, EnvVarSource};
 
 /// Port the container listens on when none is given (Knative's and Cloud Run's default).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -42,6 +43,10 @@ pub struct RevisionTemplate {
     /// User environment, in the order given.
     #[serde(default)]
     pub env: Vec<EnvVar>,
+    /// Secrets and config maps whose every key becomes a variable (`envFrom`); `env` wins
+    /// over them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
     /// The port the container listens on (`$PORT`).
     #[serde(default = "default_port")]
     pub port: u16,
@@ -182,6 +187,7 @@ impl RevisionTemplate {
         Self {
             image: image.into(),
             env: Vec::new(),
+            env_from: Vec::new(),
             port: DEFAULT_PORT,
             protocol: PortProtocol::default(),
             container_concurrency: 0,
@@ -204,13 +210,56 @@ impl RevisionTemplate {
         }
     }
 
+    /// Every secret and config map the template reads, and where.
+    pub fn data_refs(&self) -> Vec<DataRef> {
+        let mut refs = Vec::new();
+        for (i, source) in self.env_from.iter().enumerate() {
+            let field = format!("{CONTAINER}.envFrom[{i}]");
+            if let Ok((kind, selector)) = source.reference(&field) {
+                let part = if kind == DataKind::Secret {
+                    "secretRef"
+                } else {
+                    "configMapRef"
+                };
+                refs.push(DataRef {
+                    kind,
+                    name: selector.name.clone(),
+                    key: None,
+                    optional: selector.optional,
+                    field: format!("{field}.{part}.name"),
+                });
+            }
+        }
+        for (i, var) in self.env.iter().enumerate() {
+            let field = format!("{CONTAINER}.env[{i}].valueFrom");
+            if let Some(Ok((kind, selector))) = var.value_from.as_ref().map(|s| s.reference(&field)) {
+                let part = if kind == DataKind::Secret {
+                    "secretKeyRef"
+                } else {
+                    "configMapKeyRef"
+                };
+                refs.push(DataRef {
+                    kind,
+                    name: selector.name.clone(),
+                    key: Some(selector.key.clone()),
+                    optional: selector.optional,
+                    field: format!("{field}.{part}"),
+                });
+            }
+        }
+        refs
+    }
+
     /// Checks every field; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_image(&self.image)?;
         for (i, var) in self.env.iter().enumerate() {
             let field = format!("{CONTAINER}.env[{i}].name");
             var.validate().map_err(|e| ValidationError {
-                field: field.clone(),
+                field: match e.field.as_str() {
+                    "env.valueFrom" => format!("{CONTAINER}.env[{i}].valueFrom"),
+                    _ => field.clone(),
+                },
                 ..e
             })?;
             if self.env[..i].iter().any(|v| v.name == var.name) {
@@ -219,6 +268,27 @@ impl RevisionTemplate {
                     &var.name,
                     "is given twice; give each variable once",
                 ));
+            }
+        }
+        for (i, source) in self.env_from.iter().enumerate() {
+            let field = format!("{CONTAINER}.envFrom[{i}]");
+            source.reference(&field)?;
+            if let Some(prefix) = &source.prefix {
+                let var = EnvVar::new(format!("{prefix}X"), "");
+                var.validate().map_err(|e| ValidationError {
+                    field: format!("{field}.prefix"),
+                    value: prefix.clone(),
+                    ..e
+                })?;
+            }
+        }
+        for reference in self.data_refs() {
+            crate::name::validate_name(&reference.field, &reference.name)?;
+            if let Some(key) = &reference.key {
+                crate::secret::validate_key(key).map_err(|e| ValidationError {
+                    field: reference.field.clone(),
+                    ..e
+                })?;
             }
         }
         if self.port == 0 {
@@ -299,16 +369,27 @@ pub fn validate_image(image: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// One environment variable (`valueFrom` is not supported and refused by name).
+/// One environment variable: a value, or one key of a secret or config map (`valueFrom`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
 }
 
 impl EnvVar {
+    /// A variable with a value.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+            value_from: None,
+        }
+    }
+
     /// Kubernetes' rule: letters, digits, `_`, `-`, `.`, not starting with a digit.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let name = &self.name;
@@ -331,6 +412,16 @@ impl EnvVar {
                 "is set by Rouse for every container (PORT from the container's port)",
             ));
         }
+        if let Some(source) = &self.value_from {
+            if !self.value.is_empty() {
+                return Err(ValidationError::new(
+                    "env.valueFrom",
+                    name,
+                    "has both a value and valueFrom; give one",
+                ));
+            }
+            source.reference("env.valueFrom")?;
+        }
         Ok(())
     }
 }
@@ -347,10 +438,7 @@ impl FromStr for EnvVar {
                 "expected NAME=VALUE, e.g. --env TARGET=World",
             ));
         };
-        let var = EnvVar {
-            name: name.to_string(),
-            value: value.to_string(),
-        };
+        let var = EnvVar::new(name, value);
         var.validate().map_err(|e| ValidationError {
             field: "--env".to_string(),
             ..e
@@ -584,15 +672,61 @@ mod tests {
     #[test]
     fn env_parses_name_and_value() {
         let var: EnvVar = "TARGET=a=b".parse().unwrap();
-        assert_eq!(
-            var,
-            EnvVar {
-                name: "TARGET".into(),
-                value: "a=b".into()
-            }
-        );
+        assert_eq!(var, EnvVar::new("TARGET", "a=b"));
         let empty: EnvVar = "EMPTY=".parse().unwrap();
         assert_eq!(empty.value, "");
+    }
+
+    #[test]
+    fn value_from_and_env_from_are_checked_by_field() {
+        let yaml = |env: &str| {
+            let mut t = RevisionTemplate::new("img");
+            let parsed: serde_json::Value = serde_norway::from_str(env).unwrap();
+            t.env = serde_json::from_value(parsed["env"].clone()).unwrap_or_default();
+            t.env_from = serde_json::from_value(parsed["envFrom"].clone()).unwrap_or_default();
+            t.validate().map(|()| t)
+        };
+        let t = yaml("env:\n- name: P\n  valueFrom:\n    secretKeyRef: {name: db, key: password}\nenvFrom:\n- configMapRef: {name: app, optional: true}\n  prefix: APP_\n").unwrap();
+        let refs: Vec<(DataKind, String, Option<String>, bool)> = t
+            .data_refs()
+            .into_iter()
+            .map(|r| (r.kind, r.name, r.key, r.optional))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                (DataKind::ConfigMap, "app".to_string(), None, true),
+                (DataKind::Secret, "db".to_string(), Some("password".to_string()), false),
+            ]
+        );
+        for (env, field) in [
+            (
+                "env:\n- name: P\n  value: x\n  valueFrom:\n    secretKeyRef: {name: db, key: k}\n",
+                "spec.template.spec.containers[0].env[0].valueFrom",
+            ),
+            (
+                "env:\n- name: P\n  valueFrom:\n    secretKeyRef: {name: db, key: k}\n    configMapKeyRef: {name: db, key: k}\n",
+                "spec.template.spec.containers[0].env[0].valueFrom",
+            ),
+            (
+                "env:\n- name: P\n  valueFrom:\n    secretKeyRef: {name: Bad, key: k}\n",
+                "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
+            ),
+            (
+                "env:\n- name: P\n  valueFrom:\n    secretKeyRef: {name: db, key: 'a b'}\n",
+                "spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef",
+            ),
+            (
+                "envFrom:\n- prefix: APP_\n",
+                "spec.template.spec.containers[0].envFrom[0]",
+            ),
+            (
+                "envFrom:\n- prefix: '1'\n  secretRef: {name: db}\n",
+                "spec.template.spec.containers[0].envFrom[0].prefix",
+            ),
+        ] {
+            assert_eq!(yaml(env).unwrap_err().field, field, "{env}");
+        }
     }
 
     #[test]

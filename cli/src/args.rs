@@ -53,6 +53,13 @@ pub(crate) enum Command {
     Source(SourceArgs),
     /// Send a CloudEvent to a broker.
     Event(EventArgs),
+    /// Create, update, list, describe and delete secrets: values instances read as variables
+    /// or files, sealed at rest and never printed.
+    Secret(DataArgs),
+    /// Create, update, list, describe and delete config maps: configuration instances read as
+    /// variables or files.
+    #[command(name = "configmap", visible_alias = "config-map", alias = "cm")]
+    ConfigMap(DataArgs),
     /// Print a shell completion script: rouse completion bash > /etc/bash_completion.d/rouse,
     /// or source <(rouse completion zsh).
     Completion(CompletionArgs),
@@ -62,6 +69,68 @@ pub(crate) enum Command {
 pub(crate) struct CompletionArgs {
     /// The shell: bash, zsh, fish, elvish or powershell.
     pub(crate) shell: clap_complete::Shell,
+}
+
+// === secrets and config maps ===
+
+#[derive(Debug, Args)]
+pub(crate) struct DataArgs {
+    #[command(subcommand)]
+    pub(crate) command: DataCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DataCommand {
+    /// Create one from literals, files and env files; fails if it exists.
+    Create(DataCreateArgs),
+    /// Set or replace keys of an existing one, or remove keys; new instances read the new
+    /// values (`rouse deploy NAME --refresh` restarts a service on them).
+    Update(DataUpdateArgs),
+    /// List them with their key counts.
+    #[command(alias = "ls")]
+    List(OutputArgs),
+    /// Show one: its keys and their sizes.
+    Describe(DescribeArgs),
+    /// Delete one; running instances keep what they read, new ones fail to start while a
+    /// service still names it.
+    #[command(alias = "rm")]
+    Delete(NameArgs),
+}
+
+/// Where keys and values come from, as kubectl's `create secret generic` spells it.
+#[derive(Debug, Default, Args)]
+pub(crate) struct DataSourceArgs {
+    /// A key and its value, KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub(crate) from_literal: Vec<String>,
+    /// A file's contents as a key, [KEY=]PATH: the key is the file's name unless given; a
+    /// directory adds each regular file in it (repeatable).
+    #[arg(long, value_name = "[KEY=]PATH")]
+    pub(crate) from_file: Vec<String>,
+    /// KEY=VALUE lines of a file, as Docker's --env-file reads them (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) from_env_file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataCreateArgs {
+    /// Name: a lowercase DNS label, e.g. db-credentials.
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) sources: DataSourceArgs,
+    /// Label, KEY=VALUE (repeatable).
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataUpdateArgs {
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) sources: DataSourceArgs,
+    /// Remove this key (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) remove: Vec<String>,
 }
 
 // === eventing ===
@@ -320,6 +389,18 @@ pub(crate) struct DeployArgs {
     /// (repeatable).
     #[arg(long, value_name = "FILE")]
     pub(crate) env_file: Vec<PathBuf>,
+    /// Every key of a secret or config map as a variable: secret:NAME or config-map:NAME
+    /// (cm:NAME) adds it, NAME- at the end removes it (repeatable); --env wins over it.
+    #[arg(long, value_name = "secret:NAME|config-map:NAME")]
+    pub(crate) env_from: Vec<String>,
+    /// A variable from one key of a secret or config map: VAR=secret:NAME:KEY or
+    /// VAR=config-map:NAME:KEY adds or replaces it, VAR- removes it (repeatable).
+    #[arg(long, value_name = "VAR=secret:NAME:KEY")]
+    pub(crate) env_value_from: Vec<String>,
+    /// Make a new revision even if nothing else changed, so every instance restarts on the
+    /// secrets and config maps as they are now.
+    #[arg(long)]
+    pub(crate) refresh: bool,
     /// Port the container listens on ($PORT), optionally with protocol: 8080, h2c:8080
     /// [default: 8080].
     #[arg(long)]

@@ -135,6 +135,10 @@ impl Client {
         Ok((answer, created))
     }
 
+    pub(crate) async fn patch<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send_json(Method::PATCH, path, body).await
+    }
+
     pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
         self.send_json(Method::POST, path, body).await
     }

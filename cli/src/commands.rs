@@ -2,6 +2,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod broker;
+pub(crate) mod data;
 pub(crate) mod delete;
 pub(crate) mod deploy;
 pub(crate) mod describe;
@@ -15,6 +16,7 @@ pub(crate) mod top;
 pub(crate) mod traffic;
 pub(crate) mod trigger;
 
+use rouse_api::secret::DataKind;
 use rouse_control::Home;
 
 use crate::args::Command;
@@ -37,6 +39,8 @@ pub(crate) async fn client_command(home: &Home, command: Command) -> anyhow::Res
         Command::Trigger(args) => trigger::run(&client, args).await,
         Command::Source(args) => source::run(&client, args).await,
         Command::Event(args) => event::run(&client, args).await,
+        Command::Secret(args) => data::run(&client, DataKind::Secret, args).await,
+        Command::ConfigMap(args) => data::run(&client, DataKind::ConfigMap, args).await,
         Command::Serve(_) | Command::Completion(_) => unreachable!("main runs these without a client"),
     }
 }

@@ -106,6 +106,29 @@ pub(crate) fn on_flags(error: ValidationError) -> ValidationError {
     }
 }
 
+/// The `NAME=VALUE` lines of a file `flag` names, as Docker's `--env-file` reads them: blank
+/// lines and `#` comments skipped, the value kept as written (no quotes removed).
+pub(crate) fn env_file(flag: &str, path: &std::path::Path) -> Result<Vec<String>, ValidationError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ValidationError::new(flag, path.display().to_string(), format!("cannot be read: {e}")))?;
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !line.contains('=') {
+            return Err(ValidationError::new(
+                flag,
+                format!("{}:{}", path.display(), n + 1),
+                format!("'{line}' is not NAME=VALUE"),
+            ));
+        }
+        lines.push(line.to_string());
+    }
+    Ok(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

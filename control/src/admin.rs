@@ -18,6 +18,8 @@
 //! | `GET /v1/brokers`, `GET`/`PUT`/`DELETE /v1/brokers/{name}` | brokers (Knative Broker objects) |
 //! | `GET /v1/triggers`, `GET`/`PUT`/`DELETE /v1/triggers/{name}` | triggers |
 //! | `GET /v1/pingsources`, `GET`/`PUT`/`DELETE /v1/pingsources/{name}` | ping sources |
+//! | `GET`/`POST /v1/secrets`, `GET`/`PUT`/`PATCH`/`DELETE /v1/secrets/{name}` | secrets: keys and sizes out, never values ([`DataSummary`]); `POST` creates, `PATCH` changes keys ([`DataChange`]) |
+//! | `GET`/`POST /v1/configmaps`, `GET`/`PUT`/`PATCH`/`DELETE /v1/configmaps/{name}` | config maps, whole ([`DataObject`]) |
 
 use std::sync::Arc;
 
@@ -36,6 +38,7 @@ use rouse_api::eventing::{Broker, PingSource, Trigger};
 use rouse_api::eventing_knative::{KBroker, KPingSource, KTrigger};
 use rouse_api::knative::KRevision;
 use rouse_api::name::validate_name;
+use rouse_api::secret::{DataChange, DataKind, DataObject};
 use rouse_api::status::{
     BuildEvent, DeployRequest, DeployResponse, PullEvent, PullPolicy, PullRequest, ServiceDescription,
 };
@@ -49,8 +52,9 @@ use crate::error::{ControlError, ErrorBody, ObjectKind};
 use crate::eventing::Eventing;
 use crate::serving::Serving;
 
-/// Largest request body the admin API reads.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest request body the admin API reads: a secret or config map of the largest size
+/// (1 MiB), in base64 JSON, with room to spare.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the admin API handlers share.
 pub(crate) struct Admin {
@@ -90,6 +94,28 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
             get(get_trigger).put(put_trigger).delete(delete_trigger),
         )
         .route("/v1/images/pull", post(pull_image))
+        .route(
+            "/v1/secrets",
+            get(|s| list_data(s, DataKind::Secret)).post(|s, b| create_data(s, DataKind::Secret, b)),
+        )
+        .route(
+            "/v1/secrets/{name}",
+            get(|s, n| get_data(s, DataKind::Secret, n))
+                .put(|s, n, b| put_data(s, DataKind::Secret, n, b))
+                .patch(|s, n, b| change_data(s, DataKind::Secret, n, b))
+                .delete(|s, n| delete_data(s, DataKind::Secret, n)),
+        )
+        .route(
+            "/v1/configmaps",
+            get(|s| list_data(s, DataKind::ConfigMap)).post(|s, b| create_data(s, DataKind::ConfigMap, b)),
+        )
+        .route(
+            "/v1/configmaps/{name}",
+            get(|s, n| get_data(s, DataKind::ConfigMap, n))
+                .put(|s, n, b| put_data(s, DataKind::ConfigMap, n, b))
+                .patch(|s, n, b| change_data(s, DataKind::ConfigMap, n, b))
+                .delete(|s, n| delete_data(s, DataKind::ConfigMap, n)),
+        )
         .route("/v1/pingsources", get(list_ping_sources))
         .route(
             "/v1/pingsources/{name}",
@@ -312,6 +338,10 @@ async fn deploy(
     validate_name("service name", &name)?;
     request.template.validate()?;
     admin.serving.check_scale(&request.template)?;
+    admin
+        .serving
+        .data()
+        .check_refs(&request.template, &Default::default())?;
     let mut template = request.template;
     let kept = match admin.serving.store().service(&name)? {
         Some(current) if request.keep_image && request.lock_to_digest && current.template.image == template.image => {
@@ -427,6 +457,99 @@ async fn delete_ping_source(
 ) -> Result<StatusCode, ControlError> {
     admin.eventing.delete_ping_source(&name)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What users may read of one: a secret's keys and sizes, a config map whole.
+fn data_view(admin: &Admin, kind: DataKind, name: &str) -> Result<serde_json::Value, ControlError> {
+    let data = admin.serving.data();
+    let missing = || ControlError::not_found(ObjectKind::from(kind), name);
+    let view = match kind {
+        DataKind::Secret => serde_json::to_value(data.summary(kind, name)?.ok_or_else(missing)?),
+        DataKind::ConfigMap => serde_json::to_value(data.get(kind, name)?.ok_or_else(missing)?),
+    };
+    Ok(view.expect("records serialize"))
+}
+
+async fn list_data(State(admin): State<Arc<Admin>>, kind: DataKind) -> Result<Json<serde_json::Value>, ControlError> {
+    let data = admin.serving.data();
+    let list = match kind {
+        DataKind::Secret => serde_json::to_value(data.summaries(kind)?),
+        DataKind::ConfigMap => serde_json::to_value(data.config_maps()?),
+    };
+    Ok(Json(list.expect("records serialize")))
+}
+
+async fn get_data(
+    State(admin): State<Arc<Admin>>,
+    kind: DataKind,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ControlError> {
+    Ok(Json(data_view(&admin, kind, &name)?))
+}
+
+/// The body's object, which must be of the route's kind (and name, when the route has one).
+fn checked_object(kind: DataKind, name: Option<&str>, object: DataObject) -> Result<DataObject, ControlError> {
+    if object.kind != kind {
+        return Err(ValidationError::new(
+            "dataKind",
+            object.kind.word(),
+            format!("this route takes a {}", kind.word()),
+        )
+        .into());
+    }
+    if let Some(name) = name.filter(|n| *n != object.name) {
+        return Err(ValidationError::new(
+            "name",
+            &object.name,
+            format!("differs from the name in the path, {name}"),
+        )
+        .into());
+    }
+    Ok(object)
+}
+
+async fn create_data(
+    State(admin): State<Arc<Admin>>,
+    kind: DataKind,
+    Json(object): Json<DataObject>,
+) -> Result<Response, ControlError> {
+    let object = checked_object(kind, None, object)?;
+    let name = object.name.clone();
+    admin.serving.data().create(object)?;
+    Ok((StatusCode::CREATED, Json(data_view(&admin, kind, &name)?)).into_response())
+}
+
+async fn put_data(
+    State(admin): State<Arc<Admin>>,
+    kind: DataKind,
+    Path(name): Path<String>,
+    Json(object): Json<DataObject>,
+) -> Result<Response, ControlError> {
+    let object = checked_object(kind, Some(&name), object)?;
+    let (_, outcome) = admin.serving.data().put(object)?;
+    Ok(put_answer((data_view(&admin, kind, &name)?, outcome)))
+}
+
+async fn change_data(
+    State(admin): State<Arc<Admin>>,
+    kind: DataKind,
+    Path(name): Path<String>,
+    Json(change): Json<DataChange>,
+) -> Result<Json<serde_json::Value>, ControlError> {
+    admin.serving.data().update(kind, &name, change.set, &change.remove)?;
+    Ok(Json(data_view(&admin, kind, &name)?))
+}
+
+async fn delete_data(
+    State(admin): State<Arc<Admin>>,
+    kind: DataKind,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    if admin.serving.data().delete(kind, &name)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ControlError::not_found(ObjectKind::from(kind), name))
+    }
 }
 
 async fn delete_service(State(admin): State<Arc<Admin>>, Path(name): Path<String>) -> Result<StatusCode, ControlError> {

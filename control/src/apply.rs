@@ -4,13 +4,14 @@
 //! are free, traffic names revisions that exist or that this apply creates); only when all pass
 //! is anything changed. Applying the same manifest again changes nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use rouse_api::ValidationError;
 use rouse_api::knative::TrafficTarget;
 use rouse_api::manifest::{DeclaredService, ManifestError, Resource};
 use rouse_api::name::revision_name;
+use rouse_api::secret::DataKind;
 use rouse_api::traffic::{apply_change, from_spec};
 use serde::{Deserialize, Serialize};
 
@@ -57,10 +58,8 @@ enum Plan {
         service: Box<DeclaredService>,
         traffic: Vec<TrafficTarget>,
     },
-    Eventing {
-        index: usize,
-        resource: Resource,
-    },
+    /// Anything but a service: eventing, secrets, config maps.
+    Eventing { index: usize, resource: Resource },
 }
 
 /// Applies `documents`: checks all, then changes all.
@@ -79,6 +78,13 @@ pub(crate) async fn apply(
             _ => None,
         })
         .collect();
+    let declared_data: HashMap<(DataKind, String), BTreeMap<String, usize>> = documents
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Secret(o) | Resource::ConfigMap(o) => Some(((o.kind, o.name.clone()), o.summary().keys)),
+            _ => None,
+        })
+        .collect();
     for document in documents {
         let described = document.resource.describe();
         if !seen.insert(described.clone()) {
@@ -90,7 +96,7 @@ pub(crate) async fn apply(
             continue;
         }
         match document.resource {
-            Resource::Service(mut service) => match check_service(serving, &mut service).await {
+            Resource::Service(mut service) => match check_service(serving, &mut service, &declared_data).await {
                 Ok(traffic) => plans.push(Plan::Service {
                     index: document.index,
                     service,
@@ -117,13 +123,18 @@ pub(crate) async fn apply(
     if !problems.is_empty() {
         return Err(ControlError::Manifest(problems));
     }
-    // Brokers before the triggers and sources that use them.
+    // Secrets and config maps before the services that read them, brokers before the
+    // triggers and sources that use them.
     plans.sort_by_key(|plan| match plan {
+        Plan::Eventing {
+            resource: Resource::Secret(_) | Resource::ConfigMap(_),
+            ..
+        } => 0,
         Plan::Eventing {
             resource: Resource::Broker(_),
             ..
-        } => 0,
-        _ => 1,
+        } => 1,
+        _ => 2,
     });
     let mut applied = Vec::new();
     for plan in plans {
@@ -133,7 +144,7 @@ pub(crate) async fn apply(
                 service,
                 traffic,
             } => apply_service(serving, index, *service, traffic)?,
-            Plan::Eventing { index, resource } => apply_eventing(eventing, index, resource).await?,
+            Plan::Eventing { index, resource } => apply_other(serving, eventing, index, resource).await?,
         });
     }
     applied.sort_by_key(|a| a.index);
@@ -160,15 +171,23 @@ fn check_eventing(eventing: &Eventing, resource: &Resource, brokers: &HashSet<St
             source.validate()?;
             Schedule::of(source).map_err(|reason| ValidationError::new("spec.schedule", &source.schedule, reason))?;
         }
+        Resource::Secret(object) | Resource::ConfigMap(object) => object.validate()?,
         Resource::Service(_) => {}
     }
     Ok(())
 }
 
-/// Creates or updates an eventing resource; unchanged when the record is the same.
-async fn apply_eventing(eventing: &Arc<Eventing>, index: usize, resource: Resource) -> Result<Applied, ControlError> {
+/// Creates or updates a resource other than a service; unchanged when the record is the
+/// same.
+async fn apply_other(
+    serving: &Serving,
+    eventing: &Arc<Eventing>,
+    index: usize,
+    resource: Resource,
+) -> Result<Applied, ControlError> {
     let described = resource.describe();
     let outcome = match resource {
+        Resource::Secret(object) | Resource::ConfigMap(object) => serving.data().put(object)?.1,
         Resource::Broker(broker) => eventing.put_broker(&broker.name.clone(), broker).await?.1,
         Resource::Trigger(trigger) => eventing.put_trigger(&trigger.name.clone(), trigger).await?.1,
         Resource::PingSource(source) => eventing.put_ping_source(&source.name.clone(), source)?.1,
@@ -184,9 +203,14 @@ async fn apply_eventing(eventing: &Arc<Eventing>, index: usize, resource: Resour
 
 /// Checks a declared service against what exists, pinning its template to what its image
 /// names now (as a deploy does); returns the traffic to store.
-async fn check_service(serving: &Serving, declared: &mut DeclaredService) -> Result<Vec<TrafficTarget>, ControlError> {
+async fn check_service(
+    serving: &Serving,
+    declared: &mut DeclaredService,
+    declared_data: &HashMap<(DataKind, String), BTreeMap<String, usize>>,
+) -> Result<Vec<TrafficTarget>, ControlError> {
     declared.template.validate()?;
     serving.check_scale(&declared.template)?;
+    serving.data().check_refs(&declared.template, declared_data)?;
     match serving.pin_image(&mut declared.template, true).await {
         Err(ControlError::Runtime(RuntimeError::ImageNotFound { image })) => {
             return Err(ValidationError::new(

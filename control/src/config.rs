@@ -68,6 +68,17 @@ pub struct Config {
     pub gc: GcConfig,
     /// `[eventing]`: event size limits and the pace of delivery.
     pub eventing: rouse_eventing::EventingConfig,
+    /// `[secrets]`
+    pub secrets: SecretsConfig,
+}
+
+/// `[secrets]`: where the key that seals secrets is kept.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The key file (made, 0600, when missing); `$ROUSE_HOME/secret.key` when not set. Put
+    /// it on another disk, or a path a backup skips, to keep the key apart from the store.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// Revisions kept that take no traffic, per service, when none is given (Knative's

@@ -17,6 +17,7 @@ use tower::ServiceExt;
 
 use crate::admin::{Admin, router};
 use crate::config::Config;
+use crate::data::DataStore;
 use crate::error::ControlError;
 use crate::eventing::Eventing;
 use crate::home::{DaemonAddresses, Home};
@@ -132,7 +133,12 @@ pub async fn run(
         sinks,
         cap,
     };
-    let serving = Serving::new(runtime, store, routes.clone(), settings, serving_metrics);
+    let key_file = match &config.secrets.key_file {
+        Some(path) => home.dir().join(path),
+        None => home.secret_key_path(),
+    };
+    let data = Arc::new(DataStore::open(store.clone(), &key_file)?);
+    let serving = Serving::new(runtime, store, data, routes.clone(), settings, serving_metrics);
     let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics));
     let admin = Arc::new(Admin {
         serving: serving.clone(),

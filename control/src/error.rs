@@ -61,6 +61,9 @@ pub enum ConflictReason {
     /// The revision a service's traffic falls back to.
     #[error("is ready and serves {service}; deploy a new revision instead")]
     Serving { service: String },
+    /// Created twice: `create` makes a new one, `update` changes one.
+    #[error("already exists; change it with `rouse {command} update`, or delete it first")]
+    Exists { command: &'static str },
 }
 
 /// What kind of object an error is about.
@@ -71,6 +74,17 @@ pub enum ObjectKind {
     Broker,
     Trigger,
     PingSource,
+    Secret,
+    ConfigMap,
+}
+
+impl From<rouse_api::secret::DataKind> for ObjectKind {
+    fn from(kind: rouse_api::secret::DataKind) -> Self {
+        match kind {
+            rouse_api::secret::DataKind::Secret => ObjectKind::Secret,
+            rouse_api::secret::DataKind::ConfigMap => ObjectKind::ConfigMap,
+        }
+    }
 }
 
 impl ObjectKind {
@@ -82,6 +96,8 @@ impl ObjectKind {
             ObjectKind::Broker => "rouse broker list",
             ObjectKind::Trigger => "rouse trigger list",
             ObjectKind::PingSource => "rouse source ping list",
+            ObjectKind::Secret => "rouse secret list",
+            ObjectKind::ConfigMap => "rouse configmap list",
         }
     }
 }
@@ -94,6 +110,8 @@ impl std::fmt::Display for ObjectKind {
             ObjectKind::Broker => "broker",
             ObjectKind::Trigger => "trigger",
             ObjectKind::PingSource => "ping source",
+            ObjectKind::Secret => "secret",
+            ObjectKind::ConfigMap => "config map",
         })
     }
 }

@@ -4,6 +4,7 @@
 //! $ROUSE_HOME/
 //!   state.redb    services and revisions
 //!   token         bearer token of the admin API (0600)
+//!   secret.key    the key secrets are sealed with (0600; `[secrets] key-file` moves it)
 //!   home-id       random id put on every container as the `rouse.home` label
 //!   daemon.json   where the running daemon listens (written at start)
 //!   daemon.lock   held (flock) by the running daemon
@@ -48,6 +49,10 @@ impl Home {
 
     pub fn store_path(&self) -> PathBuf {
         self.dir.join("state.redb")
+    }
+
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.dir.join("secret.key")
     }
 
     pub fn token_path(&self) -> PathBuf {
@@ -170,7 +175,7 @@ fn random_string(len: usize) -> String {
 /// temporary file is created new (`O_EXCL`, so a symlink planted in its place is never
 /// followed), synced, renamed over `path`, and the directory synced so the rename survives a
 /// crash.
-fn write_private(path: &Path, contents: &str) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     // A leftover of a crash between create and rename (or anything else in its place).
     match fs::remove_file(&tmp) {

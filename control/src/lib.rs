@@ -28,6 +28,7 @@ mod apply;
 mod backoff;
 mod config;
 mod daemon;
+mod data;
 mod describe;
 mod error;
 mod eventing;

@@ -25,12 +25,15 @@ const REVISIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revisions"
 /// Health probes write here.
 const HEALTH: TableDefinition<&str, u64> = TableDefinition::new("health");
 
-/// Eventing resources, each in its own table, keyed by name.
+/// Eventing resources, secrets and config maps, each in its own table, keyed by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Broker,
     Trigger,
     PingSource,
+    /// Sealed (see [`crate::data`]).
+    Secret,
+    ConfigMap,
 }
 
 impl Kind {
@@ -39,6 +42,8 @@ impl Kind {
             Kind::Broker => "brokers",
             Kind::Trigger => "triggers",
             Kind::PingSource => "ping_sources",
+            Kind::Secret => "secrets",
+            Kind::ConfigMap => "config_maps",
         }
     }
 
@@ -105,9 +110,12 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ControlErro
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self, ControlError> {
+        let db = Self::open_db(path)?;
+        // Only its owner reads it: it holds config maps, and secrets (sealed).
+        let _ = std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600));
         Ok(Self {
             path: path.to_path_buf(),
-            db: RwLock::new(Some(Self::open_db(path)?)),
+            db: RwLock::new(Some(db)),
             failing: Mutex::new(None),
             unreadable: Mutex::new(BTreeMap::new()),
             unreadable_gauge: Gauge::default(),
@@ -120,7 +128,13 @@ impl Store {
         let txn = db.begin_write().map_err(store_error)?;
         txn.open_table(SERVICES).map_err(store_error)?;
         txn.open_table(REVISIONS).map_err(store_error)?;
-        for kind in [Kind::Broker, Kind::Trigger, Kind::PingSource] {
+        for kind in [
+            Kind::Broker,
+            Kind::Trigger,
+            Kind::PingSource,
+            Kind::Secret,
+            Kind::ConfigMap,
+        ] {
             txn.open_table(kind.table()).map_err(store_error)?;
         }
         txn.commit().map_err(store_error)?;

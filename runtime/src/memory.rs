@@ -78,6 +78,8 @@ struct Container {
     never_ready: bool,
     memory: u64,
     image: String,
+    /// The environment it was given.
+    env: Vec<(String, String)>,
     /// Checks that fail while the rest of the instance works (see
     /// [`MemoryRuntime::fail_check`]).
     failing: Vec<Check>,
@@ -160,6 +162,11 @@ impl MemoryRuntime {
     /// The image an instance runs.
     pub fn image_of(&self, id: &str) -> Option<String> {
         self.engine().containers.get(id).map(|c| c.image.clone())
+    }
+
+    /// The environment an instance was given.
+    pub fn env_of(&self, id: &str) -> Option<Vec<(String, String)>> {
+        self.engine().containers.get(id).map(|c| c.env.clone())
     }
 
     /// Whether a request sent to `id` now would be answered.
@@ -445,6 +452,7 @@ impl Runtime for MemoryRuntime {
                 failing: engine.faults.failing_checks.clone(),
                 memory: DEFAULT_MEMORY,
                 image: spec.image.clone(),
+                env: spec.env.clone(),
             };
             engine.containers.insert(id, container);
             (instance, engine.faults.exit_on_start.map(|code| (ready_at, code)))

@@ -16,15 +16,22 @@ pub(crate) async fn run(client: &Client, args: DeleteArgs) -> anyhow::Result<()>
     };
     let file = ManifestFile::read(path)?;
     let mut missing = Vec::new();
-    // Brokers last: a broker is not deleted while triggers use it.
+    // Secrets and config maps after the services that read them; brokers last: a broker is
+    // not deleted while triggers use it.
     let mut resources: Vec<&Resource> = file.documents.iter().map(|d| &d.resource).collect();
-    resources.sort_by_key(|r| matches!(r, Resource::Broker(_)));
+    resources.sort_by_key(|r| match r {
+        Resource::Secret(_) | Resource::ConfigMap(_) => 1,
+        Resource::Broker(_) => 2,
+        _ => 0,
+    });
     for resource in resources {
         let collection = match resource {
             Resource::Service(_) => "services",
             Resource::Broker(_) => "brokers",
             Resource::Trigger(_) => "triggers",
             Resource::PingSource(_) => "pingsources",
+            Resource::Secret(_) => "secrets",
+            Resource::ConfigMap(_) => "configmaps",
         };
         let described = resource.describe();
         if client

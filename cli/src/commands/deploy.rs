@@ -86,9 +86,17 @@ fn template(
         scale.metric = metric.parse().map_err(on_deploy_flags)?;
     }
     for file in &args.env_file {
-        edit_env(&mut template.env, &env_file(file)?)?;
+        edit_env(&mut template.env, &flags::env_file("--env-file", file)?)?;
     }
     edit_env(&mut template.env, &args.env)?;
+    edit_env_value_from(&mut template.env, &args.env_value_from)?;
+    edit_env_from(&mut template.env_from, &args.env_from)?;
+    if args.refresh {
+        template.annotations.insert(
+            rouse_api::annotations::REFRESHED_AT.to_string(),
+            rouse_api::knative::timestamp(chrono::Utc::now()),
+        );
+    }
     edit_quantities("--limit", &mut template.resources.limits, &args.limits)?;
     edit_quantities("--request", &mut template.resources.requests, &args.requests)?;
     if !args.command.is_empty() {
@@ -154,30 +162,6 @@ fn set(field: &mut u32, flag: Option<u32>) {
     }
 }
 
-/// The `NAME=VALUE` lines of an `--env-file`, as Docker's `--env-file` reads them: blank
-/// lines and `#` comments skipped, the value kept as written (no quotes removed).
-fn env_file(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ValidationError::new("--env-file", path.display().to_string(), format!("cannot be read: {e}")))?;
-    let mut lines = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim_start();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if !line.contains('=') {
-            return Err(ValidationError::new(
-                "--env-file",
-                format!("{}:{}", path.display(), n + 1),
-                format!("'{line}' is not NAME=VALUE"),
-            )
-            .into());
-        }
-        lines.push(line.to_string());
-    }
-    Ok(lines)
-}
-
 /// `--env NAME=VALUE` adds or replaces (in place, so the order stays), `--env NAME-` removes.
 fn edit_env(env: &mut Vec<EnvVar>, edits: &[String]) -> Result<(), ValidationError> {
     for edit in edits {
@@ -200,6 +184,62 @@ fn edit_env(env: &mut Vec<EnvVar>, edits: &[String]) -> Result<(), ValidationErr
                     None => env.push(var),
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `--env-value-from VAR=secret:NAME:KEY` adds or replaces, `--env-value-from VAR-` removes.
+fn edit_env_value_from(env: &mut Vec<EnvVar>, edits: &[String]) -> Result<(), ValidationError> {
+    const FLAG: &str = "--env-value-from";
+    for edit in edits {
+        if let Some(name) = removal(edit) {
+            let before = env.len();
+            env.retain(|v| v.name != name || v.value_from.is_none());
+            if env.len() == before {
+                return Err(ValidationError::new(
+                    FLAG,
+                    edit,
+                    format!("removes {name}, which is not set from a secret or config map"),
+                ));
+            }
+            continue;
+        }
+        let var = rouse_api::secret::parse_env_value_from(FLAG, edit)?;
+        match env.iter_mut().find(|v| v.name == var.name) {
+            Some(existing) => *existing = var,
+            None => env.push(var),
+        }
+    }
+    Ok(())
+}
+
+/// `--env-from secret:NAME` adds (once), `--env-from secret:NAME-` removes.
+fn edit_env_from(
+    env_from: &mut Vec<rouse_api::secret::EnvFromSource>,
+    edits: &[String],
+) -> Result<(), ValidationError> {
+    const FLAG: &str = "--env-from";
+    for edit in edits {
+        let (source, remove) = match edit.strip_suffix('-') {
+            Some(rest) => (rouse_api::secret::parse_env_from(FLAG, rest)?, true),
+            None => (rouse_api::secret::parse_env_from(FLAG, edit)?, false),
+        };
+        let same = |s: &rouse_api::secret::EnvFromSource| {
+            s.secret_ref == source.secret_ref && s.config_map_ref == source.config_map_ref
+        };
+        if remove {
+            let before = env_from.len();
+            env_from.retain(|s| !same(s));
+            if env_from.len() == before {
+                return Err(ValidationError::new(
+                    FLAG,
+                    edit,
+                    "removes a reference the service does not have",
+                ));
+            }
+        } else if !env_from.iter().any(same) {
+            env_from.push(source);
         }
     }
     Ok(())
@@ -365,7 +405,11 @@ fn on_deploy_flags(error: ValidationError) -> ValidationError {
         (scale("metric"), "--scale-metric"),
     ];
     let field = error.field.as_str();
-    let flag = if field.starts_with(&format!("{CONTAINER}.env")) {
+    let flag = if field.starts_with(&format!("{CONTAINER}.envFrom")) {
+        "--env-from"
+    } else if field.starts_with(&format!("{CONTAINER}.env")) && field.contains("valueFrom") {
+        "--env-value-from"
+    } else if field.starts_with(&format!("{CONTAINER}.env")) {
         "--env"
     } else if field.starts_with(&format!("{CONTAINER}.resources.limits")) {
         "--limit"

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rouse_api::probe::{Probe, ProbeAction, ProbeKind};
+use rouse_api::secret::{DataObject, resolve_env};
 use rouse_api::{Revision, RevisionTemplate};
 use rouse_runtime::{Check, InstanceSpec, LogRotation, Readiness, Resources, Security};
 
@@ -12,10 +13,17 @@ use crate::config::InstanceConfig;
 use crate::sinks::SinkAddresses;
 
 /// The container contract: `$PORT` and the `K_*` variables (with `K_SINK` and
-/// `K_CE_OVERRIDES` when the revision has a sink), then the user's environment; the
-/// revision's resources, with `config`'s default memory limit where it sets none, and
-/// `config`'s PIDs limit, privileges and log rotation.
-pub(crate) fn instance_spec(revision: &Revision, config: &InstanceConfig, sinks: &SinkAddresses) -> InstanceSpec {
+/// `K_CE_OVERRIDES` when the revision has a sink), then the user's environment, read from
+/// `data` (the secrets and config maps the revision names) where it says `valueFrom` or
+/// `envFrom`; the revision's resources, with `config`'s default memory limit where it sets
+/// none, and `config`'s PIDs limit, privileges and log rotation. The error says which
+/// secret, config map or key is missing.
+pub(crate) fn instance_spec(
+    revision: &Revision,
+    config: &InstanceConfig,
+    sinks: &SinkAddresses,
+    data: &[DataObject],
+) -> Result<InstanceSpec, String> {
     let t = &revision.template;
     let mut env = vec![
         ("PORT".to_string(), t.port.to_string()),
@@ -33,8 +41,13 @@ pub(crate) fn instance_spec(revision: &Revision, config: &InstanceConfig, sinks:
             env.push(("K_CE_OVERRIDES".to_string(), overrides.to_string()));
         }
     }
-    env.extend(t.env.iter().map(|v| (v.name.clone(), v.value.clone())));
-    InstanceSpec {
+    let lookup = |kind, name: &str| data.iter().find(|o| o.kind == kind && o.name == name);
+    let user = resolve_env(&t.env_from, &t.env, lookup)?;
+    if !user.skipped.is_empty() {
+        tracing::warn!(revision = %revision.name, skipped = ?user.skipped, "envFrom keys that are not variable names (or are Rouse's own) are skipped, as Kubernetes skips them");
+    }
+    env.extend(user.vars);
+    Ok(InstanceSpec {
         service: revision.service.clone(),
         revision: revision.name.clone(),
         // The image the revision was pinned to, whatever its tag names now.
@@ -56,7 +69,7 @@ pub(crate) fn instance_spec(revision: &Revision, config: &InstanceConfig, sinks:
             max_files: config.log_max_files,
         }),
         host_aliases,
-    }
+    })
 }
 
 /// The template's CPU and memory; where it sets no memory limit, the default one, raised to
@@ -154,7 +167,7 @@ mod tests {
         template.port = 9000;
         template.env = vec!["TARGET=x".parse().unwrap()];
         let (_, revision) = Service::create("hello", template, Utc::now());
-        let spec = instance_spec(&revision, &InstanceConfig::default(), &SinkAddresses::default());
+        let spec = instance_spec(&revision, &InstanceConfig::default(), &SinkAddresses::default(), &[]).unwrap();
         let env: HashMap<_, _> = spec.env.iter().cloned().collect();
         assert_eq!(env["PORT"], "9000");
         assert_eq!(env["K_SERVICE"], "hello");
@@ -168,7 +181,7 @@ mod tests {
     fn instances_are_confined_as_configured_and_get_the_default_memory_limit() {
         let config = InstanceConfig::default();
         let (_, revision) = Service::create("hello", RevisionTemplate::new("img"), Utc::now());
-        let spec = instance_spec(&revision, &config, &SinkAddresses::default());
+        let spec = instance_spec(&revision, &config, &SinkAddresses::default(), &[]).unwrap();
         assert_eq!(spec.resources.memory_limit_bytes, Some(512 << 20));
         assert_eq!(spec.resources.pids_limit, Some(4096));
         assert!(spec.security.no_new_privileges);
@@ -187,7 +200,7 @@ mod tests {
             drop_capabilities: Vec::new(),
             ..InstanceConfig::default()
         };
-        let spec = instance_spec(&revision, &unconfined, &SinkAddresses::default());
+        let spec = instance_spec(&revision, &unconfined, &SinkAddresses::default(), &[]).unwrap();
         assert_eq!(spec.resources.pids_limit, None, "0 is unlimited");
         assert_eq!(spec.resources.memory_limit_bytes, None);
         assert_eq!(spec.security, Security::default());
@@ -199,12 +212,12 @@ mod tests {
         let mut template = RevisionTemplate::new("img");
         template.resources.limits.memory = Some("128Mi".into());
         let (_, revision) = Service::create("small", template, Utc::now());
-        let spec = instance_spec(&revision, &config, &SinkAddresses::default());
+        let spec = instance_spec(&revision, &config, &SinkAddresses::default(), &[]).unwrap();
         assert_eq!(spec.resources.memory_limit_bytes, Some(128 << 20));
         let mut template = RevisionTemplate::new("img");
         template.resources.requests.memory = Some("1Gi".into());
         let (_, revision) = Service::create("big", template, Utc::now());
-        let spec = instance_spec(&revision, &config, &SinkAddresses::default());
+        let spec = instance_spec(&revision, &config, &SinkAddresses::default(), &[]).unwrap();
         assert_eq!(spec.resources.memory_limit_bytes, Some(1 << 30));
         assert_eq!(spec.resources.memory_request_bytes, Some(1 << 30));
     }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Serving, ServingSettings};
 use crate::config::{GcConfig, InstanceCap, InstanceConfig, MAX_MAX_INSTANCES};
+use crate::data::DataStore;
 use crate::metrics::ServingMetrics;
 use crate::sinks::SinkAddresses;
 use crate::store::Store;
@@ -122,9 +123,13 @@ impl Harness {
         let store = Arc::new(Store::open(&self.dir.path().join("state.redb")).expect("the store opens"));
         let routes = Arc::new(RouteTable::new());
         let metrics = ServingMetrics::register(&mut Registry::default());
+        let data = Arc::new(
+            DataStore::open(store.clone(), &self.dir.path().join("secret.key")).expect("the secret key is made"),
+        );
         let serving = Serving::new(
             Arc::new(self.engine.clone()),
             store,
+            data,
             routes.clone(),
             self.settings.clone(),
             metrics,

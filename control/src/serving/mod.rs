@@ -51,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{GcConfig, InstanceCap, InstanceConfig};
+use crate::data::DataStore;
 use crate::error::{ConflictReason, ControlError, ObjectKind};
 use crate::metrics::ServingMetrics;
 use crate::sinks::SinkAddresses;
@@ -98,6 +99,8 @@ const DELETE_WAIT: Duration = Duration::from_secs(30);
 pub(crate) struct Serving {
     runtime: Arc<dyn Runtime>,
     store: Arc<Store>,
+    /// Secrets and config maps, which instances read as they start.
+    data: Arc<DataStore>,
     routes: Arc<RouteTable>,
     config: InstanceConfig,
     /// Live state. A std mutex: held only for short edits, never across an await.
@@ -139,6 +142,7 @@ impl Serving {
     pub(crate) fn new(
         runtime: Arc<dyn Runtime>,
         store: Arc<Store>,
+        data: Arc<DataStore>,
         routes: Arc<RouteTable>,
         settings: ServingSettings,
         metrics: ServingMetrics,
@@ -146,6 +150,7 @@ impl Serving {
         let serving = Arc::new(Self {
             runtime,
             store,
+            data,
             routes,
             config: settings.instances,
             autoscaler: settings.autoscaler,
@@ -193,6 +198,11 @@ impl Serving {
 
     pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Secrets and config maps.
+    pub(crate) fn data(&self) -> &DataStore {
+        &self.data
     }
 
     /// Refuses a template that asks for more instances than the host runs (its min-scale or

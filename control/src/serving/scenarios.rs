@@ -754,3 +754,54 @@ async fn frozen_instances_are_not_probed() {
             .await
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_reads_its_secret_as_it_starts_and_waits_while_it_is_missing() {
+    use rouse_api::secret::{DataKind, DataObject};
+    let h = Harness::start();
+    let secret = |value: &str| DataObject {
+        data: [("password".to_string(), value.as_bytes().to_vec())].into(),
+        ..DataObject::new(DataKind::Secret, "db")
+    };
+    h.serving().data().put(secret("first")).unwrap();
+    h.deploy(
+        "web",
+        template(|t| {
+            t.env = vec![rouse_api::secret::parse_env_value_from("--env-value-from", "P=secret:db:password").unwrap()];
+        }),
+    );
+    served_within(&h.request("web", SEC / 10).await, SETTLE);
+    let env_of_running = |h: &Harness| {
+        let instance = h
+            .engine
+            .instances()
+            .into_iter()
+            .find(|i| i.state == InstanceState::Running)?;
+        h.engine.env_of(&instance.id)
+    };
+    let env = env_of_running(&h).unwrap();
+    assert!(env.contains(&("P".to_string(), "first".to_string())), "{env:?}");
+
+    // Deleted under a running service: instances that start now fail as a crash that names
+    // it, and back off; once it is back, the next start serves with its new value.
+    assert!(h.serving().data().delete(DataKind::Secret, "db").unwrap());
+    for instance in h.engine.instances() {
+        h.engine.kill(&instance.id, 137);
+    }
+    assert!(
+        h.eventually(SETTLE, |h| live_of(h, "web")
+            .last_crash
+            .is_some_and(|c| c.reason == "CreateContainerConfigError"))
+            .await
+    );
+    let crash = live_of(&h, "web").last_crash.unwrap();
+    assert!(
+        crash.message.contains("secret 'db'") && crash.message.contains("does not exist"),
+        "{}",
+        crash.message
+    );
+    h.serving().data().put(secret("second")).unwrap();
+    served_within(&h.request("web", SEC / 10).await, SETTLE * 4);
+    let env = env_of_running(&h).unwrap();
+    assert!(env.contains(&("P".to_string(), "second".to_string())), "{env:?}");
+}

@@ -52,17 +52,25 @@ impl Serving {
             return;
         };
         rev.creating += 1;
-        let spec = instance_spec(&rev.revision, &self.config, &self.sinks);
+        let declared = rev.revision.clone();
         let probes = StartProbes::of(&rev.revision.template);
         let cancel = rev.cancel.clone();
         let generation = rev.generation;
-        *state.starting.entry(spec.service.clone()).or_default() += 1;
+        let service = declared.service.clone();
+        *state.starting.entry(service.clone()).or_default() += 1;
         let serving = self.clone();
         let revision = revision.to_string();
-        let span = tracing::info_span!("start", service = %spec.service, %revision);
+        let span = tracing::info_span!("start", %service, %revision);
         spawn_in(tasks, span, async move {
-            let service = spec.service.clone();
-            serving.start(&revision, generation, spec, &probes, cancel).await;
+            // Secrets and config maps are read as the instance starts: a changed one reaches
+            // every instance started after the change.
+            let spec = serving
+                .data_of(&declared.template)
+                .and_then(|data| instance_spec(&declared, &serving.config, &serving.sinks, &data));
+            match spec {
+                Ok(spec) => serving.start(&revision, generation, spec, &probes, cancel).await,
+                Err(message) => serving.cannot_create(&revision, generation, "CreateContainerConfigError", message),
+            }
             let mut state = serving.state();
             if let Some(n) = state.starting.get_mut(&service) {
                 *n = n.saturating_sub(1);
@@ -108,31 +116,19 @@ impl Serving {
         let created = match created {
             Ok(instance) => instance,
             Err(e) => {
-                let mut state = self.state();
-                if let Some(rev) = state.live(revision, generation) {
-                    rev.creating = rev.creating.saturating_sub(1);
-                    let (reason, message) = match &e {
-                        // Never something else in its place: the revision says so instead.
-                        RuntimeError::ImageNotFound { image } if is_pinned(image) => (
-                            "PinnedImageMissing",
-                            format!(
-                                "the image this revision is pinned to, {image}, is no longer in the local Docker \
-                                 (removed, or pruned after its tag moved on) and no registry gave it back; \
-                                 deploy again to pin what the tag names now"
-                            ),
+                let (reason, message) = match &e {
+                    // Never something else in its place: the revision says so instead.
+                    RuntimeError::ImageNotFound { image } if is_pinned(image) => (
+                        "PinnedImageMissing",
+                        format!(
+                            "the image this revision is pinned to, {image}, is no longer in the local Docker \
+                             (removed, or pruned after its tag moved on) and no registry gave it back; \
+                             deploy again to pin what the tag names now"
                         ),
-                        _ => ("CreateFailed", format!("cannot create an instance: {e}")),
-                    };
-                    let crash = Crash {
-                        reason: reason.to_string(),
-                        message,
-                        exit_code: None,
-                        logs: Vec::new(),
-                        restarts: rev.failures + 1,
-                        at: timestamp(Utc::now()),
-                    };
-                    self.record_failure(rev, crash);
-                }
+                    ),
+                    _ => ("CreateFailed", format!("cannot create an instance: {e}")),
+                };
+                self.cannot_create(revision, generation, reason, message);
                 return;
             }
         };
@@ -372,6 +368,44 @@ impl Serving {
             at: timestamp(Utc::now()),
         };
         self.record_failure(rev, crash);
+    }
+
+    /// An instance could not be made: counted as a crash, so starts back off.
+    fn cannot_create(&self, revision: &str, generation: u64, reason: &str, message: String) {
+        let mut state = self.state();
+        if let Some(rev) = state.live(revision, generation) {
+            rev.creating = rev.creating.saturating_sub(1);
+            tracing::warn!(%revision, reason, %message, "cannot create an instance");
+            let crash = Crash {
+                reason: reason.to_string(),
+                message,
+                exit_code: None,
+                logs: Vec::new(),
+                restarts: rev.failures + 1,
+                at: timestamp(Utc::now()),
+            };
+            self.record_failure(rev, crash);
+        }
+    }
+
+    /// The secrets and config maps `template` names, as they are now; the error says which
+    /// cannot be read. Missing ones are left out: the contract says whether that is fine.
+    fn data_of(&self, template: &rouse_api::RevisionTemplate) -> Result<Vec<rouse_api::secret::DataObject>, String> {
+        let mut found: Vec<rouse_api::secret::DataObject> = Vec::new();
+        for reference in template.data_refs() {
+            if found
+                .iter()
+                .any(|o| o.kind == reference.kind && o.name == reference.name)
+            {
+                continue;
+            }
+            match self.data.get(reference.kind, &reference.name) {
+                Ok(Some(object)) => found.push(object),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(found)
     }
 
     pub(super) fn record_failure(&self, rev: &mut RevisionState, crash: Crash) {
