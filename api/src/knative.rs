@@ -90,6 +90,8 @@ pub struct RevisionSpec {
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u32,
     pub containers: Vec<Container>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volume::Volume>,
 }
 
 fn default_timeout() -> u32 {
@@ -112,6 +114,8 @@ pub struct Container {
     pub env_from: Vec<crate::secret::EnvFromSource>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ContainerPort>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<crate::volume::VolumeMount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -390,6 +394,7 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
             args: template.args.clone(),
             env: template.env.clone(),
             env_from: template.env_from.clone(),
+            volume_mounts: template.volume_mounts.clone(),
             ports: vec![ContainerPort {
                 name: port_name,
                 container_port: template.port,
@@ -402,6 +407,7 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
             working_dir: template.working_dir.clone(),
             security_context: template.user.map(|uid| SecurityContext { run_as_user: Some(uid) }),
         }],
+        volumes: template.volumes.clone(),
     }
 }
 

@@ -40,6 +40,7 @@ pub mod service;
 pub mod status;
 pub mod template;
 pub mod traffic;
+pub mod volume;
 
 pub use error::{ValidationError, error_chain};
 pub use service::{Revision, Service};

@@ -475,6 +475,8 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         image: container.image,
         env: container.env,
         env_from: container.env_from,
+        volumes: spec.volumes,
+        volume_mounts: container.volume_mounts,
         port,
         protocol,
         container_concurrency: spec.container_concurrency,
@@ -631,14 +633,11 @@ spec:
 
     #[test]
     fn unknown_fields_are_named_with_their_path_and_line() {
-        let e = &errors(&service_with("          volumeMounts: []\n"))[0];
+        let e = &errors(&service_with("          lifecycle: {}\n"))[0];
         assert_eq!(e.document, 1);
         assert_eq!(e.resource.as_deref(), Some("Service s"));
-        assert_eq!(
-            e.field.as_deref(),
-            Some("spec.template.spec.containers[0].volumeMounts")
-        );
-        assert!(e.reason.contains("does not support the field `volumeMounts`"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("spec.template.spec.containers[0].lifecycle"));
+        assert!(e.reason.contains("does not support the field `lifecycle`"), "{e}");
         assert_eq!(e.location.map(|l| l.0), Some(10), "{e}");
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::probe::{Probe, ProbeKind};
 use crate::secret::{DataKind, DataRef, EnvFromSource, EnvVarSource};
+use crate::volume::{Volume, VolumeMount};
 
 /// Port the container listens on when none is given (Knative's and Cloud Run's default).
 pub const DEFAULT_PORT: u16 = 8080;
@@ -47,6 +48,11 @@ pub struct RevisionTemplate {
     /// over them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<EnvFromSource>,
+    /// Volumes (`spec.volumes`) and where the container mounts them (`volumeMounts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// The port the container listens on (`$PORT`).
     #[serde(default = "default_port")]
     pub port: u16,
@@ -188,6 +194,8 @@ impl RevisionTemplate {
             image: image.into(),
             env: Vec::new(),
             env_from: Vec::new(),
+            volumes: Vec::new(),
+            volume_mounts: Vec::new(),
             port: DEFAULT_PORT,
             protocol: PortProtocol::default(),
             container_concurrency: 0,
@@ -247,6 +255,7 @@ impl RevisionTemplate {
                 });
             }
         }
+        refs.extend(crate::volume::data_refs(&self.volumes));
         refs
     }
 
@@ -282,6 +291,7 @@ impl RevisionTemplate {
                 })?;
             }
         }
+        crate::volume::validate(&self.volumes, &self.volume_mounts)?;
         for reference in self.data_refs() {
             crate::name::validate_name(&reference.field, &reference.name)?;
             if let Some(key) = &reference.key {

@@ -397,6 +397,12 @@ pub(crate) struct DeployArgs {
     /// VAR=config-map:NAME:KEY adds or replaces it, VAR- removes it (repeatable).
     #[arg(long, value_name = "VAR=secret:NAME:KEY")]
     pub(crate) env_value_from: Vec<String>,
+    /// Mount a volume: PATH=secret:NAME or PATH=config-map:NAME (its keys as read-only
+    /// files; NAME/SUBPATH mounts one of them), PATH=volume:NAME (a Docker volume that
+    /// outlives instances) or PATH=emptyDir (a directory that lives and dies with each
+    /// instance); PATH- unmounts (repeatable).
+    #[arg(long = "mount", value_name = "PATH=SOURCE|PATH-")]
+    pub(crate) mounts: Vec<String>,
     /// Make a new revision even if nothing else changed, so every instance restarts on the
     /// secrets and config maps as they are now.
     #[arg(long)]

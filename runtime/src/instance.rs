@@ -16,8 +16,9 @@ pub const LABEL_INSTANCE: &str = "rouse.instance";
 /// Label holding the container port the instance listens on (the one published).
 pub const LABEL_PORT: &str = "rouse.port";
 
-/// Everything a backend needs to start one instance of a revision.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Everything a backend needs to start one instance of a revision. Its `Debug` shows the
+/// environment's names only: values may come from secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub struct InstanceSpec {
     /// Service name (for labels and the instance name).
     pub service: String,
@@ -48,6 +49,82 @@ pub struct InstanceSpec {
     /// Host names that resolve, inside the instance, to the host (as `host.docker.internal`
     /// always does), e.g. `hello.localhost` for a service it sends events to.
     pub host_aliases: Vec<String>,
+    /// What is mounted where in the instance's file system.
+    pub mounts: Vec<Mount>,
+}
+
+impl std::fmt::Debug for InstanceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceSpec")
+            .field("service", &self.service)
+            .field("revision", &self.revision)
+            .field("image", &self.image)
+            .field("env", &self.env.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field("container_port", &self.container_port)
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("resources", &self.resources)
+            .field("security", &self.security)
+            .field("user", &self.user)
+            .field("working_dir", &self.working_dir)
+            .field("mounts", &self.mounts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One mount of an instance.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The absolute path in the instance.
+    pub target: String,
+    pub source: MountSource,
+}
+
+/// What a mount shows.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// Files only this instance sees, read-only: a secret's or config map's keys. The
+    /// backend keeps them out of the instance's image layers and, where it can, off disk.
+    /// `sub_path` mounts one file or directory of them instead of all.
+    Files {
+        files: Vec<MountFile>,
+        sub_path: Option<String>,
+    },
+    /// An empty directory that lives and dies with the instance: in memory (at most
+    /// `size_bytes`) when `memory`, else on the engine's disk.
+    Scratch { memory: bool, size_bytes: Option<u64> },
+    /// A volume of the engine, by name, that outlives instances; made when missing.
+    Named { name: String, read_only: bool },
+}
+
+/// One file of a [`MountSource::Files`] mount.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MountFile {
+    /// Relative to the mount, without `..`.
+    pub path: String,
+    pub contents: Vec<u8>,
+    /// Unix permission bits, e.g. `0o444`.
+    pub mode: u32,
+}
+
+/// Sizes only: a mount's files may be secrets, which must not reach a log by way of `{:?}`.
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.source {
+            MountSource::Files { files, sub_path } => format!(
+                "files [{}]{}",
+                files
+                    .iter()
+                    .map(|file| format!("{} ({} bytes, {:o})", file.path, file.contents.len(), file.mode))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sub_path.as_ref().map(|s| format!(" at {s}")).unwrap_or_default()
+            ),
+            MountSource::Scratch { memory, size_bytes } => format!("scratch memory={memory} size={size_bytes:?}"),
+            MountSource::Named { name, read_only } => format!("volume {name} read_only={read_only}"),
+        };
+        write!(f, "{} <- {source}", self.target)
+    }
 }
 
 /// CPU, memory and processes for one instance; `None` leaves the backend's default (no limit).

@@ -33,7 +33,7 @@ pub use error::{EngineError, RuntimeError};
 pub use image::{ImageInfo, PullFailure, PullProgress, RegistryAuth, is_pinned, repository};
 pub use instance::{
     Answer, Check, Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED,
-    LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogRotation, LogStream, Readiness, Resources,
-    Security,
+    LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogRotation, LogStream, Mount, MountFile,
+    MountSource, Readiness, Resources, Security,
 };
 pub use runtime::{Logs, Runtime};

@@ -80,6 +80,7 @@ struct Container {
     image: String,
     /// The environment it was given.
     env: Vec<(String, String)>,
+    mounts: Vec<crate::instance::Mount>,
     /// Checks that fail while the rest of the instance works (see
     /// [`MemoryRuntime::fail_check`]).
     failing: Vec<Check>,
@@ -167,6 +168,11 @@ impl MemoryRuntime {
     /// The environment an instance was given.
     pub fn env_of(&self, id: &str) -> Option<Vec<(String, String)>> {
         self.engine().containers.get(id).map(|c| c.env.clone())
+    }
+
+    /// The mounts an instance was given.
+    pub fn mounts_of(&self, id: &str) -> Option<Vec<crate::instance::Mount>> {
+        self.engine().containers.get(id).map(|c| c.mounts.clone())
     }
 
     /// Whether a request sent to `id` now would be answered.
@@ -453,6 +459,7 @@ impl Runtime for MemoryRuntime {
                 memory: DEFAULT_MEMORY,
                 image: spec.image.clone(),
                 env: spec.env.clone(),
+                mounts: spec.mounts.clone(),
             };
             engine.containers.insert(id, container);
             (instance, engine.faults.exit_on_start.map(|code| (ready_at, code)))
@@ -682,6 +689,7 @@ mod tests {
             security: Default::default(),
             log_rotation: None,
             host_aliases: Vec::new(),
+            mounts: Vec::new(),
             user: None,
             working_dir: None,
         }

@@ -123,6 +123,7 @@ fn spec(revision: &str, command: &[&str]) -> InstanceSpec {
         security: Default::default(),
         log_rotation: None,
         host_aliases: Vec::new(),
+        mounts: Vec::new(),
         user: None,
         working_dir: None,
     }

@@ -91,6 +91,7 @@ fn template(
     edit_env(&mut template.env, &args.env)?;
     edit_env_value_from(&mut template.env, &args.env_value_from)?;
     edit_env_from(&mut template.env_from, &args.env_from)?;
+    edit_mounts(&mut template, &args.mounts)?;
     if args.refresh {
         template.annotations.insert(
             rouse_api::annotations::REFRESHED_AT.to_string(),
@@ -210,6 +211,46 @@ fn edit_env_value_from(env: &mut Vec<EnvVar>, edits: &[String]) -> Result<(), Va
             Some(existing) => *existing = var,
             None => env.push(var),
         }
+    }
+    Ok(())
+}
+
+/// `--mount PATH=SOURCE` mounts (replacing what was at PATH), `--mount PATH-` unmounts; a
+/// volume no mount uses any more goes with it.
+fn edit_mounts(template: &mut RevisionTemplate, edits: &[String]) -> Result<(), ValidationError> {
+    use rouse_api::volume::{MountFlag, VolumeMount, parse_mount};
+    const FLAG: &str = "--mount";
+    for edit in edits {
+        match parse_mount(FLAG, edit)? {
+            MountFlag::Remove(path) => {
+                if !template.volume_mounts.iter().any(|m| m.mount_path == path) {
+                    return Err(ValidationError::new(
+                        FLAG,
+                        edit,
+                        format!("unmounts {path}, where nothing is mounted"),
+                    ));
+                }
+                template.volume_mounts.retain(|m| m.mount_path != path);
+            }
+            MountFlag::Add { path, volume, sub_path } => {
+                template.volume_mounts.retain(|m| m.mount_path != path);
+                match template.volumes.iter_mut().find(|v| v.name == volume.name) {
+                    Some(existing) => *existing = (*volume).clone(),
+                    None => template.volumes.push((*volume).clone()),
+                }
+                // As Knative requires of a secret's or config map's mount (Rouse mounts them
+                // read-only whatever it says).
+                let read_only = volume.secret.is_some() || volume.config_map.is_some();
+                template.volume_mounts.push(VolumeMount {
+                    name: volume.name,
+                    mount_path: path,
+                    read_only,
+                    sub_path,
+                });
+            }
+        }
+        let used: Vec<String> = template.volume_mounts.iter().map(|m| m.name.clone()).collect();
+        template.volumes.retain(|v| used.contains(&v.name));
     }
     Ok(())
 }
@@ -405,27 +446,30 @@ fn on_deploy_flags(error: ValidationError) -> ValidationError {
         (scale("metric"), "--scale-metric"),
     ];
     let field = error.field.as_str();
-    let flag = if field.starts_with(&format!("{CONTAINER}.envFrom")) {
-        "--env-from"
-    } else if field.starts_with(&format!("{CONTAINER}.env")) && field.contains("valueFrom") {
-        "--env-value-from"
-    } else if field.starts_with(&format!("{CONTAINER}.env")) {
-        "--env"
-    } else if field.starts_with(&format!("{CONTAINER}.resources.limits")) {
-        "--limit"
-    } else if field.starts_with(&format!("{CONTAINER}.resources.requests")) {
-        "--request"
-    } else if field.starts_with(&format!("{TEMPLATE}.metadata.labels")) {
-        "--label"
-    } else if field == format!("{CONTAINER}.workingDir") {
-        "--working-dir"
-    } else if let Some(flag) = probe_flag(field) {
-        flag
-    } else if let Some((_, flag)) = flags.iter().find(|(path, _)| path == field) {
-        flag
-    } else {
-        return error;
-    };
+    let flag =
+        if field.starts_with(&format!("{CONTAINER}.volumeMounts")) || field.starts_with(rouse_api::volume::VOLUMES) {
+            "--mount"
+        } else if field.starts_with(&format!("{CONTAINER}.envFrom")) {
+            "--env-from"
+        } else if field.starts_with(&format!("{CONTAINER}.env")) && field.contains("valueFrom") {
+            "--env-value-from"
+        } else if field.starts_with(&format!("{CONTAINER}.env")) {
+            "--env"
+        } else if field.starts_with(&format!("{CONTAINER}.resources.limits")) {
+            "--limit"
+        } else if field.starts_with(&format!("{CONTAINER}.resources.requests")) {
+            "--request"
+        } else if field.starts_with(&format!("{TEMPLATE}.metadata.labels")) {
+            "--label"
+        } else if field == format!("{CONTAINER}.workingDir") {
+            "--working-dir"
+        } else if let Some(flag) = probe_flag(field) {
+            flag
+        } else if let Some((_, flag)) = flags.iter().find(|(path, _)| path == field) {
+            flag
+        } else {
+            return error;
+        };
     ValidationError {
         field: flag.to_string(),
         ..error

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rouse_api::probe::{Probe, ProbeAction, ProbeKind};
 use rouse_api::secret::{DataObject, resolve_env};
+use rouse_api::volume::{self, Source, VOLUMES};
 use rouse_api::{Revision, RevisionTemplate};
-use rouse_runtime::{Check, InstanceSpec, LogRotation, Readiness, Resources, Security};
+use rouse_runtime::{Check, InstanceSpec, LogRotation, Mount, MountFile, MountSource, Readiness, Resources, Security};
 
 use crate::config::InstanceConfig;
 use crate::sinks::SinkAddresses;
@@ -47,6 +48,7 @@ pub(crate) fn instance_spec(
         tracing::warn!(revision = %revision.name, skipped = ?user.skipped, "envFrom keys that are not variable names (or are Rouse's own) are skipped, as Kubernetes skips them");
     }
     env.extend(user.vars);
+    let mounts = mounts(t, data)?;
     Ok(InstanceSpec {
         service: revision.service.clone(),
         revision: revision.name.clone(),
@@ -69,7 +71,56 @@ pub(crate) fn instance_spec(
             max_files: config.log_max_files,
         }),
         host_aliases,
+        mounts,
     })
+}
+
+/// What the template's `volumeMounts` mount, with the files of secrets and config maps read
+/// from `data`; the error names what is missing.
+fn mounts(t: &RevisionTemplate, data: &[DataObject]) -> Result<Vec<Mount>, String> {
+    let mut mounts = Vec::with_capacity(t.volume_mounts.len());
+    for mount in &t.volume_mounts {
+        let Some(volume) = t.volumes.iter().find(|v| v.name == mount.name) else {
+            return Err(format!("no volume '{}' (volumeMounts names it)", mount.name));
+        };
+        let source = match volume.source(VOLUMES).map_err(|e| e.to_string())? {
+            Source::Data {
+                kind,
+                name,
+                items,
+                mode,
+                optional,
+            } => {
+                let object = data.iter().find(|o| o.kind == kind && o.name == name);
+                if object.is_none() && !optional {
+                    return Err(format!(
+                        "the {} '{name}' (volume {}) does not exist",
+                        kind.word(),
+                        volume.name
+                    ));
+                }
+                let files = volume::files(items, mode, object.map(|o| &o.data))
+                    .map_err(|e| format!("the {} '{name}' {e} (volume {})", kind.word(), volume.name))?;
+                MountSource::Files {
+                    files: files
+                        .into_iter()
+                        .map(|(path, contents, mode)| MountFile { path, contents, mode })
+                        .collect(),
+                    sub_path: mount.sub_path.clone(),
+                }
+            }
+            Source::EmptyDir { memory, size_bytes } => MountSource::Scratch { memory, size_bytes },
+            Source::Persistent { name, read_only } => MountSource::Named {
+                name: name.to_string(),
+                read_only: read_only || mount.read_only,
+            },
+        };
+        mounts.push(Mount {
+            target: mount.mount_path.clone(),
+            source,
+        });
+    }
+    Ok(mounts)
 }
 
 /// The template's CPU and memory; where it sets no memory limit, the default one, raised to

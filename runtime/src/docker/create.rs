@@ -4,11 +4,14 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
+use std::path::PathBuf;
+
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTmpfsOptions, MountType, MountVolumeOptions,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use crate::instance::InstanceSpec;
+use crate::instance::{InstanceSpec, LABEL_HOME, LABEL_MANAGED, MountSource};
 
 /// The address ports are published on: loopback only, the proxy dials nothing else.
 const PUBLISH_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -24,8 +27,77 @@ const NO_NEW_PRIVILEGES: &str = "no-new-privileges:true";
 /// Engine API (`rouse logs`) and rotates it.
 const LOG_DRIVER: &str = "json-file";
 
-/// The create request for an instance of `spec` carrying `labels`.
-pub(super) fn container_body(spec: &InstanceSpec, labels: HashMap<String, String>) -> ContainerCreateBody {
+/// The engine's name of a named volume of the home `home`: homes never share one.
+pub(super) fn volume_name(home: &str, name: &str) -> String {
+    format!("rouse-{home}-{name}")
+}
+
+/// The mounts of `spec`: `binds` are the host directories of its file mounts, by index.
+fn mounts(spec: &InstanceSpec, home: &str, binds: &[(usize, PathBuf)]) -> Vec<Mount> {
+    spec.mounts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, mount)| {
+            let target = Some(mount.target.clone());
+            Some(match &mount.source {
+                MountSource::Files { .. } => Mount {
+                    target,
+                    source: Some(binds.iter().find(|(i, _)| *i == index)?.1.display().to_string()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                MountSource::Scratch {
+                    memory: true,
+                    size_bytes,
+                } => Mount {
+                    target,
+                    typ: Some(MountType::TMPFS),
+                    tmpfs_options: Some(MountTmpfsOptions {
+                        // Where the volume sets no size, the instance's memory limit: tmpfs
+                        // pages count against it anyway (Docker's default is half the host).
+                        size_bytes: size_bytes.or(spec.resources.memory_limit_bytes).map(|b| b as i64),
+                        // As Kubernetes' emptyDir: every user may write, only owners delete.
+                        mode: Some(0o1777),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                // An anonymous volume: removed with the container (`v=true`).
+                MountSource::Scratch { memory: false, .. } => Mount {
+                    target,
+                    typ: Some(MountType::VOLUME),
+                    ..Default::default()
+                },
+                MountSource::Named { name, read_only } => Mount {
+                    target,
+                    source: Some(volume_name(home, name)),
+                    typ: Some(MountType::VOLUME),
+                    read_only: Some(*read_only),
+                    // The engine makes it on first use, with these labels.
+                    volume_options: Some(MountVolumeOptions {
+                        labels: Some(HashMap::from([
+                            (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                            (LABEL_HOME.to_owned(), home.to_owned()),
+                        ])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            })
+        })
+        .collect()
+}
+
+/// The create request for an instance of `spec` carrying `labels`, of the home `home`, its
+/// file mounts bound from `binds`.
+pub(super) fn container_body(
+    spec: &InstanceSpec,
+    labels: HashMap<String, String>,
+    home: &str,
+    binds: &[(usize, PathBuf)],
+) -> ContainerCreateBody {
+    let mounts = mounts(spec, home, binds);
     let port = format!("{}/tcp", spec.container_port);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -46,6 +118,7 @@ pub(super) fn container_body(spec: &InstanceSpec, labels: HashMap<String, String
                 }]),
             )])),
             init: Some(true),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             extra_hosts: Some(
                 std::iter::once(HOST_GATEWAY.to_owned())
                     .chain(spec.host_aliases.iter().map(|name| format!("{name}:host-gateway")))
@@ -106,12 +179,13 @@ mod tests {
             host_aliases: vec!["hello.localhost".into()],
             user: None,
             working_dir: None,
+            mounts: Vec::new(),
         }
     }
 
     #[test]
     fn an_instance_is_published_on_loopback_under_init_without_restarts() {
-        let body = container_body(&spec(), HashMap::from([("k".into(), "v".into())]));
+        let body = container_body(&spec(), HashMap::from([("k".into(), "v".into())]), "h", &[]);
         assert_eq!(body.image.as_deref(), Some("app:1"));
         assert_eq!(body.env, Some(vec!["PORT=8080".to_string()]));
         assert_eq!(body.cmd, Some(vec!["--serve".to_string()]));
@@ -151,7 +225,7 @@ mod tests {
             max_bytes: 10 << 20,
             max_files: 3,
         });
-        let host = container_body(&spec, HashMap::new()).host_config.unwrap();
+        let host = container_body(&spec, HashMap::new(), "h", &[]).host_config.unwrap();
         assert_eq!(host.pids_limit, Some(4096));
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.memory, Some(512 << 20));
@@ -168,5 +242,68 @@ mod tests {
                 ("max-file".to_string(), "3".to_string())
             ])
         );
+    }
+
+    #[test]
+    fn mounts_bind_files_read_only_and_name_volumes_by_home() {
+        use crate::instance::{Mount as SpecMount, MountFile};
+        let mut spec = spec();
+        spec.resources.memory_limit_bytes = Some(256 << 20);
+        let mount = |target: &str, source| SpecMount {
+            target: target.into(),
+            source,
+        };
+        spec.mounts = vec![
+            mount(
+                "/etc/app",
+                MountSource::Files {
+                    files: vec![MountFile {
+                        path: "a".into(),
+                        contents: b"1".to_vec(),
+                        mode: 0o444,
+                    }],
+                    sub_path: None,
+                },
+            ),
+            mount(
+                "/tmp",
+                MountSource::Scratch {
+                    memory: true,
+                    size_bytes: None,
+                },
+            ),
+            mount(
+                "/cache",
+                MountSource::Scratch {
+                    memory: false,
+                    size_bytes: None,
+                },
+            ),
+            mount(
+                "/data",
+                MountSource::Named {
+                    name: "pgdata".into(),
+                    read_only: false,
+                },
+            ),
+        ];
+        let binds = [(0, PathBuf::from("/dev/shm/rouse-h/i/0"))];
+        let mounts = container_body(&spec, HashMap::new(), "h", &binds)
+            .host_config
+            .unwrap()
+            .mounts
+            .unwrap();
+        assert_eq!(mounts[0].typ, Some(MountType::BIND));
+        assert_eq!(mounts[0].source.as_deref(), Some("/dev/shm/rouse-h/i/0"));
+        assert_eq!(mounts[0].read_only, Some(true));
+        let tmpfs = mounts[1].tmpfs_options.as_ref().unwrap();
+        assert_eq!((tmpfs.size_bytes, tmpfs.mode), (Some(256 << 20), Some(0o1777)));
+        assert_eq!(
+            (mounts[2].typ, mounts[2].source.as_deref()),
+            (Some(MountType::VOLUME), None)
+        );
+        assert_eq!(mounts[3].source.as_deref(), Some("rouse-h-pgdata"));
+        let labels = mounts[3].volume_options.as_ref().unwrap().labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_HOME], "h");
     }
 }

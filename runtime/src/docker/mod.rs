@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +42,7 @@ use crate::probe;
 use crate::runtime::{Logs, Runtime};
 
 mod create;
+mod files;
 mod values;
 
 use create::container_body;
@@ -74,6 +76,8 @@ pub struct DockerRuntime {
     owned: Mutex<HashSet<String>>,
     /// How the proxy reaches instances.
     dial: Dial,
+    /// Where the files of instances' secret and config map mounts are written.
+    files_root: PathBuf,
 }
 
 /// How the proxy reaches an instance.
@@ -124,12 +128,26 @@ impl DockerRuntime {
             .map_err(unavailable)?;
         docker.ping().await.map_err(unavailable)?;
         tracing::debug!(home = home_id, api = %docker.client_version(), "connected to Docker");
-        Ok(Self {
+        let runtime = Self {
             docker,
             home: home_id.to_owned(),
             owned: Mutex::new(HashSet::new()),
             dial,
-        })
+            files_root: files::root(home_id),
+        };
+        runtime.sweep_files().await;
+        Ok(runtime)
+    }
+
+    /// Removes the mounted files of instances that are gone (removed while no daemon ran,
+    /// or behind its back).
+    async fn sweep_files(&self) {
+        for name in files::instances(&self.files_root) {
+            match self.docker.inspect_container(&name, None).await {
+                Err(e) if is_status(&e, 404) => files::remove(&self.files_root, &name),
+                _ => {}
+            }
+        }
     }
 
     /// The home id every container of this runtime is labelled with.
@@ -232,7 +250,10 @@ impl DockerRuntime {
     async fn discard(&self, id: &str, name: &str) {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => self.forget(id),
+            Ok(()) => {
+                self.forget(id);
+                files::remove(&self.files_root, &format!("{CONTAINER_PREFIX}{name}"));
+            }
             Err(e) => {
                 tracing::warn!(instance = %name, error = %e, "removing a half-created container")
             }
@@ -435,17 +456,33 @@ impl Runtime for DockerRuntime {
         let started = Instant::now();
         let name = format!("{}-{}", spec.revision, random_suffix(&mut rand::rng()));
         let container_name = format!("{CONTAINER_PREFIX}{name}");
-        let body = container_body(spec, self.labels(spec, &name));
+        let binds = if spec.mounts.is_empty() {
+            Vec::new()
+        } else {
+            files::write(&self.files_root, &container_name, spec).map_err(|e| {
+                files::remove(&self.files_root, &container_name);
+                RuntimeError::Backend {
+                    operation: "write the mounted files of",
+                    instance: name.clone(),
+                    source: format!("{}: {e}", self.files_root.display()).into(),
+                }
+            })?
+        };
+        let body = container_body(spec, self.labels(spec, &name), &self.home, &binds);
         let options = CreateContainerOptionsBuilder::default().name(&container_name).build();
         let id = match self.docker.create_container(Some(options), body).await {
             Ok(created) => created.id,
             // Create fails with 404 only for a missing image; nothing was created.
             Err(e) if is_status(&e, 404) => {
+                files::remove(&self.files_root, &container_name);
                 return Err(RuntimeError::ImageNotFound {
                     image: spec.image.clone(),
                 });
             }
-            Err(e) => return Err(backend("create", &name, e)),
+            Err(e) => {
+                files::remove(&self.files_root, &container_name);
+                return Err(backend("create", &name, e));
+            }
         };
         self.remember(&id);
         let created = started.elapsed();
@@ -643,6 +680,9 @@ impl Runtime for DockerRuntime {
             Err(e) => return Err(backend("remove", id, e)),
         }
         self.forget(id);
+        if let Some(name) = container.name.as_deref() {
+            files::remove(&self.files_root, name.trim_start_matches('/'));
+        }
         Ok(())
     }
 

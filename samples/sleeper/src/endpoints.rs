@@ -11,6 +11,9 @@
 //! | `GET /exit?code=N`            | an answer, then the process exits with N (default 1)    |
 //! | `GET /stream?n=N&ms=M`        | N lines `tick i` (default 10), M ms apart (default 100) |
 //! | `GET /conns`                  | how many connections the server has accepted            |
+//! | `GET /file?path=P`            | the file's contents, its mode in `x-file-mode` (`0444`), 404 if absent |
+//! | `PUT /file?path=P`            | writes the body to the file (directories made); 500 with the OS's reason if it cannot |
+//! | `GET /ls?path=P`              | the directory's entries, sorted, one per line           |
 //! | `GET /healthz`                | 503 until `HEALTHY_AFTER_MS` after listening, then 200, or as `/health` set it |
 //! | `POST /health?status=N`       | `/healthz` answers N from now on (0: as at start)       |
 //! | `POST /health?hang=1`         | `/healthz` never answers from now on, as a hung app     |
@@ -85,6 +88,9 @@ pub(crate) async fn respond(request: Request<Incoming>) -> Response<ResponseBody
                 message,
             }),
         },
+        (&Method::GET, "/file") => read_file(request.uri()),
+        (&Method::PUT, "/file") => write_file(request).await,
+        (&Method::GET, "/ls") => list_dir(request.uri()),
         (&Method::GET, "/conns") => Ok(text(format!(
             "{}\n",
             rouse_sample_hello::ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)
@@ -289,6 +295,69 @@ fn env() -> Response<ResponseBody> {
             .map(|(key, value)| format!("{key}={value}\n"))
             .collect::<String>(),
     )
+}
+
+/// The path a file endpoint names.
+fn path_param(uri: &Uri) -> Result<std::path::PathBuf, Refusal> {
+    let path: String = param(uri, "path", String::new())?;
+    if path.is_empty() {
+        return Err(Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: "give the file as ?path=/absolute/path".to_string(),
+        });
+    }
+    Ok(path.into())
+}
+
+fn io_refusal(what: &str, path: &std::path::Path, e: &std::io::Error) -> Refusal {
+    let status = if e.kind() == std::io::ErrorKind::NotFound {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    Refusal {
+        status,
+        message: format!("cannot {what} {}: {e}", path.display()),
+    }
+}
+
+fn read_file(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = path_param(uri)?;
+    let contents = std::fs::read(&path).map_err(|e| io_refusal("read", &path, &e))?;
+    let mode = std::fs::metadata(&path)
+        .map_err(|e| io_refusal("stat", &path, &e))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let mut response = text(contents);
+    let mode = HeaderValue::from_str(&format!("{mode:04o}")).expect("digits are a header value");
+    response.headers_mut().insert("x-file-mode", mode);
+    Ok(response)
+}
+
+async fn write_file(request: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let path = path_param(request.uri())?;
+    let body = request.into_body().collect().await.map_err(|e| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("reading the body: {e}"),
+    })?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io_refusal("make the directory of", &path, &e))?;
+    }
+    std::fs::write(&path, body.to_bytes()).map_err(|e| io_refusal("write", &path, &e))?;
+    Ok(text(format!("wrote {}\n", path.display())))
+}
+
+fn list_dir(uri: &Uri) -> Result<Response<ResponseBody>, Refusal> {
+    let path = path_param(uri)?;
+    let mut names: Vec<String> = std::fs::read_dir(&path)
+        .map_err(|e| io_refusal("list", &path, &e))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(text(names.iter().map(|n| format!("{n}\n")).collect::<String>()))
 }
 
 /// Answers, then ends the process with the asked code, as a crashing app would: no drain.
