@@ -125,6 +125,43 @@ spec:
 "#;
 
 #[test]
+fn samples_with_secrets_and_config_maps_apply_as_they_are() {
+    let rouse = Rouse::start();
+    let run = rouse.cli(&["apply", "-f", &sample("secrets-go.yaml")]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Secret google-robot-secret created"),
+        "{}",
+        run.stderr
+    );
+    let key = rouse.get("secrets-go", "/file?path=/var/secret/robot.json");
+    assert_eq!(key.status, 200, "{}", key.text());
+    assert!(key.text().contains("service_account"), "{}", key.text());
+    assert!(
+        rouse
+            .get("secrets-go", "/env")
+            .text()
+            .contains("GOOGLE_APPLICATION_DEFAULT=/var/secret/robot.json\n")
+    );
+
+    let run = rouse.cli(&["apply", "-f", &sample("configmap-env.yaml")]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let env = rouse.get("configmap-env", "/env").text();
+    for line in ["SPECIAL_LEVEL_KEY=very", "SPECIAL_LEVEL=very", "SPECIAL_TYPE=charm"] {
+        assert!(env.contains(&format!("{line}\n")), "{line}: {env}");
+    }
+    assert_eq!(
+        rouse.get("configmap-env", "/file?path=/etc/config/SPECIAL_TYPE").text(),
+        "charm"
+    );
+    for file in ["secrets-go.yaml", "configmap-env.yaml"] {
+        let deleted = rouse.cli(&["delete", "-f", &sample(file)]);
+        assert!(deleted.status.success(), "{}", deleted.stderr);
+    }
+    assert!(rouse.cli_ok(&["secret", "list", "-o", "name"]).trim().is_empty());
+}
+
+#[test]
 fn real_manifest_fields_are_honoured_and_round_trip() {
     let rouse = Rouse::start();
     let applied = rouse.apply(FULL);
