@@ -26,6 +26,49 @@ pub const CE_OVERRIDES: &str = "rouse.dev/ce-overrides";
 /// `kubectl.kubernetes.io/restartedAt`).
 pub const REFRESHED_AT: &str = "rouse.dev/refreshed-at";
 
+/// Prefixes whose keys mean something to Knative or Rouse: each key under them is honoured or
+/// refused by name, never kept and ignored (a user could believe a service private when it
+/// is not). Keys under any other prefix are the user's metadata, kept as given.
+pub const RESERVED_PREFIXES: [&str; 5] = [
+    AUTOSCALING,
+    "serving.knative.dev/",
+    "networking.knative.dev/",
+    "features.knative.dev/",
+    "rouse.dev/",
+];
+
+/// Keys under those prefixes that are honoured as metadata, beside the scale settings: the
+/// ones Knative's webhook writes (kept as given) and Rouse's own.
+const HONOURED_METADATA: [&str; 5] = [
+    "serving.knative.dev/creator",
+    "serving.knative.dev/lastModifier",
+    REFRESHED_AT,
+    SINK,
+    CE_OVERRIDES,
+];
+
+/// Refuses a label or annotation `key` (at `field`) under a reserved prefix that Rouse does
+/// not implement, naming it; other keys pass.
+pub fn check_metadata_key(field: &str, key: &str) -> Result<(), ValidationError> {
+    // Scale settings are read (and checked) by `apply_annotation`.
+    let honoured = HONOURED_METADATA.contains(&key) || is_scale_annotation(key);
+    if honoured || !RESERVED_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        return Ok(());
+    }
+    let reason = match key {
+        "networking.knative.dev/visibility" | "serving.knative.dev/visibility" => {
+            "cluster-local services are not supported yet: this service would answer on the host's ingress, \
+             not only to containers; remove the label"
+        }
+        "serving.knative.dev/rollout-duration" => {
+            "gradual rollouts are not supported yet: the new revision would take its whole share at once; \
+             remove it, or split traffic by hand with `rouse traffic`"
+        }
+        _ => "is not a key Rouse implements, and it is not kept and ignored; remove it",
+    };
+    Err(ValidationError::new(format!("{field}[{key}]"), key, reason))
+}
+
 /// Whether `key` is a scale setting (read by [`apply_annotation`]) rather than a free-form note.
 pub fn is_scale_annotation(key: &str) -> bool {
     key.starts_with(AUTOSCALING) || key == FROZEN_RETENTION
@@ -63,6 +106,9 @@ pub fn remove_annotation(scale: &mut ScaleBounds, key: &str) -> Result<(), Valid
         "panic-window-percentage" => scale.panic_window_percentage = default.panic_window_percentage,
         "panic-threshold-percentage" => scale.panic_threshold_percentage = default.panic_threshold_percentage,
         "scale-to-zero-pod-retention-period" => scale.last_instance_retention_ms = default.last_instance_retention_ms,
+        "scale-down-delay" => scale.scale_down_delay_ms = None,
+        "activation-scale" => scale.activation_scale = None,
+        "target-burst-capacity" => scale.target_burst_capacity_milli = None,
         "class" => {}
         // The same error as setting it: not an annotation Rouse knows.
         _ => return apply_annotation(scale, key, ""),
@@ -101,6 +147,16 @@ pub fn apply_annotation(scale: &mut ScaleBounds, key: &str, value: &str) -> Resu
             scale.panic_threshold_percentage = Some(number(key, value, "a percentage 110-1000")?)
         }
         "scale-to-zero-pod-retention-period" => scale.last_instance_retention_ms = Some(millis(key, value)?),
+        "scale-down-delay" => scale.scale_down_delay_ms = Some(millis(key, value)?),
+        "activation-scale" => scale.activation_scale = Some(number(key, value, "a whole number ≥ 1")?),
+        "target-burst-capacity" => {
+            // -1 (always in the path) or a number ≥ 0; Rouse's activator is always in it.
+            let capacity: f64 = number(key, value, "a number ≥ 0, or -1")?;
+            if capacity < 0.0 && capacity != -1.0 {
+                return Err(ValidationError::new(key, value, "must be a number ≥ 0, or -1"));
+            }
+            scale.target_burst_capacity_milli = Some((capacity * 1000.0).round() as i64);
+        }
         "class" if value == KPA_CLASS => {}
         "class" => {
             return Err(ValidationError::new(
@@ -115,7 +171,8 @@ pub fn apply_annotation(scale: &mut ScaleBounds, key: &str, value: &str) -> Resu
                 key,
                 "is not an autoscaling annotation Rouse knows: min-scale, max-scale, initial-scale, target, \
                  target-utilization-percentage, metric, window, panic-window-percentage, \
-                 panic-threshold-percentage, scale-to-zero-pod-retention-period, class",
+                 panic-threshold-percentage, scale-to-zero-pod-retention-period, scale-down-delay, \
+                 activation-scale, target-burst-capacity, class",
             ));
         }
     }
@@ -169,6 +226,20 @@ pub fn scale_annotations(scale: &ScaleBounds) -> BTreeMap<String, String> {
     }
     if let Some(r) = scale.last_instance_retention_ms {
         put("scale-to-zero-pod-retention-period", seconds(r));
+    }
+    if let Some(d) = scale.scale_down_delay_ms {
+        put("scale-down-delay", seconds(d));
+    }
+    if let Some(n) = scale.activation_scale {
+        put("activation-scale", n.to_string());
+    }
+    if let Some(milli) = scale.target_burst_capacity_milli {
+        let text = if milli % 1000 == 0 {
+            (milli / 1000).to_string()
+        } else {
+            (milli as f64 / 1000.0).to_string()
+        };
+        put("target-burst-capacity", text);
     }
     if let Some(r) = scale.frozen_retention_ms {
         out.insert(FROZEN_RETENTION.to_string(), seconds(r));
@@ -271,11 +342,17 @@ mod tests {
             proptest::option::of(any::<u32>()),
         );
         let times = (millis(), millis(), millis(), any::<bool>());
-        (counts, percentages, times).prop_map(
+        let knative = (
+            millis(),
+            proptest::option::of(1u32..1000),
+            proptest::option::of(prop_oneof![Just(-1000i64), 0i64..10_000_000]),
+        );
+        (counts, percentages, times, knative).prop_map(
             |(
                 (min, max, initial, target),
                 (utilization, panic_window, panic_threshold),
                 (window, retention, frozen, rps),
+                (delay, activation, burst),
             )| {
                 ScaleBounds {
                     min,
@@ -293,6 +370,9 @@ mod tests {
                     panic_window_percentage: panic_window,
                     panic_threshold_percentage: panic_threshold,
                     last_instance_retention_ms: retention,
+                    scale_down_delay_ms: delay,
+                    activation_scale: activation,
+                    target_burst_capacity_milli: burst,
                 }
             },
         )

@@ -376,7 +376,11 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
     // Scale settings may sit on the service (applied first) or the template (which wins).
     let mut scale = ScaleBounds::default();
     let mut annotations = BTreeMap::new();
+    for key in object.metadata.labels.keys() {
+        crate::annotations::check_metadata_key("metadata.labels", key)?;
+    }
     for (key, value) in &object.metadata.annotations {
+        crate::annotations::check_metadata_key("metadata.annotations", key)?;
         if is_scale_annotation(key) {
             apply_annotation(&mut scale, key, value).map_err(|e| at("metadata.annotations", key, e))?;
         } else {
@@ -648,6 +652,49 @@ spec:
         assert_eq!(e.document, 2);
         let (line, _) = e.location.expect("a location");
         assert!((12..=13).contains(&line), "{e}");
+    }
+
+    #[test]
+    fn reserved_keys_are_honoured_or_refused_by_name() {
+        let with_meta =
+            |meta: &str| service_with("").replace("metadata:\n  name: s\n", &format!("metadata:\n  name: s\n{meta}"));
+        for (meta, field) in [
+            (
+                "  labels:\n    networking.knative.dev/visibility: cluster-local\n",
+                "metadata.labels[networking.knative.dev/visibility]",
+            ),
+            (
+                "  annotations:\n    serving.knative.dev/rollout-duration: 380s\n",
+                "metadata.annotations[serving.knative.dev/rollout-duration]",
+            ),
+            (
+                "  annotations:\n    features.knative.dev/http-full-duplex: Enabled\n",
+                "metadata.annotations[features.knative.dev/http-full-duplex]",
+            ),
+            (
+                "  annotations:\n    rouse.dev/nonsense: x\n",
+                "metadata.annotations[rouse.dev/nonsense]",
+            ),
+        ] {
+            let e = &errors(&with_meta(meta))[0];
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+        }
+        let e = &errors(&with_meta(
+            "  labels:\n    networking.knative.dev/visibility: cluster-local\n",
+        ))[0];
+        assert!(e.reason.contains("would answer on the host's ingress"), "{e}");
+        // Knative's own bookkeeping and user keys are kept; the new autoscaling keys read.
+        let docs = parse(&with_meta(
+            "  annotations:\n    serving.knative.dev/creator: me\n    example.com/team: shop\n    autoscaling.knative.dev/scale-down-delay: 30s\n    autoscaling.knative.dev/activation-scale: '2'\n    autoscaling.knative.dev/target-burst-capacity: '-1'\n",
+        ))
+        .unwrap();
+        let Resource::Service(service) = &docs[0].resource else {
+            panic!()
+        };
+        assert_eq!(service.annotations.len(), 2);
+        assert_eq!(service.template.scale.scale_down_delay_ms, Some(30_000));
+        assert_eq!(service.template.scale.activation_scale, Some(2));
+        assert_eq!(service.template.scale.target_burst_capacity_milli, Some(-1000));
     }
 
     #[test]

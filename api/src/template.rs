@@ -292,6 +292,12 @@ impl RevisionTemplate {
             }
         }
         crate::volume::validate(&self.volumes, &self.volume_mounts)?;
+        for key in self.labels.keys() {
+            crate::annotations::check_metadata_key(&format!("{TEMPLATE}.metadata.labels"), key)?;
+        }
+        for key in self.annotations.keys() {
+            crate::annotations::check_metadata_key(&format!("{TEMPLATE}.metadata.annotations"), key)?;
+        }
         for reference in self.data_refs() {
             crate::name::validate_name(&reference.field, &reference.name)?;
             if let Some(key) = &reference.key {
@@ -539,7 +545,23 @@ pub struct ScaleBounds {
     /// (Knative's scale-to-zero-pod-retention-period); `None` takes the daemon's grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_instance_retention_ms: Option<u64>,
+    /// How long the count stays at the highest it was wanted over that time after demand
+    /// drops, in milliseconds (Knative's scale-down-delay); `None` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_ms: Option<u64>,
+    /// Fewest instances once the revision runs at all (Knative's activation-scale): a wake
+    /// from zero starts this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_scale: Option<u32>,
+    /// Knative's target-burst-capacity, in thousandths (-1000 for -1): kept and printed
+    /// back. In Rouse the activator is always in the request path, which is what -1 asks
+    /// for; any other value changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_burst_capacity_milli: Option<i64>,
 }
+
+/// Longest scale-down delay Knative accepts.
+pub const MAX_SCALE_DOWN_DELAY_MS: u64 = 3_600_000;
 
 /// Shortest stable window Knative accepts.
 pub const MIN_STABLE_WINDOW_MS: u64 = 6_000;
@@ -600,6 +622,9 @@ impl Default for ScaleBounds {
             panic_window_percentage: None,
             panic_threshold_percentage: None,
             last_instance_retention_ms: None,
+            scale_down_delay_ms: None,
+            activation_scale: None,
+            target_burst_capacity_milli: None,
         }
     }
 }
@@ -619,6 +644,31 @@ impl ScaleBounds {
                 self.initial,
                 format!("must not exceed max-scale ({})", self.max),
             ));
+        }
+        if let Some(delay) = self.scale_down_delay_ms
+            && delay > MAX_SCALE_DOWN_DELAY_MS
+        {
+            return Err(ValidationError::new(
+                annotation_field("autoscaling.knative.dev/scale-down-delay"),
+                format!("{}s", delay / 1000),
+                "must be at most 1h, as in Knative",
+            ));
+        }
+        if let Some(n) = self.activation_scale {
+            if n == 0 {
+                return Err(ValidationError::new(
+                    annotation_field("autoscaling.knative.dev/activation-scale"),
+                    n,
+                    "must be at least 1",
+                ));
+            }
+            if self.max != 0 && n > self.max {
+                return Err(ValidationError::new(
+                    annotation_field("autoscaling.knative.dev/activation-scale"),
+                    n,
+                    format!("must not exceed max-scale ({})", self.max),
+                ));
+            }
         }
         if self.target == Some(0) {
             return Err(ValidationError::new(

@@ -225,6 +225,8 @@ impl AutoscalerConfig {
             frozen_retention: scale
                 .frozen_retention_ms
                 .map_or(self.frozen_retention, Duration::from_millis),
+            scale_down_delay: Duration::from_millis(scale.scale_down_delay_ms.unwrap_or(0)),
+            activation_scale: scale.activation_scale.unwrap_or(1),
         }
     }
 }
@@ -249,6 +251,10 @@ pub struct ScalingSpec {
     pub scale_to_zero: bool,
     /// How long instances stay frozen at zero; zero removes them at once.
     pub frozen_retention: Duration,
+    /// The count stays at the highest wanted over this long (Knative's scale-down-delay).
+    pub scale_down_delay: Duration,
+    /// Fewest instances while the count is above zero (Knative's activation-scale); 1 is none.
+    pub activation_scale: u32,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! grow while it lasts, and ends after a full stable window without the condition. Then
 //! min/max scale apply, and zero is only reached after the scale-to-zero grace period.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -44,6 +45,9 @@ pub struct Kpa {
     max_panic: u32,
     /// When the decision first became zero, while it stays zero.
     zero_since: Option<Instant>,
+    /// Counts wanted within the scale-down delay, as a decreasing run: each entry is higher
+    /// than every later one, so the first is the highest, and the queue stays short.
+    delayed: VecDeque<(Instant, u32)>,
 }
 
 impl Kpa {
@@ -91,6 +95,24 @@ impl Kpa {
         if observed.observed_for < spec.stable_window {
             desired = desired.max(observed.current).max(observed.ready);
         }
+        // Scale-down delay: the highest count wanted within the delay (Knative's max window).
+        if spec.scale_down_delay > Duration::ZERO {
+            while self.delayed.back().is_some_and(|(_, n)| *n <= desired) {
+                self.delayed.pop_back();
+            }
+            self.delayed.push_back((now, desired));
+            while self
+                .delayed
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > spec.scale_down_delay)
+            {
+                self.delayed.pop_front();
+            }
+            desired = self.delayed.front().map_or(desired, |(_, n)| *n);
+        }
+        if desired > 0 {
+            desired = desired.max(spec.activation_scale);
+        }
         desired = desired.max(spec.min_scale);
         if !spec.scale_to_zero {
             desired = desired.max(1);
@@ -133,6 +155,56 @@ mod tests {
             current: ready,
             observed_for: Duration::from_secs(600),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn scale_down_delay_holds_the_highest_count_of_the_delay() {
+        let scale = ScaleBounds {
+            scale_down_delay_ms: Some(30_000),
+            ..ScaleBounds::default()
+        };
+        let spec = AutoscalerConfig::default().spec_for(&scale, 0);
+        let mut kpa = Kpa::new();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(kpa.decide(&spec, &observe(350.0, 350.0, 5), at(0)).desired, 5);
+        assert_eq!(kpa.decide(&spec, &observe(140.0, 140.0, 5), at(10)).desired, 5, "held");
+        assert_eq!(kpa.decide(&spec, &observe(0.0, 0.0, 5), at(29)).desired, 5, "held");
+        // The 5 of t=0 is older than the delay; 2 (t=10, and the scale-down rate's floor of
+        // 5 / 2 now) is the highest left.
+        assert_eq!(kpa.decide(&spec, &observe(0.0, 0.0, 5), at(35)).desired, 2);
+        assert_eq!(
+            kpa.decide(&spec, &observe(0.0, 0.0, 2), at(45)).desired,
+            2,
+            "held from t=35"
+        );
+        // Down once nothing higher is within the delay.
+        let d = kpa.decide(&spec, &observe(0.0, 0.0, 2), at(66)).desired;
+        assert!(d <= 1, "{d}");
+        assert!(kpa.delayed.len() <= 3, "the queue stays short: {:?}", kpa.delayed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn activation_scale_is_the_fewest_above_zero() {
+        let scale = ScaleBounds {
+            activation_scale: Some(3),
+            max: 4,
+            ..ScaleBounds::default()
+        };
+        let spec = AutoscalerConfig::default().spec_for(&scale, 0);
+        let mut kpa = Kpa::new();
+        let now = Instant::now();
+        assert_eq!(kpa.decide(&spec, &observe(10.0, 10.0, 0), now).desired, 3);
+        assert_eq!(
+            kpa.decide(&spec, &observe(350.0, 200.0, 3), now).desired,
+            4,
+            "max-scale still caps"
+        );
+        let idle = Observation {
+            ready: 0,
+            ..observe(0.0, 0.0, 0)
+        };
+        assert_eq!(kpa.decide(&spec, &idle, now).desired, 0, "zero stays zero");
     }
 
     #[tokio::test(start_paused = true)]

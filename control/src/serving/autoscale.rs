@@ -104,9 +104,10 @@ impl Serving {
                 observed_for: scaling.window.observed_for(now),
             };
             let mut decision = scaling.kpa.decide(&scaling.spec, &observed, now);
-            // Requests are waiting and nothing runs: one instance, now, whatever the averages.
+            // Requests are waiting and nothing runs: instances now (one, or activation-scale),
+            // whatever the averages.
             if waiting > 0 && decision.desired == 0 {
-                decision.desired = 1;
+                decision.desired = waking(&revision.revision.template.scale);
             }
             if decision.desired != current {
                 tracing::info!(
@@ -127,4 +128,10 @@ impl Serving {
             self.wake();
         }
     }
+}
+
+/// How many instances a wake from zero starts: activation-scale, within max-scale; else one.
+pub(super) fn waking(scale: &rouse_api::ScaleBounds) -> u32 {
+    let wanted = scale.activation_scale.unwrap_or(1).max(1);
+    if scale.max > 0 { wanted.min(scale.max) } else { wanted }
 }

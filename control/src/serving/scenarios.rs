@@ -805,3 +805,29 @@ async fn an_instance_reads_its_secret_as_it_starts_and_waits_while_it_is_missing
     let env = env_of_running(&h).unwrap();
     assert!(env.contains(&("P".to_string(), "second".to_string())), "{env:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wake_from_zero_starts_activation_scale_instances() {
+    let h = Harness::start();
+    h.deploy(
+        "web",
+        template(|t| {
+            t.scale.initial = 0;
+            t.scale.activation_scale = Some(3);
+        }),
+    );
+    assert_eq!(h.engine.created(), 0, "initial-scale 0 starts nothing");
+    served_within(&h.request("web", SEC / 10).await, SETTLE);
+    assert!(
+        h.eventually(SETTLE, |h| h
+            .engine
+            .instances()
+            .iter()
+            .filter(|i| i.state == InstanceState::Running)
+            .count()
+            == 3)
+            .await,
+        "{:?}",
+        h.engine.instances()
+    );
+}

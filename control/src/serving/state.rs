@@ -237,7 +237,11 @@ pub(super) fn desired_instances(
     } else {
         0
     };
-    if waiting > 0 { wanted.max(1) } else { wanted }
+    if waiting > 0 {
+        wanted.max(super::autoscale::waking(&revision.template.scale))
+    } else {
+        wanted
+    }
 }
 
 /// The route of `service` from its traffic, over the revisions live in `state`.
