@@ -255,8 +255,8 @@ fn bad_manifests_are_refused_with_their_place_and_apply_nothing() {
     let with = |extra: &str| format!("{first}{GOOD}{extra}");
     let cases: [(String, &str); 9] = [
         (
-            format!("{first}{GOOD}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"),
-            "<stdin>: document 3: kind: Rouse does not know kind 'ConfigMap'",
+            format!("{first}{GOOD}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n"),
+            "<stdin>: document 3: kind: Rouse does not know kind 'Pod'",
         ),
         (
             format!(
