@@ -154,7 +154,7 @@ fn admin_api_rejects_oversized_bodies() {
             let answer = fs::read_to_string(&answer_file).unwrap();
             let answer: serde_json::Value = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
             let error = answer["error"].as_str().unwrap();
-            assert!(error.contains("at most 1048576 bytes"), "{error}");
+            assert!(error.contains("at most 4194304 bytes"), "{error}");
         }
     }
     // A client that writes its whole request before it reads (as Python's http.client does):
