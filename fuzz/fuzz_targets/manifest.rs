@@ -71,6 +71,18 @@ fuzz_target!(|data: &[u8]| {
                 back.created_at = source.created_at;
                 assert_eq!(back, source, "{printed}");
             }
+            Resource::ConfigMap(map) => {
+                let printed = yaml(&map.to_yaml_object());
+                let Resource::ConfigMap(back) = reparse(&printed) else {
+                    panic!("a ConfigMap printed back is another kind:\n{printed}");
+                };
+                assert_eq!(back, map, "{printed}");
+            }
+            // A secret prints its keys and sizes, never its values: nothing to parse back.
+            Resource::Secret(secret) => {
+                let printed = secret.to_yaml_object();
+                assert_eq!(printed["keys"].as_object().map(|keys| keys.len()), Some(secret.data.len()));
+            }
         }
     }
 });
