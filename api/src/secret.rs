@@ -677,16 +677,17 @@ pub fn config_map_from_object(object: KConfigMap) -> Result<DataObject, Validati
     Ok(map)
 }
 
-/// The values of a map as base64 strings in JSON.
-mod base64_values {
+/// The values of a map as base64 strings in JSON (`#[serde(with = "...")]`): how a
+/// secret's or config map's values travel and are stored.
+pub mod base64_values {
     use super::*;
 
-    pub(super) fn serialize<S: serde::Serializer>(data: &BTreeMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(data: &BTreeMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         let encoded: BTreeMap<&String, String> = data.iter().map(|(k, v)| (k, STANDARD.encode(v))).collect();
         encoded.serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
         let encoded = BTreeMap::<String, String>::deserialize(d)?;
         encoded
             .into_iter()

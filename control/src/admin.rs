@@ -94,28 +94,8 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
             get(get_trigger).put(put_trigger).delete(delete_trigger),
         )
         .route("/v1/images/pull", post(pull_image))
-        .route(
-            "/v1/secrets",
-            get(|s| list_data(s, DataKind::Secret)).post(|s, b| create_data(s, DataKind::Secret, b)),
-        )
-        .route(
-            "/v1/secrets/{name}",
-            get(|s, n| get_data(s, DataKind::Secret, n))
-                .put(|s, n, b| put_data(s, DataKind::Secret, n, b))
-                .patch(|s, n, b| change_data(s, DataKind::Secret, n, b))
-                .delete(|s, n| delete_data(s, DataKind::Secret, n)),
-        )
-        .route(
-            "/v1/configmaps",
-            get(|s| list_data(s, DataKind::ConfigMap)).post(|s, b| create_data(s, DataKind::ConfigMap, b)),
-        )
-        .route(
-            "/v1/configmaps/{name}",
-            get(|s, n| get_data(s, DataKind::ConfigMap, n))
-                .put(|s, n, b| put_data(s, DataKind::ConfigMap, n, b))
-                .patch(|s, n, b| change_data(s, DataKind::ConfigMap, n, b))
-                .delete(|s, n| delete_data(s, DataKind::ConfigMap, n)),
-        )
+        .merge(data_routes("/v1/secrets", DataKind::Secret))
+        .merge(data_routes("/v1/configmaps", DataKind::ConfigMap))
         .route("/v1/pingsources", get(list_ping_sources))
         .route(
             "/v1/pingsources/{name}",
@@ -144,6 +124,22 @@ pub(crate) fn router(admin: Arc<Admin>) -> Router {
                 .layer(middleware::from_fn_with_state(admin.clone(), require_token)),
         )
         .with_state(admin)
+}
+
+/// The routes of one kind of data object, under `collection`.
+fn data_routes(collection: &str, kind: DataKind) -> Router<Arc<Admin>> {
+    Router::new()
+        .route(
+            collection,
+            get(move |s| list_data(s, kind)).post(move |s, b| create_data(s, kind, b)),
+        )
+        .route(
+            &format!("{collection}/{{name}}"),
+            get(move |s, n| get_data(s, kind, n))
+                .put(move |s, n, b| put_data(s, kind, n, b))
+                .patch(move |s, n, b| change_data(s, kind, n, b))
+                .delete(move |s, n| delete_data(s, kind, n)),
+        )
 }
 
 /// Largest build context `rouse deploy --source` may send.

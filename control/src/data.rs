@@ -64,23 +64,7 @@ struct SealedSecret {
 
 /// The values of a secret as they are sealed.
 #[derive(Serialize, Deserialize)]
-struct Values(#[serde(with = "values")] BTreeMap<String, Vec<u8>>);
-
-mod values {
-    use super::*;
-
-    pub(super) fn serialize<S: serde::Serializer>(data: &BTreeMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        let encoded: BTreeMap<&String, String> = data.iter().map(|(k, v)| (k, STANDARD.encode(v))).collect();
-        encoded.serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<u8>>, D::Error> {
-        BTreeMap::<String, String>::deserialize(d)?
-            .into_iter()
-            .map(|(k, v)| STANDARD.decode(&v).map(|v| (k, v)).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
+struct Values(#[serde(with = "rouse_api::secret::base64_values")] BTreeMap<String, Vec<u8>>);
 
 fn table(kind: DataKind) -> Kind {
     match kind {
