@@ -128,15 +128,7 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_context: Option<SecurityContext>,
-}
-
-/// `securityContext`: only the user the container runs as.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SecurityContext {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_as_user: Option<u32>,
+    pub security_context: Option<crate::security::SecurityContext>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -405,7 +397,7 @@ fn revision_spec(template: &RevisionTemplate) -> RevisionSpec {
             liveness_probe: probe(&template.liveness),
             startup_probe: probe(&template.startup),
             working_dir: template.working_dir.clone(),
-            security_context: template.user.map(|uid| SecurityContext { run_as_user: Some(uid) }),
+            security_context: template.security.to_knative(template.user),
         }],
         volumes: template.volumes.clone(),
     }

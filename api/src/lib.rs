@@ -10,6 +10,7 @@
 //! - [`probe`]: startup, readiness and liveness probes, from YAML and kn's flags.
 //! - [`quantity`]: Kubernetes CPU and memory quantities (`500m`, `128Mi`).
 //! - [`secret`]: secrets and config maps, and their Kubernetes YAML.
+//! - [`security`]: what a container's processes may do (`securityContext`).
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`traffic`]: traffic splits and tags, and resolving them to revisions.
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
@@ -36,6 +37,7 @@ pub mod name;
 pub mod probe;
 pub mod quantity;
 pub mod secret;
+pub mod security;
 pub mod service;
 pub mod status;
 pub mod template;

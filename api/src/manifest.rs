@@ -475,6 +475,11 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
     let startup = probe(container.startup_probe, ProbeKind::Startup)?;
     let readiness = probe(container.readiness_probe, ProbeKind::Readiness)?;
     let liveness = probe(container.liveness_probe, ProbeKind::Liveness)?;
+    let (user, security) = container
+        .security_context
+        .map(crate::security::SecurityContext::into_template)
+        .transpose()?
+        .unwrap_or_default();
     let template = RevisionTemplate {
         image: container.image,
         env: container.env,
@@ -497,7 +502,8 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         annotations: template_annotations,
         sink,
         ce_overrides,
-        user: container.security_context.and_then(|c| c.run_as_user),
+        user,
+        security,
         working_dir: container.working_dir,
         image_digest: None,
     };

@@ -116,6 +116,9 @@ pub struct RevisionTemplate {
     /// `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    /// What the container's processes may do beyond the user id (`securityContext`).
+    #[serde(default, skip_serializing_if = "crate::security::ContainerSecurity::is_empty")]
+    pub security: crate::security::ContainerSecurity,
     /// What `image` named in the engine when the revision was made, which every instance
     /// runs (`repo@sha256:...`, or the image id for a local-only image), so a tag moved by the
     /// next `docker build` changes nothing under a revision. Set by the daemon at deploy
@@ -214,6 +217,7 @@ impl RevisionTemplate {
             ce_overrides: BTreeMap::new(),
             user: None,
             working_dir: None,
+            security: Default::default(),
             image_digest: None,
         }
     }
@@ -352,6 +356,7 @@ impl RevisionTemplate {
                 "must be an absolute path, e.g. /app",
             ));
         }
+        self.security.validate(self.user)?;
         for (probe, kind) in [
             (&self.startup, ProbeKind::Startup),
             (&self.readiness, ProbeKind::Readiness),

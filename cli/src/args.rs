@@ -446,6 +446,32 @@ pub(crate) struct DeployArgs {
     /// image's.
     #[arg(long, value_name = "UID")]
     pub(crate) user: Option<String>,
+    /// The group id the command runs as (runAsGroup; needs --user); --group "" goes back to
+    /// the image's.
+    #[arg(long, value_name = "GID")]
+    pub(crate) group: Option<String>,
+    /// As kn: strict refuses root, privilege escalation and every capability (runAsNonRoot,
+    /// allowPrivilegeEscalation: false, drop ALL, seccomp RuntimeDefault); none clears the
+    /// revision's security context. The flags below refine it.
+    #[arg(long, value_name = "none|strict")]
+    pub(crate) security_context: Option<String>,
+    /// Refuse to run as root: --user, or else the image's USER, must be a non-zero id
+    /// (runAsNonRoot); --run-as-non-root=false allows root again.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub(crate) run_as_non_root: Option<bool>,
+    /// Mount the image's file system read-only (readOnlyRootFilesystem); write to --mount
+    /// PATH=emptyDir instead; --read-only-root-filesystem=false makes it writable again.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub(crate) read_only_root_filesystem: Option<bool>,
+    /// A Linux capability to add back, from Docker's default set (NET_BIND_SERVICE, CHOWN,
+    /// ...); NAME- removes it from the list (repeatable).
+    #[arg(long, value_name = "NAME|NAME-")]
+    pub(crate) cap_add: Vec<String>,
+    /// A Linux capability to take away, or ALL; NAME- removes it from the list (repeatable).
+    #[arg(long, value_name = "NAME|NAME-")]
+    pub(crate) cap_drop: Vec<String>,
     /// The absolute directory the command starts in; --working-dir "" goes back to the
     /// image's.
     #[arg(long, value_name = "DIR")]

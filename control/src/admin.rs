@@ -333,7 +333,7 @@ async fn deploy(
 ) -> Result<Response, ControlError> {
     validate_name("service name", &name)?;
     request.template.validate()?;
-    admin.serving.check_scale(&request.template)?;
+    admin.serving.check_fits_host(&request.template)?;
     admin
         .serving
         .data()
@@ -346,7 +346,10 @@ async fn deploy(
         _ => None,
     };
     match kept {
-        Some(pin) => template.image_digest = Some(pin),
+        Some(pin) => {
+            template.image_digest = Some(pin);
+            admin.serving.check_non_root(&template).await?;
+        }
         None => admin.serving.pin_image(&mut template, request.lock_to_digest).await?,
     }
     let (_, revision) = admin

@@ -209,7 +209,7 @@ async fn check_service(
     declared_data: &HashMap<(DataKind, String), BTreeMap<String, usize>>,
 ) -> Result<Vec<TrafficTarget>, ControlError> {
     declared.template.validate()?;
-    serving.check_scale(&declared.template)?;
+    serving.check_fits_host(&declared.template)?;
     serving.data().check_refs(&declared.template, declared_data)?;
     match serving.pin_image(&mut declared.template, true).await {
         Err(ControlError::Runtime(RuntimeError::ImageNotFound { image })) => {

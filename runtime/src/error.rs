@@ -26,6 +26,9 @@ pub enum RuntimeError {
         failure: crate::image::PullFailure,
         message: String,
     },
+    /// The instance must not run as root (`runAsNonRoot`) and its image would.
+    #[error("image '{image}' cannot run with runAsNonRoot: {reason}; set a non-zero user id (--user, runAsUser)")]
+    RunsAsRoot { image: String, reason: String },
     /// A build failed.
     #[error("building {tag} failed: {message}")]
     Build { tag: String, message: String },

@@ -9,6 +9,9 @@ pub struct ImageInfo {
     /// `repository@sha256:<hex>` for each registry repository the image was pulled from or
     /// pushed to; empty for an image only ever built here.
     pub repo_digests: Vec<String>,
+    /// The user its config runs the command as (`USER` of the Dockerfile: `1000`,
+    /// `nobody:nogroup`), empty for root by default.
+    pub user: String,
 }
 
 impl ImageInfo {
@@ -152,6 +155,20 @@ pub fn repository(reference: &str) -> &str {
     name.strip_prefix("library/").unwrap_or(name)
 }
 
+/// Why an image whose `USER` is `user` (as its config says; empty for none) breaks
+/// `runAsNonRoot`, in kubelet's words, or `None` when it runs as a non-root id.
+pub fn runs_as_root(user: &str) -> Option<String> {
+    let uid = user.split(':').next().unwrap_or_default();
+    match uid {
+        "" => Some("the image sets no USER, so it runs as root".to_string()),
+        "0" | "root" => Some(format!("the image runs as root (USER {user})")),
+        uid if uid.parse::<u32>().is_ok() => None,
+        _ => Some(format!(
+            "the image's USER is {user}, not a number, so it cannot be checked to be non-root"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +232,7 @@ mod tests {
         let image = ImageInfo {
             id: "sha256:1111".into(),
             repo_digests: vec!["other/app@sha256:2222".into(), "localhost:5000/app@sha256:3333".into()],
+            user: String::new(),
         };
         assert_eq!(image.pinned("localhost:5000/app:v2"), "localhost:5000/app@sha256:3333");
         assert_eq!(
@@ -225,14 +243,27 @@ mod tests {
         let hub = ImageInfo {
             id: "sha256:4444".into(),
             repo_digests: vec!["nginx@sha256:5555".into()],
+            user: String::new(),
         };
         assert_eq!(hub.pinned("docker.io/library/nginx:1.27"), "nginx@sha256:5555");
         let local = ImageInfo {
             id: "sha256:6666".into(),
             repo_digests: Vec::new(),
+            user: String::new(),
         };
         assert_eq!(local.pinned("app"), "sha256:6666");
         assert!(is_pinned("sha256:6666") && is_pinned("localhost:5000/app@sha256:3333"));
         assert!(!is_pinned("app:latest") && !is_pinned("localhost:5000/app"));
+    }
+
+    #[test]
+    fn an_image_runs_as_root_unless_a_non_zero_number() {
+        assert!(runs_as_root("").is_some());
+        assert!(runs_as_root("0").is_some());
+        assert!(runs_as_root("root:root").is_some());
+        assert!(runs_as_root("0:1000").is_some());
+        assert!(runs_as_root("nobody").unwrap().contains("not a number"));
+        assert_eq!(runs_as_root("1000"), None);
+        assert_eq!(runs_as_root("65534:65534"), None);
     }
 }

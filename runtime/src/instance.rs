@@ -152,6 +152,14 @@ pub struct Security {
     /// Linux capabilities removed from the backend's default set, without the `CAP_` prefix
     /// (`NET_RAW`), or `ALL`.
     pub drop_capabilities: Vec<String>,
+    /// Capabilities added to the backend's default set (after `drop_capabilities`, so
+    /// `ALL` then `NET_BIND_SERVICE` leaves that one).
+    pub add_capabilities: Vec<String>,
+    /// The image's file system is mounted read-only; mounts keep their own mode.
+    pub read_only_root: bool,
+    /// Refuse to start as root: with no `user`, the image's own user must be a non-zero id
+    /// ([`RuntimeError::RunsAsRoot`](crate::RuntimeError::RunsAsRoot) otherwise).
+    pub non_root: bool,
 }
 
 /// Rotation of an instance's output: at most `max_files` files of `max_bytes` each.

@@ -30,7 +30,7 @@ mod runtime;
 
 pub use docker::{Dial, DockerRuntime};
 pub use error::{EngineError, RuntimeError};
-pub use image::{ImageInfo, PullFailure, PullProgress, RegistryAuth, is_pinned, repository};
+pub use image::{ImageInfo, PullFailure, PullProgress, RegistryAuth, is_pinned, repository, runs_as_root};
 pub use instance::{
     Answer, Check, Instance, InstanceExit, InstanceSpec, InstanceState, LABEL_HOME, LABEL_INSTANCE, LABEL_MANAGED,
     LABEL_PORT, LABEL_REVISION, LABEL_SERVICE, LogLine, LogOptions, LogRotation, LogStream, Mount, MountFile,

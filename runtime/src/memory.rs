@@ -97,6 +97,8 @@ struct Engine {
     tags: HashMap<String, String>,
     /// Images a pull finds, by name (see [`MemoryRuntime::publish_image`]).
     registry: HashMap<String, String>,
+    /// The `USER` of images, by name (see [`MemoryRuntime::set_image_user`]); root when absent.
+    image_users: HashMap<String, String>,
 }
 
 struct Inner {
@@ -153,6 +155,11 @@ impl MemoryRuntime {
     /// Points the tag `name` at the image `id`, as `docker build -t name` or `docker tag` does.
     pub fn tag_image(&self, name: &str, id: &str) {
         self.engine().tags.insert(name.to_owned(), id.to_owned());
+    }
+
+    /// Gives the image `name` the `USER` `user`, as a Dockerfile's `USER` line does.
+    pub fn set_image_user(&self, name: &str, user: &str) {
+        self.engine().image_users.insert(name.to_owned(), user.to_owned());
     }
 
     /// Makes `name` pullable as the image `id`, as a `docker push` to a registry does.
@@ -374,7 +381,8 @@ impl Runtime for MemoryRuntime {
             .then(|| format!("{}@{id}", crate::image::repository(image)))
             .into_iter()
             .collect();
-        Ok(Some(ImageInfo { id, repo_digests }))
+        let user = engine.image_users.get(image).cloned().unwrap_or_default();
+        Ok(Some(ImageInfo { id, repo_digests, user }))
     }
 
     fn pull(&self, image: &str, _auth: Option<RegistryAuth>) -> BoxStream<'static, Result<PullProgress, RuntimeError>> {
@@ -433,6 +441,15 @@ impl Runtime for MemoryRuntime {
         }
         if self.take_fault(|f| &mut f.fail_creates) {
             return Err(backend("create", &spec.revision, "injected create failure"));
+        }
+        if spec.security.non_root && spec.user.is_none() {
+            let user = self.engine().image_users.get(&spec.image).cloned().unwrap_or_default();
+            if let Some(reason) = crate::image::runs_as_root(&user) {
+                return Err(RuntimeError::RunsAsRoot {
+                    image: spec.image.clone(),
+                    reason,
+                });
+            }
         }
         let (instance, exit_at) = {
             let mut engine = self.engine();

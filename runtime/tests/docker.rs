@@ -318,6 +318,7 @@ async fn limits_and_privileges_reach_the_process() {
     spec.security = Security {
         no_new_privileges: true,
         drop_capabilities: vec!["NET_RAW".to_owned()],
+        ..Security::default()
     };
     spec.log_rotation = Some(LogRotation {
         max_bytes: 1 << 20,

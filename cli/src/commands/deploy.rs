@@ -10,6 +10,7 @@ use rouse_api::duration::parse_duration;
 use rouse_api::knative::KService;
 use rouse_api::name::validate_name;
 use rouse_api::probe::Probe;
+use rouse_api::security::ContainerSecurity;
 use rouse_api::status::{DeployRequest, DeployResponse, InstancePhase, PullPolicy, ServiceDescription};
 use rouse_api::template::parse_port;
 use rouse_api::traffic::{TrafficChange, parse_split};
@@ -122,6 +123,7 @@ fn template(
     if let Some(dir) = &args.working_dir {
         template.working_dir = (!dir.is_empty()).then(|| dir.clone());
     }
+    edit_security(&mut template.security, args)?;
     let port = template.port;
     probe_flags(
         &mut template.readiness,
@@ -403,6 +405,73 @@ fn edit_map(
     Ok(())
 }
 
+/// Applies the security flags: `--security-context` first, then each refinement.
+fn edit_security(security: &mut ContainerSecurity, args: &DeployArgs) -> Result<(), ValidationError> {
+    match args.security_context.as_deref() {
+        None => {}
+        Some("none") => *security = ContainerSecurity::default(),
+        Some("strict") => {
+            let strict = ContainerSecurity::strict();
+            security.non_root = true;
+            security.no_privilege_escalation = true;
+            security.seccomp_runtime_default = true;
+            security.drop_capabilities = strict.drop_capabilities;
+        }
+        Some(other) => {
+            return Err(ValidationError::new(
+                "--security-context",
+                other,
+                "must be none or strict (as kn's)",
+            ));
+        }
+    }
+    if let Some(group) = &args.group {
+        security.group = match group.as_str() {
+            "" => None,
+            gid => Some(gid.parse().map_err(|_| {
+                ValidationError::new("--group", gid, "must be a numeric group id, e.g. 1000 (as runAsGroup)")
+            })?),
+        };
+    }
+    if let Some(on) = args.run_as_non_root {
+        security.non_root = on;
+    }
+    if let Some(on) = args.read_only_root_filesystem {
+        security.read_only_root = on;
+    }
+    edit_list("--cap-add", &mut security.add_capabilities, &args.cap_add)?;
+    edit_list("--cap-drop", &mut security.drop_capabilities, &args.cap_drop)
+}
+
+/// `NAME` adds to `list` (once), `NAME-` takes it out.
+fn edit_list(flag: &str, list: &mut Vec<String>, edits: &[String]) -> Result<(), ValidationError> {
+    for edit in edits {
+        match removal(edit) {
+            Some(name) => {
+                let before = list.len();
+                list.retain(|n| n != name);
+                if list.len() == before {
+                    return Err(ValidationError::new(
+                        flag,
+                        edit,
+                        format!("removes {name}, which is not set"),
+                    ));
+                }
+            }
+            None if edit.is_empty() => {
+                return Err(ValidationError::new(
+                    flag,
+                    edit,
+                    "names a capability, e.g. NET_BIND_SERVICE",
+                ));
+            }
+            None if !list.contains(edit) => list.push(edit.clone()),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 /// The kn flag that sets a probe field: the probe's own for its handler, its `-opts` for
 /// its timings. A startup probe has no flag (kn has none).
 fn probe_flag(field: &str) -> Option<&'static str> {
@@ -463,6 +532,15 @@ fn on_deploy_flags(error: ValidationError) -> ValidationError {
             "--label"
         } else if field == format!("{CONTAINER}.workingDir") {
             "--working-dir"
+        } else if let Some(part) = field.strip_prefix(&format!("{CONTAINER}.securityContext.")) {
+            match part {
+                "runAsUser" => "--user",
+                "runAsGroup" => "--group",
+                "runAsNonRoot" => "--run-as-non-root",
+                _ if part.starts_with("capabilities.add") => "--cap-add",
+                _ if part.starts_with("capabilities.drop") => "--cap-drop",
+                _ => return error,
+            }
         } else if let Some(flag) = probe_flag(field) {
             flag
         } else if let Some((_, flag)) = flags.iter().find(|(path, _)| path == field) {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rouse_api::probe::{Probe, ProbeAction, ProbeKind};
 use rouse_api::secret::{DataObject, resolve_env};
+use rouse_api::template::CONTAINER;
 use rouse_api::volume::{self, Source, VOLUMES};
-use rouse_api::{Revision, RevisionTemplate};
+use rouse_api::{Revision, RevisionTemplate, ValidationError};
 use rouse_runtime::{Check, InstanceSpec, LogRotation, Mount, MountFile, MountSource, Readiness, Resources, Security};
 
 use crate::config::InstanceConfig;
@@ -58,14 +59,14 @@ pub(crate) fn instance_spec(
         container_port: t.port,
         command: t.command.clone(),
         args: t.args.clone(),
-        user: t.user.map(|uid| uid.to_string()),
+        user: t.user.map(|uid| match t.security.group {
+            Some(gid) => format!("{uid}:{gid}"),
+            None => uid.to_string(),
+        }),
         working_dir: t.working_dir.clone(),
         labels: Default::default(),
         resources: resources(t, config),
-        security: Security {
-            no_new_privileges: config.no_new_privileges,
-            drop_capabilities: config.drop_capabilities.clone(),
-        },
+        security: security(t, config)?,
         log_rotation: Some(LogRotation {
             max_bytes: config.log_max_size,
             max_files: config.log_max_files,
@@ -73,6 +74,48 @@ pub(crate) fn instance_spec(
         host_aliases,
         mounts,
     })
+}
+
+/// What the revision's processes may do: the daemon's `[instances]` confinement, then the
+/// revision's `securityContext` on top, which may confine further but only add back a
+/// capability the daemon does not take away.
+fn security(t: &RevisionTemplate, config: &InstanceConfig) -> Result<Security, String> {
+    if let Some(e) = capability_conflict(t, config) {
+        return Err(e.to_string());
+    }
+    let mut drop = config.drop_capabilities.clone();
+    for name in &t.security.drop_capabilities {
+        if !drop.contains(name) {
+            drop.push(name.clone());
+        }
+    }
+    Ok(Security {
+        no_new_privileges: config.no_new_privileges || t.security.no_privilege_escalation,
+        drop_capabilities: drop,
+        add_capabilities: t.security.add_capabilities.clone(),
+        read_only_root: t.security.read_only_root,
+        non_root: t.security.non_root,
+    })
+}
+
+/// A capability the revision adds that the daemon's `[instances] drop-capabilities` takes
+/// from every instance: the operator's word wins, so the deploy is refused.
+pub(crate) fn capability_conflict(t: &RevisionTemplate, config: &InstanceConfig) -> Option<ValidationError> {
+    let (i, name) = t.security.add_capabilities.iter().enumerate().find(|(_, name)| {
+        config
+            .drop_capabilities
+            .iter()
+            .any(|dropped| dropped == *name || dropped == rouse_api::security::ALL)
+    })?;
+    Some(ValidationError::new(
+        format!("{CONTAINER}.securityContext.capabilities.add[{i}]"),
+        name,
+        format!(
+            "is taken from every instance by [instances] drop-capabilities in rouse.toml ({}); \
+             remove it there to let a service add it",
+            config.drop_capabilities.join(", ")
+        ),
+    ))
 }
 
 /// What the template's `volumeMounts` mount, with the files of secrets and config maps read
@@ -226,6 +269,44 @@ mod tests {
         assert_eq!(env["K_REVISION"], "hello-00001");
         assert_eq!(env["TARGET"], "x");
         assert_eq!(spec.container_port, 9000);
+    }
+
+    #[test]
+    fn a_revision_confines_further_and_adds_back_only_what_the_daemon_leaves() {
+        let config = InstanceConfig::default();
+        let mut template = RevisionTemplate::new("img");
+        template.user = Some(1000);
+        template.security = rouse_api::security::ContainerSecurity {
+            group: Some(2000),
+            non_root: true,
+            read_only_root: true,
+            add_capabilities: vec!["NET_BIND_SERVICE".into()],
+            drop_capabilities: vec!["ALL".into(), "NET_RAW".into()],
+            ..Default::default()
+        };
+        let (_, revision) = Service::create("hello", template.clone(), Utc::now());
+        let spec = instance_spec(&revision, &config, &SinkAddresses::default(), &[]).unwrap();
+        assert_eq!(spec.user.as_deref(), Some("1000:2000"));
+        assert_eq!(
+            spec.security.drop_capabilities,
+            ["NET_RAW", "ALL"],
+            "the daemon's first, once each"
+        );
+        assert_eq!(spec.security.add_capabilities, ["NET_BIND_SERVICE"]);
+        assert!(spec.security.read_only_root && spec.security.non_root && spec.security.no_new_privileges);
+
+        template.security.add_capabilities = vec!["CHOWN".into(), "NET_RAW".into()];
+        let (_, revision) = Service::create("hello", template.clone(), Utc::now());
+        let e = instance_spec(&revision, &config, &SinkAddresses::default(), &[]).unwrap_err();
+        assert!(
+            e.contains("capabilities.add[1]") && e.contains("drop-capabilities"),
+            "{e}"
+        );
+        let all = InstanceConfig {
+            drop_capabilities: vec!["ALL".into()],
+            ..InstanceConfig::default()
+        };
+        assert!(capability_conflict(&template, &all).is_some_and(|e| e.field.ends_with("add[0]")));
     }
 
     #[test]

@@ -206,9 +206,14 @@ impl Serving {
     }
 
     /// Refuses a template that asks for more instances than the host runs (its min-scale or
-    /// initial-scale over `[instances] max-instances`).
-    pub(crate) fn check_scale(&self, template: &rouse_api::RevisionTemplate) -> Result<(), ValidationError> {
-        capacity::check_scale(&template.scale, self.cap)
+    /// initial-scale over `[instances] max-instances`), or a capability the host takes from
+    /// every instance (`[instances] drop-capabilities`).
+    pub(crate) fn check_fits_host(&self, template: &rouse_api::RevisionTemplate) -> Result<(), ValidationError> {
+        capacity::check_scale(&template.scale, self.cap)?;
+        match contract::capability_conflict(template, &self.config) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -253,7 +258,34 @@ impl Serving {
             .into());
         };
         template.image_digest = lock.then(|| image.pinned(&template.image));
-        Ok(())
+        self.check_non_root(template).await
+    }
+
+    /// Refuses a template that must not run as root (`runAsNonRoot`) whose image would, as
+    /// kubelet refuses it, but at deploy rather than at each start.
+    pub(crate) async fn check_non_root(&self, template: &rouse_api::RevisionTemplate) -> Result<(), ControlError> {
+        if !template.security.non_root || template.user.is_some() {
+            return Ok(());
+        }
+        let image = template.image_digest.as_deref().unwrap_or(&template.image);
+        let Some(info) = self.runtime.resolve_image(image).await? else {
+            return Err(RuntimeError::ImageNotFound {
+                image: image.to_string(),
+            }
+            .into());
+        };
+        match rouse_runtime::runs_as_root(&info.user) {
+            None => Ok(()),
+            Some(reason) => Err(ValidationError::new(
+                format!("{}.securityContext.runAsNonRoot", rouse_api::template::CONTAINER),
+                true,
+                format!(
+                    "{reason} ({}); set a non-zero user id (--user, runAsUser) or build the image with a numeric USER",
+                    template.image
+                ),
+            )
+            .into()),
+        }
     }
 
     pub(crate) fn deploy(
@@ -262,7 +294,7 @@ impl Serving {
         template: rouse_api::RevisionTemplate,
         revision_name: Option<&str>,
     ) -> Result<(Service, Option<Revision>), ControlError> {
-        self.check_scale(&template)?;
+        self.check_fits_host(&template)?;
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let existing: Vec<String> = self.store.revisions_of(name)?.into_iter().map(|r| r.name).collect();
         if let Some(wanted) = revision_name {

@@ -126,6 +126,8 @@ impl Serving {
                              deploy again to pin what the tag names now"
                         ),
                     ),
+                    // As kubelet names it: the container's config cannot be honoured.
+                    RuntimeError::RunsAsRoot { .. } => ("CreateContainerConfigError", e.to_string()),
                     _ => ("CreateFailed", format!("cannot create an instance: {e}")),
                 };
                 self.cannot_create(revision, generation, reason, message);

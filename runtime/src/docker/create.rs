@@ -57,8 +57,7 @@ fn mounts(spec: &InstanceSpec, home: &str, binds: &[(usize, PathBuf)]) -> Vec<Mo
                         // Where the volume sets no size, the instance's memory limit: tmpfs
                         // pages count against it anyway (Docker's default is half the host).
                         size_bytes: size_bytes.or(spec.resources.memory_limit_bytes).map(|b| b as i64),
-                        // As Kubernetes' emptyDir: every user may write, only owners delete.
-                        mode: Some(0o1777),
+                        mode: Some(SCRATCH_MODE as i64),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -87,6 +86,39 @@ fn mounts(spec: &InstanceSpec, home: &str, binds: &[(usize, PathBuf)]) -> Vec<Mo
             })
         })
         .collect()
+}
+
+/// Mode of every emptyDir: any user may write (Kubernetes makes them 0777), only owners
+/// delete (the sticky bit, as `/tmp`).
+const SCRATCH_MODE: u32 = 0o1777;
+
+/// The disk emptyDirs of `spec`, each with a tar to extract at its path: the engine makes an
+/// anonymous volume `0755` and root's, which an instance running as another user could not
+/// write. The tar's one entry is the volume's root itself with [`SCRATCH_MODE`], so the
+/// engine (root) sets that mode, and it works with a read-only root file system too, since
+/// the target is a volume. The entry is named `/`: the engine skips an entry named `.`.
+pub(super) fn scratch_modes(spec: &InstanceSpec) -> Vec<(String, Vec<u8>)> {
+    spec.mounts
+        .iter()
+        .filter(|mount| matches!(mount.source, MountSource::Scratch { memory: false, .. }))
+        .map(|mount| (mount.target.clone(), root_dir_tar(SCRATCH_MODE)))
+        .collect()
+}
+
+/// A tar of one directory entry, `/`, with `mode`. Written header by header: the tar crate
+/// refuses an absolute name, rightly for archives in general.
+fn root_dir_tar(mode: u32) -> Vec<u8> {
+    let mut header = tar::Header::new_ustar();
+    header.as_old_mut().name[0] = b'/';
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(mode);
+    header.set_size(0);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut tar = header.as_bytes().to_vec();
+    // The end of an archive: two empty blocks.
+    tar.extend_from_slice(&[0; 1024]);
+    tar
 }
 
 /// The create request for an instance of `spec` carrying `labels`, of the home `home`, its
@@ -143,6 +175,8 @@ pub(super) fn container_body(
                 .no_new_privileges
                 .then(|| vec![NO_NEW_PRIVILEGES.to_owned()]),
             cap_drop: (!spec.security.drop_capabilities.is_empty()).then(|| spec.security.drop_capabilities.clone()),
+            cap_add: (!spec.security.add_capabilities.is_empty()).then(|| spec.security.add_capabilities.clone()),
+            readonly_rootfs: spec.security.read_only_root.then_some(true),
             log_config: spec.log_rotation.map(|r| HostConfigLogConfig {
                 // The driver `docker logs` and Rouse's `logs` read, whatever the engine's
                 // default is, with rotation so a chatty instance cannot fill the disk.
@@ -219,7 +253,10 @@ mod tests {
         };
         spec.security = Security {
             no_new_privileges: true,
-            drop_capabilities: vec!["NET_RAW".into()],
+            drop_capabilities: vec!["ALL".into()],
+            add_capabilities: vec!["NET_BIND_SERVICE".into()],
+            read_only_root: true,
+            non_root: true,
         };
         spec.log_rotation = Some(LogRotation {
             max_bytes: 10 << 20,
@@ -232,7 +269,9 @@ mod tests {
         assert_eq!(host.cpu_shares, Some(256), "a quarter core weighs 1024 / 4");
         assert_eq!(host.memory_reservation, Some(128 << 20));
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges:true".to_string()]));
-        assert_eq!(host.cap_drop, Some(vec!["NET_RAW".to_string()]));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.cap_add, Some(vec!["NET_BIND_SERVICE".to_string()]));
+        assert_eq!(host.readonly_rootfs, Some(true));
         let log = host.log_config.unwrap();
         assert_eq!(log.typ.as_deref(), Some("json-file"));
         assert_eq!(
@@ -242,6 +281,48 @@ mod tests {
                 ("max-file".to_string(), "3".to_string())
             ])
         );
+    }
+
+    #[test]
+    fn disk_empty_dirs_are_made_writable_by_any_user() {
+        use crate::instance::Mount as SpecMount;
+        let mut spec = spec();
+        assert!(scratch_modes(&spec).is_empty(), "nothing to do without an emptyDir");
+        spec.mounts = vec![
+            SpecMount {
+                target: "/var/cache/app".into(),
+                source: MountSource::Scratch {
+                    memory: false,
+                    size_bytes: None,
+                },
+            },
+            SpecMount {
+                target: "/tmp".into(),
+                source: MountSource::Scratch {
+                    memory: true,
+                    size_bytes: None,
+                },
+            },
+        ];
+        let modes = scratch_modes(&spec);
+        assert_eq!(modes.len(), 1, "a tmpfs has its mode already");
+        let (target, tar) = &modes[0];
+        assert_eq!(target, "/var/cache/app");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<(Vec<u8>, u32, bool)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let header = e.header();
+                (
+                    header.path_bytes().to_vec(),
+                    header.mode().unwrap(),
+                    header.entry_type().is_dir(),
+                )
+            })
+            .collect();
+        assert_eq!(entries, [(b"/".to_vec(), 0o1777, true)]);
     }
 
     #[test]

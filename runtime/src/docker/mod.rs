@@ -24,7 +24,7 @@ use bollard::models::ExecConfig;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -407,6 +407,7 @@ impl Runtime for DockerRuntime {
             Ok(inspected) => Ok(inspected.id.map(|id| ImageInfo {
                 id,
                 repo_digests: inspected.repo_digests.unwrap_or_default(),
+                user: inspected.config.and_then(|c| c.user).unwrap_or_default(),
             })),
             Err(e) if is_status(&e, 404) => Ok(None),
             Err(e) => Err(backend("inspect image", image, e)),
@@ -454,6 +455,21 @@ impl Runtime for DockerRuntime {
 
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError> {
         let started = Instant::now();
+        if spec.security.non_root && spec.user.is_none() {
+            // The deploy checked the image too; this holds for a tag rebuilt since.
+            let image = self
+                .resolve_image(&spec.image)
+                .await?
+                .ok_or_else(|| RuntimeError::ImageNotFound {
+                    image: spec.image.clone(),
+                })?;
+            if let Some(reason) = crate::image::runs_as_root(&image.user) {
+                return Err(RuntimeError::RunsAsRoot {
+                    image: spec.image.clone(),
+                    reason,
+                });
+            }
+        }
         let name = format!("{}-{}", spec.revision, random_suffix(&mut rand::rng()));
         let container_name = format!("{CONTAINER_PREFIX}{name}");
         let binds = if spec.mounts.is_empty() {
@@ -488,6 +504,13 @@ impl Runtime for DockerRuntime {
         let created = started.elapsed();
 
         let started_and_inspected = async {
+            for (target, tar) in create::scratch_modes(spec) {
+                let options = UploadToContainerOptionsBuilder::default().path(&target).build();
+                self.docker
+                    .upload_to_container(&id, Some(options), bollard::body_full(tar.into()))
+                    .await
+                    .map_err(|e| backend("make the emptyDir volumes writable in", &name, e))?;
+            }
             self.docker
                 .start_container(&id, None::<StartContainerOptions>)
                 .await
