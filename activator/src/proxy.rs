@@ -5,6 +5,7 @@
 //! over each instance's own keep-alive pool ([`crate::upstream`]), whose connections the
 //! request's task drives itself; h2c and upgrades go through hyper-util's shared clients.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -70,6 +71,9 @@ pub struct Ingress {
     /// Upgraded connections (websockets) being relayed; owned here, awaited at shutdown.
     tunnels: TaskTracker,
     metrics: IngressMetrics,
+    /// The address containers reach the daemon at (the Docker bridge's gateway): a
+    /// connection to it comes from a container, and may reach cluster-local services.
+    containers_ip: Option<IpAddr>,
 }
 
 impl Ingress {
@@ -92,6 +96,16 @@ impl Ingress {
             h2c,
             tunnels: TaskTracker::new(),
             metrics,
+            containers_ip: None,
+        }
+    }
+
+    /// Takes connections to `ip` as coming from containers, which reach cluster-local
+    /// services; connections to any other address of the daemon do not.
+    pub fn with_containers_at(self, ip: Option<IpAddr>) -> Self {
+        Self {
+            containers_ip: ip,
+            ..self
         }
     }
 
@@ -137,7 +151,8 @@ impl Ingress {
         };
         let roll = rand::random_range(0..100);
         let service = service_for_host(&host, &self.config.domain).map_err(Refusal::BadHost)?;
-        let Some(revision) = service.and_then(|s| self.routes.lookup(s, roll)) else {
+        let from_containers = self.containers_ip == Some(client.local.ip());
+        let Some(revision) = service.and_then(|s| self.routes.lookup(s, roll, from_containers)) else {
             return Err(Refusal::UnknownHost {
                 host: host.into_owned(),
                 domain: self.config.domain.clone(),

@@ -17,20 +17,33 @@ pub struct ServiceRoute {
     split: Vec<(Arc<RevisionEndpoints>, u32)>,
     /// `{tag}-{service}` hosts go to the tagged revision.
     tags: HashMap<String, Arc<RevisionEndpoints>>,
+    /// Only requests from containers reach it (Knative's `cluster-local` visibility).
+    cluster_local: bool,
 }
 
 impl ServiceRoute {
     /// A route from shares and tags.
     pub fn new(split: Vec<(Arc<RevisionEndpoints>, u32)>, tags: HashMap<String, Arc<RevisionEndpoints>>) -> Self {
-        Self { split, tags }
+        Self {
+            split,
+            tags,
+            cluster_local: false,
+        }
     }
 
     /// All traffic to one revision.
     pub fn single(revision: Arc<RevisionEndpoints>) -> Self {
-        Self {
-            split: vec![(revision, 100)],
-            tags: HashMap::new(),
-        }
+        Self::new(vec![(revision, 100)], HashMap::new())
+    }
+
+    /// The same route, answering only requests from containers when `cluster_local`.
+    pub fn cluster_local(self, cluster_local: bool) -> Self {
+        Self { cluster_local, ..self }
+    }
+
+    /// Whether only requests from containers reach it.
+    pub fn is_cluster_local(&self) -> bool {
+        self.cluster_local
     }
 
     /// The revision for a roll in `0..100`: each revision gets its share of the rolls.
@@ -54,7 +67,8 @@ impl ServiceRoute {
     /// not enough: a revision deleted and declared again under its old name has new endpoints,
     /// and a route left on the old ones would queue requests nobody serves.
     pub fn same_as(&self, other: &ServiceRoute) -> bool {
-        self.split.len() == other.split.len()
+        self.cluster_local == other.cluster_local
+            && self.split.len() == other.split.len()
             && self
                 .split
                 .iter()
@@ -130,15 +144,20 @@ impl RouteTable {
 
     /// The revision a host label names: `{service}` (split by `roll` in `0..100`) or
     /// `{tag}-{service}`. A service named like the label wins over a tag; of two services with
-    /// a tag spelled the same way, the shorter tag wins.
-    pub fn lookup(&self, label: &str, roll: u32) -> Option<Arc<RevisionEndpoints>> {
-        if let Some(route) = self.get(label) {
+    /// a tag spelled the same way, the shorter tag wins. Unless the request comes
+    /// `from_containers`, cluster-local services are not there at all, as Knative's external
+    /// gateway does not know them.
+    pub fn lookup(&self, label: &str, roll: u32, from_containers: bool) -> Option<Arc<RevisionEndpoints>> {
+        let visible = |route: &ServiceRoute| from_containers || !route.cluster_local;
+        if let Some(route) = self.get(label).filter(|r| visible(r)) {
             return route.pick(roll).cloned();
         }
         let candidates = self.tag_hosts.get(label)?.clone();
         candidates
             .iter()
-            .filter(|(_, tag_len)| label.is_char_boundary(*tag_len))
+            .filter(|(service, tag_len)| {
+                label.is_char_boundary(*tag_len) && self.get(service).is_some_and(|r| visible(&r))
+            })
             .min_by_key(|(_, tag_len)| *tag_len)
             .and_then(|(service, tag_len)| self.get(service)?.tagged(&label[..*tag_len]).cloned())
     }
@@ -169,12 +188,41 @@ mod tests {
         let table = RouteTable::new();
         let tags = HashMap::from([("canary".to_string(), revision("my-svc-00002"))]);
         table.set("my-svc", ServiceRoute::new(vec![(revision("my-svc-00001"), 100)], tags));
-        assert_eq!(table.lookup("my-svc", 50).unwrap().revision, "my-svc-00001");
-        assert_eq!(table.lookup("canary-my-svc", 50).unwrap().revision, "my-svc-00002");
-        assert!(table.lookup("blue-my-svc", 50).is_none());
-        assert!(table.lookup("svc", 50).is_none());
+        assert_eq!(table.lookup("my-svc", 50, false).unwrap().revision, "my-svc-00001");
+        assert_eq!(
+            table.lookup("canary-my-svc", 50, false).unwrap().revision,
+            "my-svc-00002"
+        );
+        assert!(table.lookup("blue-my-svc", 50, false).is_none());
+        assert!(table.lookup("svc", 50, false).is_none());
         table.remove("my-svc");
-        assert!(table.lookup("canary-my-svc", 50).is_none());
+        assert!(table.lookup("canary-my-svc", 50, false).is_none());
+    }
+
+    #[test]
+    fn cluster_local_services_are_there_only_for_containers() {
+        let table = RouteTable::new();
+        let tags = HashMap::from([("canary".to_string(), revision("private-00002"))]);
+        let private = ServiceRoute::new(vec![(revision("private-00001"), 100)], tags).cluster_local(true);
+        table.set("private", private);
+        assert!(table.lookup("private", 0, false).is_none());
+        assert!(table.lookup("canary-private", 0, false).is_none(), "its tags too");
+        assert_eq!(table.lookup("private", 0, true).unwrap().revision, "private-00001");
+        assert_eq!(
+            table.lookup("canary-private", 0, true).unwrap().revision,
+            "private-00002"
+        );
+        // A public service's tag host spelled like the private service still answers.
+        let tags = HashMap::from([("private".to_string(), revision("x-00001"))]);
+        table.set("x", ServiceRoute::new(vec![(revision("x-00001"), 100)], tags));
+        table.set(
+            "private-x",
+            ServiceRoute::single(revision("private-x-00001")).cluster_local(true),
+        );
+        assert_eq!(table.lookup("private-x", 0, false).unwrap().revision, "x-00001");
+        assert_eq!(table.lookup("private-x", 0, true).unwrap().revision, "private-x-00001");
+        let a = revision("a-00001");
+        assert!(!ServiceRoute::single(a.clone()).same_as(&ServiceRoute::single(a).cluster_local(true)));
     }
 
     #[test]
@@ -188,15 +236,15 @@ mod tests {
         };
         // "a-b-c" is tag "a" of "b-c" and tag "a-b" of "c": the shorter tag wins.
         table.set("c", tagged("a-b", "c-00001"));
-        assert_eq!(table.lookup("a-b-c", 0).unwrap().revision, "c-00001");
+        assert_eq!(table.lookup("a-b-c", 0, false).unwrap().revision, "c-00001");
         table.set("b-c", tagged("a", "b-c-00001"));
-        assert_eq!(table.lookup("a-b-c", 0).unwrap().revision, "b-c-00001");
+        assert_eq!(table.lookup("a-b-c", 0, false).unwrap().revision, "b-c-00001");
         table.remove("b-c");
-        assert_eq!(table.lookup("a-b-c", 0).unwrap().revision, "c-00001");
+        assert_eq!(table.lookup("a-b-c", 0, false).unwrap().revision, "c-00001");
         // Moving a tag drops its old host.
         table.set("c", tagged("new", "c-00002"));
-        assert!(table.lookup("a-b-c", 0).is_none());
-        assert_eq!(table.lookup("new-c", 0).unwrap().revision, "c-00002");
+        assert!(table.lookup("a-b-c", 0, false).is_none());
+        assert_eq!(table.lookup("new-c", 0, false).unwrap().revision, "c-00002");
         assert_eq!(table.tag_hosts.len(), 1);
     }
 

@@ -127,12 +127,14 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The address's IP as a header value (for `X-Forwarded-For`), made once per connection.
     pub ip: HeaderValue,
+    /// The address the client connected to: which of the daemon's addresses it used.
+    pub local: SocketAddr,
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, local: SocketAddr) -> Self {
         let ip = HeaderValue::try_from(addr.ip().to_string()).expect("an IP address is a valid header value");
-        Self { addr, ip }
+        Self { addr, ip, local }
     }
 }
 
@@ -161,6 +163,10 @@ where
     let mut connections = JoinSet::new();
     let open = Arc::new(OpenConnections::default());
     let mut refused_at: Option<tokio::time::Instant> = None;
+    // The address a connection came to: the listener's, unless it listens on every address,
+    // where each connection is asked.
+    let bound = listener.local_addr().ok();
+    let bound = bound.filter(|addr| !addr.ip().is_unspecified());
     loop {
         let (stream, remote) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -188,9 +194,10 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
+        let local = bound.or_else(|| stream.local_addr().ok()).unwrap_or(remote);
         let connection = serve_connection(
             WriteStall::new(Lingering::new(stream), limits.write_timeout),
-            Peer::new(remote),
+            Peer::new(remote, local),
             builder.clone(),
             limits.idle_timeout,
             shutdown.clone(),

@@ -26,6 +26,33 @@ pub const CE_OVERRIDES: &str = "rouse.dev/ce-overrides";
 /// `kubectl.kubernetes.io/restartedAt`).
 pub const REFRESHED_AT: &str = "rouse.dev/refreshed-at";
 
+/// The service label that makes it private (`cluster-local`): it answers only requests that
+/// come from containers, at the address they reach the daemon by, never the host's ingress.
+pub const VISIBILITY: &str = "networking.knative.dev/visibility";
+/// The one value of [`VISIBILITY`].
+pub const CLUSTER_LOCAL: &str = "cluster-local";
+
+/// Whether a service with `labels` is cluster-local.
+pub fn is_cluster_local(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(VISIBILITY).is_some_and(|v| v == CLUSTER_LOCAL)
+}
+
+/// Checks a label of a service's own metadata (at `field`): [`VISIBILITY`] takes only
+/// `cluster-local`; other keys as [`check_metadata_key`].
+pub fn check_service_label(field: &str, key: &str, value: &str) -> Result<(), ValidationError> {
+    if key != VISIBILITY {
+        return check_metadata_key(field, key);
+    }
+    if value == CLUSTER_LOCAL {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        format!("{field}[{key}]"),
+        value,
+        "takes only cluster-local (answer containers only); remove the label for a public service",
+    ))
+}
+
 /// Prefixes whose keys mean something to Knative or Rouse: each key under them is honoured or
 /// refused by name, never kept and ignored (a user could believe a service private when it
 /// is not). Keys under any other prefix are the user's metadata, kept as given.
@@ -56,9 +83,12 @@ pub fn check_metadata_key(field: &str, key: &str) -> Result<(), ValidationError>
         return Ok(());
     }
     let reason = match key {
-        "networking.knative.dev/visibility" | "serving.knative.dev/visibility" => {
-            "cluster-local services are not supported yet: this service would answer on the host's ingress, \
-             not only to containers; remove the label"
+        VISIBILITY => {
+            "is a label of the service (metadata.labels, `rouse deploy --cluster-local`), not of a \
+             revision or an annotation: here the service would stay public"
+        }
+        "serving.knative.dev/visibility" => {
+            "is Knative's old spelling; write the label networking.knative.dev/visibility: cluster-local"
         }
         "serving.knative.dev/rollout-duration" => {
             "gradual rollouts are not supported yet: the new revision would take its whole share at once; \

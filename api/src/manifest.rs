@@ -376,8 +376,8 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
     // Scale settings may sit on the service (applied first) or the template (which wins).
     let mut scale = ScaleBounds::default();
     let mut annotations = BTreeMap::new();
-    for key in object.metadata.labels.keys() {
-        crate::annotations::check_metadata_key("metadata.labels", key)?;
+    for (key, value) in &object.metadata.labels {
+        crate::annotations::check_service_label("metadata.labels", key, value)?;
     }
     for (key, value) in &object.metadata.annotations {
         crate::annotations::check_metadata_key("metadata.annotations", key)?;
@@ -666,8 +666,8 @@ spec:
             |meta: &str| service_with("").replace("metadata:\n  name: s\n", &format!("metadata:\n  name: s\n{meta}"));
         for (meta, field) in [
             (
-                "  labels:\n    networking.knative.dev/visibility: cluster-local\n",
-                "metadata.labels[networking.knative.dev/visibility]",
+                "  labels:\n    serving.knative.dev/visibility: cluster-local\n",
+                "metadata.labels[serving.knative.dev/visibility]",
             ),
             (
                 "  annotations:\n    serving.knative.dev/rollout-duration: 380s\n",
@@ -685,10 +685,20 @@ spec:
             let e = &errors(&with_meta(meta))[0];
             assert_eq!(e.field.as_deref(), Some(field), "{e}");
         }
+        let e = &errors(&with_meta("  labels:\n    networking.knative.dev/visibility: public\n"))[0];
+        assert!(e.reason.contains("takes only cluster-local"), "{e}");
         let e = &errors(&with_meta(
-            "  labels:\n    networking.knative.dev/visibility: cluster-local\n",
+            "  annotations:\n    networking.knative.dev/visibility: cluster-local\n",
         ))[0];
-        assert!(e.reason.contains("would answer on the host's ingress"), "{e}");
+        assert!(e.reason.contains("is a label of the service"), "{e}");
+        let private = parse(&with_meta(
+            "  labels:\n    networking.knative.dev/visibility: cluster-local\n",
+        ))
+        .unwrap();
+        let Resource::Service(private) = &private[0].resource else {
+            panic!()
+        };
+        assert!(crate::annotations::is_cluster_local(&private.labels));
         // Knative's own bookkeeping and user keys are kept; the new autoscaling keys read.
         let docs = parse(&with_meta(
             "  annotations:\n    serving.knative.dev/creator: me\n    example.com/team: shop\n    autoscaling.knative.dev/scale-down-delay: 30s\n    autoscaling.knative.dev/activation-scale: '2'\n    autoscaling.knative.dev/target-burst-capacity: '-1'\n",

@@ -146,6 +146,10 @@ pub struct DeployRequest {
     /// `--lock-to-digest` does, instead of resolving the tag again.
     #[serde(default)]
     pub keep_image: bool,
+    /// Make the service cluster-local (`--cluster-local`) or public again (`=false`); `None`
+    /// leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_local: Option<bool>,
 }
 
 fn lock_to_digest_default() -> bool {

@@ -403,6 +403,12 @@ pub(crate) struct DeployArgs {
     /// instance); PATH- unmounts (repeatable).
     #[arg(long = "mount", value_name = "PATH=SOURCE|PATH-")]
     pub(crate) mounts: Vec<String>,
+    /// Answer only requests from containers, never the host's ingress (Knative's label
+    /// networking.knative.dev/visibility: cluster-local); --cluster-local=false makes the
+    /// service public again.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub(crate) cluster_local: Option<bool>,
     /// Make a new revision even if nothing else changed, so every instance restarts on the
     /// secrets and config maps as they are now.
     #[arg(long)]

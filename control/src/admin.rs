@@ -21,6 +21,7 @@
 //! | `GET`/`POST /v1/secrets`, `GET`/`PUT`/`PATCH`/`DELETE /v1/secrets/{name}` | secrets: keys and sizes out, never values ([`DataSummary`]); `POST` creates, `PATCH` changes keys ([`DataChange`]) |
 //! | `GET`/`POST /v1/configmaps`, `GET`/`PUT`/`PATCH`/`DELETE /v1/configmaps/{name}` | config maps, whole ([`DataObject`]) |
 
+use rouse_api::annotations::{CLUSTER_LOCAL, VISIBILITY};
 use std::sync::Arc;
 
 use axum::body::{Body, HttpBody as _};
@@ -352,9 +353,27 @@ async fn deploy(
         }
         None => admin.serving.pin_image(&mut template, request.lock_to_digest).await?,
     }
+    // `--cluster-local` sets or clears the one label; the service's other labels stay.
+    let labels = match request.cluster_local {
+        None => None,
+        Some(private) => {
+            let mut labels = admin
+                .serving
+                .store()
+                .service(&name)?
+                .map(|s| s.labels)
+                .unwrap_or_default();
+            if private {
+                labels.insert(VISIBILITY.to_string(), CLUSTER_LOCAL.to_string());
+            } else {
+                labels.remove(VISIBILITY);
+            }
+            Some(labels)
+        }
+    };
     let (_, revision) = admin
         .serving
-        .deploy(&name, template, request.revision_name.as_deref())?;
+        .deploy(&name, template, request.revision_name.as_deref(), labels)?;
     let status = if revision.is_some() {
         StatusCode::CREATED
     } else {

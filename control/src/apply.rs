@@ -267,14 +267,17 @@ fn apply_service(
     declared: DeclaredService,
     traffic: Vec<TrafficTarget>,
 ) -> Result<Applied, ControlError> {
-    let existed = serving.store().service(&declared.name)?.is_some();
+    let existing = serving.store().service(&declared.name)?;
+    let relabelled = existing.as_ref().is_some_and(|s| s.labels != declared.labels);
+    // Labels with the template: a cluster-local service is never public for a moment.
     let (_, revision) = serving.deploy(
         &declared.name,
         declared.template.clone(),
         declared.revision_name.as_deref(),
+        Some(declared.labels.clone()),
     )?;
     let metadata_changed = serving.declare(&declared.name, declared.labels, declared.annotations, traffic)?;
-    let outcome = match (existed, revision.is_some() || metadata_changed) {
+    let outcome = match (existing.is_some(), revision.is_some() || metadata_changed || relabelled) {
         (false, _) => ApplyOutcome::Created,
         (true, true) => ApplyOutcome::Configured,
         (true, false) => ApplyOutcome::Unchanged,

@@ -77,10 +77,15 @@ pub async fn run(
     let gateway = runtime.host_gateway().await;
     let ingress_for_containers = bind_for_containers(gateway, addresses.ingress, "ingress").await;
     let events_for_containers = bind_for_containers(gateway, addresses.events, "broker ingress").await;
+    // Where containers reach the ingress: its second listener, or the one on every address.
+    let containers_reach_ingress = ingress_for_containers.is_some() || addresses.ingress.ip().is_unspecified();
     let sinks = SinkAddresses {
         ingress: addresses.ingress,
         events: addresses.events,
         domain: config.ingress.domain.clone(),
+        ingress_for_containers: gateway
+            .filter(|_| containers_reach_ingress)
+            .map(|ip| SocketAddr::new(ip, addresses.ingress.port())),
     };
 
     let mut registry = Registry::default();
@@ -139,7 +144,7 @@ pub async fn run(
     };
     let data = Arc::new(DataStore::open(store.clone(), &key_file)?);
     let serving = Serving::new(runtime, store, data, routes.clone(), settings, serving_metrics);
-    let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics));
+    let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics).with_containers_at(gateway));
     let admin = Arc::new(Admin {
         serving: serving.clone(),
         token,

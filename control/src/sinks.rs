@@ -26,6 +26,10 @@ pub(crate) struct SinkAddresses {
     pub events: SocketAddr,
     /// The domain of service hosts (`{name}.{domain}`).
     pub domain: String,
+    /// The activator's ingress where containers reach it (the Docker bridge's gateway), if
+    /// it listens there: the daemon delivers events to services through it, as from inside,
+    /// so that cluster-local services get them too.
+    pub ingress_for_containers: Option<SocketAddr>,
 }
 
 impl Default for SinkAddresses {
@@ -34,6 +38,7 @@ impl Default for SinkAddresses {
             ingress: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             events: SocketAddr::from((Ipv4Addr::LOCALHOST, 8082)),
             domain: "localhost".to_string(),
+            ingress_for_containers: None,
         }
     }
 }
@@ -92,7 +97,10 @@ impl Resolve for SinkAddresses {
         let uri = |s: String| s.parse::<Uri>().map_err(|e| format!("'{s}' is not a URL: {e}"));
         Ok(match sink {
             Sink::Service(name) => Target::with_host(
-                uri(format!("http://{}/", dial(self.ingress)))?,
+                uri(format!(
+                    "http://{}/",
+                    self.ingress_for_containers.unwrap_or(dial(self.ingress))
+                ))?,
                 format!("{name}.{}:{}", self.domain, self.ingress.port()),
             ),
             Sink::Broker(name) => Target::new(uri(self.broker_url(name))?),
@@ -111,6 +119,7 @@ mod tests {
             ingress: "0.0.0.0:9080".parse().unwrap(),
             events: "127.0.0.1:9082".parse().unwrap(),
             domain: "localhost".into(),
+            ingress_for_containers: None,
         };
         let service = Sink::Service("hello".into());
         let target = sinks.resolve(&service).unwrap();
@@ -134,5 +143,14 @@ mod tests {
         );
         let url = Sink::Url("http://127.0.0.1:7000/hook".into());
         assert_eq!(sinks.resolve(&url).unwrap().uri, "http://127.0.0.1:7000/hook");
+        let inside = SinkAddresses {
+            ingress_for_containers: Some("172.17.0.1:9080".parse().unwrap()),
+            ..sinks
+        };
+        assert_eq!(
+            inside.resolve(&service).unwrap().uri,
+            "http://172.17.0.1:9080/",
+            "as a container would, so cluster-local services are reached"
+        );
     }
 }

@@ -589,6 +589,7 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
         revision_name: args.revision_name.clone(),
         lock_to_digest: args.lock_to_digest,
         keep_image,
+        cluster_local: args.cluster_local,
     };
     let response: DeployResponse = client.put(&path, &request).await?;
     if let Some(to) = traffic {

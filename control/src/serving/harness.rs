@@ -177,7 +177,7 @@ impl Harness {
 
     /// Deploys `name`; returns its new revision.
     pub(super) fn deploy(&self, name: &str, template: RevisionTemplate) -> Option<Revision> {
-        let (_, revision) = self.serving().deploy(name, template, None).expect("deploy");
+        let (_, revision) = self.serving().deploy(name, template, None, None).expect("deploy");
         revision
     }
 
@@ -255,7 +255,7 @@ impl Harness {
 /// What the ingress does with one request, up to the wire.
 async fn request(routes: Arc<RouteTable>, engine: MemoryRuntime, host: String, work: Duration) -> Outcome {
     let began = Instant::now();
-    let Some(revision) = routes.lookup(&host, rand::random_range(0..100)) else {
+    let Some(revision) = routes.lookup(&host, rand::random_range(0..100), true) else {
         return Outcome::NoRoute;
     };
     let deadline = began + revision.timeout;

@@ -241,8 +241,6 @@ impl Serving {
         Ok((service, out))
     }
 
-    /// Creates or updates a service from a deploy; returns the service and the new revision, if
-    /// the template changed.
     /// Resolves `template`'s image in the engine and pins the template to what it names now
     /// (`lock`), or clears any pin (tag semantics). Fails with `ImageNotFound` when the
     /// engine lacks the image. A pin a client sent is never kept.
@@ -288,11 +286,15 @@ impl Serving {
         }
     }
 
+    /// Creates or updates a service from a deploy; returns the service and the new revision, if
+    /// the template changed. Sets the service's labels too when `labels` is given, in the same
+    /// write: a new service is routed with its visibility from its first request.
     pub(crate) fn deploy(
         &self,
         name: &str,
         template: rouse_api::RevisionTemplate,
         revision_name: Option<&str>,
+        labels: Option<BTreeMap<String, String>>,
     ) -> Result<(Service, Option<Revision>), ControlError> {
         self.check_fits_host(&template)?;
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
@@ -334,16 +336,30 @@ impl Serving {
                 (service, revision)
             }
         };
+        let mut service = service;
+        let relabelled = labels.is_some_and(|labels| {
+            let changed = labels != service.labels;
+            service.labels = labels;
+            changed
+        });
+        if revision.is_some() || relabelled {
+            self.store.save(&service, revision.as_ref())?;
+        }
+        let cluster_local = rouse_api::annotations::is_cluster_local(&service.labels);
         if let Some(revision) = &revision {
-            self.store.save(&service, Some(revision))?;
             let mut state = self.state();
             let entry = state
                 .revisions
                 .entry(revision.name.clone())
                 .or_insert_with(|| RevisionState::new(revision.clone(), &self.autoscaler, &self.demand, None));
             if self.routes.get(name).is_none() {
-                self.routes.set(name, ServiceRoute::single(entry.endpoints.clone()));
+                let route = ServiceRoute::single(entry.endpoints.clone()).cluster_local(cluster_local);
+                self.routes.set(name, route);
             }
+        }
+        if relabelled {
+            let state = self.state();
+            self.reroute(&service, &state);
         }
         self.wake();
         Ok((service, revision))

@@ -457,7 +457,7 @@ async fn the_host_cap_holds_across_services_and_idle_instances_make_room() {
     // Asking for more than the host runs is refused at deploy, naming the field and the key.
     let refused = h
         .serving()
-        .deploy("c", template(|t| t.scale.initial = 3), None)
+        .deploy("c", template(|t| t.scale.initial = 3), None, None)
         .unwrap_err()
         .to_string();
     assert!(

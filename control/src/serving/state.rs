@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rouse_activator::{Endpoint, RevisionEndpoints, ServiceRoute};
+use rouse_api::annotations::is_cluster_local;
 use rouse_api::status::{Crash, InstancePhase, Traffic};
 
 use super::phase::Phase;
@@ -244,7 +245,8 @@ pub(super) fn desired_instances(
     }
 }
 
-/// The route of `service` from its traffic, over the revisions live in `state`.
+/// The route of `service` from its traffic, over the revisions live in `state`, with its
+/// visibility.
 pub(super) fn route_for(service: &Service, state: &State) -> Option<ServiceRoute> {
     let traffic = service_traffic(service);
     let endpoints = |revision: &str| state.revisions.get(revision).map(|r| r.endpoints.clone());
@@ -261,7 +263,7 @@ pub(super) fn route_for(service: &Service, state: &State) -> Option<ServiceRoute
         .iter()
         .filter_map(|(t, r)| Some((t.clone(), endpoints(r)?)))
         .collect();
-    Some(ServiceRoute::new(split, tags))
+    Some(ServiceRoute::new(split, tags).cluster_local(is_cluster_local(&service.labels)))
 }
 
 #[cfg(test)]
