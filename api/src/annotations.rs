@@ -90,9 +90,9 @@ pub fn check_metadata_key(field: &str, key: &str) -> Result<(), ValidationError>
         "serving.knative.dev/visibility" => {
             "is Knative's old spelling; write the label networking.knative.dev/visibility: cluster-local"
         }
-        "serving.knative.dev/rollout-duration" => {
-            "gradual rollouts are not supported yet: the new revision would take its whole share at once; \
-             remove it, or split traffic by hand with `rouse traffic`"
+        crate::rollout::ROLLOUT_DURATION => {
+            "is an annotation of the service (metadata.annotations, `rouse deploy --rollout-duration`), \
+             not of a revision or a label: here no rollout would be gradual"
         }
         _ => "is not a key Rouse implements, and it is not kept and ignored; remove it",
     };

@@ -13,6 +13,7 @@
 //! - [`security`]: what a container's processes may do (`securityContext`).
 //! - [`service`]: the `Service` and `Revision` records the daemon stores.
 //! - [`traffic`]: traffic splits and tags, and resolving them to revisions.
+//! - [`rollout`]: gradual rollouts of a new latest revision (`rollout-duration`).
 //! - [`knative`]: the Knative-shaped objects printed by `describe -o json|yaml`.
 //! - [`manifest`]: Knative YAML manifests (`rouse apply -f`), many documents, errors with their place.
 //! - [`status`]: live state the admin API adds: revisions, instances, crashes.
@@ -36,6 +37,7 @@ pub mod manifest;
 pub mod name;
 pub mod probe;
 pub mod quantity;
+pub mod rollout;
 pub mod secret;
 pub mod security;
 pub mod service;

@@ -380,6 +380,11 @@ pub fn service(object: KService) -> Result<DeclaredService, ValidationError> {
         crate::annotations::check_service_label("metadata.labels", key, value)?;
     }
     for (key, value) in &object.metadata.annotations {
+        if key == crate::rollout::ROLLOUT_DURATION {
+            crate::rollout::parse_rollout_duration(value)?;
+            annotations.insert(key.clone(), value.clone());
+            continue;
+        }
         crate::annotations::check_metadata_key("metadata.annotations", key)?;
         if is_scale_annotation(key) {
             apply_annotation(&mut scale, key, value).map_err(|e| at("metadata.annotations", key, e))?;
@@ -670,8 +675,12 @@ spec:
                 "metadata.labels[serving.knative.dev/visibility]",
             ),
             (
-                "  annotations:\n    serving.knative.dev/rollout-duration: 380s\n",
+                "  annotations:\n    serving.knative.dev/rollout-duration: soon\n",
                 "metadata.annotations[serving.knative.dev/rollout-duration]",
+            ),
+            (
+                "  labels:\n    serving.knative.dev/rollout-duration: 380s\n",
+                "metadata.labels[serving.knative.dev/rollout-duration]",
             ),
             (
                 "  annotations:\n    features.knative.dev/http-full-duplex: Enabled\n",
@@ -701,13 +710,14 @@ spec:
         assert!(crate::annotations::is_cluster_local(&private.labels));
         // Knative's own bookkeeping and user keys are kept; the new autoscaling keys read.
         let docs = parse(&with_meta(
-            "  annotations:\n    serving.knative.dev/creator: me\n    example.com/team: shop\n    autoscaling.knative.dev/scale-down-delay: 30s\n    autoscaling.knative.dev/activation-scale: '2'\n    autoscaling.knative.dev/target-burst-capacity: '-1'\n",
+            "  annotations:\n    serving.knative.dev/creator: me\n    example.com/team: shop\n    autoscaling.knative.dev/scale-down-delay: 30s\n    autoscaling.knative.dev/activation-scale: '2'\n    autoscaling.knative.dev/target-burst-capacity: '-1'\n    serving.knative.dev/rollout-duration: 380s\n",
         ))
         .unwrap();
         let Resource::Service(service) = &docs[0].resource else {
             panic!()
         };
-        assert_eq!(service.annotations.len(), 2);
+        assert_eq!(service.annotations.len(), 3);
+        assert_eq!(service.annotations["serving.knative.dev/rollout-duration"], "380s");
         assert_eq!(service.template.scale.scale_down_delay_ms, Some(30_000));
         assert_eq!(service.template.scale.activation_scale, Some(2));
         assert_eq!(service.template.scale.target_burst_capacity_milli, Some(-1000));

@@ -33,6 +33,21 @@ pub struct Service {
     /// Annotations the user gave other than the autoscaling ones (which go to the template).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// The gradual rollout toward the latest ready revision, if one was begun (see
+    /// [`crate::rollout`]): kept until the next one, the shares come from the clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollout: Vec<crate::rollout::Stage>,
+}
+
+impl Service {
+    /// How long a new latest ready revision takes to get all of the latest's traffic
+    /// (`serving.knative.dev/rollout-duration`); zero when not set.
+    pub fn rollout_duration(&self) -> std::time::Duration {
+        self.annotations
+            .get(crate::rollout::ROLLOUT_DURATION)
+            .and_then(|v| crate::rollout::parse_rollout_duration(v).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// An immutable snapshot of a service's template.
@@ -69,6 +84,7 @@ impl Service {
             traffic: Vec::new(),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            rollout: Vec::new(),
         };
         (service, revision)
     }

@@ -150,6 +150,10 @@ pub struct DeployRequest {
     /// leaves it as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_local: Option<bool>,
+    /// The service's rollout duration (`--rollout-duration`, `serving.knative.dev/rollout-duration`);
+    /// `""` or `"0"` removes it, `None` leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_duration: Option<String>,
 }
 
 fn lock_to_digest_default() -> bool {

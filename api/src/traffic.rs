@@ -307,18 +307,35 @@ impl Resolved {
 /// Fills in `@latest` with `latest` (the latest ready revision, or the latest one while none is
 /// ready, so requests wait for it) and merges shares of the same revision.
 pub fn resolve(stored: &[TrafficTarget], latest: &str) -> Resolved {
+    resolve_rolled(stored, latest, |percent| vec![(latest.to_string(), percent)])
+}
+
+/// [`resolve`], with each `@latest` share split by `roll_out` (a gradual rollout's shares of
+/// it, see [`crate::rollout::shares`]); a tag on `@latest` names `latest`.
+pub fn resolve_rolled(
+    stored: &[TrafficTarget],
+    latest: &str,
+    roll_out: impl Fn(u32) -> Vec<(String, u32)>,
+) -> Resolved {
     let mut split: Vec<(String, u32)> = Vec::new();
     let mut tags = Vec::new();
+    let mut add = |name: String, percent: u32| match split.iter_mut().find(|(r, _)| *r == name) {
+        Some((_, p)) => *p += percent,
+        None => split.push((name, percent)),
+    };
     for target in spec_traffic(stored) {
-        let name = match RevisionRef::of(&target) {
-            Some(RevisionRef::Named(name)) => name,
-            Some(RevisionRef::Latest) => latest.to_string(),
+        let (name, is_latest) = match RevisionRef::of(&target) {
+            Some(RevisionRef::Named(name)) => (name, false),
+            Some(RevisionRef::Latest) => (latest.to_string(), true),
             None => continue,
         };
         if let Some(percent) = target.percent.filter(|p| *p > 0) {
-            match split.iter_mut().find(|(r, _)| *r == name) {
-                Some((_, p)) => *p += percent,
-                None => split.push((name.clone(), percent)),
+            if is_latest {
+                for (revision, share) in roll_out(percent) {
+                    add(revision, share);
+                }
+            } else {
+                add(name.clone(), percent);
             }
         }
         if let Some(tag) = target.tag {

@@ -409,6 +409,11 @@ pub(crate) struct DeployArgs {
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set, num_args = 0..=1,
           require_equals = true, default_missing_value = "true")]
     pub(crate) cluster_local: Option<bool>,
+    /// Roll a new latest revision out gradually: it takes a growing share of the latest's
+    /// traffic, from 1 % to all of it, over DURATION (Knative's annotation
+    /// serving.knative.dev/rollout-duration), e.g. 5m; 0 rolls out at once.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) rollout_duration: Option<String>,
     /// Make a new revision even if nothing else changed, so every instance restarts on the
     /// secrets and config maps as they are now.
     #[arg(long)]

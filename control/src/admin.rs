@@ -22,6 +22,7 @@
 //! | `GET`/`POST /v1/configmaps`, `GET`/`PUT`/`PATCH`/`DELETE /v1/configmaps/{name}` | config maps, whole ([`DataObject`]) |
 
 use rouse_api::annotations::{CLUSTER_LOCAL, VISIBILITY};
+use rouse_api::rollout::{ROLLOUT_DURATION, parse_rollout_duration};
 use std::sync::Arc;
 
 use axum::body::{Body, HttpBody as _};
@@ -51,7 +52,7 @@ use crate::apply::{Applied, ApplyDocument, ApplyOutcome};
 use crate::describe::{describe, revision_objects, service_url};
 use crate::error::{ControlError, ErrorBody, ObjectKind};
 use crate::eventing::Eventing;
-use crate::serving::Serving;
+use crate::serving::{Metadata, Serving};
 
 /// Largest request body the admin API reads: a secret or config map of the largest size
 /// (1 MiB), in base64 JSON, with room to spare.
@@ -339,6 +340,7 @@ async fn deploy(
         .serving
         .data()
         .check_refs(&request.template, &Default::default())?;
+    let metadata = deploy_metadata(&admin, &name, &request)?;
     let mut template = request.template;
     let kept = match admin.serving.store().service(&name)? {
         Some(current) if request.keep_image && request.lock_to_digest && current.template.image == template.image => {
@@ -353,27 +355,9 @@ async fn deploy(
         }
         None => admin.serving.pin_image(&mut template, request.lock_to_digest).await?,
     }
-    // `--cluster-local` sets or clears the one label; the service's other labels stay.
-    let labels = match request.cluster_local {
-        None => None,
-        Some(private) => {
-            let mut labels = admin
-                .serving
-                .store()
-                .service(&name)?
-                .map(|s| s.labels)
-                .unwrap_or_default();
-            if private {
-                labels.insert(VISIBILITY.to_string(), CLUSTER_LOCAL.to_string());
-            } else {
-                labels.remove(VISIBILITY);
-            }
-            Some(labels)
-        }
-    };
     let (_, revision) = admin
         .serving
-        .deploy(&name, template, request.revision_name.as_deref(), labels)?;
+        .deploy(&name, template, request.revision_name.as_deref(), metadata)?;
     let status = if revision.is_some() {
         StatusCode::CREATED
     } else {
@@ -384,6 +368,51 @@ async fn deploy(
         created_revision: revision.map(|r| r.name),
     };
     Ok((status, Json(response)).into_response())
+}
+
+/// The service's labels and annotations after a deploy's `--cluster-local` (the one label)
+/// and `--rollout-duration` (the one annotation), the others kept; `None` when it sets
+/// neither.
+fn deploy_metadata(admin: &Admin, name: &str, request: &DeployRequest) -> Result<Option<Metadata>, ControlError> {
+    if request.cluster_local.is_none() && request.rollout_duration.is_none() {
+        return Ok(None);
+    }
+    let mut metadata = admin
+        .serving
+        .store()
+        .service(name)?
+        .map(|s| Metadata {
+            labels: s.labels,
+            annotations: s.annotations,
+        })
+        .unwrap_or_default();
+    match request.cluster_local {
+        Some(true) => {
+            metadata
+                .labels
+                .insert(VISIBILITY.to_string(), CLUSTER_LOCAL.to_string());
+        }
+        Some(false) => {
+            metadata.labels.remove(VISIBILITY);
+        }
+        None => {}
+    }
+    match request.rollout_duration.as_deref() {
+        Some("" | "0") => {
+            metadata.annotations.remove(ROLLOUT_DURATION);
+        }
+        Some(duration) => {
+            parse_rollout_duration(duration).map_err(|e| ValidationError {
+                field: "--rollout-duration".to_string(),
+                ..e
+            })?;
+            metadata
+                .annotations
+                .insert(ROLLOUT_DURATION.to_string(), duration.to_string());
+        }
+        None => {}
+    }
+    Ok(Some(metadata))
 }
 
 async fn apply(

@@ -20,7 +20,7 @@ use rouse_runtime::RuntimeError;
 
 use crate::error::ControlError;
 use crate::eventing::Eventing;
-use crate::serving::Serving;
+use crate::serving::{Metadata, Serving};
 
 /// A document of an apply, as the CLI sends it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -268,13 +268,18 @@ fn apply_service(
     traffic: Vec<TrafficTarget>,
 ) -> Result<Applied, ControlError> {
     let existing = serving.store().service(&declared.name)?;
-    let relabelled = existing.as_ref().is_some_and(|s| s.labels != declared.labels);
-    // Labels with the template: a cluster-local service is never public for a moment.
+    let relabelled = existing
+        .as_ref()
+        .is_some_and(|s| s.labels != declared.labels || s.annotations != declared.annotations);
+    // Metadata with the template: a cluster-local service is never public for a moment.
     let (_, revision) = serving.deploy(
         &declared.name,
         declared.template.clone(),
         declared.revision_name.as_deref(),
-        Some(declared.labels.clone()),
+        Some(Metadata {
+            labels: declared.labels.clone(),
+            annotations: declared.annotations.clone(),
+        }),
     )?;
     let metadata_changed = serving.declare(&declared.name, declared.labels, declared.annotations, traffic)?;
     let outcome = match (existing.is_some(), revision.is_some() || metadata_changed || relabelled) {

@@ -5,11 +5,12 @@ use rouse_api::knative::{
     Condition, ConditionStatus, ContainerStatus, DEFAULT_CONTAINER_NAME, KRevision, RevisionStatus, ServiceStatus,
     TrafficTarget, revision_object, service_object,
 };
+use rouse_api::rollout;
 use rouse_api::status::{InstancePhase, InstanceSummary, RevisionSummary, ServiceDescription};
 use rouse_api::traffic::spec_traffic;
 use rouse_api::{Revision, Service};
 
-use crate::serving::{Serving, routed_revision, service_traffic};
+use crate::serving::{Serving, routed_revision, traffic_at};
 
 /// The URL of a service: `http://{name}.{domain}:{port}`.
 pub(crate) fn service_url(name: &str, domain: &str, port: u16) -> String {
@@ -31,7 +32,8 @@ pub(crate) fn describe(
 ) -> ServiceDescription {
     revisions.sort_by_key(|r| std::cmp::Reverse(r.number));
     let latest = routed_revision(service);
-    let traffic = service_traffic(service);
+    let now = chrono::Utc::now();
+    let traffic = traffic_at(service, now);
     let summaries: Vec<RevisionSummary> = revisions
         .iter()
         .enumerate()
@@ -74,17 +76,31 @@ pub(crate) fn describe(
         latest_ready_revision_name: service.latest_ready_revision.clone(),
         traffic: spec_traffic(&service.traffic)
             .into_iter()
-            .map(|target| {
+            .flat_map(|target| {
                 let url = target
                     .tag
                     .as_ref()
                     .map(|tag| tag_url(&format!("{tag}-{}", service.name)));
-                let revision_name = target.revision_name.clone().or_else(|| Some(latest.to_string()));
-                TrafficTarget {
-                    revision_name,
-                    url,
-                    ..target
-                }
+                // `@latest` during a rollout: one entry per revision sharing it, newest
+                // first (with the tag), as Knative's status shows it.
+                let shares = match (&target.revision_name, target.percent) {
+                    (None, Some(percent)) if percent > 0 => {
+                        rollout::shares(&service.rollout, latest, service.rollout_duration(), now, percent)
+                    }
+                    _ => vec![(target.revision_name.clone().unwrap_or_else(|| latest.to_string()), 0)],
+                };
+                let whole = shares.len() == 1;
+                shares
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (revision, share))| TrafficTarget {
+                        revision_name: Some(revision),
+                        url: if i == 0 { url.clone() } else { None },
+                        tag: if i == 0 { target.tag.clone() } else { None },
+                        percent: if whole { target.percent } else { Some(share) },
+                        ..target.clone()
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect(),
     };

@@ -590,6 +590,7 @@ pub(crate) async fn run(client: &Client, args: DeployArgs) -> anyhow::Result<()>
         lock_to_digest: args.lock_to_digest,
         keep_image,
         cluster_local: args.cluster_local,
+        rollout_duration: args.rollout_duration.clone(),
     };
     let response: DeployResponse = client.put(&path, &request).await?;
     if let Some(to) = traffic {

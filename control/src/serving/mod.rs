@@ -72,7 +72,7 @@ mod state;
 
 pub(crate) use state::RevisionLive;
 use state::{RevisionState, State, desired_instances, route_for};
-pub(crate) use state::{routed_revision, service_traffic};
+pub(crate) use state::{routed_revision, traffic_at};
 
 /// Spawns `task` on the loop's set inside `span`, which names its revision and instance, so
 /// the task's log lines carry them.
@@ -136,6 +136,13 @@ pub(crate) struct ServingSettings {
     pub sinks: SinkAddresses,
     /// Most instances on the host: `[instances] max-instances`, or derived from its memory.
     pub cap: InstanceCap,
+}
+
+/// A service's own labels and annotations (not its revisions').
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Metadata {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Serving {
@@ -287,14 +294,15 @@ impl Serving {
     }
 
     /// Creates or updates a service from a deploy; returns the service and the new revision, if
-    /// the template changed. Sets the service's labels too when `labels` is given, in the same
-    /// write: a new service is routed with its visibility from its first request.
+    /// the template changed. Sets the service's labels and annotations too when `metadata` is
+    /// given, in the same write: a new service is routed with its visibility from its first
+    /// request, and its first rollout reads its duration.
     pub(crate) fn deploy(
         &self,
         name: &str,
         template: rouse_api::RevisionTemplate,
         revision_name: Option<&str>,
-        labels: Option<BTreeMap<String, String>>,
+        metadata: Option<Metadata>,
     ) -> Result<(Service, Option<Revision>), ControlError> {
         self.check_fits_host(&template)?;
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
@@ -337,9 +345,10 @@ impl Serving {
             }
         };
         let mut service = service;
-        let relabelled = labels.is_some_and(|labels| {
-            let changed = labels != service.labels;
+        let relabelled = metadata.is_some_and(|Metadata { labels, annotations }| {
+            let changed = labels != service.labels || annotations != service.annotations;
             service.labels = labels;
+            service.annotations = annotations;
             changed
         });
         if revision.is_some() || relabelled {

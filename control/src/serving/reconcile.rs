@@ -14,7 +14,7 @@ use crate::error::ControlError;
 use super::Serving;
 use super::phase::Phase;
 use super::plan::{Action, Capped, Facts, Removal, plan};
-use super::state::{RevisionState, State, route_for};
+use super::state::{RevisionState, State, next_traffic_step, route_for};
 
 impl Serving {
     /// Drops the live state of revisions matching `doomed` and marks their instances
@@ -171,7 +171,17 @@ impl Serving {
         for action in plan.actions {
             self.apply(&mut state, tasks, action, now);
         }
-        Ok(plan.next_wake)
+        // A rollout under way moves the route by itself: come back for its next step.
+        let wall = chrono::Utc::now();
+        let step = services
+            .values()
+            .filter_map(|s| next_traffic_step(s, wall))
+            .min()
+            .map(|step| now + step);
+        Ok(match (plan.next_wake, step) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Carries out one action of a plan: the slow part in a task of the loop's `JoinSet`,

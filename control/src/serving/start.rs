@@ -297,6 +297,17 @@ impl Serving {
                     .is_none_or(|r| number > r.revision.number),
             };
             if newer {
+                // With a rollout duration, the latest's traffic moves over gradually.
+                svc.rollout = rouse_api::rollout::begin(
+                    &svc.rollout,
+                    svc.latest_ready_revision.as_deref(),
+                    revision,
+                    svc.rollout_duration(),
+                    Utc::now(),
+                );
+                if !svc.rollout.is_empty() {
+                    tracing::info!(%service, %revision, duration = ?svc.rollout_duration(), "rolling out gradually");
+                }
                 svc.latest_ready_revision = Some(revision.to_string());
                 // Route before the record says so: whoever sees the revision ready (a
                 // waiting `rouse deploy`) must find it taking the traffic.

@@ -11,7 +11,8 @@ use rouse_api::annotations::is_cluster_local;
 use rouse_api::status::{Crash, InstancePhase, Traffic};
 
 use super::phase::Phase;
-use rouse_api::traffic::{Resolved, resolve};
+use rouse_api::rollout;
+use rouse_api::traffic::{Resolved, resolve, resolve_rolled};
 use rouse_api::{PortProtocol, Revision, Service};
 use rouse_runtime::Instance;
 use tokio::sync::Notify;
@@ -211,9 +212,30 @@ pub(crate) fn routed_revision(service: &Service) -> &str {
         .unwrap_or(&service.latest_revision)
 }
 
-/// The service's traffic with `@latest` filled in by [`routed_revision`].
+/// The service's traffic with `@latest` filled in by [`routed_revision`], split as its
+/// gradual rollout, if one is under way, has it now.
 pub(crate) fn service_traffic(service: &Service) -> Resolved {
-    resolve(&service.traffic, routed_revision(service))
+    traffic_at(service, chrono::Utc::now())
+}
+
+/// [`service_traffic`] at `now`.
+pub(crate) fn traffic_at(service: &Service, now: chrono::DateTime<chrono::Utc>) -> Resolved {
+    let latest = routed_revision(service);
+    if service.rollout.is_empty() {
+        return resolve(&service.traffic, latest);
+    }
+    let duration = service.rollout_duration();
+    resolve_rolled(&service.traffic, latest, |percent| {
+        rollout::shares(&service.rollout, latest, duration, now, percent)
+    })
+}
+
+/// When the service's traffic next moves by itself (a rollout's next step), if it will.
+pub(crate) fn next_traffic_step(service: &Service, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let duration = service.rollout_duration();
+    rollout::ends_at(&service.rollout, routed_revision(service), duration, now)?;
+    // A percent of the way at a time, but at most a second apart and at least 100 ms.
+    Some((duration / 100).clamp(Duration::from_millis(100), Duration::from_secs(1)))
 }
 
 /// Instances a revision should have now: a revision that takes traffic (a share or a tag) has
