@@ -110,7 +110,9 @@ impl Kpa {
             }
             desired = self.delayed.front().map_or(desired, |(_, n)| *n);
         }
-        if desired > 0 {
+        // Activation scale: never fewer while there is demand. Not without demand, where the
+        // count is only held up by the scale-down rate and would be lifted back for ever.
+        if desired > 0 && (stable_raw > 0.0 || panic_raw > 0.0) {
             desired = desired.max(spec.activation_scale);
         }
         desired = desired.max(spec.min_scale);
@@ -205,6 +207,14 @@ mod tests {
             ..observe(0.0, 0.0, 0)
         };
         assert_eq!(kpa.decide(&spec, &idle, now).desired, 0, "zero stays zero");
+        // Demand gone: down at the scale-down rate and to zero, not held at three.
+        let mut ready = 3;
+        let mut at = now;
+        for _ in 0..20 {
+            at += Duration::from_secs(2);
+            ready = kpa.decide(&spec, &observe(0.0, 0.0, ready), at).desired;
+        }
+        assert_eq!(ready, 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -265,3 +265,69 @@ fn the_rps_metric_scales_with_request_rate() {
     });
     assert_eq!(peak, 3);
 }
+
+#[test]
+fn scale_down_delay_keeps_an_idle_instance_for_the_delay() {
+    let rouse = Rouse::start_with_config(FAST);
+    rouse.deploy("quick", HELLO, &[]);
+    rouse.deploy(
+        "held",
+        HELLO,
+        &["--annotation", "autoscaling.knative.dev/scale-down-delay=15s"],
+    );
+    let began = tokio::time::Instant::now();
+    eventually("quick to reach zero", Duration::from_secs(30), || {
+        rouse.running("quick").is_empty().then_some(())
+    });
+    let quick_at = began.elapsed();
+    // Ten seconds after the other one went, the delayed one is still there.
+    while began.elapsed() < quick_at + Duration::from_secs(10) {
+        assert_eq!(
+            rouse.running("held").len(),
+            1,
+            "held went {:?} after quick, within its 15 s delay",
+            began.elapsed() - quick_at
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eventually("held to reach zero after its delay", Duration::from_secs(20), || {
+        rouse.running("held").is_empty().then_some(())
+    });
+    let held_at = began.elapsed();
+    eprintln!("to zero after deploy: quick {quick_at:?}, held (scale-down-delay 15s) {held_at:?}");
+    assert!(
+        held_at <= quick_at + Duration::from_secs(25),
+        "{held_at:?} vs {quick_at:?}"
+    );
+}
+
+#[test]
+fn activation_scale_wakes_that_many_and_keeps_them_while_active() {
+    let rouse = Rouse::start_with_config(FAST);
+    rouse.deploy(
+        "burst",
+        HELLO,
+        &["--annotation", "autoscaling.knative.dev/activation-scale=3"],
+    );
+    eventually("burst to reach zero", Duration::from_secs(30), || {
+        rouse.running("burst").is_empty().then_some(())
+    });
+    // One request from zero: three instances, not one.
+    let reply = rouse.get("burst", "/");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    eventually("three instances after one request", Duration::from_secs(20), || {
+        (rouse.running("burst").len() == 3).then_some(())
+    });
+    // While requests keep coming (well under one instance's worth), never fewer than three.
+    let began = tokio::time::Instant::now();
+    while began.elapsed() < Duration::from_secs(8) {
+        assert_eq!(rouse.get("burst", "/").status, 200);
+        let running = rouse.running("burst").len();
+        assert!(running >= 3, "{running} instances while active");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // And idle, it still goes to zero.
+    eventually("burst back at zero", Duration::from_secs(40), || {
+        rouse.running("burst").is_empty().then_some(())
+    });
+}
