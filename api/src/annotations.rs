@@ -77,12 +77,19 @@ const HONOURED_METADATA: [&str; 5] = [
 /// Refuses a label or annotation `key` (at `field`) under a reserved prefix that Rouse does
 /// not implement, naming it; other keys pass.
 pub fn check_metadata_key(field: &str, key: &str) -> Result<(), ValidationError> {
+    if !RESERVED_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        return Ok(());
+    }
+    // Every honoured key but the service's visibility (checked by `check_service_label`) is
+    // an annotation: as a label it would be kept and ignored.
+    let label = field.ends_with("labels");
     // Scale settings are read (and checked) by `apply_annotation`.
     let honoured = HONOURED_METADATA.contains(&key) || is_scale_annotation(key);
-    if honoured || !RESERVED_PREFIXES.iter().any(|p| key.starts_with(p)) {
+    if honoured && !label {
         return Ok(());
     }
     let reason = match key {
+        _ if honoured => "is an annotation, not a label: as a label nothing would read it; move it under annotations",
         VISIBILITY => {
             "is a label of the service (metadata.labels, `rouse deploy --cluster-local`), not of a \
              revision or an annotation: here the service would stay public"

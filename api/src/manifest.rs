@@ -683,6 +683,10 @@ spec:
                 "metadata.labels[serving.knative.dev/rollout-duration]",
             ),
             (
+                "  labels:\n    autoscaling.knative.dev/min-scale: '1'\n",
+                "metadata.labels[autoscaling.knative.dev/min-scale]",
+            ),
+            (
                 "  annotations:\n    features.knative.dev/http-full-duplex: Enabled\n",
                 "metadata.annotations[features.knative.dev/http-full-duplex]",
             ),

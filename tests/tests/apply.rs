@@ -325,3 +325,71 @@ fn bad_manifests_are_refused_with_their_place_and_apply_nothing() {
         missing.stderr
     );
 }
+
+/// Reserved keys Knative (or Rouse) gives a meaning Rouse does not implement: each is
+/// refused by name wherever it is put, never kept and ignored.
+const REFUSED_KEYS: [&str; 10] = [
+    "serving.knative.dev/progress-deadline",
+    "serving.knative.dev/visibility",
+    "serving.knative.dev/service",
+    "networking.knative.dev/disable-auto-tls",
+    "networking.knative.dev/http-option",
+    "networking.knative.dev/ingress.class",
+    "features.knative.dev/http-full-duplex",
+    "features.knative.dev/queueproxy-podinfo",
+    "autoscaling.knative.dev/max-scale-up-rate",
+    "rouse.dev/nonsense",
+];
+
+#[test]
+fn every_reserved_key_rouse_does_not_implement_is_refused_by_name() {
+    let rouse = Rouse::start();
+    let service = |meta: &str, template_meta: &str| {
+        format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: keys\n{meta}spec:\n  template:\n\
+             {template_meta}    spec:\n      containers:\n        - image: {}\n",
+            rouse_tests::HELLO
+        )
+    };
+    for key in REFUSED_KEYS {
+        for (place, yaml) in [
+            (
+                "metadata.annotations",
+                service(&format!("  annotations:\n    {key}: x\n"), ""),
+            ),
+            ("metadata.labels", service(&format!("  labels:\n    {key}: x\n"), "")),
+            (
+                "spec.template.metadata.annotations",
+                service("", &format!("    metadata:\n      annotations:\n        {key}: x\n")),
+            ),
+            (
+                "spec.template.metadata.labels",
+                service("", &format!("    metadata:\n      labels:\n        {key}: x\n")),
+            ),
+        ] {
+            let run = rouse.cli_input(&["apply", "-f", "-"], &yaml);
+            assert!(!run.status.success(), "{key} at {place} was taken");
+            assert!(
+                run.stderr.contains(&format!("{place}[{key}]")),
+                "{key} at {place}: {}",
+                run.stderr
+            );
+        }
+        for flag in ["--annotation", "--label"] {
+            let run = rouse.cli(&[
+                "deploy",
+                "keys",
+                "--image",
+                rouse_tests::HELLO,
+                flag,
+                &format!("{key}=x"),
+            ]);
+            assert!(!run.status.success(), "{flag} {key} was taken");
+            assert!(run.stderr.contains(key), "{flag} {key}: {}", run.stderr);
+        }
+    }
+    // The same keys under a prefix of the user's are metadata, kept.
+    let kept = service("  annotations:\n    example.com/progress-deadline: x\n", "");
+    assert!(rouse.apply(&kept).contains("Service keys created"));
+    assert!(rouse.containers().len() <= 1);
+}
