@@ -90,6 +90,8 @@ impl Endpoint {
 pub struct InFlight {
     endpoint: Arc<Endpoint>,
     revision: Arc<RevisionEndpoints>,
+    /// When the slot was taken: its time in flight counts toward the revision's busy time.
+    since: Instant,
 }
 
 impl InFlight {
@@ -100,6 +102,13 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        // Only the part since the last sample: before it, a sample saw this request in flight.
+        let sampled =
+            self.revision.created + Duration::from_micros(self.revision.sampled_at_micros.load(Ordering::Relaxed));
+        let held = Instant::now().saturating_duration_since(self.since.max(sampled));
+        self.revision
+            .busy_micros
+            .fetch_add(u64::try_from(held.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         if self.endpoint.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.endpoint.idle.notify_waiters();
         }
@@ -148,6 +157,13 @@ pub struct RevisionEndpoints {
     next: AtomicUsize,
     /// Requests that got a slot, ever (for the requests-per-second metric).
     served: AtomicU64,
+    /// Time requests that finished spent in flight since the sample before they finished, in
+    /// microseconds, summed ever: over an interval between samples, the average concurrency
+    /// of the requests that ended in it, which a sample of what is in flight cannot see.
+    busy_micros: AtomicU64,
+    /// When the autoscaler last sampled the revision, in microseconds after `created`.
+    sampled_at_micros: AtomicU64,
+    created: Instant,
     /// Signalled when a request has to wait: the autoscaler reacts at once instead of at its
     /// next tick (a revision at zero must not wait for a polling interval).
     demand: OnceLock<Arc<Notify>>,
@@ -169,6 +185,9 @@ impl RevisionEndpoints {
             closed: AtomicBool::new(false),
             next: AtomicUsize::new(0),
             served: AtomicU64::new(0),
+            busy_micros: AtomicU64::new(0),
+            sampled_at_micros: AtomicU64::new(0),
+            created: Instant::now(),
             demand: OnceLock::new(),
             metrics: OnceLock::new(),
         })
@@ -245,6 +264,22 @@ impl RevisionEndpoints {
         self.served.load(Ordering::Relaxed)
     }
 
+    /// Time finished requests spent in flight since the sample before each finished, summed
+    /// ever (see [`RevisionEndpoints::sampled`]).
+    pub fn busy(&self) -> Duration {
+        Duration::from_micros(self.busy_micros.load(Ordering::Relaxed))
+    }
+
+    /// Marks a sample of the revision's demand taken at `at`: a request finishing after it
+    /// counts only its time in flight from then on toward [`RevisionEndpoints::busy`], since
+    /// the sample saw it in flight. The average concurrency between two samples is then what
+    /// was in flight at the second plus the busy time between them over the interval.
+    pub fn sampled(&self, at: Instant) {
+        let micros = at.saturating_duration_since(self.created).as_micros();
+        self.sampled_at_micros
+            .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     /// Sets the signal raised whenever a request has to wait for capacity.
     pub fn on_demand(&self, signal: Arc<Notify>) {
         let _ = self.demand.set(signal);
@@ -264,6 +299,7 @@ impl RevisionEndpoints {
                 return Some(InFlight {
                     endpoint: endpoint.clone(),
                     revision: self.clone(),
+                    since: Instant::now(),
                 });
             }
         }
@@ -386,6 +422,26 @@ mod tests {
         assert_eq!(ep.in_flight(), 0);
         assert!(rev.try_acquire().is_some());
         assert_eq!(rev.served(), 2, "every slot taken counts as a request served");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_requests_add_their_time_in_flight() {
+        let rev = RevisionEndpoints::new("s", "s-00001", Duration::from_secs(1), false, 0);
+        rev.add(Endpoint::new("a", "s-00001-a", addr()));
+        let first = rev.try_acquire().unwrap();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        let second = rev.try_acquire().unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(rev.busy(), Duration::ZERO, "none has finished");
+        drop((first, second));
+        assert_eq!(rev.busy(), Duration::from_millis(50));
+        // A request a sample saw in flight counts only from that sample on.
+        let long = rev.try_acquire().unwrap();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        rev.sampled(Instant::now());
+        tokio::time::advance(Duration::from_millis(20)).await;
+        drop(long);
+        assert_eq!(rev.busy(), Duration::from_millis(70));
     }
 
     #[tokio::test(start_paused = true)]

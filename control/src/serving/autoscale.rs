@@ -54,7 +54,23 @@ impl Serving {
         for revision in state.revisions.values_mut() {
             let scaling = &mut revision.scaling;
             let value = match scaling.spec.metric {
-                ScaleMetric::Concurrency => revision.endpoints.demand() as f64,
+                // What is in flight (or waiting) now, plus the average concurrency since the
+                // last sample of the requests that finished in between: requests far shorter
+                // than the tick are never in flight when it samples, yet are demand (Knative's
+                // queue-proxy averages concurrency over time for the same reason).
+                ScaleMetric::Concurrency => {
+                    let busy = revision.endpoints.busy();
+                    revision.endpoints.sampled(now);
+                    let (before, at) = scaling.last_busy;
+                    scaling.last_busy = (busy, now);
+                    let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                    let finished = if elapsed > 0.0 {
+                        busy.saturating_sub(before).as_secs_f64() / elapsed
+                    } else {
+                        0.0
+                    };
+                    revision.endpoints.demand() as f64 + finished
+                }
                 ScaleMetric::Rps => {
                     let served = revision.endpoints.served();
                     let (before, at) = scaling.last_served;

@@ -831,3 +831,29 @@ async fn a_wake_from_zero_starts_activation_scale_instances() {
         h.engine.instances()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_steady_trickle_of_short_requests_keeps_a_revision_from_zero() {
+    // Short requests (10 ms in this engine), one a second: at most phases of the 100 ms
+    // sampling grid never in flight when the autoscaler samples, yet a service with traffic.
+    // Time in flight counts, not only what samples see; every phase is tried.
+    let h = deployed("web").await;
+    for phase in 0..10 {
+        tokio::time::sleep(Duration::from_millis(10 * phase + 3)).await;
+        let began = tokio::time::Instant::now();
+        while began.elapsed() < TO_ZERO + TO_ZERO / 2 {
+            let sent = tokio::time::Instant::now();
+            assert!(served(&h.request("web", Duration::from_millis(1)).await));
+            tokio::time::sleep_until(sent + SEC).await;
+        }
+        assert_eq!(
+            h.running("web-00001").len(),
+            1,
+            "phase {phase}: gone after {:?}",
+            began.elapsed()
+        );
+    }
+    // And once it stops, the revision goes to zero.
+    tokio::time::sleep(TO_ZERO).await;
+    assert!(h.running("web-00001").is_empty());
+}

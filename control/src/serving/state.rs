@@ -83,6 +83,8 @@ pub(super) struct Scaling {
     pub(super) desired: Option<u32>,
     /// For the rps metric: requests served at the previous sample, and when.
     pub(super) last_served: (u64, Instant),
+    /// The revision's busy time (finished requests' time in flight) at the last sample.
+    pub(super) last_busy: (Duration, Instant),
 }
 
 #[derive(Clone)]
@@ -175,6 +177,7 @@ impl RevisionState {
             kpa: Kpa::new(),
             desired: autoscaled,
             last_served: (0, Instant::now()),
+            last_busy: (Duration::ZERO, Instant::now()),
         };
         Self {
             scaling,
