@@ -143,6 +143,7 @@ pub async fn run(
         None => home.secret_key_path(),
     };
     let data = Arc::new(DataStore::open(store.clone(), &key_file)?);
+    registry.register_collector(Box::new(crate::metrics::DataMetrics(data.clone())));
     let serving = Serving::new(runtime, store, data, routes.clone(), settings, serving_metrics);
     let ingress = Arc::new(Ingress::new(routes, config.ingress.clone(), ingress_metrics).with_containers_at(gateway));
     let admin = Arc::new(Admin {

@@ -182,6 +182,45 @@ impl ServingMetrics {
     }
 }
 
+/// Secrets and config maps, by name: how many keys each has and how many bytes their values
+/// take together, read from the store at each scrape; never a value.
+#[derive(Debug)]
+pub(crate) struct DataMetrics(pub(crate) std::sync::Arc<crate::data::DataStore>);
+
+impl Collector for DataMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use rouse_api::secret::DataKind;
+        let mut objects = Vec::new();
+        for kind in [DataKind::Secret, DataKind::ConfigMap] {
+            // A store that cannot be read now shows nothing rather than failing the scrape.
+            objects.extend(self.0.summaries(kind).unwrap_or_default());
+        }
+        type Measure = fn(&rouse_api::secret::DataSummary) -> i64;
+        let families: [(&str, &str, Measure); 2] = [
+            ("rouse_data_keys", "Keys of each secret and config map", |o| {
+                i64::try_from(o.keys.len()).unwrap_or(i64::MAX)
+            }),
+            (
+                "rouse_data_bytes",
+                "Bytes the values of each secret and config map take, all keys together",
+                |o| i64::try_from(o.keys.values().sum::<usize>()).unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, ConstGauge::<i64>::TYPE)?;
+            for object in &objects {
+                let kind = match object.kind {
+                    DataKind::Secret => "secret",
+                    DataKind::ConfigMap => "config_map",
+                };
+                let labels = [("kind", kind.to_string()), ("name", object.name.clone())];
+                ConstGauge::new(value(object)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Tasks alive in the daemon's async runtime, read at each scrape: a leak of tasks (a
 /// connection, a delivery or a tunnel that never ends) shows as a count that only grows. The
 /// soak (bench/soak.py) reports it over time.

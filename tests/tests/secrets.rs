@@ -106,6 +106,12 @@ fn a_secret_and_a_config_map_reach_instances_as_variables_and_the_secret_is_neve
     );
     let metrics = rouse.request_to_api_metrics();
     no_secret_in("/metrics", &metrics);
+    // Keys and sizes, by name: 14 bytes of password and 5 of user.
+    assert!(
+        metrics.contains(r#"rouse_data_keys{kind="secret",name="db"} 2"#)
+            && metrics.contains(r#"rouse_data_bytes{kind="secret",name="db"} 19"#),
+        "{metrics}"
+    );
     no_secret_in("the daemon's log", &rouse.log());
     // At rest it is sealed: the store file holds no value, the key is kept 0600.
     let store = std::fs::read(rouse.home().join("state.redb")).unwrap();
