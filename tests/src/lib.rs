@@ -509,6 +509,25 @@ impl Rouse {
                 .stderr(Stdio::null())
                 .status();
         }
+        // Named volumes (persistentVolumeClaim) outlive containers by design: not a test's.
+        let volumes = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &filter])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if !volumes.is_empty() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .args(&volumes)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

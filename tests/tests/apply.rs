@@ -393,3 +393,77 @@ fn every_reserved_key_rouse_does_not_implement_is_refused_by_name() {
     assert!(rouse.apply(&kept).contains("Service keys created"));
     assert!(rouse.containers().len() <= 1);
 }
+
+#[test]
+fn a_service_using_all_of_part_two_prints_back_and_applies_unchanged() {
+    let rouse = Rouse::start();
+    rouse.cli_ok(&["secret", "create", "db", "--from-literal", "password=s3cret"]);
+    rouse.cli_ok(&["configmap", "create", "app", "--from-literal", "MODE=fast"]);
+    let manifest = format!(
+        r#"apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: full
+  labels:
+    networking.knative.dev/visibility: cluster-local
+  annotations:
+    serving.knative.dev/rollout-duration: 30s
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/scale-down-delay: 20s
+        autoscaling.knative.dev/activation-scale: "2"
+        autoscaling.knative.dev/target-burst-capacity: "-1"
+    spec:
+      containers:
+        - image: {sleeper}
+          env:
+            - name: DB_PASSWORD
+              valueFrom:
+                secretKeyRef: {{name: db, key: password}}
+            - name: OPTIONAL
+              valueFrom:
+                configMapKeyRef: {{name: missing, key: x, optional: true}}
+          envFrom:
+            - configMapRef: {{name: app}}
+          volumeMounts:
+            - {{name: config, mountPath: /etc/app, readOnly: true}}
+            - {{name: scratch, mountPath: /scratch}}
+            - {{name: data, mountPath: /data}}
+          readinessProbe:
+            httpGet: {{path: /healthz}}
+            periodSeconds: 2
+          livenessProbe:
+            tcpSocket: {{}}
+            failureThreshold: 5
+          securityContext:
+            runAsUser: 1000
+            runAsNonRoot: true
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}
+      volumes:
+        - name: config
+          configMap:
+            name: app
+            items: [{{key: MODE, path: mode.txt, mode: 0400}}]
+        - name: scratch
+          emptyDir: {{medium: Memory, sizeLimit: 16Mi}}
+        - name: data
+          persistentVolumeClaim: {{claimName: full-data}}
+"#,
+        sleeper = rouse_tests::SLEEPER
+    );
+    assert!(rouse.apply(&manifest).contains("Service full created"));
+    eventually("full ready", Duration::from_secs(30), || {
+        (rouse.describe("full")["status"]["latestReadyRevisionName"] == "full-00001").then_some(())
+    });
+    let yaml = rouse.cli_ok(&["describe", "full", "-o", "yaml"]);
+    assert!(!yaml.contains("s3cret"), "{yaml}");
+    let again = rouse.apply(&yaml);
+    assert!(again.contains("Service full unchanged"), "{again}\n{yaml}");
+    let json = rouse.cli_ok(&["describe", "full", "-o", "json"]);
+    assert!(rouse.apply(&json).contains("Service full unchanged"));
+    assert_eq!(rouse.describe("full")["metadata"]["generation"], 1);
+}
