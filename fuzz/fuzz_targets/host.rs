@@ -38,6 +38,8 @@ fn table() -> &'static RouteTable {
                 ServiceRoute::new(vec![(only.clone(), 100)], HashMap::from([(tag.to_string(), only)])),
             );
         }
+        let private = revision("private", "private-00001");
+        table.set("private", ServiceRoute::single(private).cluster_local(true));
         table
     })
 }
@@ -56,9 +58,13 @@ fuzz_target!(|data: &[u8]| {
     match service_for_host(host, domain) {
         Ok(Some(name)) => {
             assert!(is_label(name), "{host:?} names {name:?}, which is no DNS label");
-            let route = table().lookup(name, roll);
+            let from_containers = data.last().is_some_and(|b| b % 2 == 0);
+            let route = table().lookup(name, roll, from_containers);
             if name == "hello" || name == "canary-hello" || name == "a-b-c" {
                 assert!(route.is_some(), "{name} is routed");
+            }
+            if name == "private" {
+                assert_eq!(route.is_some(), from_containers, "a cluster-local service is for containers only");
             }
             for port in ["", ":8080"] {
                 let again = format!("{name}.{domain}{port}");
