@@ -6,15 +6,17 @@
 //! delivered at least once. A new trigger starts at its broker's head, as in Knative: it sees
 //! the events sent after it exists.
 //!
-//! - `trigger`: the task of one trigger (read, filter, deliver in parallel, move the cursor).
-//! - `send`: one event's delivery (attempts, backoff, dead letter, reply).
+//! - `trigger`: the task of one trigger (take from its feed, filter, deliver in parallel, give
+//!   each a verdict); the feed (`crate::feed`) holds the cursor, the window and the retries.
+//! - `send`: one attempt of an event's delivery (then a verdict: done, or retry after the
+//!   backoff), dead letters and replies.
 
 mod send;
 mod trigger;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use rouse_api::eventing::{Delivery, Sink, Trigger};
 use tokio::sync::Mutex;
@@ -25,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::cloudevent::Event;
 use crate::delivery::RetryPolicy;
 use crate::error::EventLogError;
+use crate::feed::FeedProgress;
 use crate::ingress::BrokerIngress;
 use crate::metrics::{EventingMetrics, TriggerMetrics};
 use crate::sink::Resolve;
@@ -46,8 +49,8 @@ struct TriggerRun {
     /// Where its cursor lives in the log: `trigger/{broker}/{name}`.
     cursor_key: String,
     metrics: Arc<TriggerMetrics>,
-    /// The cursor last written, for status.
-    persisted: AtomicU64,
+    /// Where its feed stands, for status.
+    progress: Arc<FeedProgress>,
 }
 
 /// A trigger's task, as the dispatcher holds it.
@@ -151,18 +154,27 @@ impl Dispatcher {
             }
         };
         tracing::debug!(trigger = %trigger.name, broker = %trigger.broker, start, "trigger starting");
+        let head = self.shared.ingress.watch_head(&trigger.broker).await?;
+        let feed = crate::feed::open_embedded(
+            log.clone(),
+            self.shared.ingress.config().clone(),
+            trigger.broker.clone(),
+            cursor_key.clone(),
+            start,
+            head,
+        );
         let name = trigger.name.clone();
         let run = Arc::new(TriggerRun {
             policy: RetryPolicy::from_delivery(&trigger.delivery),
             trigger,
             cursor_key,
             metrics,
-            persisted: AtomicU64::new(start),
+            progress: feed.progress.clone(),
         });
         let stop = self.cancel.child_token();
         let task = self
             .tasks
-            .spawn(trigger::run(self.shared.clone(), run.clone(), start, stop.clone()));
+            .spawn(trigger::run(self.shared.clone(), run.clone(), feed, stop.clone()));
         triggers.insert(name, Running { run, stop, task });
         Ok(())
     }
@@ -183,7 +195,7 @@ impl Dispatcher {
     /// backoff of `delivery`; no reply is asked for. Returns why it failed, after the last try.
     pub async fn send(&self, sink: &Sink, event: &Event, delivery: &Delivery) -> Result<(), String> {
         let policy = RetryPolicy::from_delivery(delivery);
-        match send::attempts(&self.shared, sink, event, &policy, false, None, &self.cancel).await {
+        match send::attempts(&self.shared, sink, event, &policy, &self.cancel).await {
             None => Err("the daemon is shutting down".to_string()),
             Some(last) if last.answer.outcome.is_success() => Ok(()),
             Some(last) => Err(format!(
@@ -205,7 +217,7 @@ impl Dispatcher {
         let triggers = self.triggers.lock().await;
         let run = &triggers.get(name)?.run;
         Some(TriggerProgress {
-            cursor: run.persisted.load(Ordering::Relaxed),
+            cursor: run.progress.persisted.load(Ordering::Relaxed),
             head: self.shared.ingress.head(&run.trigger.broker).unwrap_or(0),
         })
     }

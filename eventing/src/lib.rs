@@ -11,13 +11,15 @@
 //! Layout, in reading order:
 //! - `config`: size limits and the pace of dispatch (`[eventing]`).
 //! - `cloudevent`: the event, its validation, its HTTP binding and its log record.
-//! - `log`: the [`EventLog`] trait, the seam for NATS JetStream or Kafka later.
+//! - `log`: the [`EventLog`] trait: the embedded log's storage (append, read, cursors, trim).
 //! - `redb_log`: the embedded implementation, with group commit.
+//! - `feed`: a trigger's feed, the seam a trigger's task sees: deliveries out, verdicts (done,
+//!   retry after a delay) in; the embedded feed keeps cursor, window and retries over the log.
 //! - `ingress`: brokers, and the HTTP endpoint that stores events in them.
 //! - `respond`: every response a sender can get from the ingress.
 //! - `sink`: the [`Resolve`] seam through which the daemon addresses sinks.
 //! - `delivery`: pure decisions: what is retried, backoff, dead-letter extensions.
-//! - `dispatcher`: one task per trigger: filter, deliver, reply, move the cursor.
+//! - `dispatcher`: one task per trigger: take from its feed, filter, deliver, reply.
 //! - `ping`: ping source schedules (cron, time zones) and the events they send.
 //! - `metrics`: what eventing counts, for Prometheus.
 //! - `error`: the log's errors, and the reasons a sender's event is refused.
@@ -30,6 +32,7 @@ mod config;
 mod delivery;
 mod dispatcher;
 mod error;
+mod feed;
 mod ingress;
 mod log;
 mod metrics;

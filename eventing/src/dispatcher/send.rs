@@ -16,7 +16,7 @@ use super::{Shared, TriggerRun};
 use crate::cloudevent::record::Record;
 use crate::cloudevent::{self, DEFAULT_TTL, Event, MAX_TTL, TTL_EXTENSION, binary};
 use crate::delivery::{self, DeliveryOutcome, Next, RetryPolicy};
-use crate::metrics::OutcomeCounters;
+use crate::feed::Verdict;
 use crate::sink::Target;
 
 /// The pooled client deliveries go through: keep-alive, no connection per event.
@@ -105,64 +105,82 @@ pub(super) struct Final {
     pub(super) attempts: u32,
 }
 
-/// Delivers `record` to the trigger's subscriber, retrying as its delivery options say, then
-/// dead-letters it. Returns `false` when `stop` interrupted it before it finished, so the
-/// event stays unfinished and is delivered again after a restart.
-pub(super) async fn deliver(shared: &Shared, run: &TriggerRun, record: Record, stop: &CancellationToken) -> bool {
+/// One attempt to deliver `record` to the trigger's subscriber, its `attempt`th: done when it
+/// was delivered (and its reply taken) or, after the last attempt, dead-lettered or dropped;
+/// else when to try again, as the delivery options say. `None` when `stop` interrupted a dead
+/// letter's sending: the event stays unfinished and is delivered again.
+pub(super) async fn deliver(
+    shared: &Shared,
+    run: &TriggerRun,
+    record: Record,
+    attempt: u32,
+    stop: &CancellationToken,
+) -> Option<Verdict> {
     let event = &record.event;
-    let subscriber = &run.trigger.subscriber;
-    let Some(last) = attempts(
-        shared,
-        subscriber,
-        event,
-        &run.policy,
-        true,
-        Some(&run.metrics.failed),
-        stop,
-    )
-    .await
-    else {
-        return false;
-    };
-    if last.answer.outcome.is_success() {
-        run.metrics.delivered.inc(&last.answer.outcome.label());
-        let latency = SystemTime::now().duration_since(record.accepted_at).unwrap_or_default();
-        run.metrics.latency.observe(latency.as_secs_f64());
-        reply(shared, run, event, last.answer).await;
-        return true;
+    let (answer, destination) = attempt_once(shared, &run.trigger.subscriber, event, &run.policy, true).await;
+    let next = run.policy.next(attempt, &answer.outcome);
+    if next != Next::Delivered {
+        run.metrics.failed.inc(&answer.outcome.label());
     }
-    dead_letter(shared, run, event, last, stop).await
+    match next {
+        Next::Delivered => {
+            run.metrics.delivered.inc(&answer.outcome.label());
+            let latency = SystemTime::now().duration_since(record.accepted_at).unwrap_or_default();
+            run.metrics.latency.observe(latency.as_secs_f64());
+            reply(shared, run, event, answer).await;
+            Some(Verdict::Done)
+        }
+        Next::RetryAfter(wait) => {
+            tracing::debug!(attempt, outcome = %answer.outcome.label(), %destination, ?wait, "delivery failed, retrying");
+            Some(Verdict::Retry(wait))
+        }
+        Next::GiveUp => {
+            let last = Final {
+                answer,
+                destination,
+                attempts: attempt,
+            };
+            dead_letter(shared, run, event, last, stop)
+                .await
+                .then_some(Verdict::Done)
+        }
+    }
 }
 
-/// Sends to `sink` until success, a final failure or the last attempt.
-pub(super) async fn attempts(
+/// One attempt to send `event` to `sink`: its answer, and where it went.
+async fn attempt_once(
     shared: &Shared,
     sink: &Sink,
     event: &Event,
     policy: &RetryPolicy,
     prefer_reply: bool,
-    failed: Option<&OutcomeCounters>,
+) -> (Answer, String) {
+    match shared.resolver.resolve(sink) {
+        Ok(target) => {
+            let answer = send(shared, &target, event, policy.timeout, prefer_reply).await;
+            (answer, target.url())
+        }
+        Err(reason) => (
+            Answer::failed(&SendError::Unresolvable(reason.to_string())),
+            sink_name(sink),
+        ),
+    }
+}
+
+/// Sends to `sink` until success, a final failure or the last attempt, waiting out the
+/// backoff here: a source's event and a dead letter, which no feed holds and which ask for no
+/// reply.
+pub(super) async fn attempts(
+    shared: &Shared,
+    sink: &Sink,
+    event: &Event,
+    policy: &RetryPolicy,
     stop: &CancellationToken,
 ) -> Option<Final> {
     let mut attempt = 1;
     loop {
-        let (answer, destination) = match shared.resolver.resolve(sink) {
-            Ok(target) => {
-                let answer = send(shared, &target, event, policy.timeout, prefer_reply).await;
-                (answer, target.url())
-            }
-            Err(reason) => (
-                Answer::failed(&SendError::Unresolvable(reason.to_string())),
-                sink_name(sink),
-            ),
-        };
-        let next = policy.next(attempt, &answer.outcome);
-        if next != Next::Delivered
-            && let Some(failed) = failed
-        {
-            failed.inc(&answer.outcome.label());
-        }
-        match next {
+        let (answer, destination) = attempt_once(shared, sink, event, policy, false).await;
+        match policy.next(attempt, &answer.outcome) {
             Next::Delivered | Next::GiveUp => {
                 return Some(Final {
                     answer,
@@ -263,7 +281,7 @@ async fn dead_letter(shared: &Shared, run: &TriggerRun, event: &Event, last: Fin
         return true;
     };
     let letter = delivery::dead_letter(event, &last.destination, &last.answer.outcome, &last.answer.body);
-    let Some(sent) = attempts(shared, sink, &letter, &run.policy, false, None, stop).await else {
+    let Some(sent) = attempts(shared, sink, &letter, &run.policy, stop).await else {
         return false;
     };
     if sent.answer.outcome.is_success() {

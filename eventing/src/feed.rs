@@ -1,0 +1,429 @@
+//! A trigger's feed: the seam between a trigger's task and the log that holds its broker's
+//! events. The feed hands out deliveries, at most the trigger's window unfinished at once, and
+//! takes back a verdict on each: done (delivered, dead-lettered, dropped or filtered out), or
+//! try again after a delay. Where the trigger stands, what is in flight, when a
+//! retry is due and what survives a restart are the feed's business, so that a backend whose
+//! engine does that work itself (JetStream's durable consumers) takes the place of the embedded
+//! one without the trigger's task changing.
+//!
+//! The embedded feed ([`open_embedded`]) keeps the cursor logic over the [`EventLog`]: it reads
+//! from the trigger's durable cursor, tracks the window ([`Window`]), writes the cursor at most
+//! once per `cursor-interval` (and at close), and holds retries in a timer queue in memory: an
+//! event waiting for its retry when the daemon stops is delivered again after the restart, from
+//! its first attempt.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EventingConfig;
+use crate::log::EventLog;
+
+/// Wait after a failed log read or cursor write before trying again.
+const LOG_RETRY: Duration = Duration::from_secs(1);
+
+/// One event handed to a trigger.
+#[derive(Debug)]
+pub(crate) struct FeedItem {
+    /// Its place in the broker's log; what a verdict names.
+    pub(crate) seq: u64,
+    /// 1 for the first attempt, then one more for each retry the feed handed it out for.
+    pub(crate) attempt: u32,
+    /// The event as the log stores it (a record: the event and when it was accepted).
+    pub(crate) stored: Bytes,
+}
+
+/// How a delivery the feed handed out went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Finished: delivered, dead-lettered, dropped or filtered out. Never handed out again.
+    Done,
+    /// Hand it out again after this long, as its next attempt.
+    Retry(Duration),
+}
+
+/// Where a trigger stands, for status and the backlog metric.
+#[derive(Debug, Default)]
+pub(crate) struct FeedProgress {
+    /// Everything before this is finished (in memory, ahead of what is written).
+    pub(crate) cursor: AtomicU64,
+    /// Everything before this is finished, as last written to the log.
+    pub(crate) persisted: AtomicU64,
+}
+
+/// A trigger's end of its feed. Dropping it without [`Feed::close`] stops the backend task
+/// without the final cursor write.
+pub(crate) struct Feed {
+    pub(crate) items: mpsc::UnboundedReceiver<FeedItem>,
+    verdicts: mpsc::UnboundedSender<(u64, Verdict)>,
+    pub(crate) progress: Arc<FeedProgress>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Feed {
+    /// Says how the delivery of `seq` went.
+    pub(crate) fn verdict(&self, seq: u64, verdict: Verdict) {
+        // The task only goes at close, after every verdict sent before it.
+        let _ = self.verdicts.send((seq, verdict));
+    }
+
+    /// Ends the feed: verdicts given so far count, and what the trigger still holds is handed
+    /// out again later (after a restart, or by another daemon).
+    pub(crate) async fn close(self) {
+        self.stop.cancel();
+        drop(self.verdicts);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "feed task failed");
+        }
+    }
+}
+
+/// Which offsets a trigger holds, and so where its cursor is: the lowest offset not finished.
+/// Offsets before `next_read` that are not in flight are finished.
+#[derive(Debug)]
+pub(crate) struct Window {
+    next_read: u64,
+    in_flight: BTreeSet<u64>,
+}
+
+impl Window {
+    pub(crate) fn new(cursor: u64) -> Self {
+        Self {
+            next_read: cursor,
+            in_flight: BTreeSet::new(),
+        }
+    }
+
+    /// `offset` was read (offsets come in order; gaps are trimmed events).
+    pub(crate) fn read(&mut self, offset: u64) {
+        self.next_read = self.next_read.max(offset + 1);
+    }
+
+    /// A delivery of `offset` started.
+    pub(crate) fn start(&mut self, offset: u64) {
+        self.in_flight.insert(offset);
+    }
+
+    /// The delivery of `offset` finished.
+    pub(crate) fn finish(&mut self, offset: u64) {
+        self.in_flight.remove(&offset);
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Everything before this offset is finished.
+    pub(crate) fn cursor(&self) -> u64 {
+        self.in_flight.first().copied().unwrap_or(self.next_read)
+    }
+}
+
+/// The embedded feed of the trigger whose cursor is `cursor_key`, over `broker` in `log`,
+/// from `start`; `head` wakes it when the broker gets events.
+pub(crate) fn open_embedded(
+    log: Arc<dyn EventLog>,
+    config: EventingConfig,
+    broker: String,
+    cursor_key: String,
+    start: u64,
+    head: watch::Receiver<u64>,
+) -> Feed {
+    let (items_tx, items) = mpsc::unbounded_channel();
+    let (verdicts, verdicts_rx) = mpsc::unbounded_channel();
+    let progress = Arc::new(FeedProgress {
+        cursor: AtomicU64::new(start),
+        persisted: AtomicU64::new(start),
+    });
+    let stop = CancellationToken::new();
+    let embedded = Embedded {
+        log,
+        config,
+        broker,
+        cursor_key,
+        window: Window::new(start),
+        held: HashMap::new(),
+        due: BinaryHeap::new(),
+        progress: progress.clone(),
+        items: items_tx,
+    };
+    let task = tokio::spawn(embedded.run(head, verdicts_rx, stop.clone()));
+    Feed {
+        items,
+        verdicts,
+        progress,
+        stop,
+        task,
+    }
+}
+
+struct Embedded {
+    log: Arc<dyn EventLog>,
+    config: EventingConfig,
+    broker: String,
+    cursor_key: String,
+    window: Window,
+    /// What each unfinished offset holds: its event and the attempt it was handed out for.
+    held: HashMap<u64, (Bytes, u32)>,
+    /// Retries, soonest first: (when, offset).
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    progress: Arc<FeedProgress>,
+    items: mpsc::UnboundedSender<FeedItem>,
+}
+
+impl Embedded {
+    async fn run(
+        mut self,
+        mut head: watch::Receiver<u64>,
+        mut verdicts: mpsc::UnboundedReceiver<(u64, Verdict)>,
+        stop: CancellationToken,
+    ) {
+        let max = self.config.max_in_flight;
+        // Refill in chunks, not one read per finished delivery (each read is a trip to the
+        // log's blocking pool); a trigger with little in flight reads at once.
+        let refill_at = (max / 4).max(1);
+        let mut caught_up = false;
+        let mut persisted = self.window.cursor();
+        // When the cursor, having moved, must be written at the latest.
+        let mut flush_at: Option<Instant> = None;
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            self.hand_out_due();
+            let room = max.saturating_sub(self.window.in_flight());
+            let refill = room >= refill_at || self.window.in_flight() < refill_at;
+            if !caught_up && room > 0 && refill {
+                // Mark the head seen before reading: an append after this wakes us again.
+                head.borrow_and_update();
+                match self.log.read(&self.broker, self.window.next_read, room).await {
+                    Ok(batch) if batch.is_empty() => caught_up = true,
+                    Ok(batch) => {
+                        for (offset, stored) in batch {
+                            self.window.read(offset);
+                            self.window.start(offset);
+                            self.held.insert(offset, (stored.clone(), 1));
+                            let _ = self.items.send(FeedItem {
+                                seq: offset,
+                                attempt: 1,
+                                stored,
+                            });
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(broker = %self.broker, %error, "cannot read the event log; retrying");
+                        if wait_or_stop(&stop, LOG_RETRY).await {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            let cursor = self.window.cursor();
+            self.progress.cursor.store(cursor, Ordering::Relaxed);
+            if cursor > persisted {
+                // At most one write per interval, however many events finished in it.
+                if flush_at.is_some_and(|at| at <= Instant::now()) {
+                    flush_at = None;
+                    match self.log.set_cursor(&self.cursor_key, cursor).await {
+                        Ok(()) => {
+                            persisted = cursor;
+                            self.progress.persisted.store(cursor, Ordering::Relaxed);
+                        }
+                        Err(error) => {
+                            tracing::warn!(cursor = %self.cursor_key, %error, "cannot write the cursor; retrying");
+                            flush_at = Some(Instant::now() + LOG_RETRY);
+                        }
+                    }
+                    continue;
+                }
+                flush_at.get_or_insert_with(|| Instant::now() + self.config.cursor_interval);
+            }
+            let next_due = self.due.peek().map(|Reverse((at, _))| *at);
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                verdict = verdicts.recv() => match verdict {
+                    Some((seq, verdict)) => self.apply(seq, verdict),
+                    None => break,
+                },
+                changed = head.changed(), if caught_up => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    caught_up = false;
+                }
+                () = sleep_until(earliest(flush_at, next_due)) => {}
+            }
+        }
+        // Verdicts given before the close count.
+        while let Ok((seq, verdict)) = verdicts.try_recv() {
+            self.apply(seq, verdict);
+        }
+        let cursor = self.window.cursor();
+        self.progress.cursor.store(cursor, Ordering::Relaxed);
+        if cursor > persisted {
+            match self.log.set_cursor(&self.cursor_key, cursor).await {
+                Ok(()) => self.progress.persisted.store(cursor, Ordering::Relaxed),
+                Err(error) => tracing::warn!(cursor = %self.cursor_key, %error, "cannot write the cursor at stop"),
+            }
+        }
+    }
+
+    fn apply(&mut self, seq: u64, verdict: Verdict) {
+        match verdict {
+            Verdict::Done => {
+                self.window.finish(seq);
+                self.held.remove(&seq);
+            }
+            Verdict::Retry(delay) => {
+                if self.held.contains_key(&seq) {
+                    self.due.push(Reverse((Instant::now() + delay, seq)));
+                }
+            }
+        }
+    }
+
+    /// Hands out again the retries whose time has come, each as its next attempt.
+    fn hand_out_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, seq))) = self.due.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.due.pop();
+            if let Some((stored, attempt)) = self.held.get_mut(&seq) {
+                *attempt += 1;
+                let _ = self.items.send(FeedItem {
+                    seq,
+                    attempt: *attempt,
+                    stored: stored.clone(),
+                });
+            }
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits `wait`; `true` when `stop` came first.
+async fn wait_or_stop(stop: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(wait) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedbLog;
+
+    async fn next(feed: &mut Feed) -> FeedItem {
+        tokio::time::timeout(Duration::from_secs(5), feed.items.recv())
+            .await
+            .expect("an item within 5 s")
+            .expect("the feed goes on")
+    }
+
+    #[tokio::test]
+    async fn the_embedded_feed_keeps_the_window_retries_after_the_delay_and_writes_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(RedbLog::open(&dir.path().join("events.redb")).unwrap());
+        let events = (0..3).map(|i| Bytes::from(format!("event {i}"))).collect();
+        assert_eq!(log.append("b", events).await.unwrap(), [0, 1, 2]);
+        let config = EventingConfig {
+            max_in_flight: 2,
+            cursor_interval: Duration::from_millis(20),
+            ..EventingConfig::default()
+        };
+        let (_head_tx, head) = watch::channel(3);
+        let mut feed = open_embedded(log.clone(), config, "b".into(), "trigger/b/t".into(), 0, head);
+        let (a, b) = (next(&mut feed).await, next(&mut feed).await);
+        assert_eq!((a.seq, a.attempt, b.seq), (0, 1, 1));
+        assert_eq!(a.stored, "event 0");
+        // The window is two: nothing more until one is done.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), feed.items.recv())
+                .await
+                .is_err()
+        );
+        feed.verdict(1, Verdict::Retry(Duration::from_millis(150)));
+        feed.verdict(0, Verdict::Done);
+        let c = next(&mut feed).await;
+        assert_eq!(c.seq, 2, "a slot freed: the next event");
+        let asked = Instant::now();
+        let again = next(&mut feed).await;
+        assert_eq!((again.seq, again.attempt), (1, 2), "the retry, as its second attempt");
+        assert!(asked.elapsed() >= Duration::from_millis(100), "not before its delay");
+        feed.verdict(2, Verdict::Done);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            feed.progress.cursor.load(Ordering::Relaxed),
+            1,
+            "held by the one still unfinished"
+        );
+        assert_eq!(log.cursor("trigger/b/t").await.unwrap(), Some(1));
+        // Closed with 1 unfinished: the cursor stays there, so it is delivered again.
+        let progress = feed.progress.clone();
+        feed.close().await;
+        assert_eq!(progress.persisted.load(Ordering::Relaxed), 1);
+        // Reopened at the cursor, it comes again from its first attempt; done, it is all done.
+        let (_head_tx, head) = watch::channel(3);
+        let mut feed = open_embedded(
+            log.clone(),
+            EventingConfig::default(),
+            "b".into(),
+            "trigger/b/t".into(),
+            1,
+            head,
+        );
+        let item = next(&mut feed).await;
+        assert_eq!((item.seq, item.attempt), (1, 1));
+        let rest = next(&mut feed).await;
+        assert_eq!(rest.seq, 2, "read again: the cursor was below it");
+        feed.verdict(1, Verdict::Done);
+        feed.verdict(2, Verdict::Done);
+        feed.close().await;
+        assert_eq!(log.cursor("trigger/b/t").await.unwrap(), Some(3));
+    }
+
+    #[test]
+    fn the_cursor_waits_for_the_oldest_unfinished_delivery() {
+        let mut window = Window::new(10);
+        assert_eq!(window.cursor(), 10);
+        for offset in 10..15 {
+            window.read(offset);
+        }
+        window.start(11);
+        window.start(13);
+        assert_eq!(window.cursor(), 11, "10 was filtered out; 11 is in flight");
+        window.finish(13);
+        assert_eq!(window.cursor(), 11, "a later delivery finishing does not move it");
+        window.finish(11);
+        assert_eq!(window.cursor(), 15, "everything read is finished");
+        window.read(20);
+        assert_eq!(window.cursor(), 21, "a gap of trimmed offsets is skipped");
+    }
+}
