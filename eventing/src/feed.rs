@@ -62,18 +62,22 @@ pub(crate) struct FeedProgress {
 /// A trigger's end of its feed. Dropping it without [`Feed::close`] stops the backend task
 /// without the final cursor write.
 pub(crate) struct Feed {
-    pub(crate) items: mpsc::UnboundedReceiver<FeedItem>,
-    verdicts: mpsc::UnboundedSender<(u64, Verdict)>,
+    /// Deliveries, a batch at a time (one wake of the trigger's task per batch, not per event).
+    pub(crate) items: mpsc::UnboundedReceiver<Vec<FeedItem>>,
+    verdicts: mpsc::UnboundedSender<Vec<(u64, Verdict)>>,
     pub(crate) progress: Arc<FeedProgress>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Feed {
-    /// Says how the delivery of `seq` went.
-    pub(crate) fn verdict(&self, seq: u64, verdict: Verdict) {
-        // The task only goes at close, after every verdict sent before it.
-        let _ = self.verdicts.send((seq, verdict));
+    /// Says how the deliveries of `verdicts` went (by their `seq`), all at once: one wake of
+    /// the backend's task for them all.
+    pub(crate) fn verdicts(&self, verdicts: Vec<(u64, Verdict)>) {
+        if !verdicts.is_empty() {
+            // The task only goes at close, after every verdict sent before it.
+            let _ = self.verdicts.send(verdicts);
+        }
     }
 
     /// Ends the feed: verdicts given so far count, and what the trigger still holds is handed
@@ -177,14 +181,14 @@ struct Embedded {
     /// Retries, soonest first: (when, offset).
     due: BinaryHeap<Reverse<(Instant, u64)>>,
     progress: Arc<FeedProgress>,
-    items: mpsc::UnboundedSender<FeedItem>,
+    items: mpsc::UnboundedSender<Vec<FeedItem>>,
 }
 
 impl Embedded {
     async fn run(
         mut self,
         mut head: watch::Receiver<u64>,
-        mut verdicts: mpsc::UnboundedReceiver<(u64, Verdict)>,
+        mut verdicts: mpsc::UnboundedReceiver<Vec<(u64, Verdict)>>,
         stop: CancellationToken,
     ) {
         let max = self.config.max_in_flight;
@@ -208,16 +212,18 @@ impl Embedded {
                 match self.log.read(&self.broker, self.window.next_read, room).await {
                     Ok(batch) if batch.is_empty() => caught_up = true,
                     Ok(batch) => {
+                        let mut items = Vec::with_capacity(batch.len());
                         for (offset, stored) in batch {
                             self.window.read(offset);
                             self.window.start(offset);
                             self.held.insert(offset, (stored.clone(), 1));
-                            let _ = self.items.send(FeedItem {
+                            items.push(FeedItem {
                                 seq: offset,
                                 attempt: 1,
                                 stored,
                             });
                         }
+                        let _ = self.items.send(items);
                     }
                     Err(error) => {
                         tracing::warn!(broker = %self.broker, %error, "cannot read the event log; retrying");
@@ -252,8 +258,12 @@ impl Embedded {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                verdict = verdicts.recv() => match verdict {
-                    Some((seq, verdict)) => self.apply(seq, verdict),
+                given = verdicts.recv() => match given {
+                    Some(given) => {
+                        for (seq, verdict) in given {
+                            self.apply(seq, verdict);
+                        }
+                    }
                     None => break,
                 },
                 changed = head.changed(), if caught_up => {
@@ -266,8 +276,10 @@ impl Embedded {
             }
         }
         // Verdicts given before the close count.
-        while let Ok((seq, verdict)) = verdicts.try_recv() {
-            self.apply(seq, verdict);
+        while let Ok(given) = verdicts.try_recv() {
+            for (seq, verdict) in given {
+                self.apply(seq, verdict);
+            }
         }
         let cursor = self.window.cursor();
         self.progress.cursor.store(cursor, Ordering::Relaxed);
@@ -296,6 +308,7 @@ impl Embedded {
     /// Hands out again the retries whose time has come, each as its next attempt.
     fn hand_out_due(&mut self) {
         let now = Instant::now();
+        let mut items = Vec::new();
         while let Some(Reverse((at, seq))) = self.due.peek().copied() {
             if at > now {
                 break;
@@ -303,12 +316,15 @@ impl Embedded {
             self.due.pop();
             if let Some((stored, attempt)) = self.held.get_mut(&seq) {
                 *attempt += 1;
-                let _ = self.items.send(FeedItem {
+                items.push(FeedItem {
                     seq,
                     attempt: *attempt,
                     stored: stored.clone(),
                 });
             }
+        }
+        if !items.is_empty() {
+            let _ = self.items.send(items);
         }
     }
 }
@@ -340,11 +356,17 @@ mod tests {
     use super::*;
     use crate::RedbLog;
 
-    async fn next(feed: &mut Feed) -> FeedItem {
-        tokio::time::timeout(Duration::from_secs(5), feed.items.recv())
-            .await
-            .expect("an item within 5 s")
-            .expect("the feed goes on")
+    /// The next item, however the feed batched them.
+    async fn next(feed: &mut Feed, pending: &mut Vec<FeedItem>) -> FeedItem {
+        if pending.is_empty() {
+            let mut batch = tokio::time::timeout(Duration::from_secs(5), feed.items.recv())
+                .await
+                .expect("an item within 5 s")
+                .expect("the feed goes on");
+            batch.reverse();
+            *pending = batch;
+        }
+        pending.pop().expect("a batch is never empty")
     }
 
     #[tokio::test]
@@ -360,7 +382,8 @@ mod tests {
         };
         let (_head_tx, head) = watch::channel(3);
         let mut feed = open_embedded(log.clone(), config, "b".into(), "trigger/b/t".into(), 0, head);
-        let (a, b) = (next(&mut feed).await, next(&mut feed).await);
+        let mut pending = Vec::new();
+        let (a, b) = (next(&mut feed, &mut pending).await, next(&mut feed, &mut pending).await);
         assert_eq!((a.seq, a.attempt, b.seq), (0, 1, 1));
         assert_eq!(a.stored, "event 0");
         // The window is two: nothing more until one is done.
@@ -369,15 +392,17 @@ mod tests {
                 .await
                 .is_err()
         );
-        feed.verdict(1, Verdict::Retry(Duration::from_millis(150)));
-        feed.verdict(0, Verdict::Done);
-        let c = next(&mut feed).await;
+        feed.verdicts(vec![
+            (1, Verdict::Retry(Duration::from_millis(150))),
+            (0, Verdict::Done),
+        ]);
+        let c = next(&mut feed, &mut pending).await;
         assert_eq!(c.seq, 2, "a slot freed: the next event");
         let asked = Instant::now();
-        let again = next(&mut feed).await;
+        let again = next(&mut feed, &mut pending).await;
         assert_eq!((again.seq, again.attempt), (1, 2), "the retry, as its second attempt");
         assert!(asked.elapsed() >= Duration::from_millis(100), "not before its delay");
-        feed.verdict(2, Verdict::Done);
+        feed.verdicts(vec![(2, Verdict::Done)]);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             feed.progress.cursor.load(Ordering::Relaxed),
@@ -399,12 +424,11 @@ mod tests {
             1,
             head,
         );
-        let item = next(&mut feed).await;
+        let item = next(&mut feed, &mut pending).await;
         assert_eq!((item.seq, item.attempt), (1, 1));
-        let rest = next(&mut feed).await;
+        let rest = next(&mut feed, &mut pending).await;
         assert_eq!(rest.seq, 2, "read again: the cursor was below it");
-        feed.verdict(1, Verdict::Done);
-        feed.verdict(2, Verdict::Done);
+        feed.verdicts(vec![(1, Verdict::Done), (2, Verdict::Done)]);
         feed.close().await;
         assert_eq!(log.cursor("trigger/b/t").await.unwrap(), Some(3));
     }

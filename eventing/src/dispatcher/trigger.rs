@@ -31,19 +31,33 @@ pub(super) async fn run(shared: Arc<Shared>, run: Arc<TriggerRun>, mut feed: Fee
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            Some(done) = deliveries.join_next_with_id() => finished(&run, &feed, &mut seqs, done),
-            item = feed.items.recv() => {
-                let Some(item) = item else { break };
-                if let Some((seq, handle)) = start(&shared, &run, &feed, &mut deliveries, item, &stop) {
-                    seqs.insert(handle, seq);
+            Some(done) = deliveries.join_next_with_id() => {
+                // This one and every other already finished: one message to the feed.
+                let mut verdicts = Vec::new();
+                finished(&run, &mut seqs, done, &mut verdicts);
+                while let Some(done) = deliveries.try_join_next_with_id() {
+                    finished(&run, &mut seqs, done, &mut verdicts);
                 }
+                feed.verdicts(verdicts);
+            }
+            items = feed.items.recv() => {
+                let Some(items) = items else { break };
+                let mut settled = Vec::new();
+                for item in items {
+                    if let Some((seq, handle)) = start(&shared, &run, &mut deliveries, item, &stop, &mut settled) {
+                        seqs.insert(handle, seq);
+                    }
+                }
+                feed.verdicts(settled);
             }
         }
     }
     // Deliveries mid-request may finish; retries not yet due wait for the next start.
     let drain = async {
         while let Some(done) = deliveries.join_next_with_id().await {
-            finished(&run, &feed, &mut seqs, done);
+            let mut verdicts = Vec::new();
+            finished(&run, &mut seqs, done, &mut verdicts);
+            feed.verdicts(verdicts);
         }
     };
     if tokio::time::timeout(drain_timeout, drain).await.is_err() {
@@ -53,14 +67,15 @@ pub(super) async fn run(shared: Arc<Shared>, run: Arc<TriggerRun>, mut feed: Fee
     feed.close().await;
 }
 
-/// Starts the delivery of `item`, or settles it at once when it is unreadable or filtered out.
+/// Starts the delivery of `item`, or settles it at once (into `settled`) when it is
+/// unreadable or filtered out.
 fn start(
     shared: &Arc<Shared>,
     run: &Arc<TriggerRun>,
-    feed: &Feed,
     deliveries: &mut JoinSet<Option<Verdict>>,
     item: FeedItem,
     stop: &CancellationToken,
+    settled: &mut Vec<(u64, Verdict)>,
 ) -> Option<(u64, Id)> {
     let FeedItem { seq, attempt, stored } = item;
     let record = match record::decode(stored) {
@@ -68,7 +83,7 @@ fn start(
         Err(error) => {
             run.metrics.dropped.inc();
             tracing::error!(broker = %run.trigger.broker, offset = seq, %error, "an event in the log is unreadable; dropped");
-            feed.verdict(seq, Verdict::Done);
+            settled.push((seq, Verdict::Done));
             return None;
         }
     };
@@ -76,7 +91,7 @@ fn start(
     if !run.trigger.matches(&|name| event.attribute(name).map(str::to_string)) {
         // Counted once, not at each retry: a filtered event is never retried.
         run.metrics.filtered.inc();
-        feed.verdict(seq, Verdict::Done);
+        settled.push((seq, Verdict::Done));
         return None;
     }
     let span = tracing::debug_span!("delivery", trigger = %run.trigger.name, offset = seq, attempt, id = %event.id);
@@ -85,12 +100,12 @@ fn start(
     Some((seq, handle.id()))
 }
 
-/// A delivery task ended: its verdict to the feed.
+/// A delivery task ended: its verdict, for the feed, into `verdicts`.
 fn finished(
     run: &TriggerRun,
-    feed: &Feed,
     seqs: &mut HashMap<Id, u64>,
     done: Result<(Id, Option<Verdict>), tokio::task::JoinError>,
+    verdicts: &mut Vec<(u64, Verdict)>,
 ) {
     let (id, verdict) = match done {
         Ok((id, verdict)) => (id, verdict),
@@ -107,6 +122,6 @@ fn finished(
     if let Some(seq) = seqs.remove(&id)
         && let Some(verdict) = verdict
     {
-        feed.verdict(seq, verdict);
+        verdicts.push((seq, verdict));
     }
 }
