@@ -1,10 +1,10 @@
 //! Triggers at work: one task per trigger delivers its broker's events to its subscriber.
 //!
 //! The daemon calls [`Dispatcher::upsert`] for every trigger it has (at start and on every
-//! change) and [`Dispatcher::remove`] when one is deleted. Each trigger keeps a durable cursor
-//! in the event log, so after a restart delivery resumes where it stopped: an event is
-//! delivered at least once. A new trigger starts at its broker's head, as in Knative: it sees
-//! the events sent after it exists.
+//! change) and [`Dispatcher::remove`] when one is deleted. Each trigger's feed keeps its
+//! position durable (in the embedded log, a cursor), so after a restart delivery resumes where
+//! it stopped: an event is delivered at least once. A new trigger starts at its broker's head,
+//! as in Knative: it sees the events sent after it exists.
 //!
 //! - `trigger`: the task of one trigger (take from its feed, filter, deliver in parallel, give
 //!   each a verdict); the feed (`crate::feed`) holds the cursor, the window and the retries.
@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::cloudevent::Event;
 use crate::delivery::RetryPolicy;
 use crate::error::EventLogError;
-use crate::feed::FeedProgress;
+use crate::feed::{EmbeddedFeeds, FeedProgress, Feeds};
 use crate::ingress::BrokerIngress;
 use crate::metrics::{EventingMetrics, TriggerMetrics};
 use crate::sink::Resolve;
@@ -35,6 +35,8 @@ use crate::sink::Resolve;
 /// What every trigger task shares.
 struct Shared {
     ingress: Arc<BrokerIngress>,
+    /// Where each trigger's feed comes from.
+    feeds: Arc<dyn Feeds>,
     resolver: Arc<dyn Resolve>,
     client: send::HttpClient,
     metrics: EventingMetrics,
@@ -46,8 +48,6 @@ struct Shared {
 struct TriggerRun {
     trigger: Trigger,
     policy: RetryPolicy,
-    /// Where its cursor lives in the log: `trigger/{broker}/{name}`.
-    cursor_key: String,
     metrics: Arc<TriggerMetrics>,
     /// Where its feed stands, for status.
     progress: Arc<FeedProgress>,
@@ -82,9 +82,8 @@ pub struct TriggerProgress {
 /// Runs the triggers: the daemon's handle on delivery.
 pub struct Dispatcher {
     shared: Arc<Shared>,
-    /// Running triggers by name. Also held while trimming, so a trigger being added cannot
-    /// lose events to a trim that did not see it yet.
-    triggers: Arc<Mutex<HashMap<String, Running>>>,
+    /// Running triggers by name.
+    triggers: Mutex<HashMap<String, Running>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
@@ -99,21 +98,22 @@ impl Dispatcher {
         cancel: CancellationToken,
     ) -> Self {
         let config = ingress.config().clone();
+        let feeds = EmbeddedFeeds::new(ingress.clone());
+        // Our own token: `shutdown` must not cancel the daemon's.
+        let cancel = cancel.child_token();
+        let tasks = TaskTracker::new();
+        tasks.spawn(feeds.clone().trim_loop(cancel.clone()));
         let shared = Arc::new(Shared {
             client: send::http_client(config.max_in_flight),
             max_body_bytes: config.max_event_bytes,
             ingress,
+            feeds,
             resolver,
             metrics,
         });
-        let triggers = Arc::new(Mutex::new(HashMap::new()));
-        // Our own token: `shutdown` must not cancel the daemon's.
-        let cancel = cancel.child_token();
-        let tasks = TaskTracker::new();
-        tasks.spawn(trim_loop(shared.clone(), triggers.clone(), cancel.clone()));
         Self {
             shared,
-            triggers,
+            triggers: Mutex::new(HashMap::new()),
             tasks,
             cancel,
         }
@@ -130,44 +130,24 @@ impl Dispatcher {
         {
             return Ok(());
         }
-        let log = self.shared.ingress.log();
-        let cursor_key = cursor_key(&trigger.broker, &trigger.name);
         let previous = triggers.remove(&trigger.name);
         let metrics = match previous {
             Some(previous) => {
                 let metrics = previous.run.metrics.clone();
-                let old_key = previous.run.cursor_key.clone();
+                let old_broker = previous.run.trigger.broker.clone();
                 previous.stop().await;
-                if old_key != cursor_key {
-                    log.delete_cursor(&old_key).await?;
+                if old_broker != trigger.broker {
+                    self.shared.feeds.delete(&old_broker, &trigger.name).await?;
                 }
                 metrics
             }
             None => Arc::new(self.shared.metrics.trigger(&trigger.name)),
         };
-        let start = match log.cursor(&cursor_key).await? {
-            Some(cursor) => cursor,
-            None => {
-                let head = log.head(&trigger.broker).await?;
-                log.set_cursor(&cursor_key, head).await?;
-                head
-            }
-        };
-        tracing::debug!(trigger = %trigger.name, broker = %trigger.broker, start, "trigger starting");
-        let head = self.shared.ingress.watch_head(&trigger.broker).await?;
-        let feed = crate::feed::open_embedded(
-            log.clone(),
-            self.shared.ingress.config().clone(),
-            trigger.broker.clone(),
-            cursor_key.clone(),
-            start,
-            head,
-        );
+        let feed = self.shared.feeds.open(&trigger.broker, &trigger.name).await?;
         let name = trigger.name.clone();
         let run = Arc::new(TriggerRun {
             policy: RetryPolicy::from_delivery(&trigger.delivery),
             trigger,
-            cursor_key,
             metrics,
             progress: feed.progress.clone(),
         });
@@ -188,7 +168,7 @@ impl Dispatcher {
         let run = running.run.clone();
         running.stop().await;
         self.shared.metrics.remove_trigger(&run.metrics, name);
-        self.shared.ingress.log().delete_cursor(&run.cursor_key).await
+        self.shared.feeds.delete(&run.trigger.broker, name).await
     }
 
     /// Sends one event to `sink` outside any trigger (a source's event), with the retries and
@@ -235,57 +215,4 @@ impl Dispatcher {
 /// Whether two versions of a trigger deliver the same way (labels and times do not matter).
 fn same_delivery(a: &Trigger, b: &Trigger) -> bool {
     a.broker == b.broker && a.filters == b.filters && a.subscriber == b.subscriber && a.delivery == b.delivery
-}
-
-fn cursor_prefix(broker: &str) -> String {
-    format!("trigger/{broker}/")
-}
-
-fn cursor_key(broker: &str, trigger: &str) -> String {
-    format!("{}{trigger}", cursor_prefix(broker))
-}
-
-/// Deletes events every trigger of their broker has handled, every trim interval. A broker's
-/// trim point is the lowest cursor recorded for it (running or not: a trigger not yet
-/// restarted after a daemon restart still holds its events); with no trigger at all, its head,
-/// since a trigger created later starts there anyway.
-async fn trim_loop(shared: Arc<Shared>, triggers: Arc<Mutex<HashMap<String, Running>>>, cancel: CancellationToken) {
-    let log = shared.ingress.log().clone();
-    let mut ticks = tokio::time::interval(shared.ingress.config().trim_interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate; the daemon is still upserting its triggers then.
-    ticks.tick().await;
-    let mut trimmed: HashMap<String, u64> = HashMap::new();
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let _triggers = triggers.lock().await;
-        for broker in shared.ingress.brokers() {
-            let point = match log.cursors(&cursor_prefix(&broker)).await {
-                Ok(cursors) => match cursors.iter().map(|(_, cursor)| *cursor).min() {
-                    Some(lowest) => Ok(lowest),
-                    None => log.head(&broker).await,
-                },
-                Err(error) => Err(error),
-            };
-            let before = match point {
-                Ok(before) => before,
-                Err(error) => {
-                    tracing::warn!(%broker, %error, "cannot find what to trim");
-                    continue;
-                }
-            };
-            if trimmed.get(&broker).is_some_and(|done| *done >= before) {
-                continue;
-            }
-            match log.trim(&broker, before).await {
-                Ok(()) => {
-                    trimmed.insert(broker, before);
-                }
-                Err(error) => tracing::warn!(%broker, %error, "cannot trim the event log"),
-            }
-        }
-    }
 }

@@ -6,11 +6,11 @@
 //! engine does that work itself (JetStream's durable consumers) takes the place of the embedded
 //! one without the trigger's task changing.
 //!
-//! The embedded feed ([`open_embedded`]) keeps the cursor logic over the [`EventLog`]: it reads
+//! The embedded feeds ([`EmbeddedFeeds`]) keep the cursor logic over the [`EventLog`]: a feed reads
 //! from the trigger's durable cursor, tracks the window ([`Window`]), writes the cursor at most
 //! once per `cursor-interval` (and at close), and holds retries in a timer queue in memory: an
 //! event waiting for its retry when the daemon stops is delivered again after the restart, from
-//! its first attempt.
+//! its first attempt. The log is trimmed below each broker's lowest cursor.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -24,7 +24,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use async_trait::async_trait;
+
 use crate::config::EventingConfig;
+use crate::error::EventLogError;
+use crate::ingress::BrokerIngress;
 use crate::log::EventLog;
 
 /// Wait after a failed log read or cursor write before trying again.
@@ -132,9 +136,123 @@ impl Window {
     }
 }
 
+/// Where triggers get their feeds: the embedded log today, JetStream's consumers next.
+#[async_trait]
+pub(crate) trait Feeds: Send + Sync {
+    /// The feed of trigger `name` on `broker`: from where it stopped, or, for a trigger new to
+    /// the broker, from the broker's head (as Knative's: it sees the events sent after it).
+    async fn open(&self, broker: &str, name: &str) -> Result<Feed, EventLogError>;
+
+    /// Forgets trigger `name`'s position on `broker` (deleted, or moved to another broker).
+    async fn delete(&self, broker: &str, name: &str) -> Result<(), EventLogError>;
+}
+
+/// The embedded log's feeds: each trigger's cursor is a record of the log, and the log is
+/// trimmed below the lowest cursor of each broker.
+pub(crate) struct EmbeddedFeeds {
+    ingress: Arc<BrokerIngress>,
+    /// Held while a feed opens and during each trim pass, so that a trigger being added cannot
+    /// lose events to a trim that did not see its cursor yet.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl EmbeddedFeeds {
+    pub(crate) fn new(ingress: Arc<BrokerIngress>) -> Arc<Self> {
+        Arc::new(Self {
+            ingress,
+            opening: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Deletes events every trigger of their broker has handled, every trim interval, until
+    /// `cancel`. A broker's trim point is the lowest cursor recorded for it (running or not: a
+    /// trigger not yet restarted after a daemon restart still holds its events); with no
+    /// trigger at all, its head, since a trigger created later starts there anyway.
+    pub(crate) async fn trim_loop(self: Arc<Self>, cancel: CancellationToken) {
+        let log = self.ingress.log().clone();
+        let mut ticks = tokio::time::interval(self.ingress.config().trim_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; the daemon is still upserting its triggers then.
+        ticks.tick().await;
+        let mut trimmed: HashMap<String, u64> = HashMap::new();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let _opening = self.opening.lock().await;
+            for broker in self.ingress.brokers() {
+                let point = match log.cursors(&cursor_prefix(&broker)).await {
+                    Ok(cursors) => match cursors.iter().map(|(_, cursor)| *cursor).min() {
+                        Some(lowest) => Ok(lowest),
+                        None => log.head(&broker).await,
+                    },
+                    Err(error) => Err(error),
+                };
+                let before = match point {
+                    Ok(before) => before,
+                    Err(error) => {
+                        tracing::warn!(%broker, %error, "cannot find what to trim");
+                        continue;
+                    }
+                };
+                if trimmed.get(&broker).is_some_and(|done| *done >= before) {
+                    continue;
+                }
+                match log.trim(&broker, before).await {
+                    Ok(()) => {
+                        trimmed.insert(broker, before);
+                    }
+                    Err(error) => tracing::warn!(%broker, %error, "cannot trim the event log"),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Feeds for EmbeddedFeeds {
+    async fn open(&self, broker: &str, name: &str) -> Result<Feed, EventLogError> {
+        let _opening = self.opening.lock().await;
+        let log = self.ingress.log().clone();
+        let key = cursor_key(broker, name);
+        let start = match log.cursor(&key).await? {
+            Some(cursor) => cursor,
+            None => {
+                let head = log.head(broker).await?;
+                log.set_cursor(&key, head).await?;
+                head
+            }
+        };
+        tracing::debug!(trigger = %name, %broker, start, "trigger starting");
+        let head = self.ingress.watch_head(broker).await?;
+        Ok(open_embedded(
+            log,
+            self.ingress.config().clone(),
+            broker.to_string(),
+            key,
+            start,
+            head,
+        ))
+    }
+
+    async fn delete(&self, broker: &str, name: &str) -> Result<(), EventLogError> {
+        self.ingress.log().delete_cursor(&cursor_key(broker, name)).await
+    }
+}
+
+fn cursor_prefix(broker: &str) -> String {
+    format!("trigger/{broker}/")
+}
+
+/// Where trigger `name`'s cursor on `broker` lives in the log: `trigger/{broker}/{name}`.
+fn cursor_key(broker: &str, name: &str) -> String {
+    format!("{}{name}", cursor_prefix(broker))
+}
+
 /// The embedded feed of the trigger whose cursor is `cursor_key`, over `broker` in `log`,
 /// from `start`; `head` wakes it when the broker gets events.
-pub(crate) fn open_embedded(
+fn open_embedded(
     log: Arc<dyn EventLog>,
     config: EventingConfig,
     broker: String,
