@@ -179,6 +179,10 @@ pub enum Check {
         headers: Vec<(String, String)>,
         any_status: bool,
     },
+    /// `GET /` over HTTP/2 with prior knowledge gets any complete answer: the default
+    /// readiness check of a port that speaks h2c, whose server may not speak HTTP/1 at all
+    /// (a gRPC server).
+    H2cAnswer,
     /// A TCP connection is accepted (and, behind a port proxy, not closed at once).
     Tcp,
     /// `grpc.health.v1.Health/Check` for `service` ("" for the whole server) answers
@@ -203,6 +207,7 @@ impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Check::Http { path, .. } => write!(f, "GET {path}"),
+            Check::H2cAnswer => f.write_str("GET / over h2c"),
             Check::Tcp => f.write_str("TCP connect"),
             Check::Grpc { service } if service.is_empty() => f.write_str("gRPC health check"),
             Check::Grpc { service } => write!(f, "gRPC health check of {service}"),

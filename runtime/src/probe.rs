@@ -158,6 +158,35 @@ pub(crate) async fn tcp_once(addr: SocketAddr, behind_proxy: bool, local: &Local
     Answer::Passed("TCP connection accepted".into())
 }
 
+/// One `GET /` over HTTP/2 with prior knowledge: any complete answer passes ("is the h2c
+/// server serving yet"), as any HTTP/1 answer does for the default check of an HTTP/1 port.
+pub(crate) async fn h2c_once(addr: SocketAddr, local: &LocalFailure) -> Answer {
+    let stream = match connect(addr, local).await {
+        Ok(stream) => stream,
+        Err(answer) => return answer,
+    };
+    let handshake =
+        hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), TokioIo::new(stream));
+    let (mut sender, connection) = match handshake.await {
+        Ok(pair) => pair,
+        Err(e) => return Answer::Failed(format!("no HTTP/2 answer: {e}")),
+    };
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = Request::get(format!("http://{addr}/"))
+        .header(header::USER_AGENT, USER_AGENT)
+        .body(Empty::new());
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return Answer::Failed(format!("cannot send the probe request: {e}")),
+    };
+    match sender.send_request(request).await {
+        Ok(response) => Answer::Passed(format!("HTTP {} over h2c", response.status().as_u16())),
+        Err(e) => Answer::Failed(format!("no HTTP/2 answer: {e}")),
+    }
+}
+
 /// The gRPC health protocol's `ServingStatus` values.
 const SERVING: u64 = 1;
 

@@ -12,6 +12,25 @@ use rouse_tests::{HELLO, Rouse, SLEEPER};
 use tokio::time::Instant;
 
 #[test]
+fn a_server_that_speaks_only_h2c_starts_and_wakes_without_a_probe() {
+    // As a gRPC server: no HTTP/1 at all. The default check asks in HTTP/2, at the start and
+    // after a thaw.
+    let rouse = Rouse::start_with_config(
+        "[autoscaler]\nstable-window = \"6s\"\nscale-to-zero-grace-period = \"1s\"\ntick-interval = \"200ms\"\n",
+    );
+    rouse.deploy("h2only", SLEEPER, &["--port", "h2c:8080", "--env", "H2C_ONLY=1"]);
+    let reply = rouse.get("h2only", "/headers");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().starts_with("GET /headers HTTP/2.0"), "{}", reply.text());
+    rouse_tests::eventually("h2only frozen at zero", Duration::from_secs(30), || {
+        rouse.running("h2only").is_empty().then_some(())
+    });
+    let woken = rouse.get("h2only", "/");
+    assert_eq!(woken.status, 200, "{}", woken.text());
+    assert!(!rouse.log().contains("thawed instance is dead"), "{}", rouse.log());
+}
+
+#[test]
 fn h2c_both_ways() {
     let rouse = Rouse::start();
     rouse.deploy("grpcish", SLEEPER, &["--port", "h2c:8080"]);

@@ -185,12 +185,24 @@ fn resources(t: &RevisionTemplate, config: &InstanceConfig) -> Resources {
     }
 }
 
-/// How an instance of `template` is known to be ready: the user's probe, or any HTTP answer
-/// on `/`, probed aggressively unless the probe sets a period.
+/// How an instance of `template` is known to be ready: the user's probe, or any answer on `/`
+/// in the port's protocol, probed aggressively unless the probe sets a period.
 pub(crate) fn readiness(template: &RevisionTemplate) -> Readiness {
     match &template.readiness {
-        None => Readiness::default(),
+        None => answering(template),
         Some(probe) => start_readiness(probe, ProbeKind::Readiness),
+    }
+}
+
+/// Any answer on `/`, in HTTP/1 or, for a port that speaks h2c, in HTTP/2 (a gRPC server may
+/// speak nothing else): "is the app serving". Also how a thawed instance shows it runs again.
+pub(crate) fn answering(template: &RevisionTemplate) -> Readiness {
+    match template.protocol {
+        rouse_api::PortProtocol::H2c => Readiness {
+            check: Check::H2cAnswer,
+            ..Readiness::default()
+        },
+        rouse_api::PortProtocol::Http1 => Readiness::default(),
     }
 }
 
@@ -269,6 +281,15 @@ mod tests {
         assert_eq!(env["K_REVISION"], "hello-00001");
         assert_eq!(env["TARGET"], "x");
         assert_eq!(spec.container_port, 9000);
+    }
+
+    #[test]
+    fn without_a_probe_an_h2c_port_is_asked_in_http2() {
+        let mut template = RevisionTemplate::new("img");
+        assert_eq!(readiness(&template).check, Check::default());
+        template.protocol = rouse_api::PortProtocol::H2c;
+        assert_eq!(readiness(&template).check, Check::H2cAnswer);
+        assert_eq!(answering(&template).check, Check::H2cAnswer, "after a thaw too");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rouse_runtime::{Instance, InstanceState, Readiness, RuntimeError};
+use rouse_runtime::{Instance, InstanceState, RuntimeError};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -56,11 +56,13 @@ impl Serving {
         id: &str,
         from: Phase,
     ) {
-        let Some((service, endpoints)) = state
-            .revisions
-            .get(revision)
-            .map(|r| (r.revision.service.clone(), r.endpoints.clone()))
-        else {
+        let Some((service, endpoints, answering)) = state.revisions.get(revision).map(|r| {
+            (
+                r.revision.service.clone(),
+                r.endpoints.clone(),
+                super::contract::answering(&r.revision.template),
+            )
+        }) else {
             return;
         };
         let Some(record) = state.advance(revision, id, &[from], Phase::Thawing) else {
@@ -83,11 +85,12 @@ impl Serving {
                 endpoint: record.endpoint,
             };
             let thawed = match serving.runtime.unpause(&record.id).await {
-                // It answered before it froze: any answer shows it runs again.
+                // It answered before it froze: any answer (in its port's protocol) shows it
+                // runs again; its readiness probe goes on on its period once it is back.
                 Ok(()) => {
                     serving
                         .runtime
-                        .wait_ready(&instance, &Readiness::default(), THAW_PROBE_TIMEOUT)
+                        .wait_ready(&instance, &answering, THAW_PROBE_TIMEOUT)
                         .await
                 }
                 Err(e) => Err(e),

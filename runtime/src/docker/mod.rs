@@ -303,6 +303,7 @@ impl DockerRuntime {
                 Ok(uri) => probe::http_check(endpoint, &uri, headers, *any_status, local).await,
                 Err(e) => Answer::Failed(format!("'{path}' is not a request path: {e}")),
             },
+            Check::H2cAnswer => probe::h2c_once(endpoint, local).await,
             Check::Tcp => probe::tcp_once(endpoint, self.dial == Dial::PublishedPort, local).await,
             Check::Grpc { service } => probe::grpc_once(endpoint, service, local).await,
             Check::Exec { command } => self.exec(&instance.id, command).await,

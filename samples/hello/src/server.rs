@@ -65,7 +65,8 @@ pub fn shutdown_signal() -> io::Result<impl Future<Output = &'static str>> {
 }
 
 /// Serves `service` on every connection `listener` accepts, HTTP/1.1 (keep-alive) and HTTP/2 with
-/// prior knowledge alike, until `shutdown` resolves. Then it stops accepting, lets each connection
+/// prior knowledge alike (only the latter when `H2C_ONLY=1`, as a gRPC server), until `shutdown`
+/// resolves. Then it stops accepting, lets each connection
 /// finish the requests it has in flight (HTTP/2 clients get a GOAWAY), and returns when all have
 /// closed or [`DRAIN_TIMEOUT`] has passed, whichever comes first.
 pub async fn serve<S, B>(listener: TcpListener, service: S, shutdown: impl Future) -> Drain
@@ -78,6 +79,10 @@ where
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
+    // The auto builder's `http2_only` does nothing for connections with upgrades: HTTP/2 alone
+    // takes hyper's own HTTP/2 server.
+    let h2c_only = std::env::var("H2C_ONLY").is_ok_and(|v| v == "1");
+    let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
@@ -88,10 +93,21 @@ where
                     ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Small answers should leave at once rather than wait for Nagle's algorithm.
                     let _ = stream.set_nodelay(true);
-                    let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
-                        .into_owned();
-                    connections.spawn(graceful.watch(connection));
+                    if h2c_only {
+                        let connection = h2.serve_connection(TokioIo::new(stream), service.clone());
+                        let watched = graceful.watch(connection);
+                        connections.spawn(async move {
+                            let _ = watched.await;
+                        });
+                    } else {
+                        let connection = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service.clone())
+                            .into_owned();
+                        let watched = graceful.watch(connection);
+                        connections.spawn(async move {
+                            let _ = watched.await;
+                        });
+                    }
                 }
                 Err(err) => {
                     eprintln!("accept failed: {err}");

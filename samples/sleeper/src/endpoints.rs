@@ -21,6 +21,8 @@
 //! | `POST /emit?type=T`           | sends the body as a CloudEvent to `$K_SINK`; answers its status line, then its body |
 //! | `GET /upgrade` + `Upgrade: echo` | 101, then echoes every byte sent on the connection   |
 //! | `GET /upgrade` + a WebSocket handshake | 101, then echoes WebSocket frames             |
+//!
+//! With `H2C_ONLY=1` the server speaks HTTP/2 with prior knowledge only, as a gRPC server does.
 
 use std::{
     collections::BTreeMap,
