@@ -41,11 +41,6 @@ impl ServiceRoute {
         Self { cluster_local, ..self }
     }
 
-    /// Whether only requests from containers reach it.
-    pub fn is_cluster_local(&self) -> bool {
-        self.cluster_local
-    }
-
     /// The revision for a roll in `0..100`: each revision gets its share of the rolls.
     pub fn pick(&self, roll: u32) -> Option<&Arc<RevisionEndpoints>> {
         let mut upto = 0;
@@ -155,11 +150,10 @@ impl RouteTable {
         let candidates = self.tag_hosts.get(label)?.clone();
         candidates
             .iter()
-            .filter(|(service, tag_len)| {
-                label.is_char_boundary(*tag_len) && self.get(service).is_some_and(|r| visible(&r))
-            })
+            .filter(|(_, tag_len)| label.is_char_boundary(*tag_len))
+            .filter_map(|(service, tag_len)| Some((self.get(service).filter(|r| visible(r))?, *tag_len)))
             .min_by_key(|(_, tag_len)| *tag_len)
-            .and_then(|(service, tag_len)| self.get(service)?.tagged(&label[..*tag_len]).cloned())
+            .and_then(|(route, tag_len)| route.tagged(&label[..tag_len]).cloned())
     }
 }
 

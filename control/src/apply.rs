@@ -274,15 +274,15 @@ fn apply_service(
     // Metadata with the template: a cluster-local service is never public for a moment.
     let (_, revision) = serving.deploy(
         &declared.name,
-        declared.template.clone(),
+        declared.template,
         declared.revision_name.as_deref(),
         Some(Metadata {
-            labels: declared.labels.clone(),
-            annotations: declared.annotations.clone(),
+            labels: declared.labels,
+            annotations: declared.annotations,
         }),
     )?;
-    let metadata_changed = serving.declare(&declared.name, declared.labels, declared.annotations, traffic)?;
-    let outcome = match (existing.is_some(), revision.is_some() || metadata_changed || relabelled) {
+    let retrafficked = serving.declare_traffic(&declared.name, traffic)?;
+    let outcome = match (existing.is_some(), revision.is_some() || relabelled || retrafficked) {
         (false, _) => ApplyOutcome::Created,
         (true, true) => ApplyOutcome::Configured,
         (true, false) => ApplyOutcome::Unchanged,

@@ -5,12 +5,11 @@ use rouse_api::knative::{
     Condition, ConditionStatus, ContainerStatus, DEFAULT_CONTAINER_NAME, KRevision, RevisionStatus, ServiceStatus,
     TrafficTarget, revision_object, service_object,
 };
-use rouse_api::rollout;
 use rouse_api::status::{InstancePhase, InstanceSummary, RevisionSummary, ServiceDescription};
 use rouse_api::traffic::spec_traffic;
 use rouse_api::{Revision, Service};
 
-use crate::serving::{Serving, routed_revision, traffic_at};
+use crate::serving::{Serving, latest_shares, routed_revision, traffic_at};
 
 /// The URL of a service: `http://{name}.{domain}:{port}`.
 pub(crate) fn service_url(name: &str, domain: &str, port: u16) -> String {
@@ -84,9 +83,7 @@ pub(crate) fn describe(
                 // `@latest` during a rollout: one entry per revision sharing it, newest
                 // first (with the tag), as Knative's status shows it.
                 let shares = match (&target.revision_name, target.percent) {
-                    (None, Some(percent)) if percent > 0 => {
-                        rollout::shares(&service.rollout, latest, service.rollout_duration(), now, percent)
-                    }
+                    (None, Some(percent)) if percent > 0 => latest_shares(service, now, percent),
                     _ => vec![(target.revision_name.clone().unwrap_or_else(|| latest.to_string()), 0)],
                 };
                 let whole = shares.len() == 1;

@@ -390,7 +390,7 @@ impl Embedded {
                     }
                     caught_up = false;
                 }
-                () = sleep_until(earliest(flush_at, next_due)) => {}
+                () = sleep_until(flush_at.into_iter().chain(next_due).min()) => {}
             }
         }
         // Verdicts given before the close count.
@@ -444,13 +444,6 @@ impl Embedded {
         if !items.is_empty() {
             let _ = self.items.send(items);
         }
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

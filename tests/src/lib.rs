@@ -493,42 +493,31 @@ impl Rouse {
             return;
         };
         let filter = format!("label=rouse.home={}", id.trim());
-        let out = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output();
-        let ids: Vec<String> = out
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&ids)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        remove_listed(&["ps", "-aq", "--filter", &filter], &["rm", "-f", "-v"]);
         // Named volumes (persistentVolumeClaim) outlive containers by design: not a test's.
-        let volumes = Command::new("docker")
-            .args(["volume", "ls", "-q", "--filter", &filter])
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        if !volumes.is_empty() {
-            let _ = Command::new("docker")
-                .args(["volume", "rm", "-f"])
-                .args(&volumes)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        remove_listed(&["volume", "ls", "-q", "--filter", &filter], &["volume", "rm", "-f"]);
+    }
+}
+
+/// Runs `docker LIST...` and then `docker REMOVE... <each id it printed>`, quietly.
+fn remove_listed(list: &[&str], remove: &[&str]) {
+    let ids: Vec<String> = Command::new("docker")
+        .args(list)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(remove)
+            .args(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

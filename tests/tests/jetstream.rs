@@ -35,26 +35,15 @@ async fn connect(urls: &str) -> jetstream::Context {
 
 /// A broker's stream: replicated on `replicas` nodes, events as messages with their id.
 async fn broker_stream(js: &jetstream::Context, name: &str, replicas: usize) -> stream::Stream {
-    // A new stream in a cluster that has only just formed may find no meta leader yet.
-    let began = Instant::now();
-    loop {
-        let config = stream::Config {
-            name: name.to_string(),
-            subjects: vec![format!("{name}.>")],
-            num_replicas: replicas,
-            max_message_size: 2 * 1024 * 1024,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
-        match js.get_or_create_stream(config).await {
-            Ok(stream) => return stream,
-            Err(e) if began.elapsed() < Duration::from_secs(30) => {
-                eprintln!("stream not created yet: {e}");
-                sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("cannot create the stream: {e}"),
-        }
-    }
+    let config = stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        num_replicas: replicas,
+        max_message_size: 2 * 1024 * 1024,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    };
+    create_stream(js, config).await
 }
 
 /// A KV bucket, made as async-nats makes one, but without its account query: async-nats
@@ -63,29 +52,63 @@ async fn broker_stream(js: &jetstream::Context, name: &str, replicas: usize) -> 
 /// stream KV's protocol defines (`KV_{name}` on `$KV.{name}.>`, one message per key, rollups,
 /// no deletes, new messages refused when full); `get_key_value` then opens it as a bucket.
 async fn kv_bucket(js: &jetstream::Context, name: &str, max_age: Duration, replicas: usize) -> kv::Store {
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    create_stream(js, config).await;
+    js.get_key_value(name).await.expect("the bucket opens")
+}
+
+/// The stream of `config`, made if missing. A new stream in a cluster that has only just
+/// formed may find no meta leader yet: tried again for up to 30 s.
+async fn create_stream(js: &jetstream::Context, config: stream::Config) -> stream::Stream {
     let began = Instant::now();
     loop {
-        let config = stream::Config {
-            name: format!("KV_{name}"),
-            subjects: vec![format!("$KV.{name}.>")],
-            max_messages_per_subject: 1,
-            max_age,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: stream::DiscardPolicy::New,
-            num_replicas: replicas,
-            ..Default::default()
-        };
-        match js.get_or_create_stream(config).await {
-            Ok(_) => return js.get_key_value(name).await.expect("the bucket opens"),
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return stream,
             Err(e) if began.elapsed() < Duration::from_secs(30) => {
-                eprintln!("bucket not created yet: {e}");
+                eprintln!("stream {} not created yet: {e}", config.name);
                 sleep(Duration::from_millis(250)).await;
             }
-            Err(e) => panic!("cannot create the bucket: {e}"),
+            Err(e) => panic!("cannot create the stream {}: {e}", config.name),
         }
     }
+}
+
+/// The trigger `t` of `stream`: a durable consumer with a window and an ack wait.
+async fn trigger_consumer(stream: &stream::Stream, window: i64, ack_wait: Duration) -> PullConsumer {
+    stream
+        .get_or_create_consumer("t", trigger("t", window, ack_wait))
+        .await
+        .expect("consumer")
+}
+
+/// Up to `max` messages of the consumer `t` of `stream`, through the node at `url`, waiting
+/// at most a second, held unacked.
+async fn fetch(url: &str, stream: &str, max: usize) -> Vec<jetstream::Message> {
+    let js = connect(url).await;
+    let consumer: PullConsumer = js.get_stream(stream).await.unwrap().get_consumer("t").await.unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
+    let mut messages = Vec::new();
+    while let Some(message) = batch.next().await {
+        messages.push(message.unwrap());
+    }
+    messages
 }
 
 async fn publish(js: &jetstream::Context, subject: &str, id: &str) -> jetstream::publish::PublishAck {
@@ -136,10 +159,7 @@ fn one_durable_consumer_spreads_deliveries_over_two_clients_within_one_window() 
     runtime().block_on(async {
         let js = connect(&cluster.url(0)).await;
         let stream = broker_stream(&js, "spread", 3).await;
-        stream
-            .get_or_create_consumer("t", trigger("t", 4, Duration::from_secs(30)))
-            .await
-            .expect("consumer");
+        trigger_consumer(&stream, 4, Duration::from_secs(30)).await;
         for i in 0..20 {
             publish(&js, "spread.default", &format!("e{i}")).await;
         }
@@ -148,19 +168,9 @@ fn one_durable_consumer_spreads_deliveries_over_two_clients_within_one_window() 
         let mut held = Vec::new();
         let mut per_client = HashMap::new();
         for (client, url) in [("a", cluster.url(1)), ("b", cluster.url(2))] {
-            let js = connect(&url).await;
-            let consumer: PullConsumer = js.get_stream("spread").await.unwrap().get_consumer("t").await.unwrap();
-            let mut batch = consumer
-                .fetch()
-                .max_messages(10)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await
-                .unwrap();
-            while let Some(message) = batch.next().await {
-                held.push(message.unwrap());
-                *per_client.entry(client).or_insert(0) += 1;
-            }
+            let got = fetch(&url, "spread", 10).await;
+            *per_client.entry(client).or_insert(0) += got.len();
+            held.extend(got);
         }
         assert_eq!(held.len(), 4, "max-ack-pending holds across clients: {per_client:?}");
         assert_eq!(
@@ -172,22 +182,11 @@ fn one_durable_consumer_spreads_deliveries_over_two_clients_within_one_window() 
         for message in &held {
             message.double_ack().await.expect("acked");
         }
-        let js = connect(&cluster.url(2)).await;
-        let consumer: PullConsumer = js.get_stream("spread").await.unwrap().get_consumer("t").await.unwrap();
-        let mut batch = consumer
-            .fetch()
-            .max_messages(10)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await
-            .unwrap();
-        let mut more = 0;
-        while let Some(message) = batch.next().await {
-            let message = message.unwrap();
+        let more = fetch(&cluster.url(2), "spread", 10).await;
+        for message in &more {
             assert!(message.info().unwrap().stream_sequence > 4);
-            more += 1;
         }
-        assert_eq!(more, 4);
+        assert_eq!(more.len(), 4);
     });
 }
 
@@ -197,10 +196,7 @@ fn a_nak_with_a_delay_comes_back_after_it_counted_and_an_unacked_one_after_the_a
     runtime().block_on(async {
         let js = connect(&cluster.url(0)).await;
         let stream = broker_stream(&js, "retry", 3).await;
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer("t", trigger("t", 100, Duration::from_secs(2)))
-            .await
-            .expect("consumer");
+        let consumer = trigger_consumer(&stream, 100, Duration::from_secs(2)).await;
         publish(&js, "retry.default", "backoff").await;
         publish(&js, "retry.default", "crashed").await;
         let mut messages = consumer.messages().await.expect("messages");
@@ -251,10 +247,7 @@ fn still_working_extends_the_ack_wait() {
     runtime().block_on(async {
         let js = connect(&cluster.url(0)).await;
         let stream = broker_stream(&js, "slow", 1).await;
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer("t", trigger("t", 100, Duration::from_secs(1)))
-            .await
-            .expect("consumer");
+        let consumer = trigger_consumer(&stream, 100, Duration::from_secs(1)).await;
         publish(&js, "slow.default", "long-delivery").await;
         let mut messages = consumer.messages().await.expect("messages");
         let message = messages.next().await.unwrap().unwrap();
@@ -280,10 +273,7 @@ fn acked_positions_and_events_survive_the_loss_of_the_stream_leader() {
     let leader = rt.block_on(async {
         let js = connect(&cluster.urls()).await;
         let mut stream = broker_stream(&js, "durable", 3).await;
-        let consumer: PullConsumer = stream
-            .get_or_create_consumer("t", trigger("t", 100, Duration::from_secs(30)))
-            .await
-            .expect("consumer");
+        let consumer = trigger_consumer(&stream, 100, Duration::from_secs(30)).await;
         for i in 0..10 {
             publish(&js, "durable.default", &format!("e{i}")).await;
         }

@@ -72,7 +72,7 @@ mod state;
 
 pub(crate) use state::RevisionLive;
 use state::{RevisionState, State, desired_instances, route_for};
-pub(crate) use state::{routed_revision, traffic_at};
+pub(crate) use state::{latest_shares, routed_revision, traffic_at};
 
 /// Spawns `task` on the loop's set inside `span`, which names its revision and instance, so
 /// the task's log lines carry them.
@@ -136,6 +136,25 @@ pub(crate) struct ServingSettings {
     pub sinks: SinkAddresses,
     /// Most instances on the host: `[instances] max-instances`, or derived from its memory.
     pub cap: InstanceCap,
+}
+
+/// `template` refused when it must not run as root (`runAsNonRoot`, no user id) and its image,
+/// whose `USER` is `image_user`, would.
+fn refuse_root(template: &rouse_api::RevisionTemplate, image_user: &str) -> Result<(), ValidationError> {
+    if !template.security.non_root || template.user.is_some() {
+        return Ok(());
+    }
+    match rouse_runtime::runs_as_root(image_user) {
+        None => Ok(()),
+        Some(reason) => Err(ValidationError::new(
+            format!("{}.securityContext.runAsNonRoot", rouse_api::template::CONTAINER),
+            true,
+            format!(
+                "{reason} ({}); set a non-zero user id (--user, runAsUser) or build the image with a numeric USER",
+                template.image
+            ),
+        )),
+    }
 }
 
 /// A service's own labels and annotations (not its revisions').
@@ -263,11 +282,12 @@ impl Serving {
             .into());
         };
         template.image_digest = lock.then(|| image.pinned(&template.image));
-        self.check_non_root(template).await
+        Ok(refuse_root(template, &image.user)?)
     }
 
-    /// Refuses a template that must not run as root (`runAsNonRoot`) whose image would, as
-    /// kubelet refuses it, but at deploy rather than at each start.
+    /// Refuses a template that must not run as root (`runAsNonRoot`) whose pinned image would,
+    /// as kubelet refuses it, but at deploy rather than at each start. For a deploy that keeps
+    /// its pin; [`Serving::pin_image`] checks the image it resolves.
     pub(crate) async fn check_non_root(&self, template: &rouse_api::RevisionTemplate) -> Result<(), ControlError> {
         if !template.security.non_root || template.user.is_some() {
             return Ok(());
@@ -279,18 +299,7 @@ impl Serving {
             }
             .into());
         };
-        match rouse_runtime::runs_as_root(&info.user) {
-            None => Ok(()),
-            Some(reason) => Err(ValidationError::new(
-                format!("{}.securityContext.runAsNonRoot", rouse_api::template::CONTAINER),
-                true,
-                format!(
-                    "{reason} ({}); set a non-zero user id (--user, runAsUser) or build the image with a numeric USER",
-                    template.image
-                ),
-            )
-            .into()),
-        }
+        Ok(refuse_root(template, &info.user)?)
     }
 
     /// Creates or updates a service from a deploy; returns the service and the new revision, if
@@ -540,19 +549,12 @@ impl Serving {
         }
     }
 
-    /// Sets what a manifest declares beside the template: labels, annotations and the whole
-    /// traffic. Returns whether anything changed; new requests follow the traffic at once.
-    pub(crate) fn declare(
-        &self,
-        name: &str,
-        labels: BTreeMap<String, String>,
-        annotations: BTreeMap<String, String>,
-        traffic: Vec<TrafficTarget>,
-    ) -> Result<bool, ControlError> {
+    /// Sets the whole traffic a manifest declares (its labels and annotations went with the
+    /// template, in [`Serving::deploy`]). Returns whether it changed; new requests follow it at
+    /// once.
+    pub(crate) fn declare_traffic(&self, name: &str, traffic: Vec<TrafficTarget>) -> Result<bool, ControlError> {
         let (service, changed) = self.update_service(name, |svc| {
-            let changed = svc.labels != labels || svc.annotations != annotations || svc.traffic != traffic;
-            svc.labels = labels;
-            svc.annotations = annotations;
+            let changed = svc.traffic != traffic;
             svc.traffic = traffic;
             Ok(changed)
         })?;

@@ -178,10 +178,7 @@ impl Serving {
             .filter_map(|s| next_traffic_step(s, wall))
             .min()
             .map(|step| now + step);
-        Ok(match (plan.next_wake, step) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Ok(plan.next_wake.into_iter().chain(step).min())
     }
 
     /// Carries out one action of a plan: the slow part in a task of the loop's `JoinSet`,

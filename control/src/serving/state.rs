@@ -227,10 +227,19 @@ pub(crate) fn traffic_at(service: &Service, now: chrono::DateTime<chrono::Utc>) 
     if service.rollout.is_empty() {
         return resolve(&service.traffic, latest);
     }
-    let duration = service.rollout_duration();
-    resolve_rolled(&service.traffic, latest, |percent| {
-        rollout::shares(&service.rollout, latest, duration, now, percent)
-    })
+    resolve_rolled(&service.traffic, latest, |percent| latest_shares(service, now, percent))
+}
+
+/// How `percent` of the service's traffic, sent to `@latest`, splits at `now`: over the
+/// revisions of its rollout, newest first, or all to the routed revision.
+pub(crate) fn latest_shares(service: &Service, now: chrono::DateTime<chrono::Utc>, percent: u32) -> Vec<(String, u32)> {
+    rollout::shares(
+        &service.rollout,
+        routed_revision(service),
+        service.rollout_duration(),
+        now,
+        percent,
+    )
 }
 
 /// When the service's traffic next moves by itself (a rollout's next step), if it will.
