@@ -155,6 +155,30 @@ pub fn repository(reference: &str) -> &str {
     name.strip_prefix("library/").unwrap_or(name)
 }
 
+/// Refuses to create an instance of `spec` that must not run as root (`runAsNonRoot`, no user
+/// of its own) when its image, as `runtime` knows it, would.
+pub(crate) async fn check_non_root<R: crate::Runtime + ?Sized>(
+    runtime: &R,
+    spec: &crate::InstanceSpec,
+) -> Result<(), crate::RuntimeError> {
+    if !spec.security.non_root || spec.user.is_some() {
+        return Ok(());
+    }
+    let image = runtime
+        .resolve_image(&spec.image)
+        .await?
+        .ok_or_else(|| crate::RuntimeError::ImageNotFound {
+            image: spec.image.clone(),
+        })?;
+    match runs_as_root(&image.user) {
+        None => Ok(()),
+        Some(reason) => Err(crate::RuntimeError::RunsAsRoot {
+            image: spec.image.clone(),
+            reason,
+        }),
+    }
+}
+
 /// Why an image whose `USER` is `user` (as its config says; empty for none) breaks
 /// `runAsNonRoot`, in kubelet's words, or `None` when it runs as a non-root id.
 pub fn runs_as_root(user: &str) -> Option<String> {

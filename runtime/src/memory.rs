@@ -442,15 +442,7 @@ impl Runtime for MemoryRuntime {
         if self.take_fault(|f| &mut f.fail_creates) {
             return Err(backend("create", &spec.revision, "injected create failure"));
         }
-        if spec.security.non_root && spec.user.is_none() {
-            let user = self.engine().image_users.get(&spec.image).cloned().unwrap_or_default();
-            if let Some(reason) = crate::image::runs_as_root(&user) {
-                return Err(RuntimeError::RunsAsRoot {
-                    image: spec.image.clone(),
-                    reason,
-                });
-            }
-        }
+        crate::image::check_non_root(self, spec).await?;
         let (instance, exit_at) = {
             let mut engine = self.engine();
             engine.created += 1;
@@ -726,6 +718,24 @@ mod tests {
         rt.stop(&i.id, Duration::from_secs(1)).await.unwrap();
         assert!(!rt.exists(&i.id));
         rt.stop(&i.id, Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_as_non_root_is_checked_against_the_images_user_at_each_create() {
+        let rt = MemoryRuntime::new();
+        let mut spec = spec();
+        spec.security.non_root = true;
+        assert!(
+            matches!(rt.create(&spec).await, Err(RuntimeError::RunsAsRoot { .. })),
+            "no USER: root"
+        );
+        rt.set_image_user("img", "nobody");
+        assert!(matches!(rt.create(&spec).await, Err(RuntimeError::RunsAsRoot { .. })));
+        rt.set_image_user("img", "1000");
+        assert!(rt.create(&spec).await.is_ok());
+        rt.set_image_user("img", "");
+        spec.user = Some("1000".into());
+        assert!(rt.create(&spec).await.is_ok(), "a user of its own is enough");
     }
 
     #[tokio::test(start_paused = true)]

@@ -456,21 +456,8 @@ impl Runtime for DockerRuntime {
 
     async fn create(&self, spec: &InstanceSpec) -> Result<Instance, RuntimeError> {
         let started = Instant::now();
-        if spec.security.non_root && spec.user.is_none() {
-            // The deploy checked the image too; this holds for a tag rebuilt since.
-            let image = self
-                .resolve_image(&spec.image)
-                .await?
-                .ok_or_else(|| RuntimeError::ImageNotFound {
-                    image: spec.image.clone(),
-                })?;
-            if let Some(reason) = crate::image::runs_as_root(&image.user) {
-                return Err(RuntimeError::RunsAsRoot {
-                    image: spec.image.clone(),
-                    reason,
-                });
-            }
-        }
+        // The deploy checked the image too; this holds for a tag rebuilt since.
+        crate::image::check_non_root(self, spec).await?;
         let name = format!("{}-{}", spec.revision, random_suffix(&mut rand::rng()));
         let container_name = format!("{CONTAINER_PREFIX}{name}");
         let binds = if spec.mounts.is_empty() {
